@@ -1,0 +1,33 @@
+# Thin wrapper around CMake. `make run` serves scripts/; `make test` runs every test.
+SANITIZE ?= 0
+JOBS ?= 2
+ifeq ($(SANITIZE),1)
+BUILD ?= build-san
+CMAKE_FLAGS += -DLUAR_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+else
+BUILD ?= build
+endif
+
+.PHONY: all deps build run test bench clean
+
+all: build
+
+deps:
+	@tools/deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+run: build
+	./$(BUILD)/luar serve --scripts scripts
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) $(CTEST_FLAGS)
+
+bench: build
+	@tools/deps.sh bench
+	bench/http_hello $(BUILD)/luar
+
+clean:
+	rm -rf build build-san

@@ -1,0 +1,43 @@
+#include "common/units.h"
+#include "common/error.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int luar_parse_size(const char *s, uint64_t *out)
+{
+    static const struct {
+        const char *suffix;
+        uint64_t mult;
+    } units[] = {
+        {"", 1},           {"B", 1},          {"K", 1024},       {"KB", 1000},
+        {"KIB", 1024},     {"M", 1 << 20},    {"MB", 1000000},   {"MIB", 1 << 20},
+        {"G", 1ull << 30}, {"GB", 1000000000}, {"GIB", 1ull << 30},
+    };
+    if (s == NULL)
+        return LUAR_EINVAL;
+    while (isspace((unsigned char)*s))
+        s++;
+    if (!isdigit((unsigned char)*s))
+        return LUAR_EINVAL;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (errno || v < 0)
+        return LUAR_EINVAL;
+    while (isspace((unsigned char)*end))
+        end++;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcasecmp(end, units[i].suffix) == 0) {
+            double r = v * (double)units[i].mult;
+            if (r > 9.0e18)
+                return LUAR_EINVAL;
+            *out = (uint64_t)r;
+            return 0;
+        }
+    }
+    return LUAR_EINVAL;
+}

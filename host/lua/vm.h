@@ -1,0 +1,70 @@
+/*
+ * A Lua VM: one lua_State loaded from scripts/main.lua, with the sandbox, the memory cap,
+ * the luar.* modules and the routes the scripts declared. The host keeps one current VM;
+ * a reload builds a new one and retires the old, which is closed when its last coroutine
+ * (request, job, timer) ends. Loop thread only.
+ */
+#ifndef LUAR_VM_H
+#define LUAR_VM_H
+
+#include "common/buf.h"
+#include "server/http.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct luar_vm luar_vm_t;
+
+typedef struct luar_vm_config {
+    uv_loop_t *loop;
+    const char *scripts_dir; /* folder holding main.lua; put first on package.path. NULL: none */
+    const char *main_file;   /* entry file; NULL: <scripts_dir>/main.lua. Not run when "" */
+    size_t mem_limit;        /* bytes the state may allocate; 0: the default 256 MiB */
+    double cpu_budget;       /* seconds a coroutine may run without yielding; 0: default 5 */
+    unsigned generation;     /* 1 for the first load, +1 per reload; shown in logs */
+} luar_vm_config_t;
+
+/*
+ * Creates a VM and runs its entry file to completion. On failure returns LUAR_ELUA (or
+ * LUAR_ENOMEM), appends "file:line: message" lines to `err` (when not NULL), and leaves
+ * `*out` NULL. The strings of `cfg` are copied.
+ */
+int luar_vm_new(const luar_vm_config_t *cfg, luar_vm_t **out, luar_buf_t *err);
+
+/*
+ * Takes no new work from now on and closes the state once its last coroutine ends (at
+ * once when none runs). The caller must not use `vm` afterwards.
+ */
+void luar_vm_retire(luar_vm_t *vm);
+
+/* Coroutines (requests, scripts, timers) currently alive in `vm`. */
+size_t luar_vm_tasks(const luar_vm_t *vm);
+
+/* Number of routes the scripts declared. */
+size_t luar_vm_routes(const luar_vm_t *vm);
+
+/*
+ * Routes `req` to the matching http.route handler and runs it in a new coroutine; answers
+ * 404 / 405 itself when nothing matches, and 500 {"error":"internal error","request_id":…}
+ * (logging the traceback) when the handler fails, exceeds its CPU budget or the memory cap.
+ * Always leads to exactly one luar_http_respond(req). Sets req->route.
+ */
+void luar_vm_handle_http(luar_vm_t *vm, luar_http_req_t *req);
+
+/*
+ * Runs the Lua file `path` in a new coroutine with the global `arg` = { [0] = path, argv… }
+ * (`luar run`). When it ends, calls done(status, arg) with status 0, or 1 after printing
+ * the error and traceback to stderr.
+ */
+int luar_vm_run_file(luar_vm_t *vm, const char *path, int argc, char **argv,
+                     void (*done)(int status, void *arg), void *arg);
+
+/*
+ * Runs busted on the spec files/folders in argv (default "spec") inside `vm`, with the real
+ * API (`luar test`). Calls done(status, arg): 0 when every spec passed, 1 otherwise.
+ */
+int luar_vm_run_tests(luar_vm_t *vm, int argc, char **argv, void (*done)(int status, void *arg),
+                      void *arg);
+
+#endif
