@@ -64,4 +64,14 @@ void luar_log_write(int level, const char *msg, size_t msg_len, const char *fiel
 /* Writes one line whose message is printf-formatted, with no fields. */
 void luar_logf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * Called with every line that passes the level filter, before it is written: `line` is the
+ * JSON object without the trailing newline and is valid only during the call. Returning
+ * nonzero consumes the line (it is not written). Used by `luar test` to capture records.
+ */
+typedef int (*luar_log_hook_fn)(void *ud, int level, const char *line, size_t len);
+
+/* Installs `fn` (NULL removes it); `ud` is passed back and stays owned by the caller. */
+void luar_log_set_hook(luar_log_hook_fn fn, void *ud);
+
 #endif
