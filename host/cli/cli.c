@@ -1,11 +1,308 @@
+/*
+ * The command line of SPEC §2. Each command reads the same configuration (--config F, else
+ * ./luar.conf.lua, then LUAR_* variables, then flags). Exit codes: 0 success, 1 runtime
+ * failure, 2 usage or configuration error; errors go to stderr as one line naming the
+ * file, key or argument at fault.
+ */
 #include "cli/cli.h"
+#include "app/app.h"
+#include "common/error.h"
+#include "config/config.h"
+#include "log/log.h"
+#include "lua/vm.h"
+#include "luar_version.h"
 
+#include <http_parser.h>
+#include <lua.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+typedef struct args {
+    luar_config_flags_t flags;
+    int worker_id;
+    int npos;
+    char **pos; /* positional arguments after the command */
+} args_t;
+
+static void usage(FILE *f)
+{
+    fputs("usage: luar <command> [options]\n"
+          "\n"
+          "  serve [--config F] [--listen ADDR] [--scripts DIR] [--data DIR] [--queue URL]\n"
+          "        [--workers N]          run the host\n"
+          "  check [--config F]           load config and scripts, print every error\n"
+          "  run FILE.lua [ARGS...]       run one script to completion on a live loop\n"
+          "  test [PATH...]               run busted specs inside the host\n"
+          "  reload                       make the running instance reload its scripts\n"
+          "  version                      versions of luar and its libraries\n",
+          f);
+}
+
+/*
+ * Splits argv[2..] into flags and positional arguments. For `run`, everything after the
+ * file belongs to the script. Returns 0, or 2 after printing the bad argument.
+ */
+static int parse_args(int argc, char **argv, int stop_at_first_positional, args_t *a)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } opts[] = {
+        {"--config", offsetof(luar_config_flags_t, config)},
+        {"--listen", offsetof(luar_config_flags_t, listen)},
+        {"--scripts", offsetof(luar_config_flags_t, scripts)},
+        {"--data", offsetof(luar_config_flags_t, data)},
+        {"--queue", offsetof(luar_config_flags_t, queue)},
+        {"--workers", offsetof(luar_config_flags_t, workers)},
+    };
+    memset(a, 0, sizeof *a);
+    a->pos = calloc((size_t)argc + 1, sizeof *a->pos);
+    for (int i = 2; i < argc; i++) {
+        const char *arg = argv[i];
+        if (a->npos && stop_at_first_positional) {
+            a->pos[a->npos++] = argv[i];
+            continue;
+        }
+        if (strncmp(arg, "--", 2) != 0 || strcmp(arg, "--") == 0) {
+            a->pos[a->npos++] = argv[i];
+            continue;
+        }
+        char name[64];
+        const char *value = NULL;
+        const char *eq = strchr(arg, '=');
+        if (eq) {
+            snprintf(name, sizeof name, "%.*s", (int)(eq - arg), arg);
+            value = eq + 1;
+        } else {
+            snprintf(name, sizeof name, "%s", arg);
+            if (i + 1 < argc)
+                value = argv[++i];
+        }
+        int found = 0;
+        for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
+            if (strcmp(name, opts[k].name) == 0) {
+                found = 1;
+                *(const char **)((char *)&a->flags + opts[k].off) = value;
+            }
+        }
+        if (strcmp(name, "--worker-id") == 0 && value) {
+            found = 1;
+            a->worker_id = atoi(value);
+        }
+        if (!found) {
+            fprintf(stderr, "luar %s: unknown option %s\n", argv[1], name);
+            return 2;
+        }
+        if (value == NULL) {
+            fprintf(stderr, "luar %s: %s needs a value\n", argv[1], name);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+static int load_config(const args_t *a, luar_config_t *cfg)
+{
+    luar_buf_t err;
+    luar_buf_init(&err, 0);
+    int rc = luar_config_load(cfg, &a->flags, &err);
+    if (rc)
+        fprintf(stderr, "%s", err.data ? err.data : "configuration error\n");
+    luar_buf_free(&err);
+    return rc ? 2 : 0;
+}
+
+static int cmd_serve(int argc, char **argv, const args_t *a)
+{
+    luar_config_t cfg;
+    if (a->npos) {
+        fprintf(stderr, "luar serve: unexpected argument %s\n", a->pos[0]);
+        return 2;
+    }
+    if (load_config(a, &cfg))
+        return 2;
+    if (luar_log_open(&cfg.log))
+        fprintf(stderr, "luar: cannot open log file %s; logging to stdout\n", cfg.log.file);
+    int status;
+    if (cfg.workers > 1 && a->worker_id == 0)
+        status = luar_app_supervise(&cfg, argc, argv);
+    else
+        status = luar_app_serve(&cfg, a->worker_id);
+    luar_log_close();
+    luar_config_free(&cfg);
+    return status;
+}
+
+static int cmd_check(const args_t *a)
+{
+    luar_config_t cfg;
+    if (load_config(a, &cfg))
+        return 2;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    luar_vm_config_t vc;
+    memset(&vc, 0, sizeof vc);
+    vc.loop = &loop;
+    vc.scripts_dir = cfg.scripts;
+    vc.mem_limit = cfg.lua_memory;
+    vc.cpu_budget = cfg.cpu_budget;
+    luar_buf_t err;
+    luar_buf_init(&err, 0);
+    luar_vm_t *vm = NULL;
+    int status = 0;
+    luar_log_set_level(LUAR_LOG_WARN);
+    if (luar_vm_new(&vc, &vm, &err)) {
+        fprintf(stderr, "%s", err.data ? err.data : "scripts failed to load\n");
+        status = 2;
+    } else {
+        printf("ok: %s%s%s, %zu routes\n", cfg.file ? cfg.file : "", cfg.file ? " and " : "",
+               cfg.scripts, luar_vm_routes(vm));
+        luar_vm_retire(vm);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    luar_log_flush();
+    luar_buf_free(&err);
+    luar_config_free(&cfg);
+    return status;
+}
+
+typedef struct run_state {
+    int done;
+    int status;
+} run_state_t;
+
+static void run_done(int status, void *arg)
+{
+    run_state_t *rs = arg;
+    rs->done = 1;
+    rs->status = status;
+}
+
+/* `luar run` and `luar test`: a VM on a live loop, run to completion. */
+static int cmd_script(const args_t *a, int tests)
+{
+    luar_config_t cfg;
+    if (!tests && a->npos == 0) {
+        fprintf(stderr, "luar run: missing FILE.lua\n");
+        return 2;
+    }
+    if (load_config(a, &cfg))
+        return 2;
+    luar_log_open(&cfg.log);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    luar_vm_config_t vc;
+    memset(&vc, 0, sizeof vc);
+    vc.loop = &loop;
+    vc.scripts_dir = cfg.scripts;
+    vc.mem_limit = cfg.lua_memory;
+    vc.cpu_budget = cfg.cpu_budget;
+    /* The integration's routes are loaded for `test` when there is one; `run` needs none. */
+    char main_path[4096];
+    snprintf(main_path, sizeof main_path, "%s/main.lua", cfg.scripts);
+    if (!tests || access(main_path, F_OK) != 0)
+        vc.main_file = "";
+    luar_buf_t err;
+    luar_buf_init(&err, 0);
+    luar_vm_t *vm = NULL;
+    run_state_t rs = {0, 1};
+    int rc;
+    if (luar_vm_new(&vc, &vm, &err)) {
+        fprintf(stderr, "%s", err.data ? err.data : "scripts failed to load\n");
+        rs.status = 2;
+    } else {
+        if (tests)
+            rc = luar_vm_run_tests(vm, a->npos, a->pos, run_done, &rs);
+        else
+            rc = luar_vm_run_file(vm, a->pos[0], a->npos - 1, a->pos + 1, run_done, &rs);
+        if (rc) {
+            fprintf(stderr, "luar %s: %s\n", tests ? "test" : "run", luar_strerror(rc));
+            rs.status = rc == LUAR_EINVAL || rc == LUAR_ENOTFOUND ? 2 : 1;
+        } else {
+            while (!rs.done && uv_run(&loop, UV_RUN_ONCE))
+                luar_log_flush();
+        }
+        luar_vm_retire(vm);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    luar_log_flush();
+    luar_buf_free(&err);
+    luar_config_free(&cfg);
+    return rs.status;
+}
+
+static int cmd_reload(const args_t *a)
+{
+    luar_config_t cfg;
+    if (load_config(a, &cfg))
+        return 2;
+    char *path = luar_config_control_path(&cfg);
+    luar_buf_t out;
+    luar_buf_init(&out, 0);
+    int rc = luar_control_request(path, "reload", &out);
+    int status = 1;
+    if (rc) {
+        fprintf(stderr, "luar reload: %s\n", out.data ? out.data : "failed");
+    } else if (out.data && strncmp(out.data, "{\"ok\":true", 10) == 0) {
+        printf("reloaded: %s\n", out.data);
+        status = 0;
+    } else {
+        fprintf(stderr, "luar reload: the new scripts failed to load; the previous ones keep "
+                        "serving: %s\n", out.data ? out.data : "");
+    }
+    luar_buf_free(&out);
+    free(path);
+    luar_config_free(&cfg);
+    return status;
+}
+
+static int cmd_version(void)
+{
+    unsigned long hp = http_parser_version();
+    printf("luar %s\n", LUAR_VERSION);
+    printf("%s\n", LUA_RELEASE);
+    printf("libuv %s\n", uv_version_string());
+    printf("%s\n", OpenSSL_version(OPENSSL_VERSION));
+    printf("http-parser %lu.%lu.%lu\n", (hp >> 16) & 255, (hp >> 8) & 255, hp & 255);
+    printf("lua-cjson 2.1.0\n");
+    return 0;
+}
 
 int luar_cli_main(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "luar: not implemented yet\n");
-    return 2;
+    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
+        return cmd_version();
+    args_t a;
+    int status = parse_args(argc, argv, strcmp(cmd, "run") == 0, &a);
+    if (status == 0) {
+        if (strcmp(cmd, "serve") == 0)
+            status = cmd_serve(argc, argv, &a);
+        else if (strcmp(cmd, "check") == 0)
+            status = cmd_check(&a);
+        else if (strcmp(cmd, "run") == 0)
+            status = cmd_script(&a, 0);
+        else if (strcmp(cmd, "test") == 0)
+            status = cmd_script(&a, 1);
+        else if (strcmp(cmd, "reload") == 0)
+            status = cmd_reload(&a);
+        else {
+            fprintf(stderr, "luar: unknown command %s\n", cmd);
+            usage(stderr);
+            status = 2;
+        }
+    }
+    free(a.pos);
+    return status;
 }

@@ -1,0 +1,334 @@
+/*
+ * One serving process: the loop, the HTTP server, the current Lua VM, the built-in
+ * endpoints, signals, reload and graceful shutdown.
+ *
+ * Reload builds the new VM completely on the loop before it swaps in, so a request either
+ * sees the old VM or the new one, never a half-loaded one; the old VM is retired and
+ * closes itself when its last coroutine ends. Shutdown stops accepting, lets in-flight
+ * requests finish (a uv_check watches for the last one, no polling), then closes.
+ */
+#include "app/app.h"
+#include "common/error.h"
+#include "log/log.h"
+#include "lua/vm.h"
+#include "metrics/metrics.h"
+#include "server/http.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct app {
+    uv_loop_t loop;
+    const luar_config_t *cfg;
+    int worker_id;
+    luar_http_server_t *server;
+    luar_vm_t *vm;
+    unsigned generation;
+    int stopping;
+    int exit_status;
+    uv_signal_t sigterm, sigint, sighup, sigusr1;
+    uv_check_t check;    /* flushes the log; notices the end of the drain */
+    uv_timer_t grace;    /* ends the drain after shutdown.grace seconds */
+    luar_control_t *control;
+    luar_watch_t *watch;
+} app_t;
+
+static const luar_http_header_t json_type = {"Content-Type", 12, "application/json", 16};
+
+static void respond_json(luar_http_req_t *req, int status, const char *body)
+{
+    luar_http_respond(req, status, &json_type, 1, body, strlen(body));
+}
+
+/* GET /healthz, /readyz, /metrics; returns 0 when `req` is not one of them. */
+static int builtin(app_t *app, luar_http_req_t *req)
+{
+    const char *p = req->path;
+    if (strcmp(p, "/healthz") && strcmp(p, "/readyz") && strcmp(p, "/metrics"))
+        return 0;
+    snprintf(req->route, sizeof req->route, "%s", p);
+    if (strcmp(req->method, "GET") && strcmp(req->method, "HEAD")) {
+        static const luar_http_header_t allow[] = {
+            {"Content-Type", 12, "application/json", 16}, {"Allow", 5, "GET, HEAD", 9}};
+        const char *body = "{\"error\":\"method not allowed\"}";
+        luar_http_respond(req, 405, allow, 2, body, strlen(body));
+        return 1;
+    }
+    if (strcmp(p, "/healthz") == 0) {
+        respond_json(req, 200, "{\"status\":\"ok\"}");
+    } else if (strcmp(p, "/readyz") == 0) {
+        if (app->stopping)
+            respond_json(req, 503, "{\"error\":\"shutting down\"}");
+        else if (app->vm == NULL)
+            respond_json(req, 503, "{\"error\":\"scripts not loaded\"}");
+        else
+            respond_json(req, 200, "{\"status\":\"ready\"}");
+    } else {
+        static const luar_http_header_t prom = {"Content-Type", 12,
+                                                "text/plain; version=0.0.4; charset=utf-8", 40};
+        luar_buf_t b;
+        luar_buf_init(&b, 0);
+        if (luar_metrics_render(&b) == 0) {
+            luar_http_respond(req, 200, &prom, 1, b.data ? b.data : "", b.len);
+        } else {
+            respond_json(req, 500, "{\"error\":\"metrics rendering failed\"}");
+        }
+        luar_buf_free(&b);
+    }
+    return 1;
+}
+
+static void on_request(luar_http_req_t *req, void *udata)
+{
+    app_t *app = udata;
+    if (builtin(app, req))
+        return;
+    if (app->vm == NULL) {
+        respond_json(req, 503, "{\"error\":\"scripts not loaded\"}");
+        return;
+    }
+    luar_vm_handle_http(app->vm, req);
+}
+
+static void vm_config(const app_t *app, luar_vm_config_t *vc, unsigned generation)
+{
+    memset(vc, 0, sizeof *vc);
+    vc->loop = (uv_loop_t *)&app->loop;
+    vc->scripts_dir = app->cfg->scripts;
+    vc->mem_limit = app->cfg->lua_memory;
+    vc->cpu_budget = app->cfg->cpu_budget;
+    vc->generation = generation;
+}
+
+/* Builds a VM from the scripts and swaps it in; the old one finishes its work and closes. */
+static int reload(void *ctx, luar_buf_t *err)
+{
+    app_t *app = ctx;
+    luar_vm_config_t vc;
+    luar_vm_t *vm = NULL;
+    if (app->stopping) {
+        luar_buf_puts(err, "shutting down");
+        return LUAR_EBUSY;
+    }
+    vm_config(app, &vc, app->generation + 1);
+    luar_buf_t lerr;
+    luar_buf_init(&lerr, 64 * 1024);
+    int rc = luar_vm_new(&vc, &vm, &lerr);
+    luar_app_count_reload(rc == 0);
+    if (rc) {
+        luar_buf_t fields;
+        luar_buf_init(&fields, 0);
+        luar_buf_puts(&fields, "\"error\":");
+        luar_buf_append_json_string(&fields, lerr.data ? lerr.data : "", lerr.len);
+        luar_buf_appendf(&fields, ",\"generation\":%u", app->generation);
+        const char *msg = "reload failed, the previous scripts keep serving";
+        luar_log_write(LUAR_LOG_ERROR, msg, strlen(msg), fields.data, fields.len);
+        luar_buf_free(&fields);
+        luar_buf_append(err, lerr.data ? lerr.data : "", lerr.len);
+        luar_buf_free(&lerr);
+        return rc;
+    }
+    luar_buf_free(&lerr);
+    luar_vm_t *old = app->vm;
+    app->vm = vm;
+    app->generation++;
+    if (old)
+        luar_vm_retire(old);
+    char fields[96];
+    int n = snprintf(fields, sizeof fields, "\"generation\":%u,\"routes\":%zu", app->generation,
+                     luar_vm_routes(vm));
+    luar_log_write(LUAR_LOG_INFO, "scripts reloaded", 16, fields, (size_t)n);
+    return 0;
+}
+
+static void close_cb(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void on_server_closed(void *arg)
+{
+    app_t *app = arg;
+    (void)app;
+}
+
+/* Ends the drain: close everything so uv_run returns. */
+static void finish(app_t *app)
+{
+    if (app->stopping == 2)
+        return;
+    app->stopping = 2;
+    luar_logf(LUAR_LOG_INFO, "shutdown complete");
+    if (app->server)
+        luar_http_server_close(app->server, on_server_closed, app);
+    app->server = NULL;
+    if (app->vm)
+        luar_vm_retire(app->vm);
+    app->vm = NULL;
+    uv_close((uv_handle_t *)&app->sigterm, close_cb);
+    uv_close((uv_handle_t *)&app->sigint, close_cb);
+    uv_close((uv_handle_t *)&app->sighup, close_cb);
+    uv_close((uv_handle_t *)&app->sigusr1, close_cb);
+    uv_close((uv_handle_t *)&app->grace, close_cb);
+    uv_close((uv_handle_t *)&app->check, close_cb);
+}
+
+static void on_check(uv_check_t *h)
+{
+    app_t *app = h->data;
+    luar_log_flush();
+    if (app->stopping == 1 && luar_http_server_inflight(app->server) == 0)
+        finish(app);
+}
+
+static void on_grace(uv_timer_t *t)
+{
+    app_t *app = t->data;
+    luar_logf(LUAR_LOG_WARN, "shutdown grace period over with %zu requests in flight",
+              luar_http_server_inflight(app->server));
+    finish(app);
+}
+
+static void begin_shutdown(app_t *app, const char *why)
+{
+    if (app->stopping)
+        return;
+    app->stopping = 1;
+    luar_logf(LUAR_LOG_INFO, "%s: stopping, %zu requests in flight", why,
+              luar_http_server_inflight(app->server));
+    luar_http_server_stop_accepting(app->server);
+    if (app->control)
+        luar_control_close(app->control);
+    app->control = NULL;
+    if (app->watch)
+        luar_watch_close(app->watch);
+    app->watch = NULL;
+    /* The check at the end of this loop iteration finishes at once when nothing is in flight. */
+    uv_timer_start(&app->grace, on_grace, (uint64_t)(app->cfg->shutdown_grace * 1000), 0);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    app_t *app = s->data;
+    luar_buf_t err;
+    switch (signum) {
+    case SIGTERM:
+        begin_shutdown(app, "SIGTERM");
+        break;
+    case SIGINT:
+        begin_shutdown(app, "SIGINT");
+        break;
+    case SIGHUP:
+        luar_buf_init(&err, 0);
+        reload(app, &err);
+        luar_buf_free(&err);
+        break;
+    case SIGUSR1:
+        luar_log_reopen();
+        break;
+    }
+}
+
+static void start_signal(app_t *app, uv_signal_t *s, int signum)
+{
+    uv_signal_init(&app->loop, s);
+    s->data = app;
+    uv_signal_start(s, on_signal, signum);
+}
+
+static void log_listening(const luar_listen_t *l, int port, int worker_id)
+{
+    luar_buf_t f;
+    luar_buf_init(&f, 0);
+    luar_buf_puts(&f, "\"addr\":");
+    luar_buf_append_json_string(&f, l->addr, strlen(l->addr));
+    luar_buf_appendf(&f, ",\"port\":%d,\"tls\":%s,\"pid\":%d,\"worker\":%d", port,
+                     l->cert ? "true" : "false", (int)getpid(), worker_id);
+    luar_log_write(LUAR_LOG_INFO, "listening", 9, f.data, f.len);
+    luar_buf_free(&f);
+}
+
+int luar_app_serve(const luar_config_t *cfg, int worker_id)
+{
+    app_t *app = calloc(1, sizeof *app);
+    luar_buf_t err;
+    int status = 1;
+    luar_buf_init(&err, 64 * 1024);
+    if (app == NULL)
+        return 1;
+    app->cfg = cfg;
+    app->worker_id = worker_id;
+    uv_loop_init(&app->loop);
+    signal(SIGPIPE, SIG_IGN);
+    luar_app_metrics_init();
+    mkdir(cfg->data, 0700);
+
+    if (reload(app, &err)) {
+        fprintf(stderr, "%s", err.data ? err.data : "scripts failed to load\n");
+        status = 2;
+        goto fail;
+    }
+    if (luar_http_server_new(&app->loop, &cfg->limits, on_request, app, &app->server))
+        goto fail;
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        int rc = luar_http_server_listen(app->server, &cfg->listen[i], worker_id > 0);
+        if (rc) {
+            fprintf(stderr, "luar: cannot listen on %s: %s\n", cfg->listen[i].addr,
+                    luar_strerror(rc));
+            status = rc == LUAR_EIO ? 1 : 2;
+            goto fail;
+        }
+    }
+    log_listening(&cfg->listen[0], luar_http_server_port(app->server), worker_id);
+
+    if (worker_id == 0) {
+        char *path = luar_config_control_path(cfg);
+        int rc = luar_control_open(&app->loop, path, reload, app, &app->control);
+        if (rc)
+            luar_logf(LUAR_LOG_WARN, "control socket %s unavailable (%s): `luar reload` will "
+                      "not reach this instance", path, luar_strerror(rc));
+        free(path);
+        if (cfg->reload_watch &&
+            luar_watch_open(&app->loop, cfg->scripts, cfg->reload_debounce, reload, app,
+                            &app->watch))
+            luar_logf(LUAR_LOG_WARN, "cannot watch %s for changes", cfg->scripts);
+    }
+    start_signal(app, &app->sigterm, SIGTERM);
+    start_signal(app, &app->sigint, SIGINT);
+    start_signal(app, &app->sighup, SIGHUP);
+    start_signal(app, &app->sigusr1, SIGUSR1);
+    uv_timer_init(&app->loop, &app->grace);
+    app->grace.data = app;
+    uv_check_init(&app->loop, &app->check);
+    app->check.data = app;
+    uv_check_start(&app->check, on_check);
+    uv_unref((uv_handle_t *)&app->check);
+
+    uv_run(&app->loop, UV_RUN_DEFAULT);
+    status = 0;
+    luar_log_flush();
+    if (uv_loop_close(&app->loop) != 0)
+        luar_logf(LUAR_LOG_WARN, "loop closed with handles still open");
+    luar_log_flush();
+    luar_buf_free(&err);
+    free(app);
+    return status;
+
+fail:
+    if (app->control)
+        luar_control_close(app->control);
+    if (app->server)
+        luar_http_server_close(app->server, NULL, NULL);
+    if (app->vm)
+        luar_vm_retire(app->vm);
+    uv_run(&app->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&app->loop);
+    luar_log_flush();
+    luar_buf_free(&err);
+    free(app);
+    return status;
+}

@@ -1,0 +1,503 @@
+#include "config/config.h"
+#include "common/error.h"
+#include "common/units.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_LISTEN "127.0.0.1:8080"
+#define DEFAULT_CONFIG "luar.conf.lua"
+
+/* State of one load: where errors go and the file's text, to find the line of a key. */
+typedef struct loader {
+    luar_config_t *cfg;
+    luar_buf_t *err;
+    char *text; /* file contents, NUL-terminated, or NULL */
+    int nerrors;
+} loader_t;
+
+static const char *known_keys[] = {
+    "listen", "scripts", "data", "queue", "workers", "admin", "limits", "log", "reload",
+    "plugins", "secrets", "jobs", "webhooks", "public_url", "shutdown", "oauth", NULL,
+};
+
+/*
+ * Returns the first line of the file where `key` is assigned (`key =`), or 0. Good enough
+ * to point at the culprit in a configuration table; a key used twice points at the first.
+ */
+static int line_of_key(const loader_t *ld, const char *key)
+{
+    if (ld->text == NULL || key == NULL)
+        return 0;
+    size_t klen = strlen(key);
+    int line = 1;
+    for (const char *p = ld->text; *p; p++) {
+        if (*p == '\n') {
+            line++;
+            continue;
+        }
+        if (strncmp(p, key, klen) != 0)
+            continue;
+        if (p > ld->text && (isalnum((unsigned char)p[-1]) || p[-1] == '_'))
+            continue;
+        const char *q = p + klen;
+        while (*q == ' ' || *q == '\t')
+            q++;
+        if (*q == '=' && q[1] != '=')
+            return line;
+    }
+    return 0;
+}
+
+/* Records one error about `key` (dotted path for messages; last part to find its line). */
+static void fail_key(loader_t *ld, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail_key(loader_t *ld, const char *path, const char *fmt, ...)
+{
+    const char *last = strrchr(path, '.');
+    int line = line_of_key(ld, last ? last + 1 : path);
+    if (ld->cfg->file && line)
+        luar_buf_appendf(ld->err, "%s:%d: %s: ", ld->cfg->file, line, path);
+    else if (ld->cfg->file)
+        luar_buf_appendf(ld->err, "%s: %s: ", ld->cfg->file, path);
+    else
+        luar_buf_appendf(ld->err, "%s: ", path);
+    va_list ap;
+    va_start(ap, fmt);
+    luar_buf_vappendf(ld->err, fmt, ap);
+    va_end(ap);
+    luar_buf_putc(ld->err, '\n');
+    ld->nerrors++;
+}
+
+static void set_str(char **dst, const char *s)
+{
+    free(*dst);
+    *dst = s ? strdup(s) : NULL;
+}
+
+/* env(name[, default]): the configuration file's way to read the environment. */
+static int l_env(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const char *v = getenv(name);
+    if (v) {
+        lua_pushstring(L, v);
+        return 1;
+    }
+    if (lua_gettop(L) >= 2) {
+        lua_settop(L, 2);
+        return 1;
+    }
+    return luaL_error(L, "environment variable %s is not set (use env(\"%s\", default) "
+                         "to make it optional)", name, name);
+}
+
+static int add_listen(luar_config_t *cfg, const char *addr, const char *cert, const char *key,
+                      const char *ca)
+{
+    luar_listen_t *l = realloc(cfg->listen, (cfg->nlisten + 1) * sizeof *l);
+    if (l == NULL)
+        return LUAR_ENOMEM;
+    cfg->listen = l;
+    l += cfg->nlisten++;
+    memset(l, 0, sizeof *l);
+    l->addr = strdup(addr);
+    l->cert = cert ? strdup(cert) : NULL;
+    l->key = key ? strdup(key) : NULL;
+    l->client_ca = ca ? strdup(ca) : NULL;
+    return 0;
+}
+
+static void free_listen(luar_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        free((char *)cfg->listen[i].addr);
+        free((char *)cfg->listen[i].cert);
+        free((char *)cfg->listen[i].key);
+        free((char *)cfg->listen[i].client_ca);
+    }
+    free(cfg->listen);
+    cfg->listen = NULL;
+    cfg->nlisten = 0;
+}
+
+/* Parses "a,b,c" into listeners (from LUAR_LISTEN or --listen). */
+static void listen_from_list(luar_config_t *cfg, const char *list)
+{
+    free_listen(cfg);
+    char *copy = strdup(list), *save = NULL;
+    for (char *tok = strtok_r(copy, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
+        add_listen(cfg, tok, NULL, NULL, NULL);
+    free(copy);
+}
+
+/* Reads an optional string field of the table at the top of the stack. */
+static const char *opt_string(loader_t *ld, lua_State *L, const char *field, const char *path)
+{
+    const char *s = NULL;
+    int t = lua_getfield(L, -1, field);
+    if (t == LUA_TSTRING)
+        s = lua_tostring(L, -1);
+    else if (t != LUA_TNIL)
+        fail_key(ld, path, "expected a string, got %s", lua_typename(L, t));
+    lua_pop(L, 1);
+    return s;
+}
+
+static void read_size(loader_t *ld, lua_State *L, const char *field, const char *path,
+                      size_t *out)
+{
+    int t = lua_getfield(L, -1, field);
+    uint64_t v;
+    if (t == LUA_TNUMBER && lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0) {
+        *out = (size_t)lua_tointeger(L, -1);
+    } else if (t == LUA_TSTRING && luar_parse_size(lua_tostring(L, -1), &v) == 0) {
+        *out = (size_t)v;
+    } else if (t != LUA_TNIL) {
+        fail_key(ld, path, "expected a size such as 1048576 or \"1MiB\", got %s",
+                 t == LUA_TSTRING ? lua_tostring(L, -1) : lua_typename(L, t));
+    }
+    lua_pop(L, 1);
+}
+
+static void read_number(loader_t *ld, lua_State *L, const char *field, const char *path,
+                        double *out, double min)
+{
+    int t = lua_getfield(L, -1, field);
+    if (t == LUA_TNUMBER && lua_tonumber(L, -1) >= min)
+        *out = lua_tonumber(L, -1);
+    else if (t == LUA_TNUMBER)
+        fail_key(ld, path, "must be at least %g", min);
+    else if (t != LUA_TNIL)
+        fail_key(ld, path, "expected a number, got %s", lua_typename(L, t));
+    lua_pop(L, 1);
+}
+
+static void read_bool(loader_t *ld, lua_State *L, const char *field, const char *path, int *out)
+{
+    int t = lua_getfield(L, -1, field);
+    if (t == LUA_TBOOLEAN)
+        *out = lua_toboolean(L, -1);
+    else if (t != LUA_TNIL)
+        fail_key(ld, path, "expected true or false, got %s", lua_typename(L, t));
+    lua_pop(L, 1);
+}
+
+/* Enters the sub-table `field`; returns 0 (nothing pushed) when absent or not a table. */
+static int enter(loader_t *ld, lua_State *L, const char *field)
+{
+    int t = lua_getfield(L, -1, field);
+    if (t == LUA_TTABLE)
+        return 1;
+    if (t != LUA_TNIL)
+        fail_key(ld, field, "expected a table, got %s", lua_typename(L, t));
+    lua_pop(L, 1);
+    return 0;
+}
+
+static int parse_workers(const char *s, int *out)
+{
+    if (strcmp(s, "auto") == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        *out = n > 0 ? (int)n : 1;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long n = strtol(s, &end, 10);
+    if (errno || *end || n < 1 || n > 256)
+        return LUAR_EINVAL;
+    *out = (int)n;
+    return 0;
+}
+
+static void read_listen(loader_t *ld, lua_State *L)
+{
+    int t = lua_getfield(L, -1, "listen");
+    if (t == LUA_TSTRING) {
+        listen_from_list(ld->cfg, lua_tostring(L, -1));
+    } else if (t == LUA_TTABLE) {
+        free_listen(ld->cfg);
+        lua_Integer n = luaL_len(L, -1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            int et = lua_geti(L, -1, i);
+            if (et == LUA_TSTRING) {
+                add_listen(ld->cfg, lua_tostring(L, -1), NULL, NULL, NULL);
+            } else if (et == LUA_TTABLE) {
+                const char *addr = opt_string(ld, L, "addr", "listen.addr");
+                const char *cert = NULL, *key = NULL, *ca = NULL;
+                if (addr == NULL)
+                    fail_key(ld, "listen", "entry %d has no addr", (int)i);
+                if (enter(ld, L, "tls")) {
+                    cert = opt_string(ld, L, "cert", "listen.tls.cert");
+                    key = opt_string(ld, L, "key", "listen.tls.key");
+                    ca = opt_string(ld, L, "client_ca", "listen.tls.client_ca");
+                    if (cert == NULL || key == NULL)
+                        fail_key(ld, "listen.tls", "needs both cert and key");
+                    lua_pop(L, 1);
+                }
+                if (addr)
+                    add_listen(ld->cfg, addr, cert, key, ca);
+            } else {
+                fail_key(ld, "listen", "entry %d: expected an address string or a table",
+                         (int)i);
+            }
+            lua_pop(L, 1);
+        }
+        if (n == 0)
+            fail_key(ld, "listen", "is empty");
+    } else if (t != LUA_TNIL) {
+        fail_key(ld, "listen", "expected a string or a list, got %s", lua_typename(L, t));
+    }
+    lua_pop(L, 1);
+}
+
+/* Reads the table at the top of the stack into ld->cfg. */
+static void read_table(loader_t *ld, lua_State *L)
+{
+    luar_config_t *cfg = ld->cfg;
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            fail_key(ld, "(top level)", "keys must be names");
+            continue;
+        }
+        const char *k = lua_tostring(L, -1);
+        int known = 0;
+        for (int i = 0; known_keys[i]; i++)
+            known |= strcmp(known_keys[i], k) == 0;
+        if (!known)
+            fail_key(ld, k, "unknown key");
+    }
+    read_listen(ld, L);
+    const char *s;
+    if ((s = opt_string(ld, L, "scripts", "scripts")))
+        set_str(&cfg->scripts, s);
+    if ((s = opt_string(ld, L, "data", "data")))
+        set_str(&cfg->data, s);
+    if ((s = opt_string(ld, L, "queue", "queue")))
+        set_str(&cfg->queue, s);
+    int t = lua_getfield(L, -1, "workers");
+    if (t == LUA_TNUMBER || t == LUA_TSTRING) {
+        if (parse_workers(lua_tostring(L, -1), &cfg->workers))
+            fail_key(ld, "workers", "expected a number from 1 to 256 or \"auto\", got %s",
+                     lua_tostring(L, -1));
+    } else if (t != LUA_TNIL) {
+        fail_key(ld, "workers", "expected a number or \"auto\", got %s", lua_typename(L, t));
+    }
+    lua_pop(L, 1);
+    if (enter(ld, L, "admin")) {
+        if ((s = opt_string(ld, L, "token", "admin.token")))
+            set_str(&cfg->admin_token, s);
+        lua_pop(L, 1);
+    }
+    if (enter(ld, L, "limits")) {
+        double conns = cfg->limits.max_connections;
+        read_size(ld, L, "max_body", "limits.max_body", &cfg->limits.max_body);
+        read_size(ld, L, "max_header", "limits.max_header", &cfg->limits.max_header);
+        read_number(ld, L, "header_timeout", "limits.header_timeout",
+                    &cfg->limits.header_timeout, 0.001);
+        read_number(ld, L, "body_timeout", "limits.body_timeout", &cfg->limits.body_timeout,
+                    0.001);
+        read_number(ld, L, "keepalive_timeout", "limits.keepalive_timeout",
+                    &cfg->limits.keepalive_timeout, 0);
+        read_number(ld, L, "max_connections", "limits.max_connections", &conns, 1);
+        cfg->limits.max_connections = (int)conns;
+        read_size(ld, L, "lua_memory", "limits.lua_memory", &cfg->lua_memory);
+        read_number(ld, L, "cpu_budget", "limits.cpu_budget", &cfg->cpu_budget, 0.001);
+        if (cfg->limits.max_header < 256)
+            fail_key(ld, "limits.max_header", "must be at least 256 bytes");
+        if (cfg->lua_memory && cfg->lua_memory < (1u << 20))
+            fail_key(ld, "limits.lua_memory", "must be at least 1MiB");
+        lua_pop(L, 1);
+    }
+    if (enter(ld, L, "log")) {
+        if ((s = opt_string(ld, L, "level", "log.level")) &&
+            luar_log_level_parse(s, &cfg->log.level))
+            fail_key(ld, "log.level", "expected debug, info, warn or error, got %s", s);
+        if ((s = opt_string(ld, L, "format", "log.format")) && strcmp(s, "json") != 0)
+            fail_key(ld, "log.format", "only \"json\" is supported, got %s", s);
+        if ((s = opt_string(ld, L, "file", "log.file")))
+            set_str((char **)&cfg->log.file, s);
+        size_t max = (size_t)cfg->log.max_bytes;
+        read_size(ld, L, "max_bytes", "log.max_bytes", &max);
+        cfg->log.max_bytes = max;
+        double backups = cfg->log.backups;
+        read_number(ld, L, "backups", "log.backups", &backups, 0);
+        cfg->log.backups = (int)backups;
+        lua_pop(L, 1);
+    }
+    if (enter(ld, L, "reload")) {
+        read_bool(ld, L, "watch", "reload.watch", &cfg->reload_watch);
+        read_number(ld, L, "debounce", "reload.debounce", &cfg->reload_debounce, 0);
+        lua_pop(L, 1);
+    }
+    if (enter(ld, L, "shutdown")) {
+        read_number(ld, L, "grace", "shutdown.grace", &cfg->shutdown_grace, 0);
+        lua_pop(L, 1);
+    }
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    luar_buf_t b;
+    luar_buf_init(&b, 16u << 20);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if (luar_buf_append(&b, chunk, n))
+            break;
+    fclose(f);
+    return luar_buf_detach(&b, NULL);
+}
+
+/* Runs the configuration file and reads its table. */
+static void load_file(loader_t *ld)
+{
+    lua_State *L = luaL_newstate();
+    if (L == NULL) {
+        luar_buf_puts(ld->err, "out of memory loading the configuration\n");
+        ld->nerrors++;
+        return;
+    }
+    luaL_openlibs(L);
+    lua_pushcfunction(L, l_env);
+    lua_setglobal(L, "env");
+    ld->text = read_file(ld->cfg->file);
+    if (ld->text == NULL) {
+        luar_buf_appendf(ld->err, "%s: cannot read: %s\n", ld->cfg->file, strerror(errno));
+        ld->nerrors++;
+    } else if (luaL_loadbufferx(L, ld->text, strlen(ld->text), lua_pushfstring(L, "@%s",
+                                ld->cfg->file), "t") ||
+               lua_pcall(L, 0, 1, 0)) {
+        /* Syntax and runtime errors already read "file:line: message". */
+        luar_buf_appendf(ld->err, "%s\n", lua_tostring(L, -1));
+        ld->nerrors++;
+    } else if (!lua_istable(L, -1)) {
+        luar_buf_appendf(ld->err, "%s:1: the file must return a table, it returned %s\n",
+                         ld->cfg->file, luaL_typename(L, -1));
+        ld->nerrors++;
+    } else {
+        read_table(ld, L);
+    }
+    lua_close(L);
+}
+
+static void apply_env(loader_t *ld)
+{
+    luar_config_t *cfg = ld->cfg;
+    const char *v;
+    if ((v = getenv("LUAR_LISTEN")) && *v)
+        listen_from_list(cfg, v);
+    if ((v = getenv("LUAR_QUEUE")) && *v)
+        set_str(&cfg->queue, v);
+    if ((v = getenv("LUAR_SCRIPTS")) && *v)
+        set_str(&cfg->scripts, v);
+    if ((v = getenv("LUAR_DATA")) && *v)
+        set_str(&cfg->data, v);
+    if ((v = getenv("LUAR_WORKERS")) && *v && parse_workers(v, &cfg->workers)) {
+        luar_buf_appendf(ld->err, "LUAR_WORKERS: expected a number from 1 to 256 or "
+                                  "\"auto\", got %s\n", v);
+        ld->nerrors++;
+    }
+    if ((v = getenv("LUAR_LOG_LEVEL")) && *v && luar_log_level_parse(v, &cfg->log.level)) {
+        luar_buf_appendf(ld->err, "LUAR_LOG_LEVEL: expected debug, info, warn or error, "
+                                  "got %s\n", v);
+        ld->nerrors++;
+    }
+    if ((v = getenv("LUAR_ADMIN_TOKEN")) && *v)
+        set_str(&cfg->admin_token, v);
+}
+
+static void apply_flags(loader_t *ld, const luar_config_flags_t *f)
+{
+    luar_config_t *cfg = ld->cfg;
+    if (f->listen)
+        listen_from_list(cfg, f->listen);
+    if (f->scripts)
+        set_str(&cfg->scripts, f->scripts);
+    if (f->data)
+        set_str(&cfg->data, f->data);
+    if (f->queue)
+        set_str(&cfg->queue, f->queue);
+    if (f->workers && parse_workers(f->workers, &cfg->workers)) {
+        luar_buf_appendf(ld->err, "--workers: expected a number from 1 to 256 or \"auto\", "
+                                  "got %s\n", f->workers);
+        ld->nerrors++;
+    }
+}
+
+int luar_config_load(luar_config_t *cfg, const luar_config_flags_t *flags, luar_buf_t *err)
+{
+    static const luar_config_flags_t none;
+    if (flags == NULL)
+        flags = &none;
+    memset(cfg, 0, sizeof *cfg);
+    luar_http_limits_default(&cfg->limits);
+    cfg->workers = 1;
+    cfg->lua_memory = 256u << 20;
+    cfg->cpu_budget = 5;
+    cfg->shutdown_grace = 30;
+    cfg->log.level = LUAR_LOG_INFO;
+    cfg->log.max_bytes = 10u << 20;
+    cfg->log.backups = 5;
+    cfg->reload_watch = 1;
+    cfg->reload_debounce = 0.2;
+    cfg->scripts = strdup("scripts");
+    cfg->data = strdup("luar-data");
+    add_listen(cfg, DEFAULT_LISTEN, NULL, NULL, NULL);
+
+    loader_t ld = {.cfg = cfg, .err = err};
+    if (flags->config)
+        cfg->file = strdup(flags->config);
+    else if (access(DEFAULT_CONFIG, F_OK) == 0)
+        cfg->file = strdup(DEFAULT_CONFIG);
+    if (cfg->file)
+        load_file(&ld);
+    apply_env(&ld);
+    apply_flags(&ld, flags);
+    if (cfg->queue == NULL) {
+        luar_buf_t q;
+        luar_buf_init(&q, 0);
+        luar_buf_appendf(&q, "sqlite:%s/luar.db", cfg->data);
+        cfg->queue = luar_buf_detach(&q, NULL);
+    }
+    free(ld.text);
+    if (ld.nerrors) {
+        luar_config_free(cfg);
+        return LUAR_ECONFIG;
+    }
+    return 0;
+}
+
+void luar_config_free(luar_config_t *cfg)
+{
+    free_listen(cfg);
+    free(cfg->file);
+    free(cfg->scripts);
+    free(cfg->data);
+    free(cfg->queue);
+    free(cfg->admin_token);
+    free((char *)cfg->log.file);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+char *luar_config_control_path(const luar_config_t *cfg)
+{
+    luar_buf_t b;
+    luar_buf_init(&b, 0);
+    luar_buf_appendf(&b, "%s/luar.sock", cfg->data);
+    return luar_buf_detach(&b, NULL);
+}

@@ -1,0 +1,57 @@
+/*
+ * The configuration of SPEC §3: a Lua file returning a table (luar.conf.lua or --config),
+ * then the LUAR_* environment variables, then command-line flags. Defaults with no file:
+ * listen 127.0.0.1:8080, scripts ./scripts, data ./luar-data, queue sqlite:<data>/luar.db.
+ */
+#ifndef LUAR_CONFIG_H
+#define LUAR_CONFIG_H
+
+#include "common/buf.h"
+#include "log/log.h"
+#include "server/http.h"
+
+#include <stddef.h>
+
+/* Values given on the command line; NULL/0 fields were not given. */
+typedef struct luar_config_flags {
+    const char *config;
+    const char *listen;
+    const char *scripts;
+    const char *data;
+    const char *queue;
+    const char *workers;
+} luar_config_flags_t;
+
+typedef struct luar_config {
+    char *file;             /* the configuration file read, or NULL when none */
+    luar_listen_t *listen;  /* every string owned by the config */
+    size_t nlisten;
+    char *scripts;          /* folder holding main.lua */
+    char *data;             /* data folder (queue file, control socket) */
+    char *queue;            /* backend URL */
+    int workers;            /* worker processes; "auto" resolves to the CPU count */
+    char *admin_token;      /* NULL: admin API off */
+    luar_http_limits_t limits;
+    size_t lua_memory;      /* limits.lua_memory: bytes per Lua state */
+    double cpu_budget;      /* limits.cpu_budget: seconds a coroutine may run without yielding */
+    double shutdown_grace;  /* shutdown.grace: seconds SIGTERM waits for in-flight work */
+    luar_log_config_t log;  /* log.file owned */
+    int reload_watch;       /* reload.watch */
+    double reload_debounce; /* reload.debounce: seconds of quiet before a watched reload */
+} luar_config_t;
+
+/*
+ * Loads the configuration: the file (flags->config, else ./luar.conf.lua when it exists),
+ * then the environment, then `flags`. On failure returns LUAR_ECONFIG with one
+ * "file:line: message" (or "LUAR_X: message", "--flag: message") line per error appended
+ * to `err`; `cfg` is then freed already. On success the caller frees with luar_config_free.
+ */
+int luar_config_load(luar_config_t *cfg, const luar_config_flags_t *flags, luar_buf_t *err);
+
+/* Frees what `cfg` owns. */
+void luar_config_free(luar_config_t *cfg);
+
+/* The path of the control socket: <data>/luar.sock. The caller frees the string. */
+char *luar_config_control_path(const luar_config_t *cfg);
+
+#endif
