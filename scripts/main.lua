@@ -1,0 +1,40 @@
+-- The example integration that `make run` serves on http://127.0.0.1:8080.
+-- Edit this file while it runs: Luar reloads it without dropping a request.
+local http = require "luar.http"
+local log = require "luar.log"
+local metrics = require "luar.metrics"
+local time = require "luar.time"
+local greeting = require "lib.greeting"
+
+local greetings = metrics.counter("example_greetings_total", "Greetings served, by language.",
+                                  { "lang" })
+
+-- GET /hello → {"message":"hello, world"}
+http.route("GET", "/hello", function(req)
+  return { json = { message = greeting.say("world", req.query.lang) } }
+end)
+
+-- GET /hello/:name?lang=pt → a greeting for that name
+http.route("GET", "/hello/:name", function(req)
+  local lang = req.query.lang or "en"
+  greetings:inc(1, { lang = lang })
+  log.info("greeted", { name = req.params.name, lang = lang })
+  return { json = { message = greeting.say(req.params.name, lang) } }
+end)
+
+-- POST /echo with a JSON body → the same body back, with the time it took
+http.route("POST", "/echo", function(req)
+  local started = time.monotonic()
+  local body, err = req:json()
+  if not body then
+    return { status = 400, json = { error = "invalid JSON: " .. err.message } }
+  end
+  return { json = { echo = body, took_ms = (time.monotonic() - started) * 1000 } }
+end)
+
+-- GET /slow?s=0.2 → waits without blocking anything else (the coroutine yields)
+http.route("GET", "/slow", function(req)
+  local s = math.min(tonumber(req.query.s) or 0.2, 5)
+  time.sleep(s)
+  return { json = { slept = s } }
+end)
