@@ -38,6 +38,24 @@ int luar_vm_new(const luar_vm_config_t *cfg, luar_vm_t **out, luar_buf_t *err);
  */
 void luar_vm_retire(luar_vm_t *vm);
 
+/*
+ * Host shutdown (after the grace period): cancels every task now (pending operations are
+ * cancelled, requests in flight are answered 503, done callbacks get status 1), then
+ * retires the VM, which is closed at once. `reason` (copied; NULL for a default) is the
+ * error the cancelled tasks see. The caller must not use `vm` afterwards.
+ */
+void luar_vm_shutdown(luar_vm_t *vm, const char *reason);
+
+/*
+ * Calls cb(arg) once the VM's state has been closed (after luar_vm_retire and its last
+ * task), e.g. to log that an old generation is gone. The VM's memory is released by the
+ * loop shortly after, so run the loop until it has no more handles before closing it.
+ */
+void luar_vm_set_close_cb(luar_vm_t *vm, void (*cb)(void *arg), void *arg);
+
+/* Bytes the state currently holds (under the cap of luar_vm_config_t.mem_limit). */
+size_t luar_vm_memory(const luar_vm_t *vm);
+
 /* Coroutines (requests, scripts, timers) currently alive in `vm`. */
 size_t luar_vm_tasks(const luar_vm_t *vm);
 
@@ -54,15 +72,20 @@ void luar_vm_handle_http(luar_vm_t *vm, luar_http_req_t *req);
 
 /*
  * Runs the Lua file `path` in a new coroutine with the global `arg` = { [0] = path, argv… }
- * (`luar run`). When it ends, calls done(status, arg) with status 0, or 1 after printing
- * the error and traceback to stderr.
+ * (`luar run`); the chunk also receives argv as `...`. When it ends, calls done(status, arg)
+ * with status 0, or 1 after printing the error and traceback to stderr. Returns 0;
+ * LUAR_ELUA when the file cannot be loaded (the error is printed to stderr, done is not
+ * called); LUAR_ECLOSED when the VM is retired. `path` and `argv` are used during the call
+ * only. Scripts run by the VM may declare routes.
  */
 int luar_vm_run_file(luar_vm_t *vm, const char *path, int argc, char **argv,
                      void (*done)(int status, void *arg), void *arg);
 
 /*
  * Runs busted on the spec files/folders in argv (default "spec") inside `vm`, with the real
- * API (`luar test`). Calls done(status, arg): 0 when every spec passed, 1 otherwise.
+ * API (`luar test`); busted's report goes to stdout. Calls done(status, arg): 0 when every
+ * spec passed, 1 otherwise. busted's own exit is intercepted (scripts' os.exit stays
+ * forbidden). Returns as luar_vm_run_file.
  */
 int luar_vm_run_tests(luar_vm_t *vm, int argc, char **argv, void (*done)(int status, void *arg),
                       void *arg);

@@ -1,0 +1,86 @@
+#include "lua/error.h"
+
+#include <lauxlib.h>
+#include <stdarg.h>
+
+#define ERROR_MT "luar.error"
+
+/* __tostring: "kind: message (status 503, retry after 2 s)". [-0, +1] */
+static int error_tostring(lua_State *L)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    lua_getfield(L, 1, "kind");
+    const char *kind = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "message");
+    const char *message = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    luaL_addstring(&b, kind ? kind : "error");
+    if (message != NULL) {
+        luaL_addstring(&b, ": ");
+        luaL_addstring(&b, message);
+    }
+    lua_getfield(L, 1, "status");
+    if (lua_isinteger(L, -1)) {
+        lua_pushfstring(L, " (status %I)", lua_tointeger(L, -1));
+        lua_remove(L, -2);
+        luaL_addvalue(&b);
+    } else {
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, 1, "retry_after");
+    if (lua_isnumber(L, -1)) {
+        lua_pushfstring(L, " (retry after %f s)", lua_tonumber(L, -1));
+        lua_remove(L, -2);
+        luaL_addvalue(&b);
+    } else {
+        lua_pop(L, 1);
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static void push_error_va(lua_State *L, const char *kind, const char *fmt, va_list ap)
+{
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, kind);
+    lua_setfield(L, -2, "kind");
+    lua_pushvfstring(L, fmt, ap);
+    lua_setfield(L, -2, "message");
+    if (luaL_newmetatable(L, ERROR_MT)) {
+        lua_pushcfunction(L, error_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushliteral(L, "luar.error");
+        lua_setfield(L, -2, "__name");
+    }
+    lua_setmetatable(L, -2);
+}
+
+void luar_lua_push_error(lua_State *L, const char *kind, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    push_error_va(L, kind, fmt, ap);
+    va_end(ap);
+}
+
+int luar_lua_fail(lua_State *L, const char *kind, const char *fmt, ...)
+{
+    va_list ap;
+    lua_pushnil(L);
+    va_start(ap, fmt);
+    push_error_va(L, kind, fmt, ap);
+    va_end(ap);
+    return 2;
+}
+
+int luar_lua_is_error(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
+        return 0;
+    luaL_getmetatable(L, ERROR_MT);
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return same;
+}

@@ -1,0 +1,378 @@
+/* The Lua runtime: VM loading, sandbox, memory cap, CPU budget, the bridge, retirement. */
+#include "common/buf.h"
+#include "common/error.h"
+#include "lua/task.h"
+#include "lua/vm.h"
+#include "metrics/metrics.h"
+#include "test.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char tmpdir[64];
+
+static void write_file(const char *name, const char *text)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return;
+    fputs(text, f);
+    fclose(f);
+}
+
+static void make_tmpdir(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/luar-test-lua-XXXXXX");
+    if (mkdtemp(tmpdir) == NULL)
+        tmpdir[0] = '\0';
+}
+
+static void remove_tmpdir(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
+}
+
+/* Creates a VM whose main.lua is `main` (NULL: no entry file). */
+static int new_vm(uv_loop_t *loop, const char *main, size_t mem_limit, double budget,
+                  luar_vm_t **vm, luar_buf_t *err)
+{
+    luar_vm_config_t cfg = {0};
+    cfg.loop = loop;
+    cfg.scripts_dir = tmpdir;
+    cfg.main_file = "";
+    cfg.mem_limit = mem_limit;
+    cfg.cpu_budget = budget;
+    cfg.generation = 1;
+    if (main != NULL) {
+        write_file("main.lua", main);
+        cfg.main_file = NULL;
+    }
+    return luar_vm_new(&cfg, vm, err);
+}
+
+/* A chunk run as a task; done records the outcome. */
+struct chunk_run {
+    const char *code;
+    int finished;
+    int status;
+    char result[256];
+    char error[512];
+    luar_buf_t *order; /* when set, the result is appended here at the end */
+};
+
+static int chunk_setup(lua_State *L, void *arg)
+{
+    struct chunk_run *c = arg;
+    if (luaL_loadstring(L, c->code) != LUA_OK)
+        return lua_error(L);
+    return 0;
+}
+
+static void chunk_done(luar_task_t *task, int status, void *arg)
+{
+    struct chunk_run *c = arg;
+    c->finished = 1;
+    c->status = status;
+    if (status == 0 && luar_task_results(task) > 0) {
+        const char *s = lua_tostring(luar_task_thread(task), -luar_task_results(task));
+        snprintf(c->result, sizeof c->result, "%s", s != NULL ? s : "(not a string)");
+        if (c->order != NULL && s != NULL)
+            luar_buf_puts(c->order, s);
+    }
+    if (status != 0)
+        snprintf(c->error, sizeof c->error, "%s", luar_task_error(task));
+}
+
+static int spawn_chunk(luar_vm_t *vm, struct chunk_run *c)
+{
+    return luar_task_spawn(vm, NULL, chunk_setup, c, chunk_done, c, NULL, NULL);
+}
+
+static void run_chunk(uv_loop_t *loop, luar_vm_t *vm, struct chunk_run *c)
+{
+    CHECK_EQ_INT(spawn_chunk(vm, c), 0);
+    while (!c->finished && uv_run(loop, UV_RUN_ONCE) != 0) {
+    }
+    CHECK(c->finished);
+}
+
+static int closed_count;
+
+static void on_closed(void *arg)
+{
+    (void)arg;
+    closed_count++;
+}
+
+/* Retires `vm` and runs the loop until every handle is closed. */
+static void finish_vm(uv_loop_t *loop, luar_vm_t *vm)
+{
+    luar_vm_retire(vm);
+    uv_run(loop, UV_RUN_DEFAULT);
+}
+
+TEST(test_vm_load_error_reports_file_line)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    luar_buf_t err;
+    luar_buf_init(&err, 0);
+    luar_vm_t *vm = NULL;
+    CHECK_EQ_INT(new_vm(&loop, "local x = 1\nerror('boom')\n", 0, 0, &vm, &err), LUAR_ELUA);
+    CHECK(vm == NULL);
+    CHECK(err.data != NULL && strstr(err.data, "main.lua:2: boom") != NULL);
+    luar_buf_reset(&err);
+    CHECK_EQ_INT(new_vm(&loop, "local x = = 1\n", 0, 0, &vm, &err), LUAR_ELUA);
+    CHECK(err.data != NULL && strstr(err.data, "main.lua:1:") != NULL);
+    luar_buf_reset(&err);
+    write_file("helper.lua", "return { answer = 42 }\n");
+    CHECK_EQ_INT(new_vm(&loop, "local h = require 'helper'\nassert(h.answer == 42)\n", 0, 0,
+                        &vm, &err),
+                 0);
+    if (vm != NULL)
+        finish_vm(&loop, vm);
+    luar_buf_free(&err);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
+TEST(test_vm_yield_at_top_level_is_refused)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    luar_buf_t err;
+    luar_buf_init(&err, 0);
+    luar_vm_t *vm = NULL;
+    CHECK_EQ_INT(new_vm(&loop, "require('luar.time').sleep(0)\n", 0, 0, &vm, &err), LUAR_ELUA);
+    CHECK(err.data != NULL &&
+          strstr(err.data, "cannot wait here: time.sleep must be called from a request "
+                           "handler, job or luar run script") != NULL);
+    luar_buf_free(&err);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
+TEST(test_sandbox_refuses_blocking_and_exiting_functions)
+{
+    static const char main_lua[] =
+        "local function refused(f, name, why)\n"
+        "  local ok, err = pcall(f)\n"
+        "  assert(not ok, name .. ' was allowed')\n"
+        "  local want = name .. ' is not allowed in luar scripts (' .. why .. ')'\n"
+        "  assert(err:find(want, 1, true), 'unexpected message: ' .. err)\n"
+        "end\n"
+        "refused(function() os.exit(0) end, 'os.exit', 'it would stop the host')\n"
+        "refused(function() os.execute('true') end, 'os.execute', 'it would block the host')\n"
+        "refused(function() io.popen('true') end, 'io.popen', 'it would block the host')\n"
+        "refused(function() io.read() end, 'io.read', 'reading stdin would block the host')\n"
+        "assert(not pcall(io.lines))\n"
+        "assert(not pcall(function() return io.stdin:read('l') end))\n"
+        "assert(not pcall(debug.sethook))\n"
+        "local f = assert(io.open(package.path:match('^(.-)/%?%.lua') .. '/main.lua'))\n"
+        "assert(f:read('l'):find('refused'))\n"
+        "f:close()\n";
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    luar_buf_t err;
+    luar_buf_init(&err, 0);
+    luar_vm_t *vm = NULL;
+    CHECK_EQ_INT(new_vm(&loop, main_lua, 0, 0, &vm, &err), 0);
+    if (err.data != NULL)
+        fprintf(stderr, "%s", err.data);
+    if (vm != NULL)
+        finish_vm(&loop, vm);
+    luar_buf_free(&err);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
+TEST(test_memory_cap_fails_one_task_and_vm_lives_on)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    luar_vm_t *vm = NULL;
+    CHECK_EQ_INT(new_vm(&loop, NULL, 8u << 20, 0, &vm, NULL), 0);
+    if (vm == NULL)
+        return;
+    struct chunk_run hog = {.code = "local t = {}\n"
+                                    "for i = 1, 1e8 do t[i] = ('x'):rep(64) .. i end\n"};
+    run_chunk(&loop, vm, &hog);
+    CHECK_EQ_INT(hog.status, LUAR_ELUA);
+    CHECK(strstr(hog.error, "not enough memory") != NULL);
+    struct chunk_run next = {.code = "local t = {}\n"
+                                     "for i = 1, 1000 do t[i] = i end\n"
+                                     "return 'ok ' .. #t\n"};
+    run_chunk(&loop, vm, &next);
+    CHECK_EQ_INT(next.status, 0);
+    CHECK_EQ_STR(next.result, "ok 1000");
+    CHECK(luar_vm_memory(vm) < (8u << 20));
+    finish_vm(&loop, vm);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
+TEST(test_cpu_budget_stops_loops_even_inside_pcall)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    luar_vm_t *vm = NULL;
+    CHECK_EQ_INT(new_vm(&loop, NULL, 0, 0.2, &vm, NULL), 0);
+    if (vm == NULL)
+        return;
+    struct chunk_run plain = {.code = "while true do end\n"};
+    run_chunk(&loop, vm, &plain);
+    CHECK_EQ_INT(plain.status, LUAR_ELUA);
+    CHECK(strstr(plain.error, "CPU budget exceeded (0.2 s without yielding)") != NULL);
+    struct chunk_run wrapped = {
+        .code = "while true do\n"
+                "  pcall(function() while true do end end)\n"
+                "  xpcall(function() while true do end end, function() while true do end end)\n"
+                "end\n"};
+    run_chunk(&loop, vm, &wrapped);
+    CHECK_EQ_INT(wrapped.status, LUAR_ELUA);
+    CHECK(strstr(wrapped.error, "CPU budget exceeded") != NULL);
+    struct chunk_run in_coroutine = {
+        .code = "local co = coroutine.wrap(function() while true do end end)\n"
+                "while true do pcall(co) end\n"};
+    run_chunk(&loop, vm, &in_coroutine);
+    CHECK_EQ_INT(in_coroutine.status, LUAR_ELUA);
+    struct chunk_run after = {.code = "return 'alive'"};
+    run_chunk(&loop, vm, &after);
+    CHECK_EQ_STR(after.result, "alive");
+    finish_vm(&loop, vm);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
+TEST(test_bridge_sleep_resumes_tasks_in_timer_order)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    luar_vm_t *vm = NULL;
+    CHECK_EQ_INT(new_vm(&loop, NULL, 0, 0, &vm, NULL), 0);
+    if (vm == NULL)
+        return;
+    luar_buf_t order;
+    luar_buf_init(&order, 0);
+    struct chunk_run a = {.code = "require('luar.time').sleep(0.06) return 'a'", .order = &order};
+    struct chunk_run b = {.code = "require('luar.time').sleep(0.02) return 'b'", .order = &order};
+    struct chunk_run c = {.code = "local t = require('luar.time')\n"
+                                  "t.sleep(0.01) t.sleep(0.03) return 'c'",
+                          .order = &order};
+    CHECK_EQ_INT(spawn_chunk(vm, &a), 0);
+    CHECK_EQ_INT(spawn_chunk(vm, &b), 0);
+    CHECK_EQ_INT(spawn_chunk(vm, &c), 0);
+    CHECK_EQ_INT(luar_vm_tasks(vm), 3);
+    while (!(a.finished && b.finished && c.finished) && uv_run(&loop, UV_RUN_ONCE) != 0) {
+    }
+    CHECK_EQ_STR(order.data, "bca");
+    CHECK_EQ_INT(luar_vm_tasks(vm), 0);
+    luar_buf_free(&order);
+    finish_vm(&loop, vm);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
+TEST(test_bridge_sleep_inside_user_coroutines)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    luar_vm_t *vm = NULL;
+    CHECK_EQ_INT(new_vm(&loop, NULL, 0, 0, &vm, NULL), 0);
+    if (vm == NULL)
+        return;
+    struct chunk_run c = {
+        .code =
+            "local time = require 'luar.time'\n"
+            "local out = {}\n"
+            "local gen = coroutine.wrap(function()\n"
+            "  for i = 1, 3 do time.sleep(0.001) coroutine.yield(i) end\n"
+            "end)\n"
+            "for _ = 1, 3 do out[#out + 1] = gen() end\n"
+            "local co = coroutine.create(function(a)\n"
+            "  time.sleep(0.001)\n"
+            "  local inner = coroutine.wrap(function(x) time.sleep(0.001) return x * 3 end)\n"
+            "  local b = coroutine.yield(inner(a))\n"
+            "  time.sleep(0.001)\n"
+            "  return b * 2\n"
+            "end)\n"
+            "local ok, v = coroutine.resume(co, 1)\n"
+            "assert(ok and v == 3, tostring(v))\n"
+            "ok, v = coroutine.resume(co, 5)\n"
+            "assert(ok and v == 10, tostring(v))\n"
+            "assert(coroutine.status(co) == 'dead')\n"
+            "assert(not coroutine.isyieldable())\n"
+            "local ok2, err = pcall(table.sort, {3, 2, 1}, function(x, y) time.sleep(0) end)\n"
+            "assert(not ok2 and err:find('cannot wait here'), err)\n"
+            "return table.concat(out, ',')\n"};
+    run_chunk(&loop, vm, &c);
+    CHECK_EQ_INT(c.status, 0);
+    if (c.status != 0)
+        fprintf(stderr, "%s\n", c.error);
+    CHECK_EQ_STR(c.result, "1,2,3");
+    finish_vm(&loop, vm);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
+TEST(test_retire_closes_state_after_last_task)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    luar_vm_t *vm = NULL;
+    CHECK_EQ_INT(new_vm(&loop, NULL, 0, 0, &vm, NULL), 0);
+    if (vm == NULL)
+        return;
+    closed_count = 0;
+    luar_vm_set_close_cb(vm, on_closed, NULL);
+    struct chunk_run c = {.code = "require('luar.time').sleep(0.02) return 'done'"};
+    CHECK_EQ_INT(spawn_chunk(vm, &c), 0);
+    luar_vm_retire(vm);
+    CHECK_EQ_INT(closed_count, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(c.finished);
+    CHECK_EQ_STR(c.result, "done");
+    CHECK_EQ_INT(closed_count, 1);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
+TEST(test_shutdown_cancels_waiting_tasks)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    luar_vm_t *vm = NULL;
+    CHECK_EQ_INT(new_vm(&loop, NULL, 0, 0, &vm, NULL), 0);
+    if (vm == NULL)
+        return;
+    closed_count = 0;
+    luar_vm_set_close_cb(vm, on_closed, NULL);
+    struct chunk_run c = {.code = "require('luar.time').sleep(30) return 'late'"};
+    CHECK_EQ_INT(spawn_chunk(vm, &c), 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    CHECK(!c.finished);
+    luar_vm_shutdown(vm, "shutting down");
+    CHECK(c.finished);
+    CHECK_EQ_INT(c.status, LUAR_ECANCELED);
+    CHECK_EQ_STR(c.error, "shutting down");
+    CHECK_EQ_INT(closed_count, 1);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
+int main(void)
+{
+    make_tmpdir();
+    RUN(test_vm_load_error_reports_file_line);
+    RUN(test_vm_yield_at_top_level_is_refused);
+    RUN(test_sandbox_refuses_blocking_and_exiting_functions);
+    RUN(test_memory_cap_fails_one_task_and_vm_lives_on);
+    RUN(test_cpu_budget_stops_loops_even_inside_pcall);
+    RUN(test_bridge_sleep_resumes_tasks_in_timer_order);
+    RUN(test_bridge_sleep_inside_user_coroutines);
+    RUN(test_retire_closes_state_after_last_task);
+    RUN(test_shutdown_cancels_waiting_tasks);
+    remove_tmpdir();
+    luar_metrics_reset();
+    return DONE();
+}
