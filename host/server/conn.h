@@ -57,6 +57,7 @@ struct luar_http_server {
     void *done_arg;
     char rbuf[LUAR_HTTP_READ_SIZE];   /* shared read buffer (ciphertext or plaintext) */
     char tlsbuf[LUAR_HTTP_READ_SIZE]; /* shared decrypted-plaintext buffer */
+    char tlsout[LUAR_HTTP_READ_SIZE]; /* shared ciphertext buffer for writes */
 };
 
 typedef enum {

@@ -283,6 +283,9 @@ int luar_http_respond(luar_http_req_t *req, int status, const luar_http_header_t
             rc = luar_http_conn_send(c, c->out.data, c->out.len) < 0 ? LUAR_ECLOSED : 0;
         else
             luar_http_conn_close(c);
+        /* The bytes are with the kernel or a write request: do not keep a big buffer. */
+        if (c->out.cap > 64 * 1024)
+            luar_buf_free(&c->out);
     }
     account(c, status, head_only || rc ? 0 : body_len);
     luar_http_conn_request_done(c);

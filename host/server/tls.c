@@ -95,16 +95,21 @@ void luar_tls_conn_free(luar_http_conn_t *c)
     c->tls_subject = NULL;
 }
 
-/* Writes out whatever OpenSSL queued in the write BIO. */
+/*
+ * Writes out whatever OpenSSL queued in the write BIO, through the server's shared
+ * ciphertext buffer (BIO_reset would clear the BIO's whole allocation each time).
+ */
 static int flush(luar_http_conn_t *c)
 {
-    char *data;
-    long n = BIO_get_mem_data(c->wbio, &data);
-    if (n <= 0)
-        return 0;
-    int rc = luar_http_conn_write_raw(c, data, (size_t)n);
-    (void)BIO_reset(c->wbio);
-    return rc;
+    while (BIO_ctrl_pending(c->wbio) > 0) {
+        int n = BIO_read(c->wbio, c->srv->tlsout, (int)sizeof c->srv->tlsout);
+        if (n <= 0)
+            break;
+        int rc = luar_http_conn_write_raw(c, c->srv->tlsout, (size_t)n);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
 }
 
 /* Keeps the verified client certificate's subject in RFC 2253 form. */

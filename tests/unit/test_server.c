@@ -483,6 +483,103 @@ TEST(test_server_pipelined_requests_answered_in_order)
     harness_stop(&h);
 }
 
+/*
+ * Pipelines three 2 MiB responses and 5000 small requests without reading (small client
+ * receive buffer), then reads: the server pauses parsing and then reading while the
+ * response backs up, and still answers every request, in order.
+ */
+TEST(test_server_pipeline_flood_bounded_and_ordered)
+{
+    harness_t h;
+    CHECK_EQ_INT(harness_start(&h, NULL, NULL), 0);
+    client_t c;
+    memset(&c, 0, sizeof c);
+    luar_buf_init(&c.in, 0);
+    c.fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 4096;
+    setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)h.port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK_EQ_INT(connect(c.fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    luar_buf_t out;
+    luar_buf_init(&out, 0);
+    int nreq = 5000;
+    luar_buf_puts(&out, GET("/big") GET("/big") GET("/big"));
+    for (int i = 0; i < nreq; i++)
+        luar_buf_appendf(&out, "GET /p%d HTTP/1.1\r\nHost: t\r\n%s\r\n", i,
+                         i == nreq - 1 ? "Connection: close\r\n" : "");
+    size_t sent = 0;
+    int eof = 0;
+    /* Phase 1: only send, until the server stops taking bytes for 300 ms. */
+    for (int spins = 0; spins < 100000 && sent < out.len; spins++) {
+        struct pollfd pfd = {.fd = c.fd, .events = POLLOUT};
+        if (poll(&pfd, 1, 300) <= 0)
+            break;
+        ssize_t n = send(c.fd, out.data + sent, out.len - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0)
+            sent += (size_t)n;
+    }
+    /* Phase 2: send the rest and read everything until the server closes. */
+    for (int spins = 0; spins < 1000000 && !eof; spins++) {
+        struct pollfd pfd = {.fd = c.fd, .events = POLLIN | (sent < out.len ? POLLOUT : 0)};
+        if (poll(&pfd, 1, 5000) <= 0)
+            break;
+        if ((pfd.revents & POLLOUT) && sent < out.len) {
+            ssize_t n = send(c.fd, out.data + sent, out.len - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n > 0)
+                sent += (size_t)n;
+        }
+        if (pfd.revents & (POLLIN | POLLHUP))
+            eof = cl_fill(&c) == 0;
+    }
+    CHECK(eof);
+    CHECK_EQ_INT(sent, out.len);
+    int answered = 0, in_order = 1;
+    resp_t r;
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ_INT(read_response(&c, &r, 0), 0);
+        CHECK_EQ_INT(r.body.len, 2 * 1024 * 1024);
+        luar_buf_free(&r.body);
+    }
+    while (c.in.len > 0 && answered < nreq) {
+        if (read_response(&c, &r, 0) != 0)
+            break;
+        char want[32];
+        snprintf(want, sizeof want, "path=/p%d ", answered);
+        in_order &= r.status == 200 && body_has(&r, want);
+        luar_buf_free(&r.body);
+        answered++;
+    }
+    CHECK_EQ_INT(answered, nreq);
+    CHECK(in_order);
+    luar_buf_free(&out);
+    cl_close(&c);
+    harness_stop(&h);
+}
+
+/* A client that resets its connection while its request is in flight, and a server closed
+ * while a request is in flight: the late luar_http_respond is discarded, nothing leaks. */
+TEST(test_server_inflight_request_outlives_client_and_server)
+{
+    harness_t h;
+    CHECK_EQ_INT(harness_start(&h, NULL, NULL), 0);
+    client_t c;
+    CHECK_EQ_INT(cl_open(&c, h.port), 0);
+    CHECK_EQ_INT(cl_sends(&c, GET("/slow?ms=100")), 0);
+    CHECK(wait_inflight(&h, 1));
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    cl_close(&c);
+    CHECK(wait_conns(&h, 0));
+    CHECK(wait_inflight(&h, 0));
+
+    CHECK_EQ_INT(cl_open(&c, h.port), 0);
+    CHECK_EQ_INT(cl_sends(&c, GET("/slow?ms=100")), 0);
+    CHECK(wait_inflight(&h, 1));
+    harness_stop(&h); /* the loop runs until the slow reply's timer has fired */
+    cl_close(&c);
+}
+
 TEST(test_server_chunked_body_reassembled)
 {
     harness_t h;
@@ -1029,6 +1126,8 @@ int main(void)
     RUN(test_server_simple_get_echoes_request);
     RUN(test_server_keepalive_two_requests_one_connection);
     RUN(test_server_pipelined_requests_answered_in_order);
+    RUN(test_server_pipeline_flood_bounded_and_ordered);
+    RUN(test_server_inflight_request_outlives_client_and_server);
     RUN(test_server_chunked_body_reassembled);
     RUN(test_server_expect_continue_and_refusal);
     RUN(test_server_request_id_honoured_or_generated);
