@@ -63,7 +63,10 @@ static int time_sleep(lua_State *L)
     luaL_argcheck(L, s >= 0 && s <= SLEEP_MAX_SECONDS, 1, "expected 0 to 1 year of seconds");
     luar_bridge_op_t *op = luar_bridge_op_new(L, "time.sleep", sizeof(struct sleep_op));
     struct sleep_op *so = luar_bridge_op_data(op);
-    uv_timer_init(luar_bridge_loop(L), &so->timer);
+    uv_loop_t *loop = luar_bridge_loop(L);
+    /* The loop's clock is cached per iteration; Lua may have run long since. */
+    uv_update_time(loop);
+    uv_timer_init(loop, &so->timer);
     so->timer.data = op;
     uv_timer_start(&so->timer, sleep_fired, (uint64_t)ceil(s * 1000.0), 0);
     luar_bridge_op_set_cleanup(op, sleep_cleanup);

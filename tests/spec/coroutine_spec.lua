@@ -1,0 +1,48 @@
+local time = require "luar.time"
+
+describe("coroutines in a task", function()
+  it("behave like plain Lua coroutines when nothing waits", function()
+    local co = coroutine.create(function(a, b)
+      local c = coroutine.yield(a + b)
+      return c * 2
+    end)
+    assert.are.same({ true, 3 }, { coroutine.resume(co, 1, 2) })
+    assert.are.equal("suspended", coroutine.status(co))
+    assert.are.same({ true, 20 }, { coroutine.resume(co, 10) })
+    assert.are.equal("dead", coroutine.status(co))
+    assert.are.same({ false, "cannot resume dead coroutine" }, { coroutine.resume(co) })
+  end)
+
+  it("propagate errors like plain Lua", function()
+    local co = coroutine.create(function() error("inner") end)
+    local ok, err = coroutine.resume(co)
+    assert.is_false(ok)
+    assert.truthy(err:find("inner"))
+    local f = coroutine.wrap(function() error("wrapped") end)
+    assert.has_error(f)
+  end)
+
+  it("let a waiting coroutine resume with its results", function()
+    local co = coroutine.create(function()
+      time.sleep(0.001)
+      assert.are.equal("running", coroutine.status(coroutine.running()))
+      return "after sleep"
+    end)
+    assert.are.same({ true, "after sleep" }, { coroutine.resume(co) })
+  end)
+
+  it("report isyieldable and running as a main chunk would", function()
+    assert.is_false(coroutine.isyieldable())
+    local _, ismain = coroutine.running()
+    assert.is_true(ismain)
+    coroutine.wrap(function()
+      assert.is_true(coroutine.isyieldable())
+      local _, inner_main = coroutine.running()
+      assert.is_false(inner_main)
+    end)()
+  end)
+
+  it("cannot close the task's own coroutine", function()
+    assert.has_error(function() coroutine.close(coroutine.running()) end)
+  end)
+end)
