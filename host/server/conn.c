@@ -66,6 +66,7 @@ static void on_close(uv_handle_t *handle)
         luar_http_conn_free(c);
 }
 
+/* Frees `c` and everything it owns; its handles must have closed. See conn.h. */
 void luar_http_conn_free(luar_http_conn_t *c)
 {
     luar_buf_free(&c->in);
@@ -79,6 +80,10 @@ void luar_http_conn_free(luar_http_conn_t *c)
     free(c);
 }
 
+/*
+ * Starts closing both handles; the connection is freed in on_close (or by the late
+ * luar_http_respond of its in-flight request). Idempotent.
+ */
 void luar_http_conn_close(luar_http_conn_t *c)
 {
     if (c->closing)
@@ -183,6 +188,10 @@ static void on_write(uv_write_t *req, int status)
         process(c);
 }
 
+/*
+ * Writes with one uv_try_write; copies only what the kernel did not take into a
+ * uv_write request. The caller keeps `data`. Returns 0, LUAR_ECLOSED, LUAR_EIO or LUAR_ENOMEM.
+ */
 int luar_http_conn_write_raw(luar_http_conn_t *c, const char *data, size_t len)
 {
     if (c->closing)
@@ -219,6 +228,10 @@ int luar_http_conn_write_raw(luar_http_conn_t *c, const char *data, size_t len)
     return 0;
 }
 
+/*
+ * Sends plaintext, through TLS when the connection has it. The caller keeps `data`.
+ * Returns 0 or a negative LUAR_E* code.
+ */
 int luar_http_conn_send(luar_http_conn_t *c, const char *data, size_t len)
 {
     if (c->ssl)
@@ -271,8 +284,8 @@ static size_t run(luar_http_conn_t *c, const char *data, size_t len)
             luar_http_respond_error(c, c->error_status, c->error_msg);
             break;
         }
-        size_t n = http_parser_execute(&c->parser, &luar_http_parser_settings, data + off,
-                                       len - off);
+        size_t n =
+            http_parser_execute(&c->parser, &luar_http_parser_settings, data + off, len - off);
         off += n;
         if (c->error_status) {
             luar_http_respond_error(c, c->error_status, c->error_msg);
@@ -360,6 +373,10 @@ static void process(luar_http_conn_t *c)
     arm(c);
 }
 
+/*
+ * Parses received plaintext straight from `data` (the caller keeps it) unless bytes are
+ * already waiting, in which case they are appended to `in` first.
+ */
 void luar_http_conn_feed(luar_http_conn_t *c, const char *data, size_t len)
 {
     if (c->closing || c->state == CONN_LINGER)
@@ -378,6 +395,10 @@ void luar_http_conn_feed(luar_http_conn_t *c, const char *data, size_t len)
     arm(c);
 }
 
+/*
+ * Handles the client's EOF: a request in flight is still answered, then the connection
+ * closes; a partial request is dropped.
+ */
 void luar_http_conn_eof(luar_http_conn_t *c)
 {
     if (c->closing)
@@ -426,6 +447,7 @@ static void reading_start(luar_http_conn_t *c)
         luar_http_conn_close(c);
 }
 
+/* Returns nonzero when the response being written must carry Connection: close. */
 int luar_http_conn_will_close(const luar_http_conn_t *c)
 {
     return c->close_after || !c->keep_alive || c->srv == NULL || c->srv->stopping ||
@@ -447,6 +469,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     uv_timer_start(&c->timer, on_timer, (uint64_t)(LUAR_HTTP_LINGER_SECONDS * 1000), 0);
 }
 
+/* Graceful close after the final response: close_notify, shutdown, linger. */
 void luar_http_conn_finish(luar_http_conn_t *c)
 {
     if (c->closing || c->state == CONN_LINGER)
@@ -462,6 +485,10 @@ void luar_http_conn_finish(luar_http_conn_t *c)
         luar_http_conn_close(c);
 }
 
+/*
+ * Called once the response of the in-flight request is queued: closes, or resets
+ * the connection for the next request and parses what is buffered.
+ */
 void luar_http_conn_request_done(luar_http_conn_t *c)
 {
     if (c->closing) {
@@ -488,12 +515,17 @@ void luar_http_conn_request_done(luar_http_conn_t *c)
         arm(c);
 }
 
+/* stop_accepting: closes the connection now only when it is idle. */
 void luar_http_conn_stop(luar_http_conn_t *c)
 {
     if (c->state == CONN_IDLE && c->in_off == c->in.len && c->write_queued == 0)
         luar_http_conn_close(c);
 }
 
+/*
+ * Accepts one connection from `l`. Returns 0 or a negative LUAR_E* code; on failure the
+ * socket is closed (an allocation failure leaves the pending socket to the caller).
+ */
 int luar_http_conn_accept(luar_http_listener_t *l)
 {
     luar_http_server_t *srv = l->srv;
@@ -536,7 +568,7 @@ int luar_http_conn_accept(luar_http_listener_t *l)
     luar_http_parser_init(c);
     if (l->tls && luar_tls_conn_init(c, l->tls) < 0) {
         luar_http_conn_close(c);
-        return LUAR_ENOMEM;
+        return LUAR_EIO; /* the socket was accepted: nothing left for the caller */
     }
     c->state = CONN_IDLE;
     arm(c);

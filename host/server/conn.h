@@ -95,11 +95,11 @@ struct luar_http_conn {
     luar_http_conn_state_t state;
     luar_http_timer_kind_t timer_kind;
 
-    luar_buf_t in;    /* plaintext received and not yet parsed */
-    size_t in_off;    /* parse position in `in` */
-    luar_buf_t head;  /* method/url/header strings of the current request */
-    luar_buf_t body;  /* de-chunked body of the current request */
-    luar_buf_t out;   /* response being built / ciphertext being flushed */
+    luar_buf_t in;      /* plaintext received and not yet parsed */
+    size_t in_off;      /* parse position in `in` */
+    luar_buf_t head;    /* method/url/header strings of the current request */
+    luar_buf_t body;    /* de-chunked body of the current request */
+    luar_buf_t out;     /* response being built / ciphertext being flushed */
     luar_buf_t scratch; /* access-log fields */
 
     luar_http_hdr_off_t *hdr_offs;
@@ -114,27 +114,27 @@ struct luar_http_conn {
     int scan_lines;    /* non-empty lines seen (the request line is the first) */
     int scan_done;
 
-    int error_status;        /* set by parser callbacks to reject the request */
-    char error_msg[96];      /* message for the JSON error body */
+    int error_status;   /* set by parser callbacks to reject the request */
+    char error_msg[96]; /* message for the JSON error body */
     int expect_continue;
-    int keep_alive;          /* the current request allows keep-alive */
-    int http10;              /* the current request is HTTP/1.0 */
-    int closing;             /* the handles are being closed */
-    int handles_open;        /* 0..2 */
-    int aborted;             /* the client went away or the server closed */
-    int close_after;         /* close once the current response is written */
-    int peer_eof;            /* the client sent EOF; answer what was received, then close */
-    int reading;             /* uv_read_start is active */
-    int in_dispatch;         /* inside the parse/dispatch loop (re-entrancy guard) */
-    int inflight;            /* a request is waiting for luar_http_respond */
+    int keep_alive;   /* the current request allows keep-alive */
+    int http10;       /* the current request is HTTP/1.0 */
+    int closing;      /* the handles are being closed */
+    int handles_open; /* 0..2 */
+    int aborted;      /* the client went away or the server closed */
+    int close_after;  /* close once the current response is written */
+    int peer_eof;     /* the client sent EOF; answer what was received, then close */
+    int reading;      /* uv_read_start is active */
+    int in_dispatch;  /* inside the parse/dispatch loop (re-entrancy guard) */
+    int inflight;     /* a request is waiting for luar_http_respond */
     uint64_t nrequests;
-    size_t write_queued;     /* bytes handed to uv_write and not yet completed */
+    size_t write_queued; /* bytes handed to uv_write and not yet completed */
 
     uv_shutdown_t shutdown_req;
-    SSL *ssl;                /* NULL for plain TCP */
-    BIO *rbio, *wbio;        /* memory BIOs owned by ssl */
-    int tls_ready;           /* handshake complete */
-    char *tls_subject;       /* verified client subject (RFC 2253), owned */
+    SSL *ssl;          /* NULL for plain TCP */
+    BIO *rbio, *wbio;  /* memory BIOs owned by ssl */
+    int tls_ready;     /* handshake complete */
+    char *tls_subject; /* verified client subject (RFC 2253), owned */
 
     char remote_addr[64];
     luar_http_req_t req;

@@ -13,6 +13,7 @@
 
 #define LISTEN_BACKLOG 4096
 
+/* Fills `limits` with the SPEC §3 defaults. */
 void luar_http_limits_default(luar_http_limits_t *limits)
 {
     limits->max_body = 1024 * 1024;
@@ -23,6 +24,10 @@ void luar_http_limits_default(luar_http_limits_t *limits)
     limits->max_connections = 10000;
 }
 
+/*
+ * Allocates the server (owned by the caller until luar_http_server_close). Returns 0 or
+ * LUAR_ENOMEM.
+ */
 int luar_http_server_new(uv_loop_t *loop, const luar_http_limits_t *limits,
                          luar_http_handler_fn handler, void *udata, luar_http_server_t **out)
 {
@@ -123,6 +128,7 @@ static void listener_close(luar_http_listener_t *l)
     uv_close((uv_handle_t *)&l->tcp, on_listener_close);
 }
 
+/* Binds and listens; see http.h. The strings of `lc` are not kept. */
 int luar_http_server_listen(luar_http_server_t *srv, const luar_listen_t *lc, int reuseport)
 {
     struct sockaddr_storage ss;
@@ -176,11 +182,13 @@ int luar_http_server_listen(luar_http_server_t *srv, const luar_listen_t *lc, in
     return rc;
 }
 
+/* Returns the port of the first listener (0 when none). */
 int luar_http_server_port(const luar_http_server_t *srv)
 {
     return srv->nlisteners ? srv->listeners[0].port : 0;
 }
 
+/* Closes the listeners and the idle connections; busy ones close after their response. */
 void luar_http_server_stop_accepting(luar_http_server_t *srv)
 {
     if (srv->stopping)
@@ -196,11 +204,13 @@ void luar_http_server_stop_accepting(luar_http_server_t *srv)
     }
 }
 
+/* Returns the number of requests waiting for luar_http_respond. */
 size_t luar_http_server_inflight(const luar_http_server_t *srv)
 {
     return srv->inflight;
 }
 
+/* Returns the number of open connections. */
 size_t luar_http_server_connections(const luar_http_server_t *srv)
 {
     return srv->nconns;
@@ -217,6 +227,7 @@ static void server_free(luar_http_server_t *srv)
         done(arg);
 }
 
+/* Counts one closed handle; frees the server after the last one when it is closing. */
 void luar_http_server_handle_closed(luar_http_server_t *srv)
 {
     srv->handles--;
@@ -224,6 +235,7 @@ void luar_http_server_handle_closed(luar_http_server_t *srv)
         server_free(srv);
 }
 
+/* Closes everything; the server is freed (and `done` called) once its handles closed. */
 void luar_http_server_close(luar_http_server_t *srv, void (*done)(void *), void *arg)
 {
     if (srv == NULL || srv->closing)

@@ -37,12 +37,17 @@ static int head_nul(luar_http_conn_t *c)
     return head_append(c, "", 1);
 }
 
+/* Resets the connection's http-parser for a new connection. */
 void luar_http_parser_init(luar_http_conn_t *c)
 {
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
 }
 
+/*
+ * Counts head bytes against max_header and rejects obs-fold before http-parser sees
+ * them. Returns 0, or -1 with c->error_status set.
+ */
 int luar_http_parser_scan(luar_http_conn_t *c, const char *data, size_t len)
 {
     size_t max = c->srv->limits.max_header;
@@ -270,8 +275,8 @@ static int check_framing(luar_http_conn_t *c)
     for (size_t i = 0; i < c->nhdrs; i++) {
         const luar_http_header_t *h = &c->hdrs[i];
         if (token_is(h->name, h->name_len, "content-length")) {
-            if (cl && (cl->value_len != h->value_len ||
-                       memcmp(cl->value, h->value, h->value_len) != 0))
+            if (cl &&
+                (cl->value_len != h->value_len || memcmp(cl->value, h->value, h->value_len) != 0))
                 return fail(c, 400, "conflicting Content-Length headers");
             cl = h;
         } else if (token_is(h->name, h->name_len, "transfer-encoding")) {

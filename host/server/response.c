@@ -25,13 +25,17 @@ static size_t date_len;
 
 static const char hexdigits[] = "0123456789abcdef";
 
+/*
+ * Registers the HTTP metrics (idempotent) and seeds request ids. Returns 0 or a
+ * luar_metrics_register error.
+ */
 int luar_http_response_init(void)
 {
     static const char *const req_labels[] = {"route", "method", "status"};
     static const char *const dur_labels[] = {"route"};
     int rc = luar_metrics_register(LUAR_METRIC_COUNTER, "luar_http_requests_total",
-                                   "HTTP requests answered by the server.", req_labels, 3,
-                                   NULL, 0, &requests_total, NULL);
+                                   "HTTP requests answered by the server.", req_labels, 3, NULL, 0,
+                                   &requests_total, NULL);
     if (rc < 0)
         return rc;
     rc = luar_metrics_register(LUAR_METRIC_HISTOGRAM, "luar_http_request_duration_seconds",
@@ -59,8 +63,8 @@ static int request_id_valid(const char *s, size_t len)
         return 0;
     for (size_t i = 0; i < len; i++) {
         char ch = s[i];
-        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                 (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == ':' || ch == '-';
+        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 ch == '.' || ch == '_' || ch == ':' || ch == '-';
         if (!ok)
             return 0;
     }
@@ -79,6 +83,7 @@ static void generate_id(char out[65])
     out[32] = '\0';
 }
 
+/* Sets c->req.request_id from a valid X-Request-Id, else a generated id. */
 void luar_http_request_id(luar_http_conn_t *c)
 {
     const luar_http_header_t *h = luar_http_req_header(&c->req, "x-request-id");
@@ -90,6 +95,7 @@ void luar_http_request_id(luar_http_conn_t *c)
     generate_id(c->req.request_id);
 }
 
+/* Returns the first header named `name` (lower-case), or NULL. The server owns it. */
 const luar_http_header_t *luar_http_req_header(const luar_http_req_t *req, const char *name)
 {
     size_t len = strlen(name);
@@ -101,48 +107,57 @@ const luar_http_header_t *luar_http_req_header(const luar_http_req_t *req, const
     return NULL;
 }
 
+static const struct reason {
+    int status;
+    const char *text;
+} reasons[] = {
+    {200, "OK"},
+    {204, "No Content"},
+    {404, "Not Found"},
+    {400, "Bad Request"},
+    {100, "Continue"},
+    {101, "Switching Protocols"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {206, "Partial Content"},
+    {301, "Moved Permanently"},
+    {302, "Found"},
+    {303, "See Other"},
+    {304, "Not Modified"},
+    {307, "Temporary Redirect"},
+    {308, "Permanent Redirect"},
+    {401, "Unauthorized"},
+    {403, "Forbidden"},
+    {405, "Method Not Allowed"},
+    {406, "Not Acceptable"},
+    {408, "Request Timeout"},
+    {409, "Conflict"},
+    {410, "Gone"},
+    {411, "Length Required"},
+    {412, "Precondition Failed"},
+    {413, "Content Too Large"},
+    {414, "URI Too Long"},
+    {415, "Unsupported Media Type"},
+    {417, "Expectation Failed"},
+    {422, "Unprocessable Content"},
+    {429, "Too Many Requests"},
+    {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"},
+    {501, "Not Implemented"},
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
+    {505, "HTTP Version Not Supported"},
+};
+
+/* The most frequent codes come first in `reasons`. */
 const char *luar_http_status_text(int status)
 {
-    switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++) {
+        if (reasons[i].status == status)
+            return reasons[i].text;
     }
+    return "Unknown";
 }
 
 /* Appends the decimal form of `v`. */
@@ -164,8 +179,8 @@ static void put_date(luar_buf_t *b)
     if (now != date_sec) {
         struct tm tm;
         gmtime_r(&now, &tm);
-        date_len = strftime(date_line, sizeof date_line, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n",
-                            &tm);
+        date_len =
+            strftime(date_line, sizeof date_line, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
         date_sec = now;
     }
     luar_buf_append(b, date_line, date_len);
@@ -257,13 +272,18 @@ static void account(luar_http_conn_t *c, int status, size_t bytes)
         luar_buf_append_json_string(f, req->path, req->path_len);
     else
         luar_buf_puts(f, "\"-\"");
-    luar_buf_appendf(f, ",\"status\":%d,\"duration_ms\":%.3f,\"bytes\":%zu,\"request_id\":\"%s\","
-                        "\"remote_addr\":\"%s\"",
+    luar_buf_appendf(f,
+                     ",\"status\":%d,\"duration_ms\":%.3f,\"bytes\":%zu,\"request_id\":\"%s\","
+                     "\"remote_addr\":\"%s\"",
                      status, seconds * 1000.0, bytes, req->request_id, c->remote_addr);
     if (f->data)
         luar_log_write(LUAR_LOG_INFO, "request", 7, f->data, f->len);
 }
 
+/*
+ * Builds and queues the response, logs it and updates the metrics; see http.h.
+ * The caller keeps `headers` and `body`. Returns 0, LUAR_ECLOSED or LUAR_EINVAL.
+ */
 int luar_http_respond(luar_http_req_t *req, int status, const luar_http_header_t *headers,
                       size_t nheaders, const char *body, size_t body_len)
 {
@@ -292,12 +312,14 @@ int luar_http_respond(luar_http_req_t *req, int status, const luar_http_header_t
     return rc;
 }
 
+/* Returns nonzero when the response to `req` would be discarded. */
 int luar_http_req_aborted(const luar_http_req_t *req)
 {
     const luar_http_conn_t *c = req->conn;
     return c->aborted || c->closing || c->srv == NULL || c->srv->closing;
 }
 
+/* Answers with the server's own JSON error and closes the connection after it. */
 void luar_http_respond_error(luar_http_conn_t *c, int status, const char *msg)
 {
     if (c->closing || c->state == CONN_LINGER)
@@ -322,6 +344,7 @@ void luar_http_respond_error(luar_http_conn_t *c, int status, const char *msg)
         luar_http_conn_close(c);
 }
 
+/* Queues the interim 100 Continue response. */
 void luar_http_send_continue(luar_http_conn_t *c)
 {
     static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";

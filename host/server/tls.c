@@ -23,6 +23,10 @@ static void log_tls_error(const char *what, const char *file)
     ERR_clear_error();
 }
 
+/*
+ * Loads a server TLS context from PEM files. Returns 0 or LUAR_ETLS (logged);
+ * the caller owns *out.
+ */
 int luar_tls_ctx_new(const char *cert, const char *key, const char *client_ca, SSL_CTX **out)
 {
     *out = NULL;
@@ -68,6 +72,7 @@ fail:
     return LUAR_ETLS;
 }
 
+/* Attaches an SSL with two memory BIOs to `c`. Returns 0 or LUAR_ENOMEM. */
 int luar_tls_conn_init(luar_http_conn_t *c, SSL_CTX *ctx)
 {
     c->ssl = SSL_new(ctx);
@@ -86,6 +91,7 @@ int luar_tls_conn_init(luar_http_conn_t *c, SSL_CTX *ctx)
     return 0;
 }
 
+/* Frees the connection's SSL (and its BIOs) and the client subject. */
 void luar_tls_conn_free(luar_http_conn_t *c)
 {
     if (c->ssl)
@@ -150,6 +156,10 @@ static void handshake_failed(luar_http_conn_t *c)
     luar_http_conn_close(c);
 }
 
+/*
+ * Feeds ciphertext: handshake, then decrypted plaintext to luar_http_conn_feed.
+ * The caller keeps `data`.
+ */
 void luar_tls_conn_input(luar_http_conn_t *c, const char *data, size_t len)
 {
     if (BIO_write(c->rbio, data, (int)len) != (int)len) {
@@ -197,6 +207,10 @@ void luar_tls_conn_input(luar_http_conn_t *c, const char *data, size_t len)
         flush(c);
 }
 
+/*
+ * Encrypts `len` bytes (the caller keeps them) and queues the records. Returns 0 or a
+ * negative LUAR_E* code.
+ */
 int luar_tls_conn_write(luar_http_conn_t *c, const char *data, size_t len)
 {
     if (c->closing)
@@ -212,6 +226,7 @@ int luar_tls_conn_write(luar_http_conn_t *c, const char *data, size_t len)
     return flush(c);
 }
 
+/* Queues a close_notify alert (best effort). */
 void luar_tls_conn_shutdown(luar_http_conn_t *c)
 {
     if (!c->tls_ready)

@@ -457,9 +457,11 @@ TEST(test_server_pipelined_requests_answered_in_order)
     client_t c;
     resp_t r;
     CHECK_EQ_INT(cl_open(&c, h.port), 0);
-    CHECK_EQ_INT(cl_sends(&c, GET("/slow?ms=150") GET("/fast") GET("/slow?ms=10")
-                                  "POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nok"),
-                 0);
+    CHECK_EQ_INT(
+        cl_sends(&c,
+                 GET("/slow?ms=150") GET("/fast") GET(
+                     "/slow?ms=10") "POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nok"),
+        0);
     const char *want[] = {"path=/slow query=ms=150", "path=/fast", "path=/slow query=ms=10",
                           "path=/p query= "};
     for (int i = 0; i < 4; i++) {
@@ -642,8 +644,8 @@ TEST(test_server_request_id_honoured_or_generated)
     client_t c;
     resp_t r;
     CHECK_EQ_INT(cl_open(&c, h.port), 0);
-    CHECK_EQ_INT(roundtrip(&c, "GET / HTTP/1.1\r\nHost: t\r\nX-Request-Id: abc-1.2:z_Z\r\n\r\n", &r),
-                 0);
+    CHECK_EQ_INT(
+        roundtrip(&c, "GET / HTTP/1.1\r\nHost: t\r\nX-Request-Id: abc-1.2:z_Z\r\n\r\n", &r), 0);
     CHECK(body_has(&r, "id=abc-1.2:z_Z "));
     CHECK(strstr(r.head, "X-Request-Id: abc-1.2:z_Z\r\n") != NULL);
     luar_buf_free(&r.body);
@@ -707,7 +709,8 @@ TEST(test_server_limits_431_413_400)
     char chunked[2048];
     n = snprintf(chunked, sizeof chunked,
                  "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                 "258\r\n%0600d\r\n258\r\n%0600d\r\n0\r\n\r\n", 1, 2);
+                 "258\r\n%0600d\r\n258\r\n%0600d\r\n0\r\n\r\n",
+                 1, 2);
     expect_error(&h, chunked, (size_t)n, 413, "body too large (limit 1000 bytes)");
     /* Garbage. */
     EXPECT_ERROR(&h, "HELLO\x01 WORLD\r\n\r\n", 400, NULL);
@@ -733,8 +736,7 @@ TEST(test_server_rejects_request_smuggling)
                  "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
                  "123456",
                  400, NULL);
-    EXPECT_ERROR(&h, "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\nabc", 400,
-                 NULL);
+    EXPECT_ERROR(&h, "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\nabc", 400, NULL);
     EXPECT_ERROR(&h,
                  "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"
                  "0\r\n\r\n",
@@ -954,9 +956,8 @@ TEST(test_server_access_log_and_metrics)
     client_t c;
     resp_t r;
     CHECK_EQ_INT(cl_open(&c, h.port), 0);
-    CHECK_EQ_INT(roundtrip(&c, "GET /routed HTTP/1.1\r\nHost: t\r\nX-Request-Id: log-1\r\n\r\n",
-                           &r),
-                 0);
+    CHECK_EQ_INT(
+        roundtrip(&c, "GET /routed HTTP/1.1\r\nHost: t\r\nX-Request-Id: log-1\r\n\r\n", &r), 0);
     luar_buf_free(&r.body);
     CHECK_EQ_INT(roundtrip(&c, GET("/nowhere"), &r), 0);
     luar_buf_free(&r.body);
@@ -986,6 +987,47 @@ TEST(test_server_access_log_and_metrics)
         fclose(f);
     CHECK(found);
     harness_stop(&h);
+}
+
+static void count_closed(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+TEST(test_server_listen_addresses_and_reuseport)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    luar_http_server_t *a, *b, *c;
+    CHECK_EQ_INT(luar_http_server_new(&loop, NULL, handler, NULL, &a), 0);
+    CHECK_EQ_INT(luar_http_server_new(&loop, NULL, handler, NULL, &b), 0);
+    CHECK_EQ_INT(luar_http_server_new(&loop, NULL, handler, NULL, &c), 0);
+    luar_listen_t l = {.addr = "127.0.0.1:0"};
+    CHECK_EQ_INT(luar_http_server_listen(a, &l, 1), 0);
+    int port = luar_http_server_port(a);
+    CHECK(port > 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    l.addr = addr;
+    /* Two workers share the port with SO_REUSEPORT; a third without it cannot bind. */
+    CHECK_EQ_INT(luar_http_server_listen(b, &l, 1), 0);
+    CHECK_EQ_INT(luar_http_server_port(b), port);
+    CHECK_EQ_INT(luar_http_server_listen(c, &l, 0), LUAR_EIO);
+    const char *bad[] = {"nonsense", "127.0.0.1:99999", "127.0.0.1:", "[::1", "999.1.1.1:80"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        l.addr = bad[i];
+        CHECK_EQ_INT(luar_http_server_listen(c, &l, 0), LUAR_EINVAL);
+    }
+    l.addr = "[::1]:0";
+    int rc = luar_http_server_listen(c, &l, 0);
+    CHECK(rc == 0 || rc == LUAR_EIO); /* EIO: no IPv6 on this machine */
+    int closed = 0;
+    luar_http_server_close(a, count_closed, &closed);
+    luar_http_server_close(b, count_closed, &closed);
+    luar_http_server_close(c, count_closed, &closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(closed, 3);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
 }
 
 /* ---------------------------------------------------------------- TLS */
@@ -1091,8 +1133,7 @@ static int mtls_refused(int port, const char *cert, const char *key)
 TEST(test_server_mtls_client_certificates)
 {
     harness_t h;
-    luar_listen_t l = {.addr = "127.0.0.1:0", .cert = srv_pem, .key = srv_key,
-                       .client_ca = ca_pem};
+    luar_listen_t l = {.addr = "127.0.0.1:0", .cert = srv_pem, .key = srv_key, .client_ca = ca_pem};
     CHECK_EQ_INT(harness_start(&h, NULL, &l), 0);
     CHECK(mtls_refused(h.port, NULL, NULL));
     CHECK(mtls_refused(h.port, evil_pem, evil_key));
@@ -1139,6 +1180,7 @@ int main(void)
     RUN(test_server_stop_accepting_finishes_inflight);
     RUN(test_server_http10);
     RUN(test_server_access_log_and_metrics);
+    RUN(test_server_listen_addresses_and_reuseport);
     if (certs == 0) {
         RUN(test_server_tls_get);
         RUN(test_server_tls_bad_files_refused);
