@@ -344,7 +344,8 @@ static int on_headers_complete(http_parser *p)
     req->tls = c->ssl != NULL;
     req->tls_client_subject = c->tls_subject;
     memcpy(req->remote_addr, c->remote_addr, sizeof req->remote_addr);
-    c->keep_alive = http_should_keep_alive(p);
+    /* Protocol upgrades (and CONNECT) are not supported: answer, then close. */
+    c->keep_alive = http_should_keep_alive(p) && !p->upgrade;
     c->http10 = p->http_minor == 0;
     luar_http_request_id(c);
     if (check_framing(c) < 0)

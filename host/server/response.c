@@ -253,8 +253,8 @@ static void account(luar_http_conn_t *c, int status, size_t bytes)
     double seconds = req->start_ns ? (double)(uv_hrtime() - req->start_ns) / 1e9 : 0.0;
     const char *method = req->method ? req->method : "-";
     const char *route = req->route[0] ? req->route : "unmatched";
-    char status_s[8];
-    snprintf(status_s, sizeof status_s, "%d", status);
+    char status_s[4] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
+                        (char)('0' + status % 10), '\0'};
     if (requests_total) {
         const char *labels[] = {route, method, status_s};
         luar_metric_add(requests_total, labels, 1);
@@ -292,6 +292,8 @@ int luar_http_respond(luar_http_req_t *req, int status, const luar_http_header_t
         return LUAR_EINVAL;
     if (body == NULL)
         body_len = 0;
+    if (status < 100 || status > 999)
+        status = 500;
     int head_only = req->method && strcmp(req->method, "HEAD") == 0;
     int rc = 0;
     if (c->closing || c->aborted) {

@@ -940,6 +940,20 @@ TEST(test_server_http10)
     CHECK_EQ_INT(roundtrip(&c, "GET /ka2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &r), 0);
     CHECK(body_has(&r, "path=/ka2"));
     luar_buf_free(&r.body);
+    cl_close(&c);
+    /* An upgrade request is answered as plain HTTP, then the connection closes. */
+    CHECK_EQ_INT(cl_open(&c, h.port), 0);
+    CHECK_EQ_INT(roundtrip(&c,
+                           "GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
+                           "Upgrade: websocket\r\n\r\n",
+                           &r),
+                 0);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK(strstr(r.head, "Connection: close\r\n") != NULL);
+    luar_buf_free(&r.body);
+    CHECK_EQ_INT(wait_closed(&c), 0);
+    cl_close(&c);
+    CHECK_EQ_INT(cl_open(&c, h.port), 0);
     /* HTTP/1.1 asking to close. */
     CHECK_EQ_INT(roundtrip(&c, "GET /bye HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", &r), 0);
     CHECK(strstr(r.head, "Connection: close\r\n") != NULL);
