@@ -3,10 +3,16 @@
 #include "common/error.h"
 #include "lua/task.h"
 #include "lua/vm.h"
+#include "log/log.h"
 #include "metrics/metrics.h"
+#include "server/http.h"
 #include "test.h"
 
+#include <arpa/inet.h>
 #include <lauxlib.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -360,6 +366,190 @@ TEST(test_shutdown_cancels_waiting_tasks)
     CHECK_EQ_INT(uv_loop_close(&loop), 0);
 }
 
+
+/* A server and a VM on a loop thread; the test thread is a blocking HTTP client. */
+struct http_fixture {
+    uv_loop_t loop;
+    uv_async_t stop;
+    luar_http_server_t *srv;
+    luar_vm_t *vm;
+    pthread_t thread;
+    int port;
+};
+
+static void fixture_on_request(luar_http_req_t *req, void *udata)
+{
+    struct http_fixture *f = udata;
+    luar_vm_handle_http(f->vm, req);
+}
+
+static void fixture_on_stop(uv_async_t *a)
+{
+    struct http_fixture *f = a->data;
+    luar_vm_retire(f->vm);
+    luar_http_server_close(f->srv, NULL, NULL);
+    uv_close((uv_handle_t *)a, NULL);
+}
+
+static void *fixture_thread(void *arg)
+{
+    struct http_fixture *f = arg;
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+static int fixture_start(struct http_fixture *f, const char *main_lua)
+{
+    memset(f, 0, sizeof *f);
+    uv_loop_init(&f->loop);
+    luar_buf_t err;
+    luar_buf_init(&err, 0);
+    int rc = new_vm(&f->loop, main_lua, 0, 0.5, &f->vm, &err);
+    if (rc != 0)
+        fprintf(stderr, "%s", err.data != NULL ? err.data : "vm failed\n");
+    luar_buf_free(&err);
+    if (rc != 0)
+        return rc;
+    luar_http_limits_t limits;
+    luar_http_limits_default(&limits);
+    luar_listen_t l = {.addr = "127.0.0.1:0"};
+    if (luar_http_server_new(&f->loop, &limits, fixture_on_request, f, &f->srv) != 0 ||
+        luar_http_server_listen(f->srv, &l, 0) != 0)
+        return LUAR_EIO;
+    f->port = luar_http_server_port(f->srv);
+    uv_async_init(&f->loop, &f->stop, fixture_on_stop);
+    f->stop.data = f;
+    pthread_create(&f->thread, NULL, fixture_thread, f);
+    return 0;
+}
+
+static void fixture_stop(struct http_fixture *f)
+{
+    uv_async_send(&f->stop);
+    pthread_join(f->thread, NULL);
+    CHECK_EQ_INT(uv_loop_close(&f->loop), 0);
+}
+
+/* Sends one request (Connection: close); returns the status, the whole answer in `out`. */
+static int http_call(int port, const char *method, const char *target, const char *body,
+                     char *out, size_t outsz)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    out[0] = '\0';
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    char req[1024];
+    int n = snprintf(req, sizeof req,
+                     "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-Test: a\r\n"
+                     "X-Test: b\r\nContent-Length: %zu\r\n\r\n%s",
+                     method, target, body != NULL ? strlen(body) : 0, body != NULL ? body : "");
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    size_t len = 0;
+    ssize_t r;
+    while (len + 1 < outsz && (r = read(fd, out + len, outsz - 1 - len)) > 0)
+        len += (size_t)r;
+    out[len] = '\0';
+    close(fd);
+    int status = -1;
+    if (sscanf(out, "HTTP/1.1 %d", &status) != 1)
+        return -1;
+    return status;
+}
+
+static const char *http_body(const char *answer)
+{
+    const char *p = strstr(answer, "\r\n\r\n");
+    return p != NULL ? p + 4 : "";
+}
+
+static int handler_errors_logged;
+
+/* Swallows log lines; counts "handler error" lines that carry the error and traceback. */
+static int capture_log(void *ud, int level, const char *line, size_t len)
+{
+    (void)ud;
+    (void)len;
+    if (level == LUAR_LOG_ERROR && strstr(line, "\"msg\":\"handler error\"") != NULL &&
+        strstr(line, "\"traceback\":") != NULL && strstr(line, "\"route\":") != NULL)
+        handler_errors_logged++;
+    return 1;
+}
+
+TEST(test_http_routes_requests_and_shapes_responses)
+{
+    static const char main_lua[] =
+        "local http = require 'luar.http'\n"
+        "local json = require 'luar.json'\n"
+        "local time = require 'luar.time'\n"
+        "http.route('GET', '/users/:id', function(req)\n"
+        "  return { json = { id = req.params.id, q = req.query.q, sp = req.query.sp,\n"
+        "                    h = req.headers['x-test'], route = req.route } }\n"
+        "end)\n"
+        "http.route('GET', '/users/me', function(req) return 'me' end)\n"
+        "http.route('*', '/files/*rest', function(req) return req.params.rest end)\n"
+        "http.route('POST', '/echo', function(req)\n"
+        "  local v, err = req:json()\n"
+        "  if not v then return { status = 400, json = { kind = err.kind } } end\n"
+        "  time.sleep(0.01)\n"
+        "  return { status = 201, body = json.encode(v), headers = { ['X-Kind'] = 'echo' } }\n"
+        "end)\n"
+        "http.route('GET', '/secret-error', function() error('the password is hunter2') end)\n"
+        "http.route('GET', '/bad-return', function() return 42 end)\n"
+        "http.route('GET', '/empty', function() end)\n"
+        "assert(not pcall(http.route, 'GET', '/users/me', function() end))\n"
+        "assert(not pcall(http.route, 'GET', 'no-slash', function() end))\n"
+        "assert(not pcall(http.route, 'GET', '/a/*x/b', function() end))\n";
+    struct http_fixture f;
+    handler_errors_logged = 0;
+    luar_log_set_hook(capture_log, NULL);
+    if (fixture_start(&f, main_lua) != 0) {
+        CHECK(0);
+        return;
+    }
+    CHECK_EQ_INT(luar_vm_routes(f.vm), 7);
+    char out[8192];
+    CHECK_EQ_INT(http_call(f.port, "GET", "/users/42?q=a%20b&sp=x+y&q=last", NULL, out,
+                           sizeof out),
+                 200);
+    CHECK(strstr(out, "Content-Type: application/json") != NULL);
+    CHECK(strstr(http_body(out), "\"id\":\"42\"") != NULL);
+    CHECK(strstr(http_body(out), "\"q\":\"last\"") != NULL);
+    CHECK(strstr(http_body(out), "\"sp\":\"x y\"") != NULL);
+    CHECK(strstr(http_body(out), "\"h\":\"a, b\"") != NULL);
+    CHECK(strstr(http_body(out), "\"route\":\"\\/users\\/:id\"") != NULL);
+    CHECK_EQ_INT(http_call(f.port, "GET", "/users/me", NULL, out, sizeof out), 200);
+    CHECK_EQ_STR(http_body(out), "me");
+    CHECK(strstr(out, "text/plain") != NULL);
+    CHECK_EQ_INT(http_call(f.port, "DELETE", "/files/a/b/c", NULL, out, sizeof out), 200);
+    CHECK_EQ_STR(http_body(out), "a/b/c");
+    CHECK_EQ_INT(http_call(f.port, "POST", "/echo", "{\"n\":5}", out, sizeof out), 201);
+    CHECK_EQ_STR(http_body(out), "{\"n\":5}");
+    CHECK(strstr(out, "X-Kind: echo") != NULL);
+    CHECK_EQ_INT(http_call(f.port, "POST", "/echo", "{\"n\":", out, sizeof out), 400);
+    CHECK_EQ_STR(http_body(out), "{\"kind\":\"invalid\"}");
+    CHECK_EQ_INT(http_call(f.port, "PUT", "/echo", NULL, out, sizeof out), 405);
+    CHECK(strstr(out, "Allow: POST") != NULL);
+    CHECK_EQ_INT(http_call(f.port, "GET", "/nowhere", NULL, out, sizeof out), 404);
+    CHECK_EQ_STR(http_body(out), "{\"error\":\"not found\"}");
+    CHECK_EQ_INT(http_call(f.port, "GET", "/users/", NULL, out, sizeof out), 404);
+    CHECK_EQ_INT(http_call(f.port, "GET", "/secret-error", NULL, out, sizeof out), 500);
+    CHECK(strstr(http_body(out), "\"error\":\"internal error\",\"request_id\":\"") != NULL);
+    CHECK(strstr(out, "hunter2") == NULL);
+    CHECK_EQ_INT(http_call(f.port, "GET", "/bad-return", NULL, out, sizeof out), 500);
+    CHECK_EQ_INT(http_call(f.port, "GET", "/empty", NULL, out, sizeof out), 204);
+    fixture_stop(&f);
+    luar_log_set_hook(NULL, NULL);
+    CHECK_EQ_INT(handler_errors_logged, 2);
+}
+
 int main(void)
 {
     make_tmpdir();
@@ -372,6 +562,7 @@ int main(void)
     RUN(test_bridge_sleep_inside_user_coroutines);
     RUN(test_retire_closes_state_after_last_task);
     RUN(test_shutdown_cancels_waiting_tasks);
+    RUN(test_http_routes_requests_and_shapes_responses);
     remove_tmpdir();
     luar_metrics_reset();
     return DONE();
