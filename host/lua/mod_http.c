@@ -193,8 +193,8 @@ static int http_route(lua_State *L)
     for (size_t i = 0; i <= mlen; i++)
         method[i] = (char)toupper((unsigned char)method_arg[i]);
     for (size_t i = 0; i < mlen; i++)
-        luaL_argcheck(L, isupper((unsigned char)method[i]) || (mlen == 1 && method[0] == '*'),
-                      1, "expected an HTTP method or \"*\"");
+        luaL_argcheck(L, isupper((unsigned char)method[i]) || (mlen == 1 && method[0] == '*'), 1,
+                      "expected an HTTP method or \"*\"");
     struct seg segs[MAX_SEGS];
     int nsegs = parse_pattern(L, pattern, segs);
     struct http_router *router = vm->router;
@@ -255,8 +255,7 @@ static void push_form_decoded(lua_State *L, const char *s, size_t len)
         int hi, lo;
         if (s[i] == '+') {
             luaL_addchar(&b, ' ');
-        } else if (s[i] == '%' && i + 2 < len &&
-                   (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
+        } else if (s[i] == '%' && i + 2 < len && (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
                    (lo = hexval((unsigned char)s[i + 2])) >= 0) {
             luaL_addchar(&b, (char)(hi * 16 + lo));
             i += 2;

@@ -86,11 +86,8 @@ static int log_error(lua_State *L)
 int luaopen_luar_log(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
-        {"debug", log_debug},
-        {"info", log_info},
-        {"warn", log_warn},
-        {"error", log_error},
-        {NULL, NULL},
+        {"debug", log_debug}, {"info", log_info}, {"warn", log_warn},
+        {"error", log_error}, {NULL, NULL},
     };
     luaL_newlib(L, funcs);
     return 1;

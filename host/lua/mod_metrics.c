@@ -123,13 +123,12 @@ static int make_metric(lua_State *L, luar_metric_type_t type)
     }
     luar_buf_t *err = luar_lua_newbuf(L, 1024);
     luar_metric_t *m = NULL;
-    int rc = luar_metrics_register(type, name, help, labels, nlabels,
-                                   nbuckets > 0 ? buckets : NULL, nbuckets, &m, err);
+    int rc = luar_metrics_register(type, name, help, labels, nlabels, nbuckets > 0 ? buckets : NULL,
+                                   nbuckets, &m, err);
     if (rc == LUAR_EEXISTS)
         return luaL_error(L, "metric '%s' already exists with another type or labels", name);
     if (rc != 0)
-        return luaL_error(L, "metric '%s': %s", name,
-                          err->len > 0 ? err->data : luar_strerror(rc));
+        return luaL_error(L, "metric '%s': %s", name, err->len > 0 ? err->data : luar_strerror(rc));
     lmetric_t *lm = lua_newuserdatauv(L, sizeof *lm, 1);
     lm->m = m;
     lm->nlabels = (int)nlabels;
@@ -164,11 +163,8 @@ static int metrics_histogram(lua_State *L)
 int luaopen_luar_metrics(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"inc", metric_inc},
-        {"dec", metric_dec},
-        {"set", metric_set},
-        {"observe", metric_observe},
-        {NULL, NULL},
+        {"inc", metric_inc},         {"dec", metric_dec}, {"set", metric_set},
+        {"observe", metric_observe}, {NULL, NULL},
     };
     static const luaL_Reg funcs[] = {
         {"counter", metrics_counter},

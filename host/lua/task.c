@@ -139,8 +139,8 @@ static void task_failed(luar_task_t *t, int status)
     struct capture c = {t, status};
     if (luar_vm_pcall(t->vm, capture_error, &c, NULL) != 0 || t->error == NULL) {
         free(t->error);
-        t->error = strdup(t->kill != TASK_KILL_NONE ? t->kill_msg
-                                                     : "error (no message: out of memory)");
+        t->error =
+            strdup(t->kill != TASK_KILL_NONE ? t->kill_msg : "error (no message: out of memory)");
     }
     if (t->kill == TASK_KILL_EXIT) {
         t->nres = 0;

@@ -198,7 +198,8 @@ int luar_vm_new(const luar_vm_config_t *cfg, luar_vm_t **out, luar_buf_t *err)
     }
     if (cfg->main_file != NULL)
         vm->main_file = strdup(cfg->main_file);
-    else if (cfg->scripts_dir != NULL && asprintf(&vm->main_file, "%s/main.lua", cfg->scripts_dir) < 0)
+    else if (cfg->scripts_dir != NULL &&
+             asprintf(&vm->main_file, "%s/main.lua", cfg->scripts_dir) < 0)
         vm->main_file = NULL;
     if ((cfg->main_file != NULL || cfg->scripts_dir != NULL) && vm->main_file == NULL)
         goto fail;
@@ -345,9 +346,25 @@ static int test_exit(lua_State *L)
     return luar_task_exit(L, status);
 }
 
+/* Starts a new CPU budget period for the runner: each spec gets the whole budget. */
+static int test_reset_budget(lua_State *L)
+{
+    luar_task_t *t = luar_task_current(L);
+    if (t != NULL && t->kill == TASK_KILL_NONE)
+        t->resume_ns = uv_hrtime();
+    return 0;
+}
+
+/* The runner: busted with a private exit and a budget period per test. */
 static const char test_runner[] =
-    "local exit = ...\n"
+    "local exit, reset_budget = ...\n"
     "require('busted.compatibility').exit = exit\n"
+    "local new_core = require('busted.core')\n"
+    "package.loaded['busted.core'] = function(...)\n"
+    "  local busted = new_core(...)\n"
+    "  busted.subscribe({ 'test', 'start' }, function() reset_budget() return nil, true end)\n"
+    "  return busted\n"
+    "end\n"
     "require('busted.runner')({ standalone = false })\n";
 
 static int run_tests_setup(lua_State *L, void *arg)
@@ -364,7 +381,8 @@ static int run_tests_setup(lua_State *L, void *arg)
     if (luaL_loadbuffer(L, test_runner, sizeof test_runner - 1, "=luar test") != LUA_OK)
         return lua_error(L);
     lua_pushcfunction(L, test_exit);
-    return 1;
+    lua_pushcfunction(L, test_reset_budget);
+    return 2;
 }
 
 int luar_vm_run_tests(luar_vm_t *vm, int argc, char **argv, void (*done)(int status, void *arg),

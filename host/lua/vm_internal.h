@@ -35,9 +35,9 @@ enum task_kill {
 
 /* A bridge operation: what a waiting coroutine waits for. Owned by its task. */
 struct luar_bridge_op {
-    luar_task_t *task;       /* NULL once detached (completed and pushed, or cancelled) */
-    lua_State *L;            /* the coroutine that yielded */
-    const char *what;        /* "time.sleep", for messages */
+    luar_task_t *task; /* NULL once detached (completed and pushed, or cancelled) */
+    lua_State *L;      /* the coroutine that yielded */
+    const char *what;  /* "time.sleep", for messages */
     luar_bridge_push_fn push;
     luar_bridge_cleanup_fn cleanup;
     int completed;
@@ -52,10 +52,10 @@ struct luar_task {
     int co_ref;
     int state;
     int kill;
-    int pseudo;       /* the VM's host pseudo-task: budget only, no coroutine */
-    int exit_status;  /* luar_task_exit, or -1 */
-    int nargs;        /* arguments waiting for the first resume */
-    int nres;         /* results at the end */
+    int pseudo;      /* the VM's host pseudo-task: budget only, no coroutine */
+    int exit_status; /* luar_task_exit, or -1 */
+    int nargs;       /* arguments waiting for the first resume */
+    int nres;        /* results at the end */
     char kill_msg[160];
     uint64_t resume_ns;
     luar_bridge_op_t *op;
@@ -81,7 +81,7 @@ struct luar_vm {
     double cpu_budget;
     uint64_t budget_ns;
     unsigned generation;
-    int loading;         /* the entry file runs now (http.route allowed) */
+    int loading; /* the entry file runs now (http.route allowed) */
     int retired;
     int closing;
     int chain_yieldable; /* every coroutine between the running one and the task can yield */
@@ -92,7 +92,7 @@ struct luar_vm {
     luar_task_t host_task;
     uv_idle_t idle;
     int idle_inited;
-    int scripting;       /* a `luar run` / `luar test` task may declare routes */
+    int scripting; /* a `luar run` / `luar test` task may declare routes */
     struct http_router *router;
     void (*close_cb)(void *arg);
     void *close_arg;

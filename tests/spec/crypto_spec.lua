@@ -20,7 +20,8 @@ describe("luar.crypto", function()
   it("computes digests", function()
     assert.are.equal("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
                      crypto.digest("sha256", "abc", "hex"))
-    assert.are.equal("a9993e364706816aba3e25717850c26c9cd0d89d", crypto.digest("sha1", "abc", "hex"))
+    assert.are.equal("a9993e364706816aba3e25717850c26c9cd0d89d",
+                     crypto.digest("sha1", "abc", "hex"))
     assert.are.equal("d41d8cd98f00b204e9800998ecf8427e", crypto.digest("md5", "", "hex"))
     assert.are.equal("ddaf35a193617abacc417349ae204131",
                      crypto.digest("sha512", "abc", "hex"):sub(1, 32))

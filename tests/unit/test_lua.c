@@ -140,9 +140,8 @@ TEST(test_vm_load_error_reports_file_line)
     CHECK(err.data != NULL && strstr(err.data, "main.lua:1:") != NULL);
     luar_buf_reset(&err);
     write_file("helper.lua", "return { answer = 42 }\n");
-    CHECK_EQ_INT(new_vm(&loop, "local h = require 'helper'\nassert(h.answer == 42)\n", 0, 0,
-                        &vm, &err),
-                 0);
+    CHECK_EQ_INT(
+        new_vm(&loop, "local h = require 'helper'\nassert(h.answer == 42)\n", 0, 0, &vm, &err), 0);
     if (vm != NULL)
         finish_vm(&loop, vm);
     luar_buf_free(&err);
@@ -290,29 +289,28 @@ TEST(test_bridge_sleep_inside_user_coroutines)
     if (vm == NULL)
         return;
     struct chunk_run c = {
-        .code =
-            "local time = require 'luar.time'\n"
-            "local out = {}\n"
-            "local gen = coroutine.wrap(function()\n"
-            "  for i = 1, 3 do time.sleep(0.001) coroutine.yield(i) end\n"
-            "end)\n"
-            "for _ = 1, 3 do out[#out + 1] = gen() end\n"
-            "local co = coroutine.create(function(a)\n"
-            "  time.sleep(0.001)\n"
-            "  local inner = coroutine.wrap(function(x) time.sleep(0.001) return x * 3 end)\n"
-            "  local b = coroutine.yield(inner(a))\n"
-            "  time.sleep(0.001)\n"
-            "  return b * 2\n"
-            "end)\n"
-            "local ok, v = coroutine.resume(co, 1)\n"
-            "assert(ok and v == 3, tostring(v))\n"
-            "ok, v = coroutine.resume(co, 5)\n"
-            "assert(ok and v == 10, tostring(v))\n"
-            "assert(coroutine.status(co) == 'dead')\n"
-            "assert(not coroutine.isyieldable())\n"
-            "local ok2, err = pcall(table.sort, {3, 2, 1}, function(x, y) time.sleep(0) end)\n"
-            "assert(not ok2 and err:find('cannot wait here'), err)\n"
-            "return table.concat(out, ',')\n"};
+        .code = "local time = require 'luar.time'\n"
+                "local out = {}\n"
+                "local gen = coroutine.wrap(function()\n"
+                "  for i = 1, 3 do time.sleep(0.001) coroutine.yield(i) end\n"
+                "end)\n"
+                "for _ = 1, 3 do out[#out + 1] = gen() end\n"
+                "local co = coroutine.create(function(a)\n"
+                "  time.sleep(0.001)\n"
+                "  local inner = coroutine.wrap(function(x) time.sleep(0.001) return x * 3 end)\n"
+                "  local b = coroutine.yield(inner(a))\n"
+                "  time.sleep(0.001)\n"
+                "  return b * 2\n"
+                "end)\n"
+                "local ok, v = coroutine.resume(co, 1)\n"
+                "assert(ok and v == 3, tostring(v))\n"
+                "ok, v = coroutine.resume(co, 5)\n"
+                "assert(ok and v == 10, tostring(v))\n"
+                "assert(coroutine.status(co) == 'dead')\n"
+                "assert(not coroutine.isyieldable())\n"
+                "local ok2, err = pcall(table.sort, {3, 2, 1}, function(x, y) time.sleep(0) end)\n"
+                "assert(not ok2 and err:find('cannot wait here'), err)\n"
+                "return table.concat(out, ',')\n"};
     run_chunk(&loop, vm, &c);
     CHECK_EQ_INT(c.status, 0);
     if (c.status != 0)
@@ -365,7 +363,6 @@ TEST(test_shutdown_cancels_waiting_tasks)
     uv_run(&loop, UV_RUN_DEFAULT);
     CHECK_EQ_INT(uv_loop_close(&loop), 0);
 }
-
 
 /* A server and a VM on a loop thread; the test thread is a blocking HTTP client. */
 struct http_fixture {
@@ -431,8 +428,8 @@ static void fixture_stop(struct http_fixture *f)
 }
 
 /* Sends one request (Connection: close); returns the status, the whole answer in `out`. */
-static int http_call(int port, const char *method, const char *target, const char *body,
-                     char *out, size_t outsz)
+static int http_call(int port, const char *method, const char *target, const char *body, char *out,
+                     size_t outsz)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -516,8 +513,7 @@ TEST(test_http_routes_requests_and_shapes_responses)
     }
     CHECK_EQ_INT(luar_vm_routes(f.vm), 7);
     char out[8192];
-    CHECK_EQ_INT(http_call(f.port, "GET", "/users/42?q=a%20b&sp=x+y&q=last", NULL, out,
-                           sizeof out),
+    CHECK_EQ_INT(http_call(f.port, "GET", "/users/42?q=a%20b&sp=x+y&q=last", NULL, out, sizeof out),
                  200);
     CHECK(strstr(out, "Content-Type: application/json") != NULL);
     CHECK(strstr(http_body(out), "\"id\":\"42\"") != NULL);
