@@ -5,7 +5,7 @@
  * Reload builds the new VM completely on the loop before it swaps in, so a request either
  * sees the old VM or the new one, never a half-loaded one; the old VM is retired and
  * closes itself when its last coroutine ends. Shutdown stops accepting, lets in-flight
- * requests finish (a uv_check watches for the last one, no polling), then closes.
+ * requests finish (a uv_prepare notices the last one, no polling), then closes.
  */
 #include "app/app.h"
 #include "common/error.h"
@@ -31,7 +31,7 @@ typedef struct app {
     int stopping;
     int exit_status;
     uv_signal_t sigterm, sigint, sighup, sigusr1;
-    uv_check_t check;    /* flushes the log; notices the end of the drain */
+    uv_prepare_t prepare; /* before the loop blocks: flushes the log, notices the end of the drain */
     uv_timer_t grace;    /* ends the drain after shutdown.grace seconds */
     luar_control_t *control;
     luar_watch_t *watch;
@@ -174,10 +174,10 @@ static void finish(app_t *app)
     uv_close((uv_handle_t *)&app->sighup, close_cb);
     uv_close((uv_handle_t *)&app->sigusr1, close_cb);
     uv_close((uv_handle_t *)&app->grace, close_cb);
-    uv_close((uv_handle_t *)&app->check, close_cb);
+    uv_close((uv_handle_t *)&app->prepare, close_cb);
 }
 
-static void on_check(uv_check_t *h)
+static void on_prepare(uv_prepare_t *h)
 {
     app_t *app = h->data;
     luar_log_flush();
@@ -207,7 +207,7 @@ static void begin_shutdown(app_t *app, const char *why)
     if (app->watch)
         luar_watch_close(app->watch);
     app->watch = NULL;
-    /* The check at the end of this loop iteration finishes at once when nothing is in flight. */
+    /* The prepare step before the loop next blocks finishes at once when nothing is in flight. */
     uv_timer_start(&app->grace, on_grace, (uint64_t)(app->cfg->shutdown_grace * 1000), 0);
 }
 
@@ -303,10 +303,10 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
     start_signal(app, &app->sigusr1, SIGUSR1);
     uv_timer_init(&app->loop, &app->grace);
     app->grace.data = app;
-    uv_check_init(&app->loop, &app->check);
-    app->check.data = app;
-    uv_check_start(&app->check, on_check);
-    uv_unref((uv_handle_t *)&app->check);
+    uv_prepare_init(&app->loop, &app->prepare);
+    app->prepare.data = app;
+    uv_prepare_start(&app->prepare, on_prepare);
+    uv_unref((uv_handle_t *)&app->prepare);
 
     uv_run(&app->loop, UV_RUN_DEFAULT);
     status = 0;

@@ -38,7 +38,7 @@ typedef struct supervisor {
     int nworkers;
     int stopping;
     uv_signal_t sigterm, sigint, sighup, sigusr1;
-    uv_check_t check;
+    uv_prepare_t prepare; /* flushes the log before the loop blocks */
     luar_control_t *control;
     luar_watch_t *watch;
 } supervisor_t;
@@ -81,7 +81,7 @@ static void finish(supervisor_t *sup)
     uv_close((uv_handle_t *)&sup->sigint, noop_closed);
     uv_close((uv_handle_t *)&sup->sighup, noop_closed);
     uv_close((uv_handle_t *)&sup->sigusr1, noop_closed);
-    uv_close((uv_handle_t *)&sup->check, noop_closed);
+    uv_close((uv_handle_t *)&sup->prepare, noop_closed);
     luar_logf(LUAR_LOG_INFO, "supervisor: every worker has exited");
 }
 
@@ -208,7 +208,7 @@ static void on_signal(uv_signal_t *s, int signum)
     }
 }
 
-static void on_check(uv_check_t *h)
+static void on_prepare(uv_prepare_t *h)
 {
     (void)h;
     luar_log_flush();
@@ -286,9 +286,9 @@ int luar_app_supervise(const luar_config_t *cfg, int argc, char **argv)
     start_signal(sup, &sup->sigint, SIGINT);
     start_signal(sup, &sup->sighup, SIGHUP);
     start_signal(sup, &sup->sigusr1, SIGUSR1);
-    uv_check_init(&sup->loop, &sup->check);
-    uv_check_start(&sup->check, on_check);
-    uv_unref((uv_handle_t *)&sup->check);
+    uv_prepare_init(&sup->loop, &sup->prepare);
+    uv_prepare_start(&sup->prepare, on_prepare);
+    uv_unref((uv_handle_t *)&sup->prepare);
     uv_run(&sup->loop, UV_RUN_DEFAULT);
     uv_loop_close(&sup->loop);
     luar_log_flush();

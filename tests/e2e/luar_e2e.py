@@ -137,7 +137,7 @@ class Luar:
         assert status == expect, (path, status, body)
         return json.loads(body)
 
-    def signal(self, sig):
+    def send_signal(self, sig):
         self.proc.send_signal(sig)
 
     def stop(self, sig=signal.SIGTERM, timeout=DEFAULT_TIMEOUT):

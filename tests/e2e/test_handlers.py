@@ -29,7 +29,7 @@ http.route("GET", "/spin-pcall", function(req)
 end)
 http.route("GET", "/hog", function(req)
   local t = {}
-  for i = 1, 1e9 do t[i] = string.rep("x", 1024) .. i end
+  for i = 1, 1e6 do t[i] = string.rep("x", 1 << 20) .. i end
 end)
 http.route("GET", "/exec", function(req) return { json = { r = os.execute("true") } } end)
 http.route("GET", "/exit", function(req) os.exit(3) end)

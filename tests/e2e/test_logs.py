@@ -60,7 +60,7 @@ def test_file_output_filter_and_reopen_on_sigusr1():
         assert luar.lines == []  # nothing on stdout
 
         os.rename(path, path + ".old")
-        luar.signal(signal.SIGUSR1)
+        luar.send_signal(signal.SIGUSR1)
         # The signal is handled before later requests on the same loop; the first request
         # may race it, so ask until one lands in the new file (bounded).
         for _ in range(50):

@@ -47,7 +47,7 @@ def test_sighup_reloads():
     with Luar({"main.lua": version_script(1)}, config=NO_WATCH) as luar:
         n = len(luar.lines)
         write_files(luar.scripts, {"main.lua": version_script(7)})
-        luar.signal(signal.SIGHUP)
+        luar.send_signal(signal.SIGHUP)
         luar.wait_log(lambda r: r.get("msg") == "scripts reloaded", start=n)
         assert luar.get_json("/v") == {"v": 7}
 

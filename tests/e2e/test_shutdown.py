@@ -29,7 +29,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0():
         for t in threads:
             t.start()
         luar.wait_log(lambda r: luar.count_logs(lambda x: x.get("msg") == "slow start") >= 5)
-        luar.signal(signal.SIGTERM)
+        luar.send_signal(signal.SIGTERM)
         luar.wait_log(lambda r: "stopping" in r.get("msg", ""))
         # New connections are refused once stopping has begun.
         refused = False
