@@ -162,15 +162,26 @@ class Luar:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None and self.proc.poll() is None:
+                # Every test also checks a clean graceful exit (and, under valgrind, no
+                # memory errors or leaks: --error-exitcode makes those a non-zero status).
+                status = self.stop()
+                assert status == 0, "luar exited with %s at the end of the test; stderr:\n%s" % (
+                    status, "\n".join(r.get("raw", "") for r in self.stderr_lines[-30:]))
+        finally:
+            self.close()
 
 
 def run_cli(args, cwd=None, env=None, timeout=60, input=None):
     """Runs `luar ARGS`; returns (exit status, stdout, stderr) as text."""
     e = dict(os.environ)
     e.update(env or {})
-    p = subprocess.run([BIN] + list(args), cwd=cwd, env=e, capture_output=True, timeout=timeout,
+    cmd = [BIN] + list(args)
+    if os.environ.get("LUAR_VALGRIND"):
+        cmd = ["valgrind", "--error-exitcode=99", "--leak-check=full", "-q"] + cmd
+    p = subprocess.run(cmd, cwd=cwd, env=e, capture_output=True, timeout=timeout,
                        input=input)
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
