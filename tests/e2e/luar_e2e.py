@@ -49,7 +49,9 @@ class Luar:
         self.data = os.path.join(self.dir, "data")
         os.makedirs(self.scripts)
         write_files(self.scripts, scripts or {"main.lua": ""})
-        cmd = [BIN, "serve", "--scripts", self.scripts, "--data", self.data, "--listen", listen]
+        cmd = [BIN, "serve", "--scripts", self.scripts, "--data", self.data]
+        if listen is not None:  # None: the configuration's own listeners
+            cmd += ["--listen", listen]
         if config is not None:
             cpath = os.path.join(self.dir, "luar.conf.lua")
             with open(cpath, "w") as f:
