@@ -25,10 +25,18 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id);
 int luar_app_supervise(const luar_config_t *cfg, int argc, char **argv);
 
 /*
- * A reload request (from the control socket or the file watcher). Returns 0 when the new
- * scripts are serving, or LUAR_ELUA with the load errors appended to `err`.
+ * Completes one reload request: `rc` is 0 when the new scripts serve everywhere, or a
+ * LUAR_E code with `err` the load errors ("file:line: message" lines; NULL when none).
+ * `err` is only valid during the call.
  */
-typedef int (*luar_reload_fn)(void *ctx, luar_buf_t *err);
+typedef void (*luar_reload_done_fn)(void *arg, int rc, const char *err);
+
+/*
+ * Starts a reload (asked by the control socket, the file watcher or SIGHUP) and calls
+ * done(arg, ...) exactly once: at once in a lone process, once every worker has answered
+ * under the supervisor. `done` may be NULL.
+ */
+typedef void (*luar_reload_fn)(void *ctx, luar_reload_done_fn done, void *arg);
 
 typedef struct luar_control luar_control_t;
 

@@ -58,22 +58,30 @@ static void reply(client_t *c, luar_buf_t *out)
         uv_close((uv_handle_t *)&c->pipe, client_closed);
 }
 
+/* Answers a reload request once the reload has completed (possibly much later). */
+static void reload_done(void *arg, int rc, const char *err)
+{
+    client_t *c = arg;
+    luar_buf_t out;
+    luar_buf_init(&out, 0);
+    if (rc == 0) {
+        luar_buf_puts(&out, "{\"ok\":true}");
+    } else {
+        luar_buf_puts(&out, "{\"ok\":false,\"error\":");
+        err = err ? err : luar_strerror(rc);
+        luar_buf_append_json_string(&out, err, strlen(err));
+        luar_buf_putc(&out, '}');
+    }
+    reply(c, &out);
+}
+
 static void handle(client_t *c, const char *cmd)
 {
     luar_buf_t out;
     luar_buf_init(&out, 0);
     if (strcmp(cmd, "reload") == 0) {
-        luar_buf_t err;
-        luar_buf_init(&err, 64 * 1024);
-        int rc = c->ctl->reload(c->ctl->ctx, &err);
-        if (rc == 0) {
-            luar_buf_puts(&out, "{\"ok\":true}");
-        } else {
-            luar_buf_puts(&out, "{\"ok\":false,\"error\":");
-            luar_buf_append_json_string(&out, err.data ? err.data : "", err.len);
-            luar_buf_putc(&out, '}');
-        }
-        luar_buf_free(&err);
+        c->ctl->reload(c->ctl->ctx, reload_done, c);
+        return;
     } else if (strcmp(cmd, "ping") == 0) {
         luar_buf_appendf(&out, "{\"ok\":true,\"pid\":%d}", (int)getpid());
     } else {

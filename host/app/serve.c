@@ -14,6 +14,7 @@
 #include "metrics/metrics.h"
 #include "server/http.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,14 +29,22 @@ typedef struct app {
     luar_http_server_t *server;
     luar_vm_t *vm;
     unsigned generation;
-    int stopping;
-    int exit_status;
+    int stopping;      /* 0 serving, 1 draining, 2 closing */
+    int grace_expired; /* the drain's grace period is over; Lua work was cancelled */
     uv_signal_t sigterm, sigint, sighup, sigusr1;
     uv_prepare_t prepare; /* before the loop blocks: flushes the log, notices the end of the drain */
     uv_timer_t grace;    /* ends the drain after shutdown.grace seconds */
     luar_control_t *control;
     luar_watch_t *watch;
+    struct retired_vm **retired; /* older generations still finishing their coroutines */
+    size_t nretired;
 } app_t;
+
+/* A retired generation, until its state closes. */
+typedef struct retired_vm {
+    app_t *app;
+    luar_vm_t *vm;
+} retired_vm_t;
 
 static const luar_http_header_t json_type = {"Content-Type", 12, "application/json", 16};
 
@@ -104,6 +113,38 @@ static void vm_config(const app_t *app, luar_vm_config_t *vc, unsigned generatio
     vc->generation = generation;
 }
 
+/* A retired VM's state has closed: forget it. */
+static void retired_closed(void *arg)
+{
+    retired_vm_t *r = arg;
+    app_t *app = r->app;
+    for (size_t i = 0; i < app->nretired; i++) {
+        if (app->retired[i] == r) {
+            app->retired[i] = app->retired[--app->nretired];
+            break;
+        }
+    }
+    free(r);
+}
+
+/* Retires `vm`: it takes no new work, and closes once its last coroutine has ended. */
+static void retire(app_t *app, luar_vm_t *vm)
+{
+    retired_vm_t **list = realloc(app->retired, (app->nretired + 1) * sizeof *list);
+    retired_vm_t *r = malloc(sizeof *r);
+    if (list)
+        app->retired = list;
+    if (list && r) {
+        r->app = app;
+        r->vm = vm;
+        list[app->nretired++] = r;
+        luar_vm_set_close_cb(vm, retired_closed, r);
+    } else {
+        free(r);
+    }
+    luar_vm_retire(vm);
+}
+
 /* Builds a VM from the scripts and swaps it in; the old one finishes its work and closes. */
 static int reload(void *ctx, luar_buf_t *err)
 {
@@ -137,12 +178,49 @@ static int reload(void *ctx, luar_buf_t *err)
     app->vm = vm;
     app->generation++;
     if (old)
-        luar_vm_retire(old);
+        retire(app, old);
     char fields[96];
     int n = snprintf(fields, sizeof fields, "\"generation\":%u,\"routes\":%zu", app->generation,
                      luar_vm_routes(vm));
     luar_log_write(LUAR_LOG_INFO, "scripts reloaded", 16, fields, (size_t)n);
     return 0;
+}
+
+/* luar_reload_fn for the control socket and the watcher: a lone process reloads at once. */
+static void reload_request(void *ctx, luar_reload_done_fn done, void *arg)
+{
+    luar_buf_t err;
+    luar_buf_init(&err, 64 * 1024);
+    int rc = reload(ctx, &err);
+    if (done)
+        done(arg, rc, err.data);
+    luar_buf_free(&err);
+}
+
+/*
+ * A supervisor's worker answers each SIGHUP on fd 3 with one line, "reload 0" or
+ * "reload <code> <JSON string of the errors>", so `luar reload` can report the outcome.
+ */
+static void report_reload(int rc, const luar_buf_t *err)
+{
+    luar_buf_t line;
+    luar_buf_init(&line, 0);
+    luar_buf_appendf(&line, "reload %d", rc);
+    if (rc) {
+        luar_buf_putc(&line, ' ');
+        luar_buf_append_json_string(&line, err->data ? err->data : "", err->len);
+    }
+    luar_buf_putc(&line, '\n');
+    size_t off = 0;
+    while (off < line.len) {
+        ssize_t n = write(3, line.data + off, line.len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    luar_buf_free(&line);
 }
 
 static void close_cb(uv_handle_t *h)
@@ -185,12 +263,39 @@ static void on_prepare(uv_prepare_t *h)
         finish(app);
 }
 
+/* Cancels the coroutines of every generation; their requests are answered 503. */
+static void cancel_lua_work(app_t *app)
+{
+    const char *why = "the host is shutting down (grace period over)";
+    if (app->vm)
+        luar_vm_shutdown(app->vm, why);
+    app->vm = NULL;
+    /* Shutting one down may close it and shrink the list: work on a copy. */
+    size_t n = app->nretired;
+    luar_vm_t **vms = n ? malloc(n * sizeof *vms) : NULL;
+    for (size_t i = 0; vms && i < n; i++)
+        vms[i] = app->retired[i]->vm;
+    for (size_t i = 0; vms && i < n; i++)
+        luar_vm_shutdown(vms[i], why);
+    free(vms);
+}
+
+/*
+ * The grace period is over: cancel what still runs in Lua, so its requests get a 503 and
+ * the normal drain ends; one second later, close whatever is left regardless.
+ */
 static void on_grace(uv_timer_t *t)
 {
     app_t *app = t->data;
-    luar_logf(LUAR_LOG_WARN, "shutdown grace period over with %zu requests in flight",
-              luar_http_server_inflight(app->server));
-    finish(app);
+    if (app->stopping == 1 && app->grace_expired) {
+        finish(app);
+        return;
+    }
+    app->grace_expired = 1;
+    luar_logf(LUAR_LOG_WARN, "shutdown grace period over with %zu requests in flight; "
+              "cancelling them", luar_http_server_inflight(app->server));
+    cancel_lua_work(app);
+    uv_timer_start(&app->grace, on_grace, 1000, 0);
 }
 
 static void begin_shutdown(app_t *app, const char *why)
@@ -215,6 +320,7 @@ static void on_signal(uv_signal_t *s, int signum)
 {
     app_t *app = s->data;
     luar_buf_t err;
+    int rc;
     switch (signum) {
     case SIGTERM:
         begin_shutdown(app, "SIGTERM");
@@ -223,8 +329,10 @@ static void on_signal(uv_signal_t *s, int signum)
         begin_shutdown(app, "SIGINT");
         break;
     case SIGHUP:
-        luar_buf_init(&err, 0);
-        reload(app, &err);
+        luar_buf_init(&err, 64 * 1024);
+        rc = reload(app, &err);
+        if (app->worker_id > 0)
+            report_reload(rc, &err);
         luar_buf_free(&err);
         break;
     case SIGUSR1:
@@ -287,14 +395,14 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
 
     if (worker_id == 0) {
         char *path = luar_config_control_path(cfg);
-        int rc = luar_control_open(&app->loop, path, reload, app, &app->control);
+        int rc = luar_control_open(&app->loop, path, reload_request, app, &app->control);
         if (rc)
             luar_logf(LUAR_LOG_WARN, "control socket %s unavailable (%s): `luar reload` will "
                       "not reach this instance", path, luar_strerror(rc));
         free(path);
         if (cfg->reload_watch &&
-            luar_watch_open(&app->loop, cfg->scripts, cfg->reload_debounce, reload, app,
-                            &app->watch))
+            luar_watch_open(&app->loop, cfg->scripts, cfg->reload_debounce, reload_request,
+                            app, &app->watch))
             luar_logf(LUAR_LOG_WARN, "cannot watch %s for changes", cfg->scripts);
     }
     start_signal(app, &app->sigterm, SIGTERM);
@@ -315,6 +423,7 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
         luar_logf(LUAR_LOG_WARN, "loop closed with handles still open");
     luar_log_flush();
     luar_buf_free(&err);
+    free(app->retired);
     free(app);
     return status;
 
@@ -329,6 +438,7 @@ fail:
     uv_loop_close(&app->loop);
     luar_log_flush();
     luar_buf_free(&err);
+    free(app->retired);
     free(app);
     return status;
 }

@@ -4,7 +4,12 @@
  * SO_REUSEPORT. A worker that dies is restarted with exponential backoff (0.5 s doubling
  * to 30 s; reset once it has run 10 s). Reloads are validated here by loading the scripts
  * once, then forwarded as SIGHUP, so `luar reload` can report a broken script without any
- * worker dropping its good state. SIGTERM/SIGINT are forwarded; exits 0 once all are gone.
+ * worker dropping its good state. Each worker answers a SIGHUP with one line on its fd 3
+ * ("reload 0", or "reload <code> <JSON errors>"); a reload request completes when every
+ * worker that was running has answered (or died), so `luar reload` returning 0 means every
+ * worker serves the new scripts. Requests arriving during a round wait for the next one,
+ * since two SIGHUPs to one process may merge into one.
+ * SIGTERM/SIGINT are forwarded; exits 0 once all are gone.
  */
 #include "app/app.h"
 #include "common/error.h"
@@ -18,15 +23,28 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define ROUND_TIMEOUT_MS 120000
+
 typedef struct worker {
     struct supervisor *sup;
     int id;
     uv_process_t proc;
+    uv_pipe_t *status;   /* read end of the worker's fd 3; freed in its close callback */
+    char line[1024];     /* partial status line */
+    size_t line_len;
+    int ack_pending;     /* a SIGHUP of the current round awaits this worker's answer */
     int running;
     uint64_t started_ms;
     unsigned crashes; /* consecutive quick deaths, for the backoff */
     uv_timer_t restart;
 } worker_t;
+
+/* A reload request waiting for its round to end. */
+typedef struct waiter {
+    luar_reload_done_fn done;
+    void *arg;
+    struct waiter *next;
+} waiter_t;
 
 typedef struct supervisor {
     uv_loop_t loop;
@@ -41,7 +59,15 @@ typedef struct supervisor {
     uv_prepare_t prepare; /* flushes the log before the loop blocks */
     luar_control_t *control;
     luar_watch_t *watch;
+    waiter_t *current, *next; /* requests of the running round, of the next one */
+    int round_active;
+    int round_waiting;        /* workers yet to answer */
+    luar_buf_t round_errors;
+    uv_timer_t round_timer;
 } supervisor_t;
+
+static void start_round(supervisor_t *sup);
+static void end_round(supervisor_t *sup);
 
 static void spawn(worker_t *w);
 
@@ -75,6 +101,9 @@ static void finish(supervisor_t *sup)
     if (sup->stopping == 2)
         return;
     sup->stopping = 2;
+    if (sup->round_active)
+        end_round(sup);
+    uv_close((uv_handle_t *)&sup->round_timer, noop_closed);
     for (int i = 0; i < sup->nworkers; i++)
         uv_close((uv_handle_t *)&sup->workers[i].restart, noop_closed);
     uv_close((uv_handle_t *)&sup->sigterm, noop_closed);
@@ -85,12 +114,113 @@ static void finish(supervisor_t *sup)
     luar_logf(LUAR_LOG_INFO, "supervisor: every worker has exited");
 }
 
+static void status_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void close_status(worker_t *w)
+{
+    if (w->status)
+        uv_close((uv_handle_t *)w->status, status_closed);
+    w->status = NULL;
+}
+
+/* Ends the current round: answers its requests, then starts the next round if asked. */
+static void end_round(supervisor_t *sup)
+{
+    waiter_t *list = sup->current;
+    int rc = sup->round_errors.len ? LUAR_ELUA : 0;
+    sup->current = NULL;
+    sup->round_active = 0;
+    uv_timer_stop(&sup->round_timer);
+    if (rc)
+        luar_logf(LUAR_LOG_ERROR, "supervisor: reload failed in some workers: %s",
+                  sup->round_errors.data);
+    else
+        luar_logf(LUAR_LOG_INFO, "supervisor: every worker reloaded");
+    while (list) {
+        waiter_t *w = list;
+        list = w->next;
+        if (w->done)
+            w->done(w->arg, rc, rc ? sup->round_errors.data : NULL);
+        free(w);
+    }
+    luar_buf_reset(&sup->round_errors);
+    if (sup->next)
+        start_round(sup);
+}
+
+static void worker_answered(worker_t *w, int rc, const char *err)
+{
+    supervisor_t *sup = w->sup;
+    if (!w->ack_pending)
+        return;
+    w->ack_pending = 0;
+    if (rc)
+        luar_buf_appendf(&sup->round_errors, "worker %d: %s\n", w->id, err);
+    if (--sup->round_waiting == 0)
+        end_round(sup);
+}
+
+static void on_round_timeout(uv_timer_t *t)
+{
+    supervisor_t *sup = t->data;
+    for (int i = 0; i < sup->nworkers; i++)
+        worker_answered(&sup->workers[i], LUAR_ETIMEOUT, "did not answer the reload in time");
+}
+
+/* One line from a worker: "reload 0" or "reload <code> <JSON string>". */
+static void status_line(worker_t *w, char *line)
+{
+    int rc = 0, used = 0;
+    if (sscanf(line, "reload %d %n", &rc, &used) < 1)
+        return;
+    const char *err = line + used;
+    /* The JSON string is shown as sent; it is one escaped line, safe to log and return. */
+    worker_answered(w, rc, rc ? err : NULL);
+}
+
+static void status_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    worker_t *w = h->data;
+    (void)suggested;
+    buf->base = w->line + w->line_len;
+    buf->len = sizeof w->line - w->line_len - 1;
+}
+
+static void on_status(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    worker_t *w = s->data;
+    (void)buf;
+    if (n < 0) {
+        close_status(w);
+        return;
+    }
+    w->line_len += (size_t)n;
+    w->line[w->line_len] = '\0';
+    char *nl;
+    while ((nl = strchr(w->line, '\n'))) {
+        *nl = '\0';
+        status_line(w, w->line);
+        size_t rest = w->line_len - (size_t)(nl + 1 - w->line);
+        memmove(w->line, nl + 1, rest + 1);
+        w->line_len = rest;
+    }
+    if (w->line_len == sizeof w->line - 1)
+        w->line_len = 0; /* an over-long line is dropped */
+}
+
 static void on_exit_cb(uv_process_t *p, int64_t status, int term_signal)
 {
     worker_t *w = p->data;
     supervisor_t *sup = w->sup;
     w->running = 0;
     uv_close((uv_handle_t *)p, proc_closed);
+    close_status(w);
+    if (w->ack_pending)
+        worker_answered(w, LUAR_ECLOSED, "exited during the reload (a restart loads the "
+                                         "current scripts)");
     if (sup->stopping) {
         luar_logf(LUAR_LOG_INFO, "supervisor: worker %d exited (status %d)", w->id, (int)status);
         if (running_workers(sup) == 0)
@@ -116,18 +246,24 @@ static void spawn(worker_t *w)
     char id[16];
     snprintf(id, sizeof id, "%d", w->id);
     sup->argv[sup->argc + 1] = id;
-    uv_stdio_container_t stdio[3];
+    uv_stdio_container_t stdio[4];
     for (int i = 0; i < 3; i++) {
         stdio[i].flags = UV_INHERIT_FD;
         stdio[i].data.fd = i;
     }
+    w->status = malloc(sizeof *w->status);
+    uv_pipe_init(&sup->loop, w->status, 0);
+    w->status->data = w;
+    w->line_len = 0;
+    stdio[3].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[3].data.stream = (uv_stream_t *)w->status;
     uv_process_options_t opt;
     memset(&opt, 0, sizeof opt);
     opt.file = sup->exe;
     opt.args = sup->argv;
     opt.exit_cb = on_exit_cb;
     opt.stdio = stdio;
-    opt.stdio_count = 3;
+    opt.stdio_count = 4;
     w->proc.data = w;
     int rc = uv_spawn(&sup->loop, &w->proc, &opt);
     sup->argv[sup->argc + 1] = NULL;
@@ -135,12 +271,14 @@ static void spawn(worker_t *w)
         luar_logf(LUAR_LOG_ERROR, "supervisor: cannot start worker %d: %s", w->id,
                   uv_strerror(rc));
         uv_close((uv_handle_t *)&w->proc, proc_closed);
+        close_status(w);
         w->crashes++;
         uv_timer_start(&w->restart, on_restart, 1000, 0);
         return;
     }
     w->running = 1;
     w->started_ms = uv_now(&sup->loop);
+    uv_read_start((uv_stream_t *)w->status, status_alloc, on_status);
     luar_logf(LUAR_LOG_INFO, "supervisor: worker %d started (pid %d)", w->id, w->proc.pid);
 }
 
@@ -151,36 +289,72 @@ static void signal_workers(supervisor_t *sup, int signum)
             uv_process_kill(&sup->workers[i].proc, signum);
 }
 
-/* Validates the scripts by loading them here, then tells the workers to reload. */
-static int reload(void *ctx, luar_buf_t *err)
+/* Sends SIGHUP to every running worker and waits for their answers. */
+static void start_round(supervisor_t *sup)
+{
+    sup->current = sup->next;
+    sup->next = NULL;
+    sup->round_active = 1;
+    sup->round_waiting = 0;
+    for (int i = 0; i < sup->nworkers; i++) {
+        worker_t *w = &sup->workers[i];
+        if (w->running && uv_process_kill(&w->proc, SIGHUP) == 0) {
+            w->ack_pending = 1;
+            sup->round_waiting++;
+        }
+    }
+    luar_logf(LUAR_LOG_INFO, "supervisor: reload sent to %d workers", sup->round_waiting);
+    if (sup->round_waiting == 0)
+        end_round(sup);
+    else
+        uv_timer_start(&sup->round_timer, on_round_timeout, ROUND_TIMEOUT_MS, 0);
+}
+
+/* Validates the scripts by loading them here, then asks the workers to reload. */
+static void reload(void *ctx, luar_reload_done_fn done, void *arg)
 {
     supervisor_t *sup = ctx;
     luar_vm_config_t vc;
     luar_vm_t *vm = NULL;
+    luar_buf_t err;
+    luar_buf_init(&err, 64 * 1024);
     memset(&vc, 0, sizeof vc);
     vc.loop = &sup->loop;
     vc.scripts_dir = sup->cfg->scripts;
     vc.mem_limit = sup->cfg->lua_memory;
     vc.cpu_budget = sup->cfg->cpu_budget;
-    int rc = luar_vm_new(&vc, &vm, err);
+    int rc = sup->stopping ? LUAR_EBUSY : luar_vm_new(&vc, &vm, &err);
     if (rc) {
         luar_app_count_reload(0);
+        if (sup->stopping)
+            luar_buf_puts(&err, "shutting down");
         luar_logf(LUAR_LOG_ERROR, "supervisor: reload refused, the scripts failed to load: %s",
-                  err->data ? err->data : "");
-        return rc;
+                  err.data ? err.data : "");
+        if (done)
+            done(arg, rc, err.data);
+        luar_buf_free(&err);
+        return;
     }
+    luar_buf_free(&err);
     luar_vm_retire(vm);
     luar_app_count_reload(1);
-    signal_workers(sup, SIGHUP);
-    luar_logf(LUAR_LOG_INFO, "supervisor: scripts load; reload sent to %d workers",
-              running_workers(sup));
-    return 0;
+    waiter_t *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        if (done)
+            done(arg, LUAR_ENOMEM, NULL);
+        return;
+    }
+    w->done = done;
+    w->arg = arg;
+    w->next = sup->next;
+    sup->next = w;
+    if (!sup->round_active)
+        start_round(sup);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
 {
     supervisor_t *sup = s->data;
-    luar_buf_t err;
     if (signum == SIGTERM || signum == SIGINT) {
         if (sup->stopping)
             return;
@@ -199,9 +373,7 @@ static void on_signal(uv_signal_t *s, int signum)
         if (running_workers(sup) == 0)
             finish(sup);
     } else if (signum == SIGHUP) {
-        luar_buf_init(&err, 64 * 1024);
-        reload(sup, &err);
-        luar_buf_free(&err);
+        reload(sup, NULL, NULL);
     } else if (signum == SIGUSR1) {
         luar_log_reopen();
         signal_workers(sup, SIGUSR1);
@@ -264,6 +436,9 @@ int luar_app_supervise(const luar_config_t *cfg, int argc, char **argv)
     luar_vm_retire(vm);
     luar_buf_free(&err);
 
+    luar_buf_init(&sup->round_errors, 64 * 1024);
+    uv_timer_init(&sup->loop, &sup->round_timer);
+    sup->round_timer.data = sup;
     sup->nworkers = cfg->workers;
     sup->workers = calloc((size_t)sup->nworkers, sizeof *sup->workers);
     for (int i = 0; i < sup->nworkers; i++) {
@@ -292,6 +467,7 @@ int luar_app_supervise(const luar_config_t *cfg, int argc, char **argv)
     uv_run(&sup->loop, UV_RUN_DEFAULT);
     uv_loop_close(&sup->loop);
     luar_log_flush();
+    luar_buf_free(&sup->round_errors);
     free(sup->workers);
     free(sup->argv);
     free(sup);

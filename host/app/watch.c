@@ -30,11 +30,8 @@ struct luar_watch {
 static void on_debounce(uv_timer_t *t)
 {
     luar_watch_t *w = t->data;
-    luar_buf_t err;
-    luar_buf_init(&err, 64 * 1024);
     luar_logf(LUAR_LOG_INFO, "change under %s: reloading", w->dir);
-    w->reload(w->ctx, &err);
-    luar_buf_free(&err);
+    w->reload(w->ctx, NULL, NULL); /* the reload logs its own outcome */
 }
 
 static void on_change(uv_fs_event_t *h, const char *filename, int events, int status)

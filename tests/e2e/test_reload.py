@@ -4,7 +4,7 @@ import signal
 import threading
 import time
 
-from luar_e2e import Luar, main, run_cli, write_files
+from luar_e2e import Luar, free_port, main, run_cli, write_files
 
 NO_WATCH = "return { reload = { watch = false } }\n"
 
@@ -109,6 +109,28 @@ def test_reload_under_load_50_times_drops_nothing():
         assert luar.stop() == 0
 
 
+def test_reload_with_workers_waits_for_every_worker():
+    port = free_port()
+    with Luar({"main.lua": version_script(1)}, config=NO_WATCH, workers=2,
+              listen="127.0.0.1:%d" % port, wait_listening=False) as luar:
+        luar.port = port
+        luar.wait_log(lambda r: luar.count_logs(lambda x: x.get("msg") == "listening") >= 2)
+        for v in (2, 3):
+            write_files(luar.scripts, {"main.lua": version_script(v)})
+            rc, out, err = reload_cmd(luar)
+            assert rc == 0, (rc, out, err)
+            # `luar reload` returned only after both workers answered: every new
+            # connection, whichever worker the kernel picks, sees the new version.
+            for _ in range(30):
+                assert luar.get_json("/v") == {"v": v}
+        write_files(luar.scripts, {"main.lua": BROKEN})
+        rc, out, err = reload_cmd(luar)
+        assert rc == 1 and "deliberately broken" in err, (rc, out, err)
+        for _ in range(10):
+            assert luar.get_json("/v") == {"v": 3}
+
+
 if __name__ == "__main__":
     main([test_reload_command_switches_version_and_reports_failure, test_sighup_reloads,
-          test_file_change_reloads_when_watching, test_reload_under_load_50_times_drops_nothing])
+          test_file_change_reloads_when_watching, test_reload_under_load_50_times_drops_nothing,
+          test_reload_with_workers_waits_for_every_worker])

@@ -49,6 +49,29 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0():
         assert luar.proc.wait(30) == 0
 
 
+def test_grace_period_ends_a_request_that_takes_too_long():
+    app = ('local http = require "luar.http"\n'
+           'local time = require "luar.time"\n'
+           'local log = require "luar.log"\n'
+           'http.route("GET", "/forever", function(req)\n'
+           '  log.info("forever start")\n'
+           '  time.sleep(600)\n'
+           '  return { json = { done = true } }\n'
+           'end)\n')
+    cfg = 'return { shutdown = { grace = 0.3 }, reload = { watch = false } }\n'
+    with Luar({"main.lua": app}, config=cfg) as luar:
+        results = []
+        t = threading.Thread(target=lambda: results.append(luar.request("GET", "/forever",
+                                                                        timeout=60)))
+        t.start()
+        luar.wait_log(lambda r: r.get("msg") == "forever start")
+        luar.send_signal(signal.SIGTERM)
+        t.join(60)
+        assert results and results[0][0] == 503, results
+        assert luar.proc.wait(30) == 0
+        luar.wait_log(lambda r: "grace period over" in r.get("msg", ""))
+
+
 def test_killed_worker_is_restarted_and_service_goes_on():
     port = free_port()
     with Luar({"main.lua": SLOW}, listen="127.0.0.1:%d" % port, workers=2,
@@ -72,4 +95,5 @@ def test_killed_worker_is_restarted_and_service_goes_on():
 
 if __name__ == "__main__":
     main([test_sigterm_finishes_in_flight_requests_and_exits_0,
+          test_grace_period_ends_a_request_that_takes_too_long,
           test_killed_worker_is_restarted_and_service_goes_on])
