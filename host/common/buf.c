@@ -97,8 +97,7 @@ int luar_buf_appendf(luar_buf_t *b, const char *fmt, ...)
     return rc;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
+size_t luar_utf8_seq(const unsigned char *s, size_t n)
 {
     unsigned c = s[0];
     size_t len;
@@ -163,7 +162,7 @@ int luar_buf_append_json_string(luar_buf_t *b, const char *s, size_t len)
             ubuf[6] = '\0';
             esc = ubuf;
         } else if (c >= 0x80) {
-            seq = utf8_seq(p + i, len - i);
+            seq = luar_utf8_seq(p + i, len - i);
             if (seq == 0) {
                 esc = "\xef\xbf\xbd";
                 seq = 1;

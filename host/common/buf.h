@@ -46,6 +46,13 @@ int luar_buf_vappendf(luar_buf_t *b, const char *fmt, va_list ap);
  */
 int luar_buf_append_json_string(luar_buf_t *b, const char *s, size_t len);
 
+/*
+ * Returns the length (1-4) of the valid UTF-8 sequence at `s`, reading at most `n` bytes,
+ * or 0 when the bytes there start no valid sequence (overlong forms and surrogates are
+ * invalid).
+ */
+size_t luar_utf8_seq(const unsigned char *s, size_t n);
+
 /* Takes the buffer's storage; the caller frees it with free(). The buffer becomes empty. */
 char *luar_buf_detach(luar_buf_t *b, size_t *len);
 

@@ -315,17 +315,18 @@ static void run_done(luar_task_t *task, int status, void *arg)
     free(r);
 }
 
-int luar_vm_run_file(luar_vm_t *vm, const char *path, int argc, char **argv,
-                     void (*done)(int status, void *arg), void *arg)
+/* Starts `setup` in a script task (`luar run`, `luar test`); errors go to stderr. */
+static int spawn_script(luar_vm_t *vm, const char *name, luar_task_setup_fn setup,
+                        int argc, char **argv, void (*done)(int status, void *arg), void *arg)
 {
     struct run *r = calloc(1, sizeof *r);
     if (r == NULL)
         return LUAR_ENOMEM;
-    *r = (struct run){path, argc, argv, done, arg};
+    *r = (struct run){name, argc, argv, done, arg};
     luar_buf_t err;
     luar_buf_init(&err, 4096);
     vm->scripting = 1;
-    int rc = luar_task_spawn(vm, NULL, run_file_setup, r, run_done, r, NULL, &err);
+    int rc = luar_task_spawn(vm, NULL, setup, r, run_done, r, NULL, &err);
     if (rc != 0) {
         fprintf(stderr, "luar: %s", err.len > 0 ? err.data : luar_strerror(rc));
         if (err.len == 0)
@@ -334,6 +335,12 @@ int luar_vm_run_file(luar_vm_t *vm, const char *path, int argc, char **argv,
     }
     luar_buf_free(&err);
     return rc;
+}
+
+int luar_vm_run_file(luar_vm_t *vm, const char *path, int argc, char **argv,
+                     void (*done)(int status, void *arg), void *arg)
+{
+    return spawn_script(vm, path, run_file_setup, argc, argv, done, arg);
 }
 
 /* ---- luar test ---- */
@@ -388,20 +395,5 @@ static int run_tests_setup(lua_State *L, void *arg)
 int luar_vm_run_tests(luar_vm_t *vm, int argc, char **argv, void (*done)(int status, void *arg),
                       void *arg)
 {
-    struct run *r = calloc(1, sizeof *r);
-    if (r == NULL)
-        return LUAR_ENOMEM;
-    *r = (struct run){"luar test", argc, argv, done, arg};
-    luar_buf_t err;
-    luar_buf_init(&err, 4096);
-    vm->scripting = 1;
-    int rc = luar_task_spawn(vm, NULL, run_tests_setup, r, run_done, r, NULL, &err);
-    if (rc != 0) {
-        fprintf(stderr, "luar: %s", err.len > 0 ? err.data : luar_strerror(rc));
-        if (err.len == 0)
-            fputc('\n', stderr);
-        free(r);
-    }
-    luar_buf_free(&err);
-    return rc;
+    return spawn_script(vm, "luar test", run_tests_setup, argc, argv, done, arg);
 }

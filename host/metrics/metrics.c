@@ -293,38 +293,6 @@ static int key_matches(const struct series *s, const char *const *values, size_t
     return 1;
 }
 
-/* Length of the valid UTF-8 sequence at `s`, or 0 when the byte starts no valid one. */
-static size_t utf8_len(const unsigned char *s)
-{
-    unsigned c = s[0], min;
-    size_t len;
-    if (c < 0x80)
-        return 1;
-    if ((c & 0xE0) == 0xC0) {
-        len = 2;
-        min = 0x80;
-        c &= 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-        len = 3;
-        min = 0x800;
-        c &= 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-        len = 4;
-        min = 0x10000;
-        c &= 0x07;
-    } else {
-        return 0;
-    }
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) /* also stops at the NUL */
-            return 0;
-        c = (c << 6) | (s[i] & 0x3F);
-    }
-    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-        return 0;
-    return len;
-}
-
 /*
  * Appends a label value escaped for the text format (backslash, quote, newline); invalid
  * UTF-8 becomes U+FFFD, since one bad byte would make the whole scrape unparsable.
@@ -332,9 +300,10 @@ static size_t utf8_len(const unsigned char *s)
 static int append_label_value(luar_buf_t *b, const char *v)
 {
     const unsigned char *p = (const unsigned char *)v;
+    const unsigned char *end = p + strlen(v);
     int rc = 0;
     while (rc == 0 && *p) {
-        size_t n = utf8_len(p);
+        size_t n = luar_utf8_seq(p, (size_t)(end - p));
         if (*p == '\\')
             rc = luar_buf_puts(b, "\\\\");
         else if (*p == '"')
