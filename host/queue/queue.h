@@ -1,0 +1,244 @@
+/*
+ * The queue backend interface. One contract, two backends: SQLite (embedded default, this
+ * folder's sqlite.c) and Redis (a later issue). Everything above this header (the job
+ * runner, luar.jobs, luar.events, webhooks, the CLI and the admin API) talks only to it,
+ * so a new backend needs no change above it.
+ *
+ * Every operation is asynchronous: it is queued and its callback runs later on the loop
+ * thread, once the work is durable (for writes: committed with fsync). A function that
+ * fails synchronously returns a LUAR_E code and never calls its callback. Callbacks get
+ * `rc` 0 or a LUAR_E code (LUAR_EIO when the backend cannot be reached or written: the
+ * caller answers 503 and retries later). Pointers passed to a callback are valid only
+ * during the call. Strings given to an operation are copied before it returns.
+ *
+ * Times are unix seconds (double). `now` is taken by the backend from the wall clock
+ * unless an operation takes it explicitly (tests move time through luar_queue_set_clock).
+ *
+ * Loop thread only, except that a backend may do its work on threads of its own.
+ */
+#ifndef LUAR_QUEUE_H
+#define LUAR_QUEUE_H
+
+#include "common/buf.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct luar_queue luar_queue_t;
+
+typedef enum luar_job_state {
+    LUAR_JOB_QUEUED = 0,    /* due, waiting for a worker */
+    LUAR_JOB_SCHEDULED = 1, /* waiting for run_at (delay, at, cron, retry_in) */
+    LUAR_JOB_RUNNING = 2,   /* claimed under a lease */
+    LUAR_JOB_SUCCEEDED = 3, /* finished; result kept until expires_at */
+    LUAR_JOB_RETRYING = 4,  /* failed, waiting for run_at to run again */
+    LUAR_JOB_DEAD = 5,      /* out of attempts; kept until expires_at */
+} luar_job_state_t;
+
+#define LUAR_JOB_STATES 6
+
+/* "queued", "scheduled", "running", "succeeded", "retrying", "dead". */
+const char *luar_job_state_name(luar_job_state_t s);
+/* Parses a state name; returns 0 or LUAR_EINVAL. */
+int luar_job_state_parse(const char *name, luar_job_state_t *out);
+
+/* A job as stored. Strings are NUL-terminated; optional ones are NULL when absent. */
+typedef struct luar_job {
+    char id[40];          /* assigned by the backend at enqueue: time-ordered, unique */
+    const char *name;     /* job definition name */
+    const char *queue;    /* queue name ("default" when not given) */
+    const char *args;     /* JSON text (an array or object); "null" when none */
+    const char *key;      /* unique key, or NULL */
+    int priority;         /* higher runs first among due jobs */
+    luar_job_state_t state;
+    int attempt;          /* attempts started so far (1 while the first attempt runs) */
+    int max_attempts;     /* 1 + retries; 0 means unlimited */
+    double enqueued_at;
+    double run_at;        /* when due (also the cron tick / delayed time: job.scheduled_at) */
+    double started_at;    /* last claim; 0 when never */
+    double finished_at;   /* succeeded or dead; 0 otherwise */
+    double lease_expires_at; /* while running */
+    const char *owner;    /* lease owner while running, else NULL */
+    const char *result;   /* JSON, once succeeded; NULL otherwise */
+    const char *last_error;
+    const char *traceback;
+    double expires_at;    /* when a finished job is deleted; 0: never */
+} luar_job_t;
+
+/* What to enqueue. Strings are copied. */
+typedef struct luar_job_spec {
+    const char *name;      /* required */
+    const char *queue;     /* NULL: "default" */
+    const char *args;      /* JSON text; NULL: "null" */
+    const char *key;       /* unique key: while a job with this key is not finished
+                              (queued, scheduled, running, retrying), enqueue returns its id */
+    int priority;
+    double run_at;         /* 0: now (queued); in the future: scheduled */
+    int max_attempts;      /* 1 + retries; 0: unlimited */
+} luar_job_spec_t;
+
+/* Counts by queue and state, for stats and metrics. */
+typedef struct luar_queue_count {
+    const char *queue;
+    int64_t counts[LUAR_JOB_STATES];
+} luar_queue_count_t;
+
+/* Filter for list, bulk retry and purge. NULL/negative fields match everything. */
+typedef struct luar_job_filter {
+    int state;             /* a luar_job_state_t, or -1 */
+    const char *queue;
+    const char *name;
+    size_t limit;          /* list only; 0: 100 */
+    const char *cursor;    /* list only: continue after this job id (from next_cursor) */
+} luar_job_filter_t;
+
+/* ---- opening ------------------------------------------------------------------------ */
+
+/*
+ * Opens the backend named by `url` ("sqlite:path/to/file.db"; "redis://…" later) on `loop`.
+ * Creates or migrates the schema. Returns 0, LUAR_EINVAL (unknown scheme; message in
+ * err), LUAR_EIO (cannot open or migrate; message in err naming the file). Synchronous:
+ * called at start-up and by CLI commands before anything is served.
+ */
+int luar_queue_open(uv_loop_t *loop, const char *url, luar_queue_t **out, luar_buf_t *err);
+
+/*
+ * Closes the backend after the operations already queued have completed (their callbacks
+ * run), then calls done(arg) when not NULL. The queue must not be used afterwards.
+ */
+void luar_queue_close(luar_queue_t *q, void (*done)(void *arg), void *arg);
+
+/* For tests: a clock returning unix seconds, used instead of the wall clock; NULL resets. */
+void luar_queue_set_clock(luar_queue_t *q, double (*now)(void *arg), void *arg);
+
+/* The backend's current time (its clock). */
+double luar_queue_now(luar_queue_t *q);
+
+/*
+ * How long jobs that luar_queue_sweep buries as dead are kept (the `jobs.dead_ttl`
+ * setting, seconds; default 2592000). Applies to sweeps called afterwards.
+ */
+void luar_queue_set_dead_ttl(luar_queue_t *q, double dead_ttl);
+
+/*
+ * The message of the most recent operation that failed (for a log line next to the 503),
+ * e.g. "/data/luar.db: disk I/O error"; "" when none has. Owned by the queue; valid until
+ * the next callback runs. Loop thread only.
+ */
+const char *luar_queue_last_error(luar_queue_t *q);
+
+/* ---- writes ------------------------------------------------------------------------- */
+
+/*
+ * Enqueues `n` jobs atomically (one commit). With `dedupe_key` (NULL for none), the whole
+ * batch is enqueued only if the key was not seen within its TTL; the key is recorded in
+ * the same commit with expiry now + dedupe_ttl. This one mechanism serves webhook event
+ * dedupe, events.publish (one job per subscriber), and cron tick claims (key
+ * "cron:<name>:<tick>": the process whose commit records it fires the tick).
+ * cb(arg, rc, ids, n, duplicate): ids[i] is the id of job i (an existing job's id when its
+ * spec's key matched one not finished); duplicate = 1 when dedupe_key was already there
+ * (nothing enqueued, ids NULL).
+ */
+typedef void (*luar_queue_enqueue_cb)(void *arg, int rc, const char *const *ids, size_t n,
+                                      int duplicate);
+int luar_queue_enqueue(luar_queue_t *q, const luar_job_spec_t *specs, size_t n,
+                       const char *dedupe_key, double dedupe_ttl, luar_queue_enqueue_cb cb,
+                       void *arg);
+
+/*
+ * Claims up to `max` due jobs (queued, or scheduled/retrying with run_at <= now) of
+ * `queue` (NULL: any queue), highest priority first, then oldest run_at: each becomes
+ * running with attempt + 1, owner = `owner`, lease_expires_at = now + `lease`. A job is
+ * never handed to two claimers at once. cb(arg, rc, jobs, n).
+ */
+typedef void (*luar_queue_jobs_cb)(void *arg, int rc, const luar_job_t *jobs, size_t n);
+int luar_queue_claim(luar_queue_t *q, const char *queue, size_t max, const char *owner,
+                     double lease, luar_queue_jobs_cb cb, void *arg);
+
+/*
+ * Extends to now + `lease` the leases that `owner` still holds on `ids`.
+ * cb(arg, rc, lost, nlost): the ids whose lease this owner no longer holds (reclaimed).
+ */
+typedef void (*luar_queue_ids_cb)(void *arg, int rc, const char *const *ids, size_t n);
+int luar_queue_heartbeat(luar_queue_t *q, const char *const *ids, size_t n, const char *owner,
+                         double lease, luar_queue_ids_cb cb, void *arg);
+
+/* Completion callback of single-job writes: rc LUAR_ENOTFOUND when the job is gone or
+ * its lease is no longer `owner`'s (the write is then not applied: fencing). */
+typedef void (*luar_queue_done_cb)(void *arg, int rc);
+
+/* running → succeeded with `result` (JSON or NULL), expires_at = now + result_ttl. */
+int luar_queue_complete(luar_queue_t *q, const char *id, const char *owner, const char *result,
+                        double result_ttl, luar_queue_done_cb cb, void *arg);
+
+/*
+ * running → retrying at `retry_at` (> 0), or → dead when retry_at == 0 (expires_at = now +
+ * dead_ttl), recording `error` and `traceback` (either may be NULL).
+ */
+int luar_queue_fail(luar_queue_t *q, const char *id, const char *owner, const char *error,
+                    const char *traceback, double retry_at, double dead_ttl,
+                    luar_queue_done_cb cb, void *arg);
+
+/*
+ * running → scheduled at `run_at` without counting the attempt (attempt - 1): a job's
+ * `return jobs.retry_in(s)`, a rate limit, or a graceful shutdown returning unfinished
+ * work (run_at = now).
+ */
+int luar_queue_release(luar_queue_t *q, const char *id, const char *owner, double run_at,
+                       luar_queue_done_cb cb, void *arg);
+
+/*
+ * Maintenance, run periodically by every process: running jobs whose lease ended become
+ * retrying (run_at now) — or dead ("lease expired after the last attempt") when they had
+ * used max_attempts; finished jobs and dedupe keys past expires_at are deleted.
+ * cb(arg, rc, reclaimed, expired).
+ */
+typedef void (*luar_queue_sweep_cb)(void *arg, int rc, size_t reclaimed, size_t expired);
+int luar_queue_sweep(luar_queue_t *q, luar_queue_sweep_cb cb, void *arg);
+
+/* dead|retrying|scheduled|succeeded → queued now with attempt 0 (the CLI and admin retry). */
+int luar_queue_retry(luar_queue_t *q, const char *id, luar_queue_done_cb cb, void *arg);
+
+/* Retries every job matching `filter` (e.g. state dead). cb(arg, rc, count). */
+typedef void (*luar_queue_count_cb)(void *arg, int rc, size_t count);
+int luar_queue_retry_many(luar_queue_t *q, const luar_job_filter_t *filter,
+                          luar_queue_count_cb cb, void *arg);
+
+/* Deletes one job (any state; a running job's worker then fails its fenced writes). */
+int luar_queue_delete(luar_queue_t *q, const char *id, luar_queue_done_cb cb, void *arg);
+
+/* Deletes every job matching `filter` (state required). cb(arg, rc, count). */
+int luar_queue_purge(luar_queue_t *q, const luar_job_filter_t *filter, luar_queue_count_cb cb,
+                     void *arg);
+
+/* ---- reads -------------------------------------------------------------------------- */
+
+/* One job; rc LUAR_ENOTFOUND when absent. cb(arg, rc, &job, 1). */
+int luar_queue_get(luar_queue_t *q, const char *id, luar_queue_jobs_cb cb, void *arg);
+
+/*
+ * Jobs matching `filter`, newest first (id descending), at most filter->limit.
+ * cb(arg, rc, jobs, n, next_cursor): next_cursor is NULL at the end.
+ */
+typedef void (*luar_queue_list_cb)(void *arg, int rc, const luar_job_t *jobs, size_t n,
+                                   const char *next_cursor);
+int luar_queue_list(luar_queue_t *q, const luar_job_filter_t *filter, luar_queue_list_cb cb,
+                    void *arg);
+
+/* Counts by queue and state. cb(arg, rc, counts, n). */
+typedef void (*luar_queue_counts_cb)(void *arg, int rc, const luar_queue_count_t *counts,
+                                     size_t n);
+int luar_queue_counts(luar_queue_t *q, luar_queue_counts_cb cb, void *arg);
+
+/*
+ * The earliest run_at among scheduled and retrying jobs (0 when none), so a dispatcher
+ * can sleep until then. cb(arg, rc, when).
+ */
+typedef void (*luar_queue_time_cb)(void *arg, int rc, double when);
+int luar_queue_next_due(luar_queue_t *q, luar_queue_time_cb cb, void *arg);
+
+/* Checks the backend answers (readyz). cb(arg, rc). */
+int luar_queue_ping(luar_queue_t *q, luar_queue_done_cb cb, void *arg);
+
+#endif

@@ -1,0 +1,117 @@
+/*
+ * The SQLite backend's insides, shared by sqlite.c (the writer thread and group commit),
+ * sqlite_schema.c (settings and migrations) and sqlite_ops.c (one function per operation),
+ * and one function tests use to observe group commit.
+ */
+#ifndef LUAR_QUEUE_SQLITE_H
+#define LUAR_QUEUE_SQLITE_H
+
+#include "queue/backend.h"
+
+#include <sqlite3.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* What luar_queue_sqlite_stats reports. */
+typedef struct luar_queue_sqlite_stats {
+    uint64_t commits;       /* write transactions committed (each one fsync of the WAL) */
+    uint64_t batches;       /* transactions begun, reads included */
+    uint64_t ops;           /* operations run */
+    int schema_version;     /* PRAGMA user_version after open */
+    int migrations_applied; /* migrations this handle ran at open (0 when already current) */
+} luar_queue_sqlite_stats_t;
+
+/*
+ * Copies the counters of a SQLite-backed queue into `out`. Returns 0, or LUAR_EINVAL when
+ * `q` is not a SQLite queue. For tests and diagnostics; loop thread.
+ */
+int luar_queue_sqlite_stats(luar_queue_t *q, luar_queue_sqlite_stats_t *out);
+
+/* The prepared statements, by purpose (their SQL is in sqlite_ops.c). */
+enum {
+    SQ_DEDUPE_PUT,
+    SQ_FIND_KEY,
+    SQ_INSERT,
+    SQ_CLAIM_ANY,
+    SQ_CLAIM_QUEUE,
+    SQ_TAKE,
+    SQ_HEARTBEAT,
+    SQ_COMPLETE,
+    SQ_FAIL_RETRY,
+    SQ_FAIL_DEAD,
+    SQ_RELEASE,
+    SQ_SWEEP_LEASES,
+    SQ_SWEEP_JOBS,
+    SQ_SWEEP_DEDUPE,
+    SQ_STATE,
+    SQ_RETRY,
+    SQ_RETRY_MANY,
+    SQ_DELETE,
+    SQ_PURGE,
+    SQ_GET,
+    SQ_LIST,
+    SQ_COUNTS,
+    SQ_NEXT_DUE,
+    SQ_PING,
+    SQ_SAVEPOINT,
+    SQ_RELEASE_SAVEPOINT,
+    SQ_ROLLBACK_SAVEPOINT,
+    SQ_BEGIN_WRITE,
+    SQ_BEGIN_READ,
+    SQ_COMMIT,
+    SQ_STMTS
+};
+
+/*
+ * One SQLite queue. The connection is used by the writer thread only (and by the loop
+ * thread at open, before the thread starts, and at close, after it ended). `lock` guards
+ * the two lists, the flags and the counters.
+ */
+typedef struct luar_sq {
+    luar_queue_t *q;
+    sqlite3 *db;
+    char *path;
+    sqlite3_stmt *stmts[SQ_STMTS];
+
+    uv_thread_t thread;
+    uv_mutex_t lock;
+    uv_cond_t wake;
+    uv_async_t async;
+    luar_qop_t *pending, *pending_tail; /* submitted, not yet taken by the writer */
+    luar_qop_t *done, *done_tail;       /* finished, waiting for the loop */
+    int stopping;                       /* close asked: drain, then end the thread */
+    int exited;                         /* the thread has ended */
+    int closed;                         /* uv_close called on the async */
+    void (*close_done)(void *arg);
+    void *close_arg;
+
+    luar_queue_sqlite_stats_t stats;
+} luar_sq_t;
+
+/*
+ * Sets the connection's durability and locking settings and brings the schema to the
+ * current version (sqlite_schema.c). Returns 0, or LUAR_EIO with a message in `err`
+ * naming the file. Sets s->stats.schema_version and migrations_applied.
+ */
+int luar_sq_setup(luar_sq_t *s, luar_buf_t *err);
+
+/* The current schema version (the number of migrations). */
+int luar_sq_schema_version(void);
+
+/*
+ * Returns statement `which`, prepared once and kept, reset and with its bindings cleared;
+ * NULL when it cannot be prepared (the error is in the connection). Writer thread.
+ */
+sqlite3_stmt *luar_sq_stmt(luar_sq_t *s, int which);
+
+/* Finalizes every kept statement. */
+void luar_sq_finalize(luar_sq_t *s);
+
+/*
+ * Runs one operation inside the open transaction (sqlite_ops.c). Sets op->rc and the
+ * outputs. Returns SQLITE_OK, or the SQLite code of the statement that failed (the caller
+ * decides whether the operation fails alone or the whole transaction rolls back).
+ */
+int luar_sq_exec(luar_sq_t *s, luar_qop_t *op);
+
+#endif
