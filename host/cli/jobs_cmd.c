@@ -230,7 +230,8 @@ static void sqlite_path(const char *url, char *path, size_t size)
 /*
  * Opens cfg->queue. Commands that only read or repair refuse a SQLite file that does not
  * exist (a wrong --data would otherwise create an empty queue and report it as empty);
- * enqueue creates the data folder, as serve does. Returns 0 or the exit status.
+ * enqueue creates the data folder, as serve does. Returns 0 or the exit status: 2 for an
+ * unknown backend scheme, 1 when the backend cannot be opened.
  */
 static int sess_open(sess_t *s, const opts_t *o, const luar_config_t *cfg, int create)
 {
@@ -264,7 +265,8 @@ static int sess_open(sess_t *s, const opts_t *o, const luar_config_t *cfg, int c
         uv_close((uv_handle_t *)&s->timer, NULL);
         uv_run(&s->loop, UV_RUN_DEFAULT);
         uv_loop_close(&s->loop);
-        return 1;
+        /* An unknown scheme is a configuration error; a file that cannot be opened is not. */
+        return rc == LUAR_EINVAL ? 2 : 1;
     }
     luar_buf_free(&err);
     return 0;
