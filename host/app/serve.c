@@ -9,6 +9,7 @@
  */
 #include "app/app.h"
 #include "common/error.h"
+#include "jobs/jobs.h"
 #include "log/log.h"
 #include "lua/vm.h"
 #include "metrics/metrics.h"
@@ -36,6 +37,10 @@ typedef struct app {
     uv_timer_t grace;    /* ends the drain after shutdown.grace seconds */
     luar_control_t *control;
     luar_watch_t *watch;
+    luar_queue_t *queue;
+    luar_runner_t *runner;
+    luar_scheduler_t *scheduler;
+    int runner_done, scheduler_done; /* stopped during the drain */
     struct retired_vm **retired; /* older generations still finishing their coroutines */
     size_t nretired;
 } app_t;
@@ -51,6 +56,36 @@ static const luar_http_header_t json_type = {"Content-Type", 12, "application/js
 static void respond_json(luar_http_req_t *req, int status, const char *body)
 {
     luar_http_respond(req, status, &json_type, 1, body, strlen(body));
+}
+
+static void on_ready_ping(void *arg, int rc)
+{
+    luar_http_req_t *req = arg;
+    if (rc)
+        respond_json(req, 503, "{\"error\":\"the queue backend does not answer\"}");
+    else
+        respond_json(req, 200, "{\"status\":\"ready\"}");
+}
+
+static void respond_metrics(luar_http_req_t *req)
+{
+    static const luar_http_header_t prom = {"Content-Type", 12,
+                                            "text/plain; version=0.0.4; charset=utf-8", 40};
+    luar_buf_t b;
+    luar_buf_init(&b, 0);
+    if (luar_metrics_render(&b) == 0)
+        luar_http_respond(req, 200, &prom, 1, b.data ? b.data : "", b.len);
+    else
+        respond_json(req, 500, "{\"error\":\"metrics rendering failed\"}");
+    luar_buf_free(&b);
+}
+
+/* The queue gauges are read from the backend at each scrape. */
+static void on_counts(void *arg, int rc, const luar_queue_count_t *counts, size_t n)
+{
+    if (rc == 0)
+        luar_jobs_metrics_counts(counts, n);
+    respond_metrics(arg);
 }
 
 /* GET /healthz, /readyz, /metrics; returns 0 when `req` is not one of them. */
@@ -74,19 +109,10 @@ static int builtin(app_t *app, luar_http_req_t *req)
             respond_json(req, 503, "{\"error\":\"shutting down\"}");
         else if (app->vm == NULL)
             respond_json(req, 503, "{\"error\":\"scripts not loaded\"}");
-        else
-            respond_json(req, 200, "{\"status\":\"ready\"}");
-    } else {
-        static const luar_http_header_t prom = {"Content-Type", 12,
-                                                "text/plain; version=0.0.4; charset=utf-8", 40};
-        luar_buf_t b;
-        luar_buf_init(&b, 0);
-        if (luar_metrics_render(&b) == 0) {
-            luar_http_respond(req, 200, &prom, 1, b.data ? b.data : "", b.len);
-        } else {
-            respond_json(req, 500, "{\"error\":\"metrics rendering failed\"}");
-        }
-        luar_buf_free(&b);
+        else if (luar_queue_ping(app->queue, on_ready_ping, req))
+            respond_json(req, 503, "{\"error\":\"the queue backend does not answer\"}");
+    } else if (luar_queue_counts(app->queue, on_counts, req)) {
+        respond_metrics(req);
     }
     return 1;
 }
@@ -247,6 +273,10 @@ static void finish(app_t *app)
     if (app->vm)
         luar_vm_retire(app->vm);
     app->vm = NULL;
+    luar_jobs_set_host(NULL, NULL, NULL);
+    if (app->queue)
+        luar_queue_close(app->queue, NULL, NULL); /* after pending writes complete */
+    app->queue = NULL;
     uv_close((uv_handle_t *)&app->sigterm, close_cb);
     uv_close((uv_handle_t *)&app->sigint, close_cb);
     uv_close((uv_handle_t *)&app->sighup, close_cb);
@@ -259,7 +289,8 @@ static void on_prepare(uv_prepare_t *h)
 {
     app_t *app = h->data;
     luar_log_flush();
-    if (app->stopping == 1 && luar_http_server_inflight(app->server) == 0)
+    if (app->stopping == 1 && luar_http_server_inflight(app->server) == 0 && app->runner_done &&
+        app->scheduler_done)
         finish(app);
 }
 
@@ -294,8 +325,24 @@ static void on_grace(uv_timer_t *t)
     app->grace_expired = 1;
     luar_logf(LUAR_LOG_WARN, "shutdown grace period over with %zu requests in flight; "
               "cancelling them", luar_http_server_inflight(app->server));
+    if (app->runner)
+        luar_runner_abort(app->runner); /* running jobs go back to the queue */
     cancel_lua_work(app);
     uv_timer_start(&app->grace, on_grace, 1000, 0);
+}
+
+static void runner_stopped(void *arg)
+{
+    app_t *app = arg;
+    app->runner = NULL;
+    app->runner_done = 1;
+}
+
+static void scheduler_stopped(void *arg)
+{
+    app_t *app = arg;
+    app->scheduler = NULL;
+    app->scheduler_done = 1;
 }
 
 static void begin_shutdown(app_t *app, const char *why)
@@ -306,6 +353,10 @@ static void begin_shutdown(app_t *app, const char *why)
     luar_logf(LUAR_LOG_INFO, "%s: stopping, %zu requests in flight", why,
               luar_http_server_inflight(app->server));
     luar_http_server_stop_accepting(app->server);
+    if (app->scheduler)
+        luar_scheduler_stop(app->scheduler, scheduler_stopped, app);
+    if (app->runner)
+        luar_runner_stop(app->runner, app->cfg->shutdown_grace, runner_stopped, app);
     if (app->control)
         luar_control_close(app->control);
     app->control = NULL;
@@ -348,6 +399,28 @@ static void start_signal(app_t *app, uv_signal_t *s, int signum)
     uv_signal_start(s, on_signal, signum);
 }
 
+static luar_vm_t *current_vm(void *arg)
+{
+    app_t *app = arg;
+    return app->stopping ? NULL : app->vm;
+}
+
+/* The job runner and the scheduler of this process. */
+static int start_jobs(app_t *app)
+{
+    char host[128] = "localhost", owner[200];
+    gethostname(host, sizeof host - 1);
+    snprintf(owner, sizeof owner, "%s:%d:%d", host, (int)getpid(), app->worker_id);
+    if (luar_runner_new(&app->loop, app->queue, &app->cfg->jobs, owner, current_vm, app,
+                        &app->runner) ||
+        luar_scheduler_new(&app->loop, app->queue, current_vm, app, &app->scheduler))
+        return LUAR_ENOMEM;
+    luar_jobs_set_host(app->queue, app->runner, &app->cfg->jobs);
+    luar_runner_start(app->runner);
+    luar_scheduler_start(app->scheduler);
+    return 0;
+}
+
 static void log_listening(const luar_listen_t *l, int port, int worker_id)
 {
     luar_buf_t f;
@@ -375,6 +448,12 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
     luar_app_metrics_init();
     mkdir(cfg->data, 0700);
 
+    if (luar_queue_open(&app->loop, cfg->queue, &app->queue, &err)) {
+        fprintf(stderr, "luar: queue %s: %s\n", cfg->queue, err.data ? err.data : "cannot open");
+        status = 1;
+        goto fail;
+    }
+    luar_jobs_set_host(app->queue, NULL, &cfg->jobs);
     if (reload(app, &err)) {
         fprintf(stderr, "%s", err.data ? err.data : "scripts failed to load\n");
         status = 2;
@@ -392,6 +471,8 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
         }
     }
     log_listening(&cfg->listen[0], luar_http_server_port(app->server), worker_id);
+    if (start_jobs(app))
+        goto fail;
 
     if (worker_id == 0) {
         char *path = luar_config_control_path(cfg);
@@ -428,12 +509,15 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
     return status;
 
 fail:
+    luar_jobs_set_host(NULL, NULL, NULL);
     if (app->control)
         luar_control_close(app->control);
     if (app->server)
         luar_http_server_close(app->server, NULL, NULL);
     if (app->vm)
         luar_vm_retire(app->vm);
+    if (app->queue)
+        luar_queue_close(app->queue, NULL, NULL);
     uv_run(&app->loop, UV_RUN_DEFAULT);
     uv_loop_close(&app->loop);
     luar_log_flush();

@@ -6,6 +6,10 @@
  */
 #include "cli/cli.h"
 #include "app/app.h"
+#include "cli/jobs_cmd.h"
+#include "jobs/jobs.h"
+#include "queue/queue.h"
+#include "sched/cron.h"
 #include "common/error.h"
 #include "config/config.h"
 #include "log/log.h"
@@ -13,6 +17,7 @@
 #include "luar_version.h"
 
 #include <http_parser.h>
+#include <sqlite3.h>
 #include <lua.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -28,6 +33,33 @@ typedef struct args {
     char **pos; /* positional arguments after the command */
 } args_t;
 
+/*
+ * For commands with options of their own (jobs, enqueue, cron): takes --config, --data and
+ * --scripts as global flags and passes every other argument through, in order.
+ */
+static void split_global(int argc, char **argv, args_t *a)
+{
+    memset(a, 0, sizeof *a);
+    a->pos = calloc((size_t)argc + 1, sizeof *a->pos);
+    for (int i = 2; i < argc; i++) {
+        const char *name = argv[i];
+        const char **slot = NULL;
+        if (strncmp(name, "--config", 8) == 0 && (name[8] == '\0' || name[8] == '='))
+            slot = &a->flags.config;
+        else if (strncmp(name, "--data", 6) == 0 && (name[6] == '\0' || name[6] == '='))
+            slot = &a->flags.data;
+        else if (strncmp(name, "--scripts", 9) == 0 && (name[9] == '\0' || name[9] == '='))
+            slot = &a->flags.scripts;
+        if (slot == NULL) {
+            a->pos[a->npos++] = argv[i];
+        } else if (strchr(name, '=')) {
+            *slot = strchr(name, '=') + 1;
+        } else if (i + 1 < argc) {
+            *slot = argv[++i];
+        }
+    }
+}
+
 static void usage(FILE *f)
 {
     fputs("usage: luar <command> [options]\n"
@@ -38,6 +70,10 @@ static void usage(FILE *f)
           "  run FILE.lua [ARGS...]       run one script to completion on a live loop\n"
           "  test [PATH...]               run busted specs inside the host\n"
           "  reload                       make the running instance reload its scripts\n"
+          "  jobs stats|list|show|retry|delete|purge   inspect and repair the queue\n"
+          "  enqueue NAME [--args JSON] [--queue Q] [--delay S] [--key K]   enqueue a job\n"
+          "  cron list                    the schedules the scripts declare, next fire times\n"
+          "  cron next EXPR [--tz TZ] [--from ISO8601] [--count N]\n"
           "  version                      versions of luar and its libraries\n",
           f);
 }
@@ -210,8 +246,13 @@ static int cmd_script(const args_t *a, int tests)
     luar_buf_t err;
     luar_buf_init(&err, 0);
     luar_vm_t *vm = NULL;
+    luar_queue_t *queue = NULL;
     run_state_t rs = {0, 1};
     int rc;
+    /* `luar run` scripts may enqueue and read jobs; `luar test` gets its doubles later. */
+    if (!tests && luar_queue_open(&loop, cfg.queue, &queue, &err) == 0)
+        luar_jobs_set_host(queue, NULL, &cfg.jobs);
+    luar_buf_reset(&err);
     if (luar_vm_new(&vc, &vm, &err)) {
         fprintf(stderr, "%s", err.data ? err.data : "scripts failed to load\n");
         rs.status = 2;
@@ -229,6 +270,9 @@ static int cmd_script(const args_t *a, int tests)
         }
         luar_vm_retire(vm);
     }
+    luar_jobs_set_host(NULL, NULL, NULL);
+    if (queue)
+        luar_queue_close(queue, NULL, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     luar_log_flush();
@@ -262,6 +306,75 @@ static int cmd_reload(const args_t *a)
     return status;
 }
 
+/* `luar jobs …`, `luar enqueue …`: the configuration, then jobs_cmd.c. */
+static int cmd_queue(int argc, char **argv, int enqueue)
+{
+    args_t a;
+    luar_config_t cfg;
+    split_global(argc, argv, &a);
+    int status = 2;
+    if (!enqueue && a.npos == 0) {
+        fprintf(stderr, "luar jobs: missing subcommand (stats, list, show, retry, delete, "
+                        "purge)\n");
+    } else if (load_config(&a, &cfg) == 0) {
+        status = enqueue ? luar_cli_enqueue(a.npos, a.pos, &cfg)
+                         : luar_cli_jobs(a.npos, a.pos, &cfg);
+        luar_config_free(&cfg);
+    }
+    free(a.pos);
+    return status;
+}
+
+/* `luar cron list`: load the scripts, print each schedule and its next fire times. */
+static int cron_list(const args_t *a)
+{
+    luar_config_t cfg;
+    if (load_config(a, &cfg))
+        return 2;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    luar_vm_config_t vc;
+    memset(&vc, 0, sizeof vc);
+    vc.loop = &loop;
+    vc.scripts_dir = cfg.scripts;
+    vc.mem_limit = cfg.lua_memory;
+    vc.cpu_budget = cfg.cpu_budget;
+    luar_buf_t err;
+    luar_buf_init(&err, 0);
+    luar_vm_t *vm = NULL;
+    int status = 0;
+    luar_log_set_level(LUAR_LOG_WARN);
+    if (luar_vm_new(&vc, &vm, &err)) {
+        fprintf(stderr, "%s", err.data ? err.data : "scripts failed to load\n");
+        status = 2;
+    } else {
+        luar_jobs_print_schedules(vm, stdout);
+        luar_vm_retire(vm);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    luar_buf_free(&err);
+    luar_config_free(&cfg);
+    return status;
+}
+
+static int cmd_cron(int argc, char **argv)
+{
+    if (argc >= 3 && strcmp(argv[2], "next") == 0)
+        return luar_cron_cmd_next(argc - 3, argv + 3);
+    if (argc >= 3 && strcmp(argv[2], "list") == 0) {
+        args_t a;
+        split_global(argc - 1, argv + 1, &a);
+        int status = a.npos ? 2 : cron_list(&a);
+        if (a.npos)
+            fprintf(stderr, "luar cron list: unexpected argument %s\n", a.pos[0]);
+        free(a.pos);
+        return status;
+    }
+    fprintf(stderr, "luar cron: expected \"list\" or \"next EXPR\"\n");
+    return 2;
+}
+
 static int cmd_version(void)
 {
     unsigned long hp = http_parser_version();
@@ -271,6 +384,7 @@ static int cmd_version(void)
     printf("%s\n", OpenSSL_version(OPENSSL_VERSION));
     printf("http-parser %lu.%lu.%lu\n", (hp >> 16) & 255, (hp >> 8) & 255, hp & 255);
     printf("lua-cjson 2.1.0\n");
+    printf("SQLite %s\n", sqlite3_libversion());
     return 0;
 }
 
@@ -284,6 +398,10 @@ int luar_cli_main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
         return cmd_version();
+    if (strcmp(cmd, "jobs") == 0 || strcmp(cmd, "enqueue") == 0)
+        return cmd_queue(argc, argv, strcmp(cmd, "enqueue") == 0);
+    if (strcmp(cmd, "cron") == 0)
+        return cmd_cron(argc, argv);
     args_t a;
     int status = parse_args(argc, argv, strcmp(cmd, "run") == 0, &a);
     if (status == 0) {

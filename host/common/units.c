@@ -41,3 +41,28 @@ int luar_parse_size(const char *s, uint64_t *out)
     }
     return LUAR_EINVAL;
 }
+
+int luar_parse_rate(const char *s, double *per_second, double *burst)
+{
+    if (s == NULL || !isdigit((unsigned char)*s))
+        return LUAR_EINVAL;
+    char *end;
+    errno = 0;
+    double n = strtod(s, &end);
+    if (errno || n <= 0 || *end != '/')
+        return LUAR_EINVAL;
+    double period;
+    if (strcmp(end + 1, "s") == 0)
+        period = 1;
+    else if (strcmp(end + 1, "m") == 0)
+        period = 60;
+    else if (strcmp(end + 1, "h") == 0)
+        period = 3600;
+    else if (strcmp(end + 1, "d") == 0)
+        period = 86400;
+    else
+        return LUAR_EINVAL;
+    *per_second = n / period;
+    *burst = n < 1 ? 1 : n;
+    return 0;
+}

@@ -10,4 +10,10 @@
  */
 int luar_parse_size(const char *s, uint64_t *out);
 
+/*
+ * Parses a rate "N/period" (period s, m, h or d; "100/s", "5000/h", "0.5/s") into events per
+ * second and the burst (N). Returns 0 or LUAR_EINVAL.
+ */
+int luar_parse_rate(const char *s, double *per_second, double *burst);
+
 #endif

@@ -341,6 +341,36 @@ static void read_table(loader_t *ld, lua_State *L)
         read_number(ld, L, "debounce", "reload.debounce", &cfg->reload_debounce, 0);
         lua_pop(L, 1);
     }
+    if (enter(ld, L, "jobs")) {
+        luar_jobs_config_t *j = &cfg->jobs;
+        double conc = j->concurrency;
+        read_number(ld, L, "lease", "jobs.lease", &j->lease, 1);
+        read_number(ld, L, "heartbeat", "jobs.heartbeat", &j->heartbeat, 0.1);
+        read_number(ld, L, "result_ttl", "jobs.result_ttl", &j->result_ttl, 0);
+        read_number(ld, L, "dead_ttl", "jobs.dead_ttl", &j->dead_ttl, 0);
+        read_number(ld, L, "poll", "jobs.poll", &j->poll, 0.01);
+        read_number(ld, L, "concurrency", "jobs.concurrency", &conc, 1);
+        j->concurrency = (int)conc;
+        if (j->heartbeat >= j->lease)
+            fail_key(ld, "jobs.heartbeat", "must be shorter than jobs.lease (%g s)", j->lease);
+        if (enter(ld, L, "queues")) {
+            lua_pushnil(L);
+            while (lua_next(L, -2)) {
+                if (lua_type(L, -2) != LUA_TSTRING || !lua_isinteger(L, -1) ||
+                    lua_tointeger(L, -1) < 1) {
+                    fail_key(ld, "jobs.queues", "expected name = concurrency (a positive "
+                                                "integer) entries");
+                } else if (j->nqueues < LUAR_MAX_QUEUE_LIMITS) {
+                    j->queues[j->nqueues].name = strdup(lua_tostring(L, -2));
+                    j->queues[j->nqueues].limit = (int)lua_tointeger(L, -1);
+                    j->nqueues++;
+                }
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
     if (enter(ld, L, "shutdown")) {
         read_number(ld, L, "grace", "shutdown.grace", &cfg->shutdown_grace, 0);
         lua_pop(L, 1);
@@ -455,6 +485,12 @@ int luar_config_load(luar_config_t *cfg, const luar_config_flags_t *flags, luar_
     cfg->log.backups = 5;
     cfg->reload_watch = 1;
     cfg->reload_debounce = 0.2;
+    cfg->jobs.lease = 30;
+    cfg->jobs.heartbeat = 10;
+    cfg->jobs.result_ttl = 86400;
+    cfg->jobs.dead_ttl = 2592000;
+    cfg->jobs.poll = 0.5;
+    cfg->jobs.concurrency = 10;
     cfg->scripts = strdup("scripts");
     cfg->data = strdup("luar-data");
     add_listen(cfg, DEFAULT_LISTEN, NULL, NULL, NULL);
@@ -485,6 +521,8 @@ int luar_config_load(luar_config_t *cfg, const luar_config_flags_t *flags, luar_
 void luar_config_free(luar_config_t *cfg)
 {
     free_listen(cfg);
+    for (int i = 0; i < cfg->jobs.nqueues; i++)
+        free(cfg->jobs.queues[i].name);
     free(cfg->file);
     free(cfg->scripts);
     free(cfg->data);

@@ -12,6 +12,23 @@
 
 #include <stddef.h>
 
+#define LUAR_MAX_QUEUE_LIMITS 32
+
+/* jobs = { lease, heartbeat, result_ttl, dead_ttl, concurrency, poll, queues = {…} } */
+typedef struct luar_jobs_config {
+    double lease;        /* seconds a claim holds a job without a heartbeat (30) */
+    double heartbeat;    /* seconds between lease renewals and sweeps (10) */
+    double result_ttl;   /* seconds a succeeded job's result is kept (86400) */
+    double dead_ttl;     /* seconds a dead job is kept (2592000) */
+    double poll;         /* seconds between looks for work from other processes (0.5) */
+    int concurrency;     /* jobs one worker runs at once (10) */
+    int nqueues;         /* per-queue limits of concurrent jobs in one worker */
+    struct {
+        char *name;
+        int limit;
+    } queues[LUAR_MAX_QUEUE_LIMITS];
+} luar_jobs_config_t;
+
 /* Values given on the command line; NULL/0 fields were not given. */
 typedef struct luar_config_flags {
     const char *config;
@@ -36,6 +53,7 @@ typedef struct luar_config {
     double cpu_budget;      /* limits.cpu_budget: seconds a coroutine may run without yielding */
     double shutdown_grace;  /* shutdown.grace: seconds SIGTERM waits for in-flight work */
     luar_log_config_t log;  /* log.file owned */
+    luar_jobs_config_t jobs; /* jobs = { … } */
     int reload_watch;       /* reload.watch */
     double reload_debounce; /* reload.debounce: seconds of quiet before a watched reload */
 } luar_config_t;

@@ -21,6 +21,8 @@ static const luar_lua_module_t modules[] = {
     {"luar.time", luaopen_luar_time},
     {"luar.metrics", luaopen_luar_metrics},
     {"luar.crypto", luaopen_luar_crypto},
+    {"luar.jobs", luaopen_luar_jobs},
+    {"luar.events", luaopen_luar_events},
     {"cjson", luaopen_cjson},
     {"cjson.safe", luaopen_cjson_safe},
     {NULL, NULL},

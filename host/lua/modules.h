@@ -14,6 +14,8 @@ int luaopen_luar_log(lua_State *L);
 int luaopen_luar_time(lua_State *L);
 int luaopen_luar_metrics(lua_State *L);
 int luaopen_luar_crypto(lua_State *L);
+int luaopen_luar_jobs(lua_State *L);
+int luaopen_luar_events(lua_State *L);
 
 /* Sets package.preload[name] = open for every module of the table. Stack [-0, +0]. */
 void luar_lua_open_modules(lua_State *L);

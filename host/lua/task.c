@@ -19,11 +19,18 @@ void luar_task_hook(lua_State *L, lua_Debug *ar)
     if (t == NULL)
         return;
     if (t->kill == TASK_KILL_NONE) {
-        if (uv_hrtime() - t->resume_ns < vm->budget_ns)
+        uint64_t now = uv_hrtime();
+        if (t->deadline_ns != 0 && now >= t->deadline_ns) {
+            /* A job's timeout, reached by code that never yields. */
+            t->kill = TASK_KILL_BUDGET;
+            snprintf(t->kill_msg, sizeof t->kill_msg, "%s", t->deadline_msg);
+        } else if (now - t->resume_ns < vm->budget_ns) {
             return;
-        t->kill = TASK_KILL_BUDGET;
-        snprintf(t->kill_msg, sizeof t->kill_msg, "CPU budget exceeded (%g s without yielding)",
-                 vm->cpu_budget);
+        } else {
+            t->kill = TASK_KILL_BUDGET;
+            snprintf(t->kill_msg, sizeof t->kill_msg,
+                     "CPU budget exceeded (%g s without yielding)", vm->cpu_budget);
+        }
     }
     /*
      * Raise again at every instruction of this thread until the coroutine is dead: a pcall
@@ -356,4 +363,10 @@ luar_task_t *luar_task_current(lua_State *L)
 {
     luar_task_t *t = luar_vm_of(L)->current;
     return (t != NULL && !t->pseudo) ? t : NULL;
+}
+
+void luar_task_set_deadline(luar_task_t *task, double seconds, const char *message)
+{
+    task->deadline_ns = uv_hrtime() + (uint64_t)(seconds * 1e9);
+    snprintf(task->deadline_msg, sizeof task->deadline_msg, "%s", message);
 }

@@ -51,6 +51,14 @@ int luar_task_spawn(luar_vm_t *vm, const luar_task_opts_t *opts, luar_task_setup
  */
 void luar_task_cancel(luar_task_t *task, const char *reason);
 
+/*
+ * Gives the task a deadline `seconds` from now (a job's timeout): code that is still
+ * running then without yielding is stopped by the count hook with `message` as its error,
+ * the same end as a CPU budget overrun. A task waiting at the deadline is cancelled by its
+ * owner's timer (luar_task_cancel), not by this.
+ */
+void luar_task_set_deadline(luar_task_t *task, double seconds, const char *message);
+
 /* The task's coroutine. */
 lua_State *luar_task_thread(const luar_task_t *task);
 

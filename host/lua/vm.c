@@ -8,6 +8,7 @@
 #include "log/log.h"
 #include "lua/modules.h"
 #include "lua/vm_internal.h"
+#include "jobs/jobs.h"
 #include "metrics/metrics.h"
 
 #include <lauxlib.h>
@@ -168,6 +169,8 @@ static void vm_close(luar_vm_t *vm)
     vm->L = NULL;
     vm->current = NULL;
     luar_http_router_free(vm);
+    luar_jobs_registry_free(vm->jobs);
+    vm->jobs = NULL;
     if (vm->close_cb != NULL)
         vm->close_cb(vm->close_arg);
     if (vm->idle_inited)

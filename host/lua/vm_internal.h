@@ -58,6 +58,8 @@ struct luar_task {
     int nres;        /* results at the end */
     char kill_msg[160];
     uint64_t resume_ns;
+    uint64_t deadline_ns;   /* luar_task_set_deadline; 0: none */
+    char deadline_msg[96];
     luar_bridge_op_t *op;
     luar_task_done_fn done;
     void *done_arg;
@@ -94,6 +96,7 @@ struct luar_vm {
     int idle_inited;
     int scripting; /* a `luar run` / `luar test` task may declare routes */
     struct http_router *router;
+    struct luar_jobs_registry *jobs; /* jobs.define, events.subscribe, schedules (host/jobs) */
     void (*close_cb)(void *arg);
     void *close_arg;
 };

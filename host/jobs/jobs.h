@@ -1,0 +1,170 @@
+/*
+ * Jobs: the definitions scripts declare (jobs.define, events.subscribe, jobs.cron/every),
+ * kept per VM in a registry, and the runner that claims due jobs from the queue backend
+ * and runs each in its own coroutine of the current VM, with retries, backoff, timeouts,
+ * rate limits, leases and heartbeats. Loop thread only.
+ */
+#ifndef LUAR_JOBS_H
+#define LUAR_JOBS_H
+
+#include "config/config.h"
+#include "lua/vm.h"
+#include "queue/queue.h"
+
+#include <lua.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <uv.h>
+
+typedef enum {
+    LUAR_BACKOFF_EXPONENTIAL, /* uniform(0, min(cap, 2^attempt)) seconds: full jitter */
+    LUAR_BACKOFF_FIXED,       /* `base` seconds */
+    LUAR_BACKOFF_FUNCTION,    /* a Lua function of the attempt, in the VM's registry */
+} luar_backoff_kind_t;
+
+/* One jobs.define (or one events.subscribe, which defines a job "event:<name>"). */
+typedef struct luar_job_def {
+    char *name;
+    char *queue;
+    int retries;           /* retries after the first attempt (max_attempts = retries + 1) */
+    luar_backoff_kind_t backoff;
+    double backoff_base;   /* FIXED: the delay */
+    double backoff_cap;    /* EXPONENTIAL: the cap (3600) */
+    int backoff_ref;       /* FUNCTION: registry reference */
+    double timeout;        /* seconds; 0: none */
+    double unique_for;     /* seconds; 0: off */
+    double rate;           /* jobs per second in one worker; 0: unlimited */
+    double rate_burst;
+    int priority;
+    int fn_ref;            /* registry reference of the function */
+    int is_event;          /* fn(payload, meta) instead of fn(args, job) */
+    char *pattern;         /* events: the AMQP-style topic pattern */
+} luar_job_def_t;
+
+/* A schedule: jobs.cron or jobs.every. */
+typedef struct luar_schedule {
+    char *name;
+    char *expr;            /* cron expression, or NULL for every */
+    double every;          /* seconds, for jobs.every */
+    char *tz;
+    char *job;
+    char *args;            /* JSON */
+    int catch_up;
+    void *cron;            /* the parsed expression (sched/cron.h), owned */
+} luar_schedule_t;
+
+typedef struct luar_jobs_registry luar_jobs_registry_t;
+
+/* The registry of `vm`, created on first use; NULL only when out of memory. */
+luar_jobs_registry_t *luar_jobs_registry(luar_vm_t *vm);
+
+/* Frees a registry (the VM's close does it). Registry references die with the state. */
+void luar_jobs_registry_free(luar_jobs_registry_t *r);
+
+/* Adds a definition (takes ownership of `def`'s strings); LUAR_EEXISTS for a taken name. */
+int luar_jobs_define(luar_jobs_registry_t *r, luar_job_def_t *def);
+
+/* The definition named `name`, or NULL. */
+const luar_job_def_t *luar_jobs_find(const luar_jobs_registry_t *r, const char *name);
+
+/* The definitions (for the queues to claim from, and events matching a topic). */
+size_t luar_jobs_count(const luar_jobs_registry_t *r);
+const luar_job_def_t *luar_jobs_at(const luar_jobs_registry_t *r, size_t i);
+
+/* Adds a schedule (takes ownership); LUAR_EEXISTS for a taken name. */
+int luar_jobs_add_schedule(luar_jobs_registry_t *r, luar_schedule_t *s);
+size_t luar_jobs_schedules(const luar_jobs_registry_t *r);
+const luar_schedule_t *luar_jobs_schedule_at(const luar_jobs_registry_t *r, size_t i);
+
+/*
+ * For luar.events (implemented with luar.jobs in mod_jobs.c): defines the job
+ * "event:<name>" running the function at stack index `fn` for topics matching `pattern`,
+ * with the options table at index `opts` (0: none). Raises on misuse. [-0, +0]
+ */
+void luar_jobs_define_subscriber(lua_State *L, const char *pattern, const char *name, int opts,
+                                 int fn);
+
+/* events.publish(topic, payload) ⏸: one job per matching subscriber, in one commit. */
+int luar_events_publish(lua_State *L);
+
+/* jobs.cron(name, expr, job[, args[, opts]]) and jobs.every(name, seconds, job[, args[, opts]]). */
+int luar_jobs_cron(lua_State *L);
+int luar_jobs_every(lua_State *L);
+
+/* The registry key of the metatable marking the value of jobs.retry_in (mod_jobs.c). */
+extern const char luar_jobs_retry_key;
+
+/* AMQP topic match: words split on '.', '*' one word, '#' zero or more words. */
+int luar_topic_match(const char *pattern, const char *topic);
+
+/* ---- the process's queue and runner ------------------------------------------------ */
+
+typedef struct luar_runner luar_runner_t;
+
+/*
+ * The queue backend and runner of this process, for the Lua modules (luar.jobs,
+ * luar.events). Set once by the command that opened the queue; NULL in commands without
+ * one. The caller keeps ownership.
+ */
+void luar_jobs_set_host(luar_queue_t *queue, luar_runner_t *runner,
+                        const luar_jobs_config_t *cfg);
+luar_queue_t *luar_jobs_queue(void);
+const luar_jobs_config_t *luar_jobs_config(void);
+
+/* Tells the runner (if any) that due work may be waiting: a local enqueue committed. */
+void luar_jobs_kick(void);
+
+/*
+ * Creates the runner: it claims jobs from `queue` for the definitions of the VM returned
+ * by current_vm(arg) (the current generation; NULL while none), runs them, and renews
+ * leases. `owner` names this process in leases (copied). Returns 0 or LUAR_ENOMEM.
+ */
+int luar_runner_new(uv_loop_t *loop, luar_queue_t *queue, const luar_jobs_config_t *cfg,
+                    const char *owner, luar_vm_t *(*current_vm)(void *arg), void *arg,
+                    luar_runner_t **out);
+
+/* Starts claiming and the timers. */
+void luar_runner_start(luar_runner_t *r);
+
+/* Looks for due work now (luar_jobs_kick calls it after a local enqueue). */
+void luar_runner_kick(luar_runner_t *r);
+
+/* Jobs running now. */
+size_t luar_runner_running(const luar_runner_t *r);
+
+/*
+ * Graceful stop: claims nothing more; lets running jobs finish; after `grace` seconds
+ * cancels the rest and returns them to the queue (not counted as attempts); then frees the
+ * runner once every queue write is done and calls done(arg).
+ */
+void luar_runner_stop(luar_runner_t *r, double grace, void (*done)(void *arg), void *arg);
+
+/*
+ * Cancels every running job at once and returns it to the queue (not counted as an
+ * attempt); claims nothing more. The end of a shutdown's grace period.
+ */
+void luar_runner_abort(luar_runner_t *r);
+
+typedef struct luar_scheduler luar_scheduler_t;
+
+/*
+ * Creates the scheduler that fires the schedules of the VM returned by current_vm(arg),
+ * each tick once across every process sharing `queue`. Returns 0 or LUAR_ENOMEM.
+ */
+int luar_scheduler_new(uv_loop_t *loop, luar_queue_t *queue,
+                       luar_vm_t *(*current_vm)(void *arg), void *arg, luar_scheduler_t **out);
+void luar_scheduler_start(luar_scheduler_t *sc);
+
+/* Stops firing; frees the scheduler once its writes are done, then calls done(arg). */
+void luar_scheduler_stop(luar_scheduler_t *sc, void (*done)(void *arg), void *arg);
+
+/* Prints the schedules of `vm` with their next three fire times (`luar cron list`). */
+void luar_jobs_print_schedules(luar_vm_t *vm, FILE *out);
+
+/* Registers the job metrics (luar_jobs_total, luar_job_duration_seconds, luar_queue_jobs). */
+void luar_jobs_metrics_init(void);
+
+/* Updates luar_queue_jobs{queue,state} from backend counts. */
+void luar_jobs_metrics_counts(const luar_queue_count_t *counts, size_t n);
+
+#endif
