@@ -92,7 +92,7 @@ static int parse_value(const parse_ctx_t *cx, const char *p, const char *end, in
     if (cx->def->names && n == 3) {
         for (int i = 0; cx->def->names[i]; i++) {
             if (strncasecmp(p, cx->def->names[i], 3) == 0) {
-                *out = cx->def->lo + i + (cx->def->names == month_names ? 1 : 0);
+                *out = cx->def->lo + i;
                 if (cx->def->names == day_names && i == 0 && range_end)
                     *out = 7;
                 return 0;
