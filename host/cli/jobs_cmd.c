@@ -7,7 +7,10 @@
 #include "cli/jobs_cmd.h"
 #include "common/buf.h"
 #include "common/error.h"
+#include "jobs/jobs.h"
+#include "log/log.h"
 #include "lua/util.h"
+#include "lua/vm.h"
 #include "queue/queue.h"
 
 #include <ctype.h>
@@ -31,6 +34,8 @@
 #define LIST_ERROR_WIDTH 60
 /* Widest name or queue column of `jobs list`. */
 #define LIST_NAME_WIDTH 32
+/* max_attempts of a job enqueued with no definition: jobs.enqueue's default of 3 retries. */
+#define UNDEFINED_JOB_MAX_ATTEMPTS 4
 
 /* ---- options ------------------------------------------------------------------------ */
 
@@ -995,6 +1000,68 @@ static int validate_args(const opts_t *o, const char *text)
     return status;
 }
 
+/* What jobs.define declared for a job: the defaults `luar enqueue` applies, as jobs.enqueue does. */
+typedef struct job_defaults {
+    char queue[256]; /* "" for "default" */
+    int priority;
+    int max_attempts;
+} job_defaults_t;
+
+/*
+ * Loads the scripts (when cfg->scripts has a main.lua) to read the definition of `name`,
+ * so a job enqueued from the command line lands in the queue its definition names, with
+ * its priority and retries, as jobs.enqueue does. Scripts that fail to load, or a name
+ * they do not define, get a warning and the defaults. Never fails.
+ */
+static void read_definition(const opts_t *o, const luar_config_t *cfg, const char *name,
+                            job_defaults_t *d)
+{
+    memset(d, 0, sizeof *d);
+    d->max_attempts = UNDEFINED_JOB_MAX_ATTEMPTS;
+    char main_path[4096];
+    if (cfg->scripts == NULL)
+        return;
+    snprintf(main_path, sizeof main_path, "%s/main.lua", cfg->scripts);
+    if (access(main_path, F_OK) != 0)
+        return;
+    uv_loop_t loop;
+    if (uv_loop_init(&loop) != 0)
+        return;
+    luar_vm_config_t vc;
+    memset(&vc, 0, sizeof vc);
+    vc.loop = &loop;
+    vc.scripts_dir = cfg->scripts;
+    vc.mem_limit = cfg->lua_memory;
+    vc.cpu_budget = cfg->cpu_budget;
+    luar_buf_t err;
+    luar_buf_init(&err, 4096);
+    luar_vm_t *vm = NULL;
+    /* The scripts' own log lines would mix with the id this command prints. */
+    luar_log_set_level(LUAR_LOG_ERROR);
+    if (luar_vm_new(&vc, &vm, &err) != 0) {
+        const char *e = err.data ? err.data : "";
+        fprintf(stderr, "luar %s: warning: %s did not load (%.*s); using the default queue and "
+                        "retries\n",
+                o->cmd, main_path, (int)strcspn(e, "\n"), e);
+    } else {
+        luar_jobs_registry_t *r = luar_jobs_registry(vm);
+        const luar_job_def_t *def = r ? luar_jobs_find(r, name) : NULL;
+        if (def != NULL) {
+            snprintf(d->queue, sizeof d->queue, "%s", def->queue ? def->queue : "");
+            d->priority = def->priority;
+            d->max_attempts = def->retries + 1;
+        } else {
+            fprintf(stderr, "luar %s: warning: %s defines no job %s; it waits until one does\n",
+                    o->cmd, main_path, name);
+        }
+        luar_vm_retire(vm);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    luar_log_flush();
+    luar_buf_free(&err);
+}
+
 static void on_enqueue(void *arg, int rc, const char *const *ids, size_t n, int duplicate)
 {
     sess_t *s = arg;
@@ -1027,7 +1094,6 @@ int luar_cli_enqueue(int argc, char **argv, const luar_config_t *cfg)
     luar_job_spec_t spec;
     memset(&spec, 0, sizeof spec);
     spec.name = o.pos[0];
-    spec.queue = o.queue;
     spec.key = o.key;
     spec.args = o.args;
     if (o.queue != NULL && o.queue[0] == '\0')
@@ -1068,6 +1134,14 @@ int luar_cli_enqueue(int argc, char **argv, const luar_config_t *cfg)
         }
         spec.max_attempts = (int)num;
     }
+
+    job_defaults_t defaults;
+    read_definition(&o, cfg, spec.name, &defaults);
+    spec.queue = o.queue ? o.queue : defaults.queue;
+    if (o.priority == NULL)
+        spec.priority = defaults.priority;
+    if (o.max_attempts == NULL)
+        spec.max_attempts = defaults.max_attempts;
 
     sess_t s;
     int status = sess_open(&s, &o, cfg, 1);

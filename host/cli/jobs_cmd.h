@@ -24,8 +24,10 @@ int luar_cli_jobs(int argc, char **argv, const luar_config_t *cfg);
 /*
  * Runs `luar enqueue NAME [--args JSON] [--queue Q] [--delay SECONDS] [--key KEY]
  * [--priority P] [--max-attempts N] [--json]`. argv[0] is NAME (or an option; options and
- * NAME may come in any order). Prints the job id, followed by " (existing job)" when --key
- * matched an unfinished job. Same exit statuses and ownership as luar_cli_jobs.
+ * NAME may come in any order). As jobs.enqueue does, the job gets the queue, priority and
+ * retries of its jobs.define when cfg->scripts holds a main.lua declaring it (the scripts
+ * are loaded for that; options override). Prints the job id, followed by " (existing job)"
+ * when --key matched an unfinished job. Same exit statuses and ownership as luar_cli_jobs.
  */
 int luar_cli_enqueue(int argc, char **argv, const luar_config_t *cfg);
 
