@@ -364,6 +364,14 @@ int luar_cron_next_in(const luar_cron_t *c, const luar_tz_t *z, int64_t after, i
     luar_tz_span(z, t, &sp);
     if (!c->hour_wild && sp.start != INT64_MIN && sp.off_before > sp.off)
         skip = sp.start + sp.off_before;
+    if (sp.start == t && sp.off > sp.off_before) {
+        /* `after` is the last second before a forward jump: its gap is still due */
+        int64_t wall;
+        if (civil_next(c, t + sp.off_before, &wall) == 0 && wall < t + sp.off) {
+            *next = t;
+            return 0;
+        }
+    }
     for (int i = 0; i < 4 * SEARCH_DAYS; i++) {
         int64_t lo = t + sp.off, wall;
         if (lo < skip)

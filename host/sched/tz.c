@@ -564,7 +564,7 @@ static int load_file(const char *name, luar_tz_t *z, luar_buf_t *err)
 
 int luar_tz_load(const char *name, const luar_tz_t **out, luar_buf_t *err)
 {
-    if (!name || !valid_name(name)) {
+    if (!name || (name[0] != '+' && name[0] != '-' && !valid_name(name))) {
         if (err)
             luar_buf_appendf(err, "invalid time zone name \"%s\"", name ? name : "(null)");
         return LUAR_EINVAL;
