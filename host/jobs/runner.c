@@ -73,6 +73,8 @@ struct luar_runner {
     int stopping;
     int heartbeating;
     uv_timer_t poll, heartbeat, grace;
+    uv_timer_t due; /* the earliest retry/release time this worker wrote, to look then */
+    double due_at;
     int closing;
     void (*stopped)(void *);
     void *stopped_arg;
@@ -128,6 +130,25 @@ static qstate_t *qstate(luar_runner_t *r, const char *name)
 
 static void pump(luar_runner_t *r);
 static void maybe_stopped(luar_runner_t *r);
+
+static void on_due(uv_timer_t *t)
+{
+    luar_runner_t *r = t->data;
+    r->due_at = 0;
+    pump(r);
+}
+
+/* A job this worker put back becomes due at `at`: look for work then, not at the next poll. */
+static void wake_at(luar_runner_t *r, double at)
+{
+    if (r->stopping || (r->due_at > 0 && r->due_at <= at))
+        return;
+    double ms = (at - luar_queue_now(r->queue)) * 1000;
+    if (ms > r->cfg.poll * 1000)
+        return; /* the poll comes first anyway */
+    r->due_at = at;
+    uv_timer_start(&r->due, on_due, ms < 1 ? 1 : (uint64_t)ms + 1, 0);
+}
 
 /* ---- writing outcomes ---------------------------------------------------------------- */
 
@@ -206,6 +227,8 @@ static void write_failure(running_job_t *j, const luar_job_def_t *def, luar_vm_t
     if (luar_queue_fail(r->queue, j->id, r->owner, error, traceback, retry_at,
                         r->cfg.dead_ttl, on_written, r))
         r->writes--;
+    else if (retry_at > 0)
+        wake_at(r, retry_at);
 }
 
 static void write_release(running_job_t *j, double run_at)
@@ -214,6 +237,8 @@ static void write_release(running_job_t *j, double run_at)
     r->writes++;
     if (luar_queue_release(r->queue, j->id, r->owner, run_at, on_written, r))
         r->writes--;
+    else
+        wake_at(r, run_at);
 }
 
 /* ---- the end of a job ---------------------------------------------------------------- */
@@ -630,7 +655,8 @@ int luar_runner_new(uv_loop_t *loop, luar_queue_t *queue, const luar_jobs_config
     uv_timer_init(loop, &r->poll);
     uv_timer_init(loop, &r->heartbeat);
     uv_timer_init(loop, &r->grace);
-    r->poll.data = r->heartbeat.data = r->grace.data = r;
+    uv_timer_init(loop, &r->due);
+    r->poll.data = r->heartbeat.data = r->grace.data = r->due.data = r;
     luar_jobs_metrics_init();
     *out = r;
     return 0;
@@ -674,7 +700,8 @@ static void maybe_stopped(luar_runner_t *r)
 {
     if (!r->stopping || r->closing || r->running || r->writes)
         return;
-    r->closing = 3;
+    r->closing = 4;
+    uv_close((uv_handle_t *)&r->due, runner_handle_closed);
     uv_close((uv_handle_t *)&r->poll, runner_handle_closed);
     uv_close((uv_handle_t *)&r->heartbeat, runner_handle_closed);
     uv_close((uv_handle_t *)&r->grace, runner_handle_closed);
@@ -684,6 +711,7 @@ void luar_runner_abort(luar_runner_t *r)
 {
     r->stopping = 1;
     uv_timer_stop(&r->poll);
+    uv_timer_stop(&r->due);
     if (r->running)
         luar_logf(LUAR_LOG_WARN, "jobs: grace period over; returning %d running jobs to the "
                   "queue", r->running);
@@ -709,6 +737,7 @@ void luar_runner_stop(luar_runner_t *r, double grace, void (*done)(void *arg), v
     r->stopped = done;
     r->stopped_arg = arg;
     uv_timer_stop(&r->poll);
+    uv_timer_stop(&r->due);
     if (r->running)
         uv_timer_start(&r->grace, on_grace, (uint64_t)(grace * 1000), 0);
     maybe_stopped(r);

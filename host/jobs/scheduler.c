@@ -228,7 +228,7 @@ static int add_schedule(lua_State *L, luar_schedule_t *s)
 {
     s->job = strdup(luaL_checkstring(L, 3));
     if (lua_isnoneornil(L, 4)) {
-        s->args = strdup("null");
+        s->args = strdup("{}");
     } else {
         s->args = strdup(luar_json_encode(L, 4, NULL));
         lua_pop(L, 1);

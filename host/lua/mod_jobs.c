@@ -219,8 +219,8 @@ static void build_spec(lua_State *L, const char *name, int args_idx, int opts,
     spec->queue = def ? def->queue : "default";
     spec->priority = def ? def->priority : 0;
     spec->max_attempts = (def ? def->retries : DEFAULT_RETRIES) + 1;
-    if (lua_isnoneornil(L, args_idx))
-        lua_pushliteral(L, "null");
+    if (lua_isnoneornil(L, args_idx) || lua_islightuserdata(L, args_idx))
+        lua_pushliteral(L, "{}"); /* no arguments: the job gets an empty table */
     else
         luar_json_encode(L, args_idx, NULL);
     spec->args = lua_tostring(L, -1); /* left on the stack until the call returns */
@@ -270,7 +270,7 @@ static int jobs_enqueue(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
     int opts = lua_istable(L, 3) ? 3 : 0;
-    if (!lua_isnoneornil(L, 3) && !opts)
+    if (!lua_isnoneornil(L, 3) && !opts && !lua_islightuserdata(L, 3)) /* json.null: none */
         return luaL_argerror(L, 3, "expected an options table");
     luar_job_spec_t spec;
     if (luar_jobs_queue() == NULL)
