@@ -169,6 +169,7 @@ void luar_qop_complete(luar_qop_t *op)
 static pthread_mutex_t id_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t id_last_ms;
 static unsigned char id_last_rand[10];
+static pid_t id_pid; /* the process the state belongs to: a forked worker reseeds */
 
 /* Fills `buf` with random bytes; falls back on time and pid mixing if getrandom fails. */
 static void random_bytes(unsigned char *buf, size_t n)
@@ -206,9 +207,14 @@ void luar_queue_new_id(double now, char out[27])
         ms = 0xFFFFFFFFFFFFull;
     unsigned char bytes[16];
 
+    pid_t pid = getpid();
     pthread_mutex_lock(&id_lock);
-    if (ms > id_last_ms) {
-        id_last_ms = ms;
+    if (ms > id_last_ms || pid != id_pid) {
+        /* A new millisecond, or a child of fork: fresh random bits, so two processes
+         * never continue the same sequence. */
+        id_pid = pid;
+        if (ms > id_last_ms)
+            id_last_ms = ms;
         random_bytes(id_last_rand, sizeof id_last_rand);
     } else if (increment(id_last_rand, sizeof id_last_rand)) {
         id_last_ms++;
