@@ -23,15 +23,14 @@ typedef struct field_def {
     const char *const *names; /* names[i] is value lo + i, or NULL */
 } field_def_t;
 
-static const char *const month_names[] = {"JAN", "FEB", "MAR", "APR", "MAY", "JUN",
-                                          "JUL", "AUG", "SEP", "OCT", "NOV", "DEC", NULL};
+static const char *const month_names[] = {"JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL",
+                                          "AUG", "SEP", "OCT", "NOV", "DEC", NULL};
 static const char *const day_names[] = {"SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", NULL};
 
 /* Seconds first, as in six-field expressions; five-field ones start at index 1. */
 static const field_def_t field_defs[MAX_FIELDS] = {
-    {"second", 0, 59, NULL},      {"minute", 0, 59, NULL},
-    {"hour", 0, 23, NULL},        {"day of month", 1, 31, NULL},
-    {"month", 1, 12, month_names}, {"day of week", 0, 7, day_names},
+    {"second", 0, 59, NULL},       {"minute", 0, 59, NULL},       {"hour", 0, 23, NULL},
+    {"day of month", 1, 31, NULL}, {"month", 1, 12, month_names}, {"day of week", 0, 7, day_names},
 };
 
 static const struct {
@@ -50,8 +49,8 @@ typedef struct parse_ctx {
     const field_def_t *def;
 } parse_ctx_t;
 
-__attribute__((format(printf, 2, 3))) static int field_fail(const parse_ctx_t *cx,
-                                                             const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static int field_fail(const parse_ctx_t *cx, const char *fmt,
+                                                            ...)
 {
     if (cx->err) {
         va_list ap;
@@ -137,16 +136,14 @@ static int parse_item(const parse_ctx_t *cx, const char *p, const char *end, uin
     } else {
         const char *dash = memchr(p, '-', (size_t)(base_end - p));
         if (dash == p)
-            return field_fail(cx, "\"%s\" is not a number (negative values are not allowed)",
-                              item);
+            return field_fail(cx, "\"%s\" is not a number (negative values are not allowed)", item);
         if (parse_value(cx, p, dash ? dash : base_end, 0, &lo))
             return LUAR_EPARSE;
         if (dash) {
             if (parse_value(cx, dash + 1, base_end, 1, &hi))
                 return LUAR_EPARSE;
             if (hi < lo)
-                return field_fail(cx, "range \"%s\" goes backwards (%d is after %d)", item,
-                                  lo, hi);
+                return field_fail(cx, "range \"%s\" goes backwards (%d is after %d)", item, lo, hi);
         } else {
             hi = slash ? def->hi : lo; /* "5/15" means 5, 20, 35, 50 */
         }
@@ -236,8 +233,9 @@ int luar_cron_parse(const char *expr, luar_cron_t *out, luar_buf_t *err)
     }
     if (n != 5 && n != 6) {
         if (err)
-            luar_buf_appendf(err, "cron: expected 5 fields (min hour dom mon dow) or 6 (sec "
-                                  "first), found %s%d in \"%s\"",
+            luar_buf_appendf(err,
+                             "cron: expected 5 fields (min hour dom mon dow) or 6 (sec "
+                             "first), found %s%d in \"%s\"",
                              n > MAX_FIELDS ? "more than " : "", n > MAX_FIELDS ? 6 : n, expr);
         return LUAR_EPARSE;
     }

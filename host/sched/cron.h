@@ -23,14 +23,14 @@
 
 /* A parsed expression: one bit per allowed value of each field. Plain data; copy freely. */
 typedef struct luar_cron {
-    uint64_t sec;   /* bits 0-59 */
-    uint64_t min;   /* bits 0-59 */
-    uint32_t hour;  /* bits 0-23 */
-    uint32_t dom;   /* bits 1-31 */
-    uint16_t mon;   /* bits 1-12 */
-    uint8_t dow;    /* bits 0-6, Sunday is 0 */
-    uint8_t dom_star : 1; /* day of month was `*` (or `?`) */
-    uint8_t dow_star : 1; /* day of week was `*` (or `?`) */
+    uint64_t sec;          /* bits 0-59 */
+    uint64_t min;          /* bits 0-59 */
+    uint32_t hour;         /* bits 0-23 */
+    uint32_t dom;          /* bits 1-31 */
+    uint16_t mon;          /* bits 1-12 */
+    uint8_t dow;           /* bits 0-6, Sunday is 0 */
+    uint8_t dom_star : 1;  /* day of month was `*` (or `?`) */
+    uint8_t dow_star : 1;  /* day of week was `*` (or `?`) */
     uint8_t hour_wild : 1; /* hour field has a `*` or a step: follows real time in DST */
 } luar_cron_t;
 

@@ -32,8 +32,8 @@ typedef struct posix_rule {
 struct luar_tz {
     struct luar_tz *next_cached;
     char name[LUAR_TZ_NAME_MAX + 1];
-    int64_t *trans;  /* transition instants, ascending */
-    int32_t *offs;   /* offset in effect from trans[i] on */
+    int64_t *trans; /* transition instants, ascending */
+    int32_t *offs;  /* offset in effect from trans[i] on */
     size_t ntrans;
     int32_t initial; /* offset before the first transition (time type 0) */
     int has_rule;
@@ -345,9 +345,9 @@ int luar_tz_format(const luar_tz_t *z, int64_t t, char *out, size_t size)
     if (y < 0 || y > 9999)
         return LUAR_EINVAL;
     int a = off < 0 ? -off : off;
-    int n = snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", (int)y, m, d,
-                     sod / 3600, sod / 60 % 60, sod % 60, off < 0 ? '-' : '+', a / 3600,
-                     a / 60 % 60);
+    int n =
+        snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", (int)y, m, d, sod / 3600,
+                 sod / 60 % 60, sod % 60, off < 0 ? '-' : '+', a / 3600, a / 60 % 60);
     if (a % 60)
         snprintf(out + n, size - (size_t)n, ":%02d", a % 60);
     return 0;
@@ -377,8 +377,7 @@ int luar_tz_parse_iso(const char *s, const luar_tz_t *z, int64_t *out, luar_buf_
 {
     const char *p = s;
     int y = digits(&p, 4), mo, d, h = 0, mi = 0, sec = 0;
-    if (y < 0 || *p++ != '-' || (mo = digits(&p, 2)) < 0 || *p++ != '-' ||
-        (d = digits(&p, 2)) < 0)
+    if (y < 0 || *p++ != '-' || (mo = digits(&p, 2)) < 0 || *p++ != '-' || (d = digits(&p, 2)) < 0)
         return iso_fail(err, s, "expected YYYY-MM-DD");
     if (mo < 1 || mo > 12 || d < 1 || d > luar_days_in_month(y, mo))
         return iso_fail(err, s, "no such date");
@@ -546,8 +545,7 @@ static int load_file(const char *name, luar_tz_t *z, luar_buf_t *err)
     FILE *f = fopen(path, "rb");
     if (!f) {
         if (err)
-            luar_buf_appendf(err, "unknown time zone \"%s\" (%s: %s)", name, path,
-                             strerror(errno));
+            luar_buf_appendf(err, "unknown time zone \"%s\" (%s: %s)", name, path, strerror(errno));
         return LUAR_ENOTFOUND;
     }
     unsigned char *buf = malloc(TZIF_MAX_BYTES);
