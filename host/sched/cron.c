@@ -396,7 +396,7 @@ int luar_cron_next_in(const luar_cron_t *c, const luar_tz_t *z, int64_t after, i
 int luar_cron_next(const luar_cron_t *c, const char *tz, int64_t after, int64_t *next)
 {
     const luar_tz_t *z;
-    int rc = luar_tz_load(tz, &z, NULL);
+    int rc = luar_tz_load(tz ? tz : "UTC", &z, NULL);
     if (rc)
         return rc;
     return luar_cron_next_in(c, z, after, next);

@@ -53,8 +53,8 @@ int luar_cron_parse(const char *expr, luar_cron_t *out, luar_buf_t *err);
 int luar_cron_next_in(const luar_cron_t *c, const luar_tz_t *z, int64_t after, int64_t *next);
 
 /*
- * luar_cron_next_in for a zone given by name (see luar_tz_load). Returns 0, the error of
- * luar_tz_load for an unknown zone, or LUAR_ENOTFOUND.
+ * luar_cron_next_in for a zone given by name (see luar_tz_load; NULL means UTC). Returns 0,
+ * the error of luar_tz_load for an unknown zone, or LUAR_ENOTFOUND. Thread-safe.
  */
 int luar_cron_next(const luar_cron_t *c, const char *tz, int64_t after, int64_t *next);
 
