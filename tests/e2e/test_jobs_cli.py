@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import time
 
-from luar_e2e import main, run_cli, write_files
+from luar_e2e import DEFAULT_TIMEOUT, Luar, main, run_cli, write_files
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z")
 
@@ -218,6 +218,58 @@ def test_commands_follow_data_flag_env_and_config_file():
     assert [j["id"] for j in env["jobs"]] == [c], env
 
 
+EXPLODE = """
+local jobs = require "luar.jobs"
+jobs.define("explode", { queue = "ops", retries = 0, priority = 3 }, function(args, job)
+  error("kaboom " .. tostring(args.n))
+end)
+"""
+
+
+def test_enqueue_uses_the_definition_of_the_job():
+    d = tmpdir({"scripts/main.lua": EXPLODE})
+    job = ok_json(["jobs", "show", enqueue(d, "explode")], d)
+    assert (job["queue"], job["priority"], job["max_attempts"]) == ("ops", 3, 1), job
+    job = ok_json(["jobs", "show", enqueue(d, "explode", "--queue", "q2", "--priority", "-1")], d)
+    assert (job["queue"], job["priority"]) == ("q2", -1), job
+    rc, out, err = run_cli(["enqueue", "undefined_job"], cwd=d)
+    assert rc == 0 and "defines no job undefined_job" in err, (rc, out, err)
+    job = ok_json(["jobs", "show", out.split()[0]], d)
+    assert (job["queue"], job["max_attempts"]) == ("default", 4), job
+
+
+def wait_state(args, jid, state, cwd):
+    deadline = time.monotonic() + DEFAULT_TIMEOUT
+    while True:
+        job = ok_json(["jobs", "show", jid] + args, cwd)
+        if job["state"] == state:
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+
+
+def test_dead_job_of_a_running_server_is_shown_and_retried():
+    with Luar(scripts={"main.lua": EXPLODE}) as srv:
+        where = ["--data", srv.data, "--scripts", srv.scripts]
+        jid = ok(["enqueue", "explode", "--args", '{"n": 7}'] + where, srv.dir).split()[0]
+        job = wait_state(where, jid, "dead", srv.dir)
+        assert "kaboom 7" in job["last_error"] and job["attempt"] == 1, job
+        assert job["finished_at"] and job["expires_at"] > job["finished_at"], job
+        out = ok(["jobs", "show", jid] + where, srv.dir)
+        assert re.search(r"^last_error:\n  .*kaboom 7", out, re.M), out
+        out = ok(["jobs", "list", "--state", "dead"] + where, srv.dir)
+        assert jid in out and "kaboom 7" in out, out
+        assert ok_json(["jobs", "stats"] + where, srv.dir)["queues"]["ops"]["dead"] == 1
+        # retry while the server runs: it claims the job again, which dies again
+        assert ok(["jobs", "retry", "--dead", "--queue", "ops"] + where, srv.dir) == \
+            "retried 1 job\n"
+        job = wait_state(where, jid, "dead", srv.dir)
+        assert job["attempt"] == 1, job
+        assert ok(["jobs", "retry", jid] + where, srv.dir) == "retried %s\n" % jid
+        wait_state(where, jid, "dead", srv.dir)
+        assert ok(["jobs", "purge", "--state", "dead"] + where, srv.dir) == "purged 1 job\n"
+
+
 if __name__ == "__main__":
     main([
         test_enqueue_prints_the_id_and_show_has_every_field,
@@ -231,4 +283,6 @@ if __name__ == "__main__":
         test_usage_errors_exit_2_naming_the_argument,
         test_missing_queue_is_1_naming_the_file,
         test_commands_follow_data_flag_env_and_config_file,
+        test_enqueue_uses_the_definition_of_the_job,
+        test_dead_job_of_a_running_server_is_shown_and_retried,
     ])
