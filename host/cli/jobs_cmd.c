@@ -52,7 +52,7 @@ enum {
 typedef struct opts {
     const char *cmd; /* "jobs list", "enqueue": the prefix of every message */
     const char *usage;
-    int which;       /* one of C_* */
+    int which; /* one of C_* */
     const char *pos[4];
     int npos;
     int json, dead, help;
@@ -104,8 +104,7 @@ static const char enqueue_usage[] =
     "usage: luar enqueue NAME [--args JSON] [--queue Q] [--delay SECONDS] [--key KEY] "
     "[--priority P] [--max-attempts N] [--json]";
 
-static int usage_error(const opts_t *o, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static int usage_error(const opts_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prints "luar CMD: message" and the command's usage line to stderr; returns 2. */
 static int usage_error(const opts_t *o, const char *fmt, ...)
@@ -808,8 +807,9 @@ static int cmd_retry_one(sess_t *s, const char *id)
     if (rc != 0)
         return op_failed(s, rc, id);
     if (s->state == LUAR_JOB_RUNNING || s->state == LUAR_JOB_QUEUED) {
-        fprintf(stderr, "luar %s: job %s is %s; only dead, retrying, scheduled or succeeded jobs "
-                        "can be retried\n",
+        fprintf(stderr,
+                "luar %s: job %s is %s; only dead, retrying, scheduled or succeeded jobs "
+                "can be retried\n",
                 s->o->cmd, id, luar_job_state_name((luar_job_state_t)s->state));
         return 1;
     }
@@ -862,7 +862,8 @@ static int jobs_filter(opts_t *o, luar_job_filter_t *f)
     if (o->limit != NULL) {
         long limit;
         if (parse_long(o->limit, 1, 100000, &limit) != 0) {
-            fprintf(stderr, "luar %s: --limit: expected a whole number from 1 to 100000, got '%s'\n",
+            fprintf(stderr,
+                    "luar %s: --limit: expected a whole number from 1 to 100000, got '%s'\n",
                     o->cmd, o->limit);
             return 2;
         }
@@ -870,10 +871,12 @@ static int jobs_filter(opts_t *o, luar_job_filter_t *f)
     }
     if (o->which == C_PURGE) {
         if (o->state == NULL)
-            return usage_error(o, "--state is required (a purge never deletes every state at once)");
+            return usage_error(o,
+                               "--state is required (a purge never deletes every state at once)");
         if (f->state == LUAR_JOB_RUNNING) {
-            fprintf(stderr, "luar %s: refusing to purge running jobs: their workers hold "
-                            "leases; delete one with `luar jobs delete ID` if you must\n",
+            fprintf(stderr,
+                    "luar %s: refusing to purge running jobs: their workers hold "
+                    "leases; delete one with `luar jobs delete ID` if you must\n",
                     o->cmd);
             return 2;
         }
@@ -968,9 +971,12 @@ static int check_json(lua_State *L)
         lua_getfield(L, -1, "message");
         return lua_error(L);
     }
-    lua_pushstring(L, lua_type(L, -1) == LUA_TTABLE ? "table"
-                      : lua_type(L, -1) == LUA_TLIGHTUSERDATA ? "null"
-                                                              : "scalar");
+    const char *kind = "scalar";
+    if (lua_type(L, -1) == LUA_TTABLE)
+        kind = "table";
+    else if (lua_type(L, -1) == LUA_TLIGHTUSERDATA)
+        kind = "null";
+    lua_pushstring(L, kind);
     return 1;
 }
 
@@ -1000,7 +1006,7 @@ static int validate_args(const opts_t *o, const char *text)
     return status;
 }
 
-/* What jobs.define declared for a job: the defaults `luar enqueue` applies, as jobs.enqueue does. */
+/* What jobs.define declared for a job: the defaults `luar enqueue` applies, like jobs.enqueue. */
 typedef struct job_defaults {
     char queue[256]; /* "" for "default" */
     int priority;
@@ -1040,8 +1046,9 @@ static void read_definition(const opts_t *o, const luar_config_t *cfg, const cha
     luar_log_set_level(LUAR_LOG_ERROR);
     if (luar_vm_new(&vc, &vm, &err) != 0) {
         const char *e = err.data ? err.data : "";
-        fprintf(stderr, "luar %s: warning: %s did not load (%.*s); using the default queue and "
-                        "retries\n",
+        fprintf(stderr,
+                "luar %s: warning: %s did not load (%.*s); using the default queue and "
+                "retries\n",
                 o->cmd, main_path, (int)strcspn(e, "\n"), e);
     } else {
         luar_jobs_registry_t *r = luar_jobs_registry(vm);
@@ -1127,8 +1134,9 @@ int luar_cli_enqueue(int argc, char **argv, const luar_config_t *cfg)
     }
     if (o.max_attempts != NULL) {
         if (parse_long(o.max_attempts, 0, 1000000, &num) != 0) {
-            fprintf(stderr, "luar enqueue: --max-attempts: expected a whole number >= 0 "
-                            "(0: unlimited), got '%s'\n",
+            fprintf(stderr,
+                    "luar enqueue: --max-attempts: expected a whole number >= 0 "
+                    "(0: unlimited), got '%s'\n",
                     o.max_attempts);
             return 2;
         }

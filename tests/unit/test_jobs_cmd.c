@@ -46,7 +46,8 @@ static void world_init(world_t *w)
 
 static void world_free(world_t *w)
 {
-    static const char *const files[] = {"luar.db", "luar.db-wal", "luar.db-shm", "out", "err", "notadir"};
+    static const char *const files[] = {"luar.db", "luar.db-wal", "luar.db-shm",
+                                        "out",     "err",         "notadir"};
     char path[400];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", w->dir, files[i]);
@@ -122,11 +123,10 @@ static void on_qdone(void *arg, int rc)
     qw->rc = rc;
 }
 
-static void enqueue(const char *name, const char *qname, const char *args, double run_at,
-                    char *id)
+static void enqueue(const char *name, const char *qname, const char *args, double run_at, char *id)
 {
-    luar_job_spec_t spec = {.name = name, .queue = qname, .args = args, .run_at = run_at,
-                            .max_attempts = 3};
+    luar_job_spec_t spec = {
+        .name = name, .queue = qname, .args = args, .run_at = run_at, .max_attempts = 3};
     qwait_t qw = {0};
     CHECK_EQ_INT(q_wait(&qw, luar_queue_enqueue(queue, &spec, 1, NULL, 0, on_enq, &qw)), 0);
     strcpy(id, qw.id);
@@ -147,8 +147,8 @@ static void make_dead(const char *qname, const char *name, const char *error, ch
     claim(qname, id);
     qwait_t qw = {0};
     CHECK_EQ_INT(q_wait(&qw, luar_queue_fail(queue, id, "w1", error,
-                                             "stack traceback:\n\t[C]: in ?\n\tjob.lua:3",
-                                             0, 3600, on_qdone, &qw)),
+                                             "stack traceback:\n\t[C]: in ?\n\tjob.lua:3", 0, 3600,
+                                             on_qdone, &qw)),
                  0);
 }
 
@@ -164,8 +164,7 @@ static void prepare(world_t *w)
     claim("default", w->succeeded);
     qwait_t qw = {0};
     CHECK_EQ_INT(q_wait(&qw, luar_queue_complete(queue, w->succeeded, "w1",
-                                                 "{\"rows\":3,\"ok\":true}", 3600, on_qdone,
-                                                 &qw)),
+                                                 "{\"rows\":3,\"ok\":true}", 3600, on_qdone, &qw)),
                  0);
     enqueue("noop", "default", NULL, 0, w->queued);
     enqueue("sync", "mail", "{}", 0, w->mail_queued);
@@ -447,8 +446,7 @@ TEST(test_purge_by_state_and_refusals)
     prepare(&w);
     CHECK_EQ_INT(run(&w, luar_cli_jobs, "purge", "--state", "succeeded", NULL), 0);
     CHECK_EQ_STR(out, "purged 1 job\n");
-    CHECK_EQ_INT(run(&w, luar_cli_jobs, "purge", "--state", "queued", "--queue", "mail", NULL),
-                 0);
+    CHECK_EQ_INT(run(&w, luar_cli_jobs, "purge", "--state", "queued", "--queue", "mail", NULL), 0);
     CHECK_EQ_STR(out, "purged 1 job\n");
     CHECK_EQ_INT(run(&w, luar_cli_jobs, "stats", "--json", NULL), 0);
     CHECK(strstr(out, "\"total\":{\"queued\":1,\"scheduled\":1,\"running\":0,\"succeeded\":0,"
@@ -542,12 +540,10 @@ TEST(test_enqueue_prints_id_and_key_dedupes_to_the_same_id)
     char want[128];
     snprintf(want, sizeof want, "%s (existing job)\n", id);
     CHECK_EQ_STR(out, want);
-    CHECK_EQ_INT(run(&w, luar_cli_enqueue, "send_email", "--key", "welcome:1", "--json", NULL),
-                 0);
+    CHECK_EQ_INT(run(&w, luar_cli_enqueue, "send_email", "--key", "welcome:1", "--json", NULL), 0);
     snprintf(want, sizeof want, "{\"id\":\"%s\",\"existing\":true}\n", id);
     CHECK_EQ_STR(out, want);
-    CHECK_EQ_INT(run(&w, luar_cli_enqueue, "send_email", "--key", "welcome:2", "--json", NULL),
-                 0);
+    CHECK_EQ_INT(run(&w, luar_cli_enqueue, "send_email", "--key", "welcome:2", "--json", NULL), 0);
     CHECK(strstr(out, "\"existing\":false") != NULL);
     CHECK(strstr(out, id) == NULL);
     CHECK_EQ_INT(run(&w, luar_cli_jobs, "show", id, "--json", NULL), 0);
