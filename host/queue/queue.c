@@ -52,7 +52,9 @@ int luar_job_state_parse(const char *name, luar_job_state_t *out)
 
 /* ---- operation records -------------------------------------------------------------- */
 
-#define ARENA_BLOCK 4096
+/* The first block is small (most records need a few hundred bytes); later ones double. */
+#define ARENA_FIRST 512
+#define ARENA_MAX_STEP 65536
 
 struct luar_qop_block {
     struct luar_qop_block *next;
@@ -68,7 +70,8 @@ void *luar_qop_alloc(luar_qop_t *op, size_t size)
         size = align;
     luar_qop_block_t *b = op->arena;
     if (b == NULL || b->cap - b->used < size) {
-        size_t cap = size > ARENA_BLOCK ? size : ARENA_BLOCK;
+        size_t step = b == NULL ? ARENA_FIRST : b->cap < ARENA_MAX_STEP ? 2 * b->cap : b->cap;
+        size_t cap = size > step ? size : step;
         b = malloc(sizeof *b + cap);
         if (b == NULL)
             return NULL;
@@ -169,7 +172,21 @@ void luar_qop_complete(luar_qop_t *op)
 static pthread_mutex_t id_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t id_last_ms;
 static unsigned char id_last_rand[10];
-static pid_t id_pid; /* the process the state belongs to: a forked worker reseeds */
+static int id_reseed;
+static pthread_once_t id_once = PTHREAD_ONCE_INIT;
+
+/* In a child of fork: forget the sequence, so two processes never continue the same one
+ * (the next id draws fresh random bits), and take the lock afresh. */
+static void id_after_fork(void)
+{
+    pthread_mutex_init(&id_lock, NULL);
+    id_reseed = 1;
+}
+
+static void id_init(void)
+{
+    pthread_atfork(NULL, NULL, id_after_fork);
+}
 
 /* Fills `buf` with random bytes; falls back on time and pid mixing if getrandom fails. */
 static void random_bytes(unsigned char *buf, size_t n)
@@ -207,12 +224,10 @@ void luar_queue_new_id(double now, char out[27])
         ms = 0xFFFFFFFFFFFFull;
     unsigned char bytes[16];
 
-    pid_t pid = getpid();
+    pthread_once(&id_once, id_init);
     pthread_mutex_lock(&id_lock);
-    if (ms > id_last_ms || pid != id_pid) {
-        /* A new millisecond, or a child of fork: fresh random bits, so two processes
-         * never continue the same sequence. */
-        id_pid = pid;
+    if (ms > id_last_ms || id_reseed) {
+        id_reseed = 0;
         if (ms > id_last_ms)
             id_last_ms = ms;
         random_bytes(id_last_rand, sizeof id_last_rand);

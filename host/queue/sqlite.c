@@ -4,8 +4,9 @@
  *
  * Group commit. Every operation of a queue goes to its one writer thread. The thread takes
  * all the operations submitted since its last round, runs them in ONE transaction (BEGIN
- * IMMEDIATE ... COMMIT: one fsync of the WAL), each under its own SAVEPOINT so that one
- * failing (a constraint) is rolled back alone, and hands them all back to the loop with
+ * IMMEDIATE ... COMMIT: one fsync of the WAL), each of several statements under its own
+ * SAVEPOINT so that one failing (a constraint) is rolled back alone (a single statement is
+ * rolled back alone by SQLite itself), and hands them all back to the loop with
  * uv_async_send. A callback therefore runs only after its operation is committed, and a
  * thousand concurrent enqueues cost a handful of fsyncs instead of a thousand.
  *
@@ -28,7 +29,8 @@
 
 /* Operations per transaction at most, so callbacks keep flowing under a flood. */
 #define BATCH_MAX 8192
-/* How long a round keeps retrying to take the write lock, in seconds of busy_timeout. */
+/* Attempts to take the write lock, each waiting up to the busy timeout (5 s), before a
+ * batch fails with LUAR_EIO. */
 #define BUSY_ROUNDS 6
 
 static luar_sq_t *sq_of(luar_queue_t *q)
@@ -44,6 +46,26 @@ static int op_level_error(int src)
     int primary = src & 0xff;
     return primary == SQLITE_CONSTRAINT || primary == SQLITE_TOOBIG ||
            primary == SQLITE_MISMATCH || primary == SQLITE_RANGE;
+}
+
+/*
+ * Nonzero when an operation runs several statements that could fail alone (a constraint)
+ * after earlier ones changed rows: it then needs its own savepoint. A single statement is
+ * rolled back by SQLite itself, so most operations skip the savepoint's cost.
+ */
+static int needs_savepoint(const luar_qop_t *op)
+{
+    switch (op->kind) {
+    case LUAR_QOP_ENQUEUE:
+        return op->nspecs + (op->dedupe_key != NULL) > 1;
+    case LUAR_QOP_CLAIM:
+    case LUAR_QOP_SWEEP:
+        return 1;
+    case LUAR_QOP_HEARTBEAT:
+        return op->nids > 1;
+    default:
+        return 0;
+    }
 }
 
 /* Steps a kept statement that returns no rows. */
@@ -97,25 +119,25 @@ static void run_batch(luar_sq_t *s, luar_qop_t *batch)
     }
     const char *what = "cannot write";
     for (luar_qop_t *op = batch; op; op = op->next) {
-        int reads = luar_qop_is_read(op->kind);
-        if (!reads) {
+        int savepoint = needs_savepoint(op);
+        if (savepoint) {
             src = run(s, SQ_SAVEPOINT);
             if (src != SQLITE_OK)
                 goto fail;
         }
         src = luar_sq_exec(s, op);
         if (src != SQLITE_OK && !op_level_error(src)) {
-            what = reads ? "cannot read" : "cannot write";
+            what = luar_qop_is_read(op->kind) ? "cannot read" : "cannot write";
             goto fail;
         }
         if (src != SQLITE_OK)
             op->rc = (src & 0xff) == SQLITE_CONSTRAINT ? LUAR_EEXISTS : LUAR_EINVAL;
-        if (!reads && op->rc != 0) {
+        if (savepoint && op->rc != 0) {
             src = run(s, SQ_ROLLBACK_SAVEPOINT);
             if (src != SQLITE_OK)
                 goto fail;
         }
-        if (!reads) {
+        if (savepoint) {
             src = run(s, SQ_RELEASE_SAVEPOINT);
             if (src != SQLITE_OK)
                 goto fail;
