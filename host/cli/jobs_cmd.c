@@ -357,14 +357,13 @@ static const char *iso_time(double t, int ms, char *buf, size_t size)
         snprintf(buf, size, "-");
         return buf;
     }
-    double whole = floor(t);
-    time_t secs = (time_t)whole;
+    /* Rounded to the millisecond first, as %.3f rounds in the JSON output. */
+    long long total_ms = llround(t * 1000.0);
+    time_t secs = (time_t)(total_ms / 1000);
+    int millis = (int)(total_ms % 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
     size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
-    int millis = (int)((t - whole) * 1000.0);
-    if (millis > 999)
-        millis = 999;
     if (ms)
         snprintf(buf + n, size - n, ".%03dZ", millis);
     else
