@@ -52,7 +52,7 @@ typedef struct luar_qop {
     struct luar_qop *next; /* free for the backend's own lists */
     luar_queue_t *q;
     luar_qop_kind_t kind;
-    double now; /* the queue's clock when the operation was called */
+    double now;       /* the queue's clock when the operation was called */
     void (*cb)(void); /* the caller's callback, cast back by kind in luar_qop_complete */
     void *arg;
 
@@ -68,26 +68,26 @@ typedef struct luar_qop {
     const char *traceback;  /* fail, or NULL */
     const char *const *ids; /* heartbeat */
     size_t nids;
-    size_t max;             /* claim */
-    double lease;           /* claim, heartbeat */
-    double when;            /* fail: retry_at (0: dead); release: run_at */
-    double ttl;             /* complete: result_ttl; fail: dead_ttl; sweep: dead_ttl */
+    size_t max;               /* claim */
+    double lease;             /* claim, heartbeat */
+    double when;              /* fail: retry_at (0: dead); release: run_at */
+    double ttl;               /* complete: result_ttl; fail: dead_ttl; sweep: dead_ttl */
     luar_job_filter_t filter; /* retry_many, purge, list; limit defaulted for list */
 
     /* ---- outputs ---- */
-    int rc;                 /* 0 or a LUAR_E code */
-    const char *error;      /* a message for rc != 0 (naming the file), or NULL */
-    const char **out_ids;   /* enqueue: nspecs ids; heartbeat: lost ids */
+    int rc;               /* 0 or a LUAR_E code */
+    const char *error;    /* a message for rc != 0 (naming the file), or NULL */
+    const char **out_ids; /* enqueue: nspecs ids; heartbeat: lost ids */
     size_t nout_ids;
-    int duplicate;          /* enqueue: the dedupe key was already there */
-    luar_job_t *jobs;       /* claim, get, list */
+    int duplicate;    /* enqueue: the dedupe key was already there */
+    luar_job_t *jobs; /* claim, get, list */
     size_t njobs;
-    const char *cursor;     /* list: next cursor or NULL */
+    const char *cursor; /* list: next cursor or NULL */
     luar_queue_count_t *counts;
     size_t ncounts;
-    size_t count;           /* retry_many, purge; sweep: reclaimed */
-    size_t count2;          /* sweep: expired */
-    double time;            /* next_due */
+    size_t count;  /* retry_many, purge; sweep: reclaimed */
+    size_t count2; /* sweep: expired */
+    double time;   /* next_due */
 
     luar_qop_block_t *arena;
 } luar_qop_t;
@@ -117,7 +117,7 @@ struct luar_queue {
     void *impl;
     double (*clock)(void *arg);
     void *clock_arg;
-    double dead_ttl;      /* for jobs buried by sweep (luar_queue_set_dead_ttl) */
+    double dead_ttl; /* for jobs buried by sweep (luar_queue_set_dead_ttl) */
     int closing;
     void (*close_done)(void *arg); /* luar_queue_close's callback */
     void *close_arg;

@@ -157,8 +157,7 @@ void luar_qop_complete(luar_qop_t *op)
                                      ok ? op->cursor : NULL);
         break;
     case LUAR_QOP_COUNTS:
-        ((luar_queue_counts_cb)op->cb)(op->arg, rc, ok ? op->counts : NULL,
-                                       ok ? op->ncounts : 0);
+        ((luar_queue_counts_cb)op->cb)(op->arg, rc, ok ? op->counts : NULL, ok ? op->ncounts : 0);
         break;
     case LUAR_QOP_NEXT_DUE:
         ((luar_queue_time_cb)op->cb)(op->arg, rc, ok ? op->time : 0);
@@ -196,8 +195,8 @@ static void random_bytes(unsigned char *buf, size_t n)
     static uint64_t counter;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
-                 ((uint64_t)getpid() << 17) ^ ++counter;
+    uint64_t x =
+        (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ ((uint64_t)getpid() << 17) ^ ++counter;
     for (size_t i = 0; i < n; i++) {
         x ^= x << 13;
         x ^= x >> 7;
@@ -399,14 +398,16 @@ static int op_submit(luar_qop_t *op, int rc)
     return 0;
 }
 
-#define START(kind, cb)                                                                   \
-    if (q == NULL || (cb) == NULL)                                                        \
-        return LUAR_EINVAL;                                                               \
-    if (q->closing)                                                                       \
-        return LUAR_ECLOSED;                                                              \
-    luar_qop_t *op = op_new(q, kind, (void (*)(void))(cb), arg);                          \
-    if (op == NULL)                                                                       \
-        return LUAR_ENOMEM;                                                               \
+/* The common start of every operation: checks the queue and callback, then declares the
+ * record `op` (with `now` and the callback) and `rc`; returns early on failure. */
+#define START(kind, cb)                                                                            \
+    if (q == NULL || (cb) == NULL)                                                                 \
+        return LUAR_EINVAL;                                                                        \
+    if (q->closing)                                                                                \
+        return LUAR_ECLOSED;                                                                       \
+    luar_qop_t *op = op_new(q, kind, (void (*)(void))(cb), arg);                                   \
+    if (op == NULL)                                                                                \
+        return LUAR_ENOMEM;                                                                        \
     int rc = 0
 
 /* ---- writes ------------------------------------------------------------------------- */
@@ -491,23 +492,22 @@ int luar_queue_complete(luar_queue_t *q, const char *id, const char *owner, cons
         return LUAR_EINVAL;
     START(LUAR_QOP_COMPLETE, cb);
     op->ttl = result_ttl;
-    if (op_str(op, &op->id, id) || op_str(op, &op->owner, owner) ||
-        op_str(op, &op->text, result))
+    if (op_str(op, &op->id, id) || op_str(op, &op->owner, owner) || op_str(op, &op->text, result))
         rc = LUAR_ENOMEM;
     return op_submit(op, rc);
 }
 
 int luar_queue_fail(luar_queue_t *q, const char *id, const char *owner, const char *error,
-                    const char *traceback, double retry_at, double dead_ttl,
-                    luar_queue_done_cb cb, void *arg)
+                    const char *traceback, double retry_at, double dead_ttl, luar_queue_done_cb cb,
+                    void *arg)
 {
     if (empty(id) || empty(owner) || retry_at < 0)
         return LUAR_EINVAL;
     START(LUAR_QOP_FAIL, cb);
     op->when = retry_at;
     op->ttl = dead_ttl;
-    if (op_str(op, &op->id, id) || op_str(op, &op->owner, owner) ||
-        op_str(op, &op->text, error) || op_str(op, &op->traceback, traceback))
+    if (op_str(op, &op->id, id) || op_str(op, &op->owner, owner) || op_str(op, &op->text, error) ||
+        op_str(op, &op->traceback, traceback))
         rc = LUAR_ENOMEM;
     return op_submit(op, rc);
 }
@@ -540,8 +540,8 @@ int luar_queue_retry(luar_queue_t *q, const char *id, luar_queue_done_cb cb, voi
     return op_submit(op, rc);
 }
 
-int luar_queue_retry_many(luar_queue_t *q, const luar_job_filter_t *filter,
-                          luar_queue_count_cb cb, void *arg)
+int luar_queue_retry_many(luar_queue_t *q, const luar_job_filter_t *filter, luar_queue_count_cb cb,
+                          void *arg)
 {
     if (!filter_ok(filter, 0))
         return LUAR_EINVAL;

@@ -44,8 +44,8 @@ static luar_sq_t *sq_of(luar_queue_t *q)
 static int op_level_error(int src)
 {
     int primary = src & 0xff;
-    return primary == SQLITE_CONSTRAINT || primary == SQLITE_TOOBIG ||
-           primary == SQLITE_MISMATCH || primary == SQLITE_RANGE;
+    return primary == SQLITE_CONSTRAINT || primary == SQLITE_TOOBIG || primary == SQLITE_MISMATCH ||
+           primary == SQLITE_RANGE;
 }
 
 /*
@@ -73,7 +73,7 @@ static int run(luar_sq_t *s, int which)
 {
     sqlite3_stmt *st = luar_sq_stmt(s, which);
     if (st == NULL)
-        return sqlite3_errcode(s->db);
+        return sqlite3_errcode(s->db) != SQLITE_OK ? sqlite3_errcode(s->db) : SQLITE_ERROR;
     int src = sqlite3_step(st);
     sqlite3_reset(st);
     return src == SQLITE_DONE ? SQLITE_OK : src;
@@ -323,10 +323,8 @@ static int sq_open(luar_queue_t *q, const char *rest, luar_buf_t *err)
     rc = make_parents(s->path, err);
     if (rc)
         goto fail;
-    int src = sqlite3_open_v2(s->path, &s->db,
-                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                  SQLITE_OPEN_NOMUTEX,
-                              NULL);
+    int src = sqlite3_open_v2(
+        s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (src != SQLITE_OK) {
         luar_buf_appendf(err, "%s: cannot open: %s", s->path,
                          s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(src));

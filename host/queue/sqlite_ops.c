@@ -11,9 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#define JOB_COLUMNS                                                                       \
-    "id, name, queue, args, key, priority, state, attempt, max_attempts, enqueued_at, "   \
-    "run_at, started_at, finished_at, lease_expires_at, owner, result, last_error, "      \
+#define JOB_COLUMNS                                                                                \
+    "id, name, queue, args, key, priority, state, attempt, max_attempts, enqueued_at, "            \
+    "run_at, started_at, finished_at, lease_expires_at, owner, result, last_error, "               \
     "traceback, expires_at"
 
 #define UNFINISHED "(0, 1, 2, 4)"
@@ -21,8 +21,8 @@
 #define RETRYABLE "(1, 3, 4, 5)"
 #define LEASE_EXPIRED "lease expired (the worker running it stopped)"
 #define DEAD_WHEN "(max_attempts > 0 AND attempt >= max_attempts)"
-#define RETRY_SET                                                                         \
-    "state = 0, attempt = 0, run_at = ?2, finished_at = 0, expires_at = 0, owner = NULL, " \
+#define RETRY_SET                                                                                  \
+    "state = 0, attempt = 0, run_at = ?2, finished_at = 0, expires_at = 0, owner = NULL, "         \
     "lease_expires_at = 0, result = NULL"
 #define FILTER "(?3 IS NULL OR queue = ?3) AND (?4 IS NULL OR name = ?4)"
 
@@ -121,11 +121,20 @@ static void bind_text(sqlite3_stmt *st, int i, const char *v)
         sqlite3_bind_null(st, i);
 }
 
-/* Returns a kept statement or the connection's error through *src. */
-#define STMT(var, which)                                                                  \
-    sqlite3_stmt *var = luar_sq_stmt(s, which);                                           \
-    if (var == NULL)                                                                      \
-        return sqlite3_errcode(s->db)
+/* The error of a statement that could not be prepared (never SQLITE_OK). */
+static int prepare_error(luar_sq_t *s)
+{
+    int src = sqlite3_errcode(s->db);
+    return src == SQLITE_OK ? SQLITE_ERROR : src;
+}
+
+/* Declares `var` as kept statement `which`; returns the connection's error from the
+ * calling function when it cannot be prepared. */
+#define STMT(var, which)                                                                           \
+    sqlite3_stmt *var = luar_sq_stmt(s, which);                                                    \
+    if ((var) == NULL) {                                                                           \
+        return prepare_error(s);                                                                   \
+    }
 
 /* Steps a statement to its end; returns SQLITE_OK or the error. Resets it. */
 static int step_done(sqlite3_stmt *st)
@@ -473,8 +482,7 @@ static int do_list(luar_sq_t *s, luar_qop_t *op)
     size_t limit = op->filter.limit;
     STMT(st, SQ_LIST);
     bind_filter(st, &op->filter);
-    sqlite3_bind_text(st, 2, op->filter.cursor ? op->filter.cursor : LIST_START, -1,
-                      SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, op->filter.cursor ? op->filter.cursor : LIST_START, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, clamp_limit(limit + 1));
     op->jobs = luar_qop_alloc(op, limit * sizeof *op->jobs);
     if (op->jobs == NULL)
@@ -554,14 +562,22 @@ static int do_ping(luar_sq_t *s, luar_qop_t *op)
 int luar_sq_exec(luar_sq_t *s, luar_qop_t *op)
 {
     static int (*const run[LUAR_QOP_KINDS])(luar_sq_t *, luar_qop_t *) = {
-        [LUAR_QOP_ENQUEUE] = do_enqueue,       [LUAR_QOP_CLAIM] = do_claim,
-        [LUAR_QOP_HEARTBEAT] = do_heartbeat,   [LUAR_QOP_COMPLETE] = do_complete,
-        [LUAR_QOP_FAIL] = do_fail,             [LUAR_QOP_RELEASE] = do_release,
-        [LUAR_QOP_SWEEP] = do_sweep,           [LUAR_QOP_RETRY] = do_retry,
-        [LUAR_QOP_RETRY_MANY] = do_retry_many, [LUAR_QOP_DELETE] = do_delete,
-        [LUAR_QOP_PURGE] = do_purge,           [LUAR_QOP_GET] = do_get,
-        [LUAR_QOP_LIST] = do_list,             [LUAR_QOP_COUNTS] = do_counts,
-        [LUAR_QOP_NEXT_DUE] = do_next_due,     [LUAR_QOP_PING] = do_ping,
+        [LUAR_QOP_ENQUEUE] = do_enqueue,
+        [LUAR_QOP_CLAIM] = do_claim,
+        [LUAR_QOP_HEARTBEAT] = do_heartbeat,
+        [LUAR_QOP_COMPLETE] = do_complete,
+        [LUAR_QOP_FAIL] = do_fail,
+        [LUAR_QOP_RELEASE] = do_release,
+        [LUAR_QOP_SWEEP] = do_sweep,
+        [LUAR_QOP_RETRY] = do_retry,
+        [LUAR_QOP_RETRY_MANY] = do_retry_many,
+        [LUAR_QOP_DELETE] = do_delete,
+        [LUAR_QOP_PURGE] = do_purge,
+        [LUAR_QOP_GET] = do_get,
+        [LUAR_QOP_LIST] = do_list,
+        [LUAR_QOP_COUNTS] = do_counts,
+        [LUAR_QOP_NEXT_DUE] = do_next_due,
+        [LUAR_QOP_PING] = do_ping,
     };
     op->rc = 0;
     return run[op->kind](s, op);

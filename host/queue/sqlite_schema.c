@@ -122,8 +122,8 @@ int luar_sq_setup(luar_sq_t *s, luar_buf_t *err)
         goto fail;
     }
     if (version > SCHEMA_VERSION) {
-        luar_buf_appendf(err, "%s: schema version %d is newer than this build's (%d)",
-                         s->path, version, SCHEMA_VERSION);
+        luar_buf_appendf(err, "%s: schema version %d is newer than this build's (%d)", s->path,
+                         version, SCHEMA_VERSION);
         rc = LUAR_EIO;
         goto fail;
     }

@@ -30,8 +30,8 @@
 
 typedef struct backend {
     const char *name;
-    luar_queue_t *(*fresh)(void);  /* an empty backend */
-    luar_queue_t *(*again)(void);  /* another handle on the last fresh one */
+    luar_queue_t *(*fresh)(void); /* an empty backend */
+    luar_queue_t *(*again)(void); /* another handle on the last fresh one */
 } backend_t;
 
 static uv_loop_t loop;
@@ -92,10 +92,10 @@ typedef struct tjob {
 
 typedef struct res {
     int done, rc, duplicate;
-    size_t n;             /* ids or jobs */
+    size_t n; /* ids or jobs */
     char (*ids)[40];
     tjob_t *jobs;
-    char cursor[40];      /* "" at the end */
+    char cursor[40]; /* "" at the end */
     size_t count, count2;
     double when;
     int64_t counts[8][LUAR_JOB_STATES];
@@ -263,8 +263,8 @@ static int enqueue_named(luar_queue_t *q, const char *name, const char *queue, c
     return enqueue1(q, &s, id);
 }
 
-static int claim(luar_queue_t *q, const char *queue, size_t max, const char *owner,
-                 double lease, res_t *r)
+static int claim(luar_queue_t *q, const char *queue, size_t max, const char *owner, double lease,
+                 res_t *r)
 {
     memset(r, 0, sizeof *r);
     int rc = luar_queue_claim(q, queue, max, owner, lease, on_jobs, r);
@@ -431,7 +431,6 @@ static int count_op(int (*fn)(luar_queue_t *, const luar_job_filter_t *, luar_qu
     return rc;
 }
 
-
 /* Makes a job of `queue` dead (claimed by "w", failed with no retry); its id into id. */
 static void make_dead(luar_queue_t *q, const char *queue, char *id)
 {
@@ -508,8 +507,8 @@ TEST(contract_enqueue_defaults_and_time_ordered_ids)
     CHECK(j.started_at == 0 && j.finished_at == 0 && j.lease_expires_at == 0);
     CHECK(j.expires_at == 0);
 
-    luar_job_spec_t s = {.name = "x", .queue = "mail", .args = "{\"to\":\"a@b\"}", .priority = 7,
-                         .max_attempts = 4};
+    luar_job_spec_t s = {
+        .name = "x", .queue = "mail", .args = "{\"to\":\"a@b\"}", .priority = 7, .max_attempts = 4};
     CHECK_EQ_INT(enqueue1(q, &s, ids[5]), 0);
     CHECK_EQ_INT(get(q, ids[5], &j), 0);
     CHECK_EQ_STR(j.queue, "mail");
