@@ -881,8 +881,10 @@ static int jobs_filter(opts_t *o, luar_job_filter_t *f)
         }
     }
     if (o->which == C_RETRY) {
-        if (o->npos == 1 && (o->dead || o->queue || o->name))
+        if (o->npos == 1 && o->dead)
             return usage_error(o, "give either an ID or --dead, not both");
+        if (o->npos == 1 && (o->queue || o->name))
+            return usage_error(o, "--queue and --name select jobs for --dead, not with an ID");
         if (o->npos == 0 && !o->dead)
             return usage_error(o, "give a job ID or --dead");
         f->state = LUAR_JOB_DEAD;
