@@ -13,7 +13,7 @@
 /*
  * Runs `luar jobs SUB [options]`. argv[0] is the subcommand ("stats", "list", "show",
  * "retry", "delete", "purge"); argv[1..argc-1] are its arguments and options only (the
- * global flags --config/--data/--queue URL were consumed by the caller; here `--queue Q`
+ * global flags --config/--data/--scripts were consumed by the caller; here `--queue Q`
  * is a queue name). Options take their value as `--opt V` or `--opt=V`. Prints the result
  * to stdout and errors as one line (plus a usage line for usage errors) to stderr. Returns
  * the exit status: 0 success, 1 runtime failure (job not found, backend unreachable), 2
