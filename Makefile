@@ -23,6 +23,7 @@ run: build
 	./$(BUILD)/luar serve --scripts scripts
 
 test: build
+	@tools/deps.sh test
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) $(CTEST_FLAGS)
 
 bench: build

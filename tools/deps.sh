@@ -1,20 +1,37 @@
 #!/bin/sh
 # Install the Debian packages Luar needs to build and test, only those missing.
-# Idempotent and quiet when everything is present. Usage: tools/deps.sh [bench]
+# Idempotent and quiet when everything is present. Usage: tools/deps.sh [test|bench]
+# `test` also installs the npm test peers of tests/e2e (the croner reference for cron).
 set -e
 pkgs="build-essential cmake pkg-config libuv1-dev libhttp-parser-dev liblua5.4-dev lua5.4
       lua-cjson lua-cjson-dev lua-busted libssl-dev openssl libcurl4-openssl-dev
-      libsqlite3-dev libhiredis-dev python3 curl ca-certificates"
+      libsqlite3-dev libhiredis-dev python3 curl ca-certificates tzdata"
 [ "$1" = bench ] && pkgs="$pkgs wrk nginx-light"
+# Node.js comes with most machine images; install Debian's only when there is none.
+[ "$1" = test ] && ! command -v npm >/dev/null 2>&1 && pkgs="$pkgs nodejs npm"
 missing=""
 for p in $pkgs; do
     s=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
     case "$s" in *"install ok installed"*) ;; *) missing="$missing $p" ;; esac
 done
-[ -z "$missing" ] && exit 0
+install_npm_peers() {
+    [ "$1" = test ] || return 0
+    root=$(cd "$(dirname "$0")/.." && pwd)
+    # Reinstall when the lock file changed since the last install.
+    if ! cmp -s "$root/tests/e2e/package-lock.json" "$root/tests/e2e/node_modules/.luar-lock"; then
+        echo "deps: npm ci in tests/e2e"
+        npm ci --prefix "$root/tests/e2e" --no-audit --no-fund --loglevel=error >/dev/null
+        cp "$root/tests/e2e/package-lock.json" "$root/tests/e2e/node_modules/.luar-lock"
+    fi
+}
+if [ -z "$missing" ]; then
+    install_npm_peers "$1"
+    exit 0
+fi
 echo "deps: installing$missing"
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+install_npm_peers "$1"

@@ -353,7 +353,9 @@ int luar_cron_next_in(const luar_cron_t *c, const luar_tz_t *z, int64_t after, i
     /*
      * Walk the zone's constant-offset spans in order. Within a span wall time and real time
      * move together, so the first matching wall time in the span is the answer. A match
-     * that falls in the gap of a forward jump fires at the jump. After a backward jump the
+     * that falls in the gap of a forward jump fires at the jump when the hour is fixed; a
+     * schedule with `*` or a step in the hour follows real time and has nothing due in the
+     * gap (ISC/Vixie cron: 01:30, then 03:30, for `30 * * * *`). After a backward jump the
      * wall times up to the old span's end come again; a schedule with a fixed hour skips
      * them (it fired in the first occurrence), one with `*` or a step in the hour does not.
      */
@@ -362,7 +364,7 @@ int luar_cron_next_in(const luar_cron_t *c, const luar_tz_t *z, int64_t after, i
     luar_tz_span(z, t, &sp);
     if (!c->hour_wild && sp.start != INT64_MIN && sp.off_before > sp.off)
         skip = sp.start + sp.off_before;
-    if (sp.start == t && sp.off > sp.off_before) {
+    if (!c->hour_wild && sp.start == t && sp.off > sp.off_before) {
         /* `after` is the last second before a forward jump: its gap is still due */
         int64_t wall;
         if (civil_next(c, t + sp.off_before, &wall) == 0 && wall < t + sp.off) {
@@ -380,7 +382,7 @@ int luar_cron_next_in(const luar_cron_t *c, const luar_tz_t *z, int64_t after, i
             *next = wall - sp.off;
             return *next <= MAX_UNIX ? 0 : LUAR_ENOTFOUND;
         }
-        if (sp.off_after > sp.off && wall < sp.end + sp.off_after) {
+        if (!c->hour_wild && sp.off_after > sp.off && wall < sp.end + sp.off_after) {
             *next = sp.end;
             return 0;
         }

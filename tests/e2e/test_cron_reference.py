@@ -8,14 +8,13 @@ zoneinfo (the system tzdata), so the offsets luar prints are checked independent
 croner is run with fixedTimeRule "no-wildcard" and sloppyRanges. It follows the same
 conventions as SPEC §8 (six fields are seconds first; dom/dow OR; a fixed-time job fires
 once, at the first occurrence, in a repeated hour and at the end of a gap; an interval job
-fires in both occurrences) except in two places, where the SPEC wins and the expected
-values are computed by hand in HAND_CASES below:
-  1. croner decides "fixed time" from the second, minute and hour fields together; SPEC §8
-     from the hour field alone, so `*/20 1 * * *` is a fixed-hour schedule that fires only
-     in the first 01:xx of a fall-back night (croner: in both);
-  2. croner skips gap times of interval jobs; SPEC §8 fires every skipped wall-clock time at
-     the first instant after the gap, once, so `30 * * * *` fires at 03:00 on a
-     02:00->03:00 spring-forward night (croner: not at all between 01:30 and 03:30).
+fires in both occurrences; an interval job has nothing due in a gap) except in one place,
+where the SPEC wins and the expected values are computed by hand in HAND_CASES below:
+croner decides "fixed time" from the second, minute and hour fields together; SPEC §8 from
+the hour field alone, so `*/20 1 * * *` is a fixed-hour schedule that fires only in the
+first 01:xx of a fall-back night (croner: in both). HAND_CASES also pins, by hand, the gap
+behaviour of hourly schedules (real time: 01:30, then 03:30), the case a change to the gap
+rule would break first.
 """
 import datetime
 import json
@@ -94,15 +93,15 @@ HOURLY_SCENARIOS = DST_SCENARIOS[:6]
 
 # Hand-computed cases where SPEC §8 and croner differ (see the module docstring).
 HAND_CASES = [
-    # New York, 2026-03-08: 02:30 does not exist; SPEC: it fires at 03:00 EDT, the first
-    # instant after the gap (croner skips it: 00:30, 01:30, 03:30, 04:30).
+    # New York, 2026-03-08: 02:30 does not exist. The hour is `*`: the schedule follows
+    # real time, so nothing is due in the gap (ISC/Vixie cron): 01:30 EST, then 03:30 EDT.
     ("30 * * * *", "America/New_York", "2026-03-08T05:00:00Z", [
         "2026-03-08T00:30:00-05:00", "2026-03-08T01:30:00-05:00",
-        "2026-03-08T03:00:00-04:00", "2026-03-08T03:30:00-04:00"]),
-    # Same rule for an hour step: 02:00 is skipped and fires at 03:00 EDT.
+        "2026-03-08T03:30:00-04:00", "2026-03-08T04:30:00-04:00"]),
+    # Same for an hour step: 02:00 is skipped, the next fire is 04:00 EDT.
     ("0 */2 * * *", "America/New_York", "2026-03-08T04:00:00Z", [
-        "2026-03-08T00:00:00-05:00", "2026-03-08T03:00:00-04:00",
-        "2026-03-08T04:00:00-04:00", "2026-03-08T06:00:00-04:00"]),
+        "2026-03-08T00:00:00-05:00", "2026-03-08T04:00:00-04:00",
+        "2026-03-08T06:00:00-04:00", "2026-03-08T08:00:00-04:00"]),
     # New York, 2026-11-01: 01:00-01:59 happens twice. The hour is fixed (1), so SPEC fires
     # only in the first occurrence (EDT); croner also fires 01:00/01:20/01:40 EST.
     ("*/20 1 * * *", "America/New_York", "2026-11-01T04:00:00Z", [
@@ -113,21 +112,23 @@ HAND_CASES = [
     ("* 1 * * *", "Europe/London", "2026-10-25T00:58:00Z", [
         "2026-10-25T01:59:00+01:00", "2026-10-26T01:00:00+00:00",
         "2026-10-26T01:01:00+00:00"]),
-    # Sydney, 2026-10-04: 02:00-02:59 AEST does not exist; 02:15 and 02:45 fire once, at
-    # 03:00 AEDT.
+    # Sydney, 2026-10-04: 02:00-02:59 AEST does not exist. Hour `*`: real time, so 02:15
+    # and 02:45 are simply not there; after 01:45 AEST comes 03:15 AEDT.
     ("15,45 * * * *", "Australia/Sydney", "2026-10-03T15:00:00Z", [
         "2026-10-04T01:15:00+10:00", "2026-10-04T01:45:00+10:00",
-        "2026-10-04T03:00:00+11:00", "2026-10-04T03:15:00+11:00"]),
+        "2026-10-04T03:15:00+11:00", "2026-10-04T03:45:00+11:00"]),
     # Sydney, 2026-04-05: 02:00-02:59 twice (03:00 AEDT -> 02:00 AEST). Fixed hour 2: the
     # first pass (AEDT) only; the next fires are on the 6th.
     ("*/30 2 * * *", "Australia/Sydney", "2026-04-04T15:00:00Z", [
         "2026-04-05T02:30:00+11:00", "2026-04-06T02:00:00+10:00",
         "2026-04-06T02:30:00+10:00", "2026-04-07T02:00:00+10:00"]),
-    # Lord Howe, 2026-10-04: 02:00-02:29 does not exist (a 30-minute jump); the 02:00 fire
-    # comes at 02:30 +11:00.
+    # Lord Howe, 2026-10-04: 02:00-02:29 does not exist (a 30-minute jump). Hour `*`: real
+    # time, so 02:00 is not there; a fixed hour 2 fires at 02:30 +11:00, the end of the gap.
     ("0 * * * *", "Australia/Lord_Howe", "2026-10-03T13:00:00Z", [
         "2026-10-04T00:00:00+10:30", "2026-10-04T01:00:00+10:30",
-        "2026-10-04T02:30:00+11:00", "2026-10-04T03:00:00+11:00"]),
+        "2026-10-04T03:00:00+11:00", "2026-10-04T04:00:00+11:00"]),
+    ("0 2 * * *", "Australia/Lord_Howe", "2026-10-03T13:00:00Z", [
+        "2026-10-04T02:30:00+11:00", "2026-10-05T02:00:00+11:00"]),
     # Lord Howe, 2026-04-05: 01:30-01:59 twice (02:00 +11 -> 01:30 +10:30). Hour `*`
     # follows real time: 01:45 fires in both passes.
     ("45 * * * *", "Australia/Lord_Howe", "2026-04-04T14:00:00Z", [
