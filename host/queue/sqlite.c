@@ -239,9 +239,13 @@ static void on_async(uv_async_t *h)
         }
         while (op) {
             luar_qop_t *next = op->next;
+            s->inflight--;
             luar_qop_complete(op);
             op = next;
         }
+        /* An idle queue does not keep the loop running; one with work in flight does. */
+        if (s->inflight == 0 && !s->closing)
+            uv_unref((uv_handle_t *)&s->async);
     }
 }
 
@@ -249,6 +253,8 @@ static void sq_submit(luar_queue_t *q, luar_qop_t *op)
 {
     luar_sq_t *s = sq_of(q);
     op->next = NULL;
+    if (s->inflight++ == 0)
+        uv_ref((uv_handle_t *)&s->async);
     uv_mutex_lock(&s->lock);
     if (s->pending_tail)
         s->pending_tail->next = op;
@@ -264,6 +270,8 @@ static void sq_close(luar_queue_t *q, void (*done)(void *arg), void *arg)
     luar_sq_t *s = sq_of(q);
     s->close_done = done;
     s->close_arg = arg;
+    s->closing = 1;
+    uv_ref((uv_handle_t *)&s->async);
     uv_mutex_lock(&s->lock);
     s->stopping = 1;
     uv_cond_signal(&s->wake);
@@ -362,6 +370,7 @@ static int sq_open(luar_queue_t *q, const char *rest, luar_buf_t *err)
         goto fail;
     }
     s->async.data = s;
+    uv_unref((uv_handle_t *)&s->async);
     q->impl = s;
     return 0;
 fail:

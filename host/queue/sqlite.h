@@ -50,6 +50,7 @@ enum {
     SQ_PURGE,
     SQ_GET,
     SQ_LIST,
+    SQ_LIST_STATE,
     SQ_COUNTS,
     SQ_NEXT_DUE,
     SQ_PING,
@@ -65,7 +66,9 @@ enum {
 /*
  * One SQLite queue. The connection is used by the writer thread only (and by the loop
  * thread at open, before the thread starts, and at close, after it ended). `lock` guards
- * the two lists, the flags and the counters.
+ * the two lists, `stopping`, `exited` and the stats; the fields marked (loop thread) are
+ * the loop's alone. The async handle is referenced only while operations are in flight
+ * or closing, so an idle queue does not keep uv_run from returning.
  */
 typedef struct luar_sq {
     luar_queue_t *q;
@@ -82,6 +85,8 @@ typedef struct luar_sq {
     int stopping;                       /* close asked: drain, then end the thread */
     int exited;                         /* the thread has ended */
     int closed;                         /* uv_close called on the async */
+    int closing;                        /* sq_close was called (loop thread) */
+    size_t inflight;                    /* submitted, callback not yet run (loop thread) */
     void (*close_done)(void *arg);
     void *close_arg;
 

@@ -26,6 +26,10 @@
     "lease_expires_at = 0, result = NULL"
 #define FILTER "(?3 IS NULL OR queue = ?3) AND (?4 IS NULL OR name = ?4)"
 
+/*
+ * The statements. INDEXED BY pins the partial indexes of the schema where the planner,
+ * without statistics, would rather take jobs_state and sort every due job at each claim.
+ */
 static const char *const sql[SQ_STMTS] = {
     [SQ_DEDUPE_PUT] = "INSERT INTO dedupe (key, expires_at) VALUES (?1, ?2) "
                       "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at "
@@ -34,9 +38,11 @@ static const char *const sql[SQ_STMTS] = {
     [SQ_INSERT] = "INSERT INTO jobs (id, name, queue, args, key, priority, state, "
                   "max_attempts, enqueued_at, run_at) "
                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    [SQ_CLAIM_ANY] = "SELECT id FROM jobs WHERE state IN " CLAIMABLE " AND run_at <= ?1 "
-                     "ORDER BY priority DESC, run_at, id LIMIT ?2",
-    [SQ_CLAIM_QUEUE] = "SELECT id FROM jobs WHERE state IN " CLAIMABLE " AND queue = ?3 "
+    [SQ_CLAIM_ANY] =
+        "SELECT id FROM jobs INDEXED BY jobs_claim WHERE state IN " CLAIMABLE " AND run_at <= ?1 "
+        "ORDER BY priority DESC, run_at, id LIMIT ?2",
+    [SQ_CLAIM_QUEUE] = "SELECT id FROM jobs INDEXED BY jobs_claim_queue WHERE state IN " CLAIMABLE
+                       " AND queue = ?3 "
                        "AND run_at <= ?1 ORDER BY priority DESC, run_at, id LIMIT ?2",
     [SQ_TAKE] = "UPDATE jobs SET state = 2, attempt = attempt + 1, owner = ?2, "
                 "started_at = ?3, lease_expires_at = ?4 WHERE id = ?1 AND state IN " CLAIMABLE
@@ -55,14 +61,15 @@ static const char *const sql[SQ_STMTS] = {
     [SQ_RELEASE] = "UPDATE jobs SET state = CASE WHEN ?3 > ?4 THEN 1 ELSE 0 END, run_at = ?3, "
                    "attempt = max(attempt - 1, 0), owner = NULL, lease_expires_at = 0 "
                    "WHERE id = ?1 AND state = 2 AND owner = ?2",
-    [SQ_SWEEP_LEASES] =
-        "UPDATE jobs SET state = CASE WHEN " DEAD_WHEN " THEN 5 ELSE 4 END, run_at = ?1, "
-        "finished_at = CASE WHEN " DEAD_WHEN " THEN ?1 ELSE 0 END, "
-        "expires_at = CASE WHEN " DEAD_WHEN " THEN ?1 + ?2 ELSE 0 END, "
-        "owner = NULL, lease_expires_at = 0, last_error = '" LEASE_EXPIRED "', "
-        "traceback = NULL WHERE state = 2 AND lease_expires_at < ?1",
-    [SQ_SWEEP_JOBS] = "DELETE FROM jobs WHERE expires_at > 0 AND expires_at < ?1 "
-                      "AND state IN (3, 5)",
+    [SQ_SWEEP_LEASES] = "UPDATE jobs INDEXED BY jobs_lease SET state = CASE WHEN " DEAD_WHEN
+                        " THEN 5 ELSE 4 END, run_at = ?1, "
+                        "finished_at = CASE WHEN " DEAD_WHEN " THEN ?1 ELSE 0 END, "
+                        "expires_at = CASE WHEN " DEAD_WHEN " THEN ?1 + ?2 ELSE 0 END, "
+                        "owner = NULL, lease_expires_at = 0, last_error = '" LEASE_EXPIRED "', "
+                        "traceback = NULL WHERE state = 2 AND lease_expires_at < ?1",
+    [SQ_SWEEP_JOBS] =
+        "DELETE FROM jobs INDEXED BY jobs_expires WHERE expires_at > 0 AND expires_at < ?1 "
+        "AND state IN (3, 5)",
     [SQ_SWEEP_DEDUPE] = "DELETE FROM dedupe WHERE expires_at < ?1",
     [SQ_STATE] = "SELECT state FROM jobs WHERE id = ?1",
     [SQ_RETRY] = "UPDATE jobs SET " RETRY_SET " WHERE id = ?1",
@@ -71,11 +78,13 @@ static const char *const sql[SQ_STMTS] = {
     [SQ_DELETE] = "DELETE FROM jobs WHERE id = ?1",
     [SQ_PURGE] = "DELETE FROM jobs WHERE state = ?1 AND " FILTER,
     [SQ_GET] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1",
-    [SQ_LIST] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id < ?2 AND (?1 < 0 OR state = ?1) "
-                "AND " FILTER " ORDER BY id DESC LIMIT ?5",
+    [SQ_LIST] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id < ?2 AND ?1 < 0 AND " FILTER
+                " ORDER BY id DESC LIMIT ?5",
+    [SQ_LIST_STATE] = "SELECT " JOB_COLUMNS " FROM jobs INDEXED BY jobs_state "
+                      "WHERE state = ?1 AND id < ?2 AND " FILTER " ORDER BY id DESC LIMIT ?5",
     [SQ_COUNTS] = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state "
                   "ORDER BY queue",
-    [SQ_NEXT_DUE] = "SELECT min(run_at) FROM jobs WHERE state IN (1, 4)",
+    [SQ_NEXT_DUE] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN (1, 4)",
     [SQ_PING] = "SELECT count(*) FROM (SELECT 1 FROM jobs LIMIT 1)",
     [SQ_SAVEPOINT] = "SAVEPOINT op",
     [SQ_RELEASE_SAVEPOINT] = "RELEASE op",
@@ -480,7 +489,7 @@ static int do_get(luar_sq_t *s, luar_qop_t *op)
 static int do_list(luar_sq_t *s, luar_qop_t *op)
 {
     size_t limit = op->filter.limit;
-    STMT(st, SQ_LIST);
+    STMT(st, op->filter.state < 0 ? SQ_LIST : SQ_LIST_STATE);
     bind_filter(st, &op->filter);
     sqlite3_bind_text(st, 2, op->filter.cursor ? op->filter.cursor : LIST_START, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, clamp_limit(limit + 1));

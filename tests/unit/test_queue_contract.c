@@ -1531,6 +1531,23 @@ TEST(sqlite_durability_settings)
     sqlite3_close(db);
 }
 
+TEST(sqlite_idle_queue_lets_the_loop_end_and_work_keeps_it_running)
+{
+    luar_queue_t *q = sqlite_fresh();
+    CHECK_EQ_INT(uv_run(&loop, UV_RUN_DEFAULT), 0); /* returns at once: nothing to wait for */
+    res_t r = {0};
+    luar_job_spec_t s = {.name = "x"};
+    CHECK_EQ_INT(luar_queue_enqueue(q, &s, 1, NULL, 0, on_enqueued, &r), 0);
+    uv_run(&loop, UV_RUN_DEFAULT); /* runs until the callback, then ends */
+    CHECK_EQ_INT(r.done, 1);
+    CHECK_EQ_INT(r.rc, 0);
+    res_free(&r);
+    int closed = 0;
+    luar_queue_close(q, on_closed, &closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(closed, 1);
+}
+
 /* A child process: claims until the queue stays empty, writing each id on a line. */
 static int child_claims(int k, const char *out)
 {
@@ -1725,6 +1742,7 @@ int main(void)
     RUN(sqlite_one_failing_operation_does_not_fail_its_batch);
     RUN(sqlite_schema_is_versioned_and_migrated_once);
     RUN(sqlite_durability_settings);
+    RUN(sqlite_idle_queue_lets_the_loop_end_and_work_keeps_it_running);
     RUN(sqlite_two_processes_share_the_file_and_claim_each_job_once);
     RUN(sqlite_open_failures_name_the_file);
     RUN(sqlite_full_disk_is_eio_naming_the_file_and_service_resumes);
