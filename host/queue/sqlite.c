@@ -51,21 +51,12 @@ static int op_level_error(int src)
 /*
  * Nonzero when an operation runs several statements that could fail alone (a constraint)
  * after earlier ones changed rows: it then needs its own savepoint. A single statement is
- * rolled back by SQLite itself, so most operations skip the savepoint's cost.
+ * rolled back by SQLite itself, and claim, heartbeat and sweep only move jobs between
+ * states that no constraint tells apart, so only a multi-row enqueue pays for one.
  */
 static int needs_savepoint(const luar_qop_t *op)
 {
-    switch (op->kind) {
-    case LUAR_QOP_ENQUEUE:
-        return op->nspecs + (op->dedupe_key != NULL) > 1;
-    case LUAR_QOP_CLAIM:
-    case LUAR_QOP_SWEEP:
-        return 1;
-    case LUAR_QOP_HEARTBEAT:
-        return op->nids > 1;
-    default:
-        return 0;
-    }
+    return op->kind == LUAR_QOP_ENQUEUE && op->nspecs + (op->dedupe_key != NULL) > 1;
 }
 
 /* Steps a kept statement that returns no rows. */

@@ -16,8 +16,11 @@
     "run_at, started_at, finished_at, lease_expires_at, owner, result, last_error, "               \
     "traceback, expires_at"
 
-#define UNFINISHED "(0, 1, 2, 4)"
-#define CLAIMABLE "(0, 1, 4)"
+/* State predicates, written exactly as in the partial indexes of the schema (without IN
+ * lists, which cost an ephemeral table per evaluation) so the planner can use them. */
+#define UNFINISHED "(state <= 2 OR state = 4)"
+#define CLAIMABLE "(state <= 1 OR state = 4)"
+#define WAITING "(state = 1 OR state = 4)"
 #define RETRYABLE "(1, 3, 4, 5)"
 #define LEASE_EXPIRED "lease expired (the worker running it stopped)"
 #define DEAD_WHEN "(max_attempts > 0 AND attempt >= max_attempts)"
@@ -34,19 +37,18 @@ static const char *const sql[SQ_STMTS] = {
     [SQ_DEDUPE_PUT] = "INSERT INTO dedupe (key, expires_at) VALUES (?1, ?2) "
                       "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at "
                       "WHERE dedupe.expires_at <= ?3",
-    [SQ_FIND_KEY] = "SELECT id FROM jobs WHERE key = ?1 AND state IN " UNFINISHED,
+    [SQ_FIND_KEY] = "SELECT id FROM jobs WHERE key = ?1 AND " UNFINISHED,
     [SQ_INSERT] = "INSERT INTO jobs (id, name, queue, args, key, priority, state, "
                   "max_attempts, enqueued_at, run_at) "
                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [SQ_CLAIM_ANY] =
-        "SELECT id FROM jobs INDEXED BY jobs_claim WHERE state IN " CLAIMABLE " AND run_at <= ?1 "
+        "SELECT id FROM jobs INDEXED BY jobs_claim WHERE " CLAIMABLE " AND run_at <= ?1 "
         "ORDER BY priority DESC, run_at, id LIMIT ?2",
-    [SQ_CLAIM_QUEUE] = "SELECT id FROM jobs INDEXED BY jobs_claim_queue WHERE state IN " CLAIMABLE
-                       " AND queue = ?3 "
-                       "AND run_at <= ?1 ORDER BY priority DESC, run_at, id LIMIT ?2",
+    [SQ_CLAIM_QUEUE] =
+        "SELECT id FROM jobs INDEXED BY jobs_claim_queue WHERE " CLAIMABLE " AND queue = ?3 "
+        "AND run_at <= ?1 ORDER BY priority DESC, run_at, id LIMIT ?2",
     [SQ_TAKE] = "UPDATE jobs SET state = 2, attempt = attempt + 1, owner = ?2, "
-                "started_at = ?3, lease_expires_at = ?4 WHERE id = ?1 AND state IN " CLAIMABLE
-                " RETURNING " JOB_COLUMNS,
+                "started_at = ?3, lease_expires_at = ?4 WHERE id = ?1 AND " CLAIMABLE,
     [SQ_HEARTBEAT] = "UPDATE jobs SET lease_expires_at = ?3 "
                      "WHERE id = ?1 AND state = 2 AND owner = ?2",
     [SQ_COMPLETE] = "UPDATE jobs SET state = 3, result = ?3, finished_at = ?4, "
@@ -84,7 +86,7 @@ static const char *const sql[SQ_STMTS] = {
                       "WHERE state = ?1 AND id < ?2 AND " FILTER " ORDER BY id DESC LIMIT ?5",
     [SQ_COUNTS] = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state "
                   "ORDER BY queue",
-    [SQ_NEXT_DUE] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE state IN (1, 4)",
+    [SQ_NEXT_DUE] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE " WAITING,
     [SQ_PING] = "SELECT count(*) FROM (SELECT 1 FROM jobs LIMIT 1)",
     [SQ_SAVEPOINT] = "SAVEPOINT op",
     [SQ_RELEASE_SAVEPOINT] = "RELEASE op",
@@ -308,21 +310,26 @@ static int do_claim(luar_sq_t *s, luar_qop_t *op)
     op->jobs = n ? luar_qop_alloc(op, n * sizeof *op->jobs) : NULL;
     if (n && op->jobs == NULL)
         return SQLITE_NOMEM;
+    /* Then take each one and read it back (UPDATE ... RETURNING would cost an ephemeral
+     * table per row). */
     for (size_t i = 0; i < n; i++) {
         STMT(take, SQ_TAKE);
         sqlite3_bind_text(take, 1, ids[i], -1, SQLITE_STATIC);
         sqlite3_bind_text(take, 2, op->owner, -1, SQLITE_STATIC);
         sqlite3_bind_double(take, 3, op->now);
         sqlite3_bind_double(take, 4, op->now + op->lease);
-        src = sqlite3_step(take);
-        if (src == SQLITE_ROW)
-            src = read_job(op, take, &op->jobs[op->njobs++]);
-        else if (src == SQLITE_DONE)
-            src = SQLITE_OK;
-        if (src == SQLITE_OK)
-            src = step_done(take);
-        sqlite3_reset(take);
+        src = step_done(take);
         if (src != SQLITE_OK)
+            return src;
+        if (sqlite3_changes(s->db) == 0)
+            continue;
+        STMT(get, SQ_GET);
+        sqlite3_bind_text(get, 1, ids[i], -1, SQLITE_STATIC);
+        src = sqlite3_step(get);
+        if (src == SQLITE_ROW)
+            src = read_job(op, get, &op->jobs[op->njobs++]);
+        sqlite3_reset(get);
+        if (src != SQLITE_OK && src != SQLITE_DONE)
             return src;
     }
     return SQLITE_OK;
