@@ -44,6 +44,21 @@ static double test_clock(void *arg)
     return test_now;
 }
 
+/* The factory's handles, on the test clock. */
+static luar_queue_t *open_fresh(void)
+{
+    luar_queue_t *q = B->fresh();
+    luar_queue_set_clock(q, test_clock, NULL);
+    return q;
+}
+
+static luar_queue_t *open_again(void)
+{
+    luar_queue_t *q = B->again();
+    luar_queue_set_clock(q, test_clock, NULL);
+    return q;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     (void)t;
@@ -463,7 +478,7 @@ static size_t duplicates(char (*ids)[40], size_t n)
 
 TEST(contract_enqueue_defaults_and_time_ordered_ids)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     double t0 = test_now;
     char ids[6][40];
     for (int i = 0; i < 5; i++) {
@@ -521,7 +536,7 @@ TEST(contract_enqueue_defaults_and_time_ordered_ids)
 
 TEST(contract_bad_arguments_fail_synchronously_without_callback)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     res_t r = {0};
     luar_job_spec_t noname = {.name = NULL};
     luar_job_spec_t negative = {.name = "x", .max_attempts = -1};
@@ -545,7 +560,7 @@ TEST(contract_bad_arguments_fail_synchronously_without_callback)
 
 TEST(contract_unique_key_returns_existing_job_until_finished)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     luar_job_spec_t s = {.name = "welcome", .queue = "w", .key = "welcome:1"};
     char a[40], b[40], c[40], d[40];
     CHECK_EQ_INT(enqueue1(q, &s, a), 0);
@@ -595,7 +610,7 @@ TEST(contract_unique_key_returns_existing_job_until_finished)
 
 TEST(contract_dedupe_key_enqueues_a_batch_once_per_ttl)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     luar_job_spec_t subs[3] = {{.name = "sub1"}, {.name = "sub2"}, {.name = "sub3"}};
     res_t r;
     CHECK_EQ_INT(enqueue_batch(q, subs, 3, "evt:1", 60, &r), 0);
@@ -635,7 +650,7 @@ TEST(contract_dedupe_key_enqueues_a_batch_once_per_ttl)
 
 TEST(contract_delayed_job_is_not_claimable_before_run_at)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     double due = test_now + 30;
     luar_job_spec_t s = {.name = "later", .run_at = due};
     char id[40], past[40];
@@ -673,7 +688,7 @@ TEST(contract_delayed_job_is_not_claimable_before_run_at)
 
 TEST(contract_claim_takes_highest_priority_then_oldest)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     char low[40], mid[40], high_old[40], high_new[40], urgent_later[40];
     luar_job_spec_t s = {.name = "p"};
     s.priority = 0;
@@ -705,7 +720,7 @@ TEST(contract_claim_takes_highest_priority_then_oldest)
 
 TEST(contract_claim_respects_max_and_queue)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     char id[40];
     for (int i = 0; i < 5; i++)
         CHECK_EQ_INT(enqueue_named(q, "ja", "a", id), 0);
@@ -741,7 +756,7 @@ TEST(contract_claim_respects_max_and_queue)
 
 TEST(contract_two_claims_in_one_batch_never_share_a_job)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     luar_job_spec_t specs[20];
     for (int i = 0; i < 20; i++)
         specs[i] = (luar_job_spec_t){.name = "j"};
@@ -773,8 +788,8 @@ TEST(contract_two_claims_in_one_batch_never_share_a_job)
 
 TEST(contract_two_handles_share_jobs_and_never_claim_one_twice)
 {
-    luar_queue_t *q1 = B->fresh();
-    luar_queue_t *q2 = B->again();
+    luar_queue_t *q1 = open_fresh();
+    luar_queue_t *q2 = open_again();
     char id[40];
     CHECK_EQ_INT(enqueue_named(q2, "from2", "x", id), 0);
     res_t r;
@@ -820,7 +835,7 @@ TEST(contract_two_handles_share_jobs_and_never_claim_one_twice)
 
 TEST(contract_heartbeat_extends_leases_and_reports_lost_ones)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     char a[40], b[40];
     CHECK_EQ_INT(enqueue_named(q, "long", NULL, a), 0);
     CHECK_EQ_INT(enqueue_named(q, "long", NULL, b), 0);
@@ -866,7 +881,7 @@ TEST(contract_heartbeat_extends_leases_and_reports_lost_ones)
 
 TEST(contract_writes_are_fenced_by_owner)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     char id[40];
     CHECK_EQ_INT(enqueue_named(q, "fence", NULL, id), 0);
     tjob_t j;
@@ -899,7 +914,7 @@ TEST(contract_writes_are_fenced_by_owner)
 
 TEST(contract_fail_with_retry_at_makes_job_retrying_then_claimable)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     luar_job_spec_t s = {.name = "flaky", .max_attempts = 3};
     char id[40];
     CHECK_EQ_INT(enqueue1(q, &s, id), 0);
@@ -928,7 +943,7 @@ TEST(contract_fail_with_retry_at_makes_job_retrying_then_claimable)
 
 TEST(contract_fail_without_retry_buries_job_as_dead)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     char id[40];
     CHECK_EQ_INT(enqueue_named(q, "hopeless", NULL, id), 0);
     tjob_t j;
@@ -948,7 +963,7 @@ TEST(contract_fail_without_retry_buries_job_as_dead)
 
 TEST(contract_release_does_not_count_the_attempt)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     char id[40];
     CHECK_EQ_INT(enqueue_named(q, "rate_limited", NULL, id), 0);
     tjob_t j;
@@ -978,7 +993,7 @@ TEST(contract_release_does_not_count_the_attempt)
 
 TEST(contract_sweep_reclaims_expired_leases_and_buries_out_of_attempts)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     luar_queue_set_dead_ttl(q, 500);
     luar_job_spec_t s = {.name = "crashy", .max_attempts = 2};
     char id[40], other[40];
@@ -1033,7 +1048,7 @@ TEST(contract_sweep_reclaims_expired_leases_and_buries_out_of_attempts)
 
 TEST(contract_sweep_deletes_expired_results_dead_jobs_and_dedupe_keys)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     double t0 = test_now;
     char done_id[40], dead_id[40], kept[40];
     CHECK_EQ_INT(enqueue_named(q, "ok", "a", done_id), 0);
@@ -1078,7 +1093,7 @@ TEST(contract_sweep_deletes_expired_results_dead_jobs_and_dedupe_keys)
 
 TEST(contract_retry_requeues_finished_and_waiting_jobs)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     char dead[40], running[40], waiting[40];
     make_dead(q, "a", dead);
     test_now += 3;
@@ -1112,7 +1127,7 @@ TEST(contract_retry_requeues_finished_and_waiting_jobs)
 
 TEST(contract_retry_many_requeues_matching_jobs)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     char id[40];
     for (int i = 0; i < 3; i++)
         make_dead(q, "a", id);
@@ -1133,7 +1148,7 @@ TEST(contract_retry_many_requeues_matching_jobs)
 
 TEST(contract_delete_removes_a_job_and_fences_its_worker)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     char a[40], b[40];
     CHECK_EQ_INT(enqueue_named(q, "x", "q1", a), 0);
     CHECK_EQ_INT(delete_job(q, a), 0);
@@ -1149,7 +1164,7 @@ TEST(contract_delete_removes_a_job_and_fences_its_worker)
 
 TEST(contract_purge_deletes_jobs_in_a_state)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     char id[40];
     for (int i = 0; i < 2; i++) {
         CHECK_EQ_INT(enqueue_named(q, "ok", "a", id), 0);
@@ -1177,7 +1192,7 @@ TEST(contract_purge_deletes_jobs_in_a_state)
 
 TEST(contract_list_filters_and_pages_newest_first)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     char ids[25][40];
     for (int i = 0; i < 25; i++) {
         test_now += 0.001;
@@ -1233,7 +1248,7 @@ TEST(contract_list_filters_and_pages_newest_first)
 
 TEST(contract_counts_by_queue_and_state)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     char id[40];
     CHECK_EQ_INT(enqueue_named(q, "x", "a", id), 0);
     CHECK_EQ_INT(enqueue_named(q, "x", "a", id), 0);
@@ -1259,7 +1274,7 @@ TEST(contract_counts_by_queue_and_state)
 
 TEST(contract_next_due_is_earliest_scheduled_or_retrying)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     CHECK(next_due(q) == 0);
     char id[40];
     CHECK_EQ_INT(enqueue_named(q, "now", NULL, id), 0);
@@ -1276,7 +1291,7 @@ TEST(contract_next_due_is_earliest_scheduled_or_retrying)
 
 TEST(contract_ping_answers)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     res_t r = {0};
     CHECK_EQ_INT(luar_queue_ping(q, on_done, &r), 0);
     CHECK(wait_for(&r.done));
@@ -1286,7 +1301,7 @@ TEST(contract_ping_answers)
 
 TEST(contract_close_completes_queued_operations_first)
 {
-    luar_queue_t *q = B->fresh();
+    luar_queue_t *q = open_fresh();
     enum { N = 50 };
     res_t r[N + 1];
     memset(r, 0, sizeof r);
@@ -1305,7 +1320,7 @@ TEST(contract_close_completes_queued_operations_first)
         res_free(&r[i]);
     }
     /* Committed before the callbacks: a new handle sees them. */
-    q = B->again();
+    q = open_again();
     CHECK_EQ_INT(count_of(q, "default", LUAR_JOB_QUEUED), N - 5);
     CHECK_EQ_INT(count_of(q, "default", LUAR_JOB_RUNNING), 5);
     CHECK_EQ_INT(late.done, 0);
