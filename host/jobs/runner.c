@@ -539,7 +539,12 @@ static void on_claimed(void *arg, int rc, const luar_job_t *jobs, size_t n)
     maybe_stopped(r);
 }
 
-static void pump(luar_runner_t *r)
+/*
+ * Claims due jobs for free slots. Unless `eager`, a queue that still has jobs running is
+ * only asked again once a quarter of the worker's slots are free, so a busy worker claims
+ * in batches (one claim transaction for many jobs) instead of one claim per finished job.
+ */
+static void pump_some(luar_runner_t *r, int eager)
 {
     if (r->stopping || r->closing)
         return;
@@ -556,6 +561,9 @@ static void pump(luar_runner_t *r)
             free_slots = q->limit - q->running;
         if (free_slots <= 0)
             continue;
+        int batch = q->limit > 0 && q->limit < r->cfg.concurrency ? q->limit : r->cfg.concurrency;
+        if (!eager && q->running > 0 && free_slots < (batch + 3) / 4)
+            continue;
         struct claim *c = malloc(sizeof *c);
         if (c == NULL)
             return;
@@ -571,11 +579,16 @@ static void pump(luar_runner_t *r)
     }
 }
 
+static void pump(luar_runner_t *r)
+{
+    pump_some(r, 0);
+}
+
 /* ---- timers -------------------------------------------------------------------------- */
 
 static void on_poll(uv_timer_t *t)
 {
-    pump(t->data);
+    pump_some(t->data, 1);
 }
 
 static void on_lost(void *arg, int rc, const char *const *ids, size_t n)
