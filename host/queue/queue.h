@@ -74,7 +74,8 @@ typedef struct luar_job_spec {
     const char *key;       /* unique key: while a job with this key is not finished
                               (queued, scheduled, running, retrying), enqueue returns its id */
     int priority;
-    double run_at;         /* 0: now (queued); in the future: scheduled */
+    double run_at;         /* 0: now (queued); in the future: scheduled; in the past:
+                              queued, and kept as the job's run_at (a cron tick) */
     int max_attempts;      /* 1 + retries; 0: unlimited */
 } luar_job_spec_t;
 

@@ -262,7 +262,8 @@ static int do_enqueue(luar_sq_t *s, luar_qop_t *op)
         sqlite3_bind_int(st, 7, later ? LUAR_JOB_SCHEDULED : LUAR_JOB_QUEUED);
         sqlite3_bind_int(st, 8, spec->max_attempts);
         sqlite3_bind_double(st, 9, op->now);
-        sqlite3_bind_double(st, 10, later ? spec->run_at : op->now);
+        /* A past run_at (a cron tick, a catch-up) is kept: it is job.scheduled_at. */
+        sqlite3_bind_double(st, 10, spec->run_at > 0 ? spec->run_at : op->now);
         src = step_done(st);
         if (src != SQLITE_OK)
             return src;

@@ -103,6 +103,11 @@ def test_job_runs_with_result_and_args():
                 break
         assert j["state"] == "succeeded" and j["result"] == {"doubled": 42}, j
         assert j["attempts"] == 1 and j["args"] == {"n": 21}
+        metrics = luar.request("GET", "/metrics")[2].decode()
+        assert ('luar_jobs_total{queue="default",job="double",outcome="succeeded"} 1'
+                in metrics), metrics
+        assert 'luar_queue_jobs{queue="default",state="succeeded"} 1' in metrics
+        assert 'luar_job_duration_seconds_count{queue="default",job="double"} 1' in metrics
         status, _, body = luar.request("GET", "/jobs/nope")
         assert status == 404 and json.loads(body)["error"] == "not_found"
 
@@ -218,6 +223,44 @@ def test_sigterm_returns_unfinished_jobs_which_run_after_restart():
         assert doc["attempt"] == 0, doc  # the interrupted attempt is not counted
 
 
+CATCH_UP = r'''
+local http = require "luar.http"
+local jobs = require "luar.jobs"
+local log = require "luar.log"
+jobs.define("hourly", function(args, job) log.info("hourly ran", { at = job.scheduled_at }) end)
+jobs.define("marker", function() end)
+jobs.every("hourly-report", 3600, "hourly", {}, { catch_up = true })
+jobs.cron("nightly", "0 3 * * *", "hourly", {}, { tz = "Europe/London" })
+http.route("POST", "/marker", function(req)
+  return { status = 202, json = { id = jobs.enqueue("marker") } }
+end)
+'''
+
+
+def test_catch_up_fires_the_missed_tick_once_and_cron_list_shows_schedules():
+    with Luar({"main.lua": CATCH_UP}, config=CONFIG) as luar:
+        rec = luar.wait_log(lambda r: r.get("msg") == "hourly ran")
+        now = time.time()
+        assert rec["at"] == (now // 3600) * 3600 or rec["at"] == (now // 3600 - 1) * 3600, rec
+        assert luar.stop() == 0
+        data = luar.data
+        rc, out, err = run_cli(["cron", "list", "--scripts", luar.scripts])
+        assert rc == 0, err
+        assert "hourly-report" in out and "every 3600s" in out, out
+        assert "nightly" in out and "0 3 * * *" in out and "Europe/London" in out, out
+        assert "T03:00:00+00:00" in out or "T03:00:00+01:00" in out, out
+    # A second start on the same data: the tick's dedupe key is there, nothing fires again.
+    with Luar({"main.lua": CATCH_UP}, config=CONFIG, args=["--data", data]) as luar2:
+        # The scheduler's first look runs before any request and its enqueue goes through the
+        # same writer as the marker's, so once the marker is committed the tick was decided.
+        assert luar2.request("POST", "/marker")[0] == 202
+        rc, out, err = run_cli(["jobs", "list", "--json", "--data", data])
+        assert rc == 0, err
+        doc = json.loads(out)
+        names = [j["name"] for j in doc["jobs"]]
+        assert names.count("hourly") == 1, names
+
+
 if __name__ == "__main__":
     main([test_job_runs_with_result_and_args,
           test_retries_then_dead_letter_with_error_and_traceback,
@@ -227,4 +270,5 @@ if __name__ == "__main__":
           test_events_one_job_per_subscriber_each_retried_alone,
           test_queue_concurrency_limit_and_rate_limit,
           test_reload_lets_running_jobs_finish_on_old_scripts,
-          test_sigterm_returns_unfinished_jobs_which_run_after_restart])
+          test_sigterm_returns_unfinished_jobs_which_run_after_restart,
+          test_catch_up_fires_the_missed_tick_once_and_cron_list_shows_schedules])
