@@ -131,11 +131,7 @@ static void on_request(luar_http_req_t *req, void *udata)
 
 static void vm_config(const app_t *app, luar_vm_config_t *vc, unsigned generation)
 {
-    memset(vc, 0, sizeof *vc);
-    vc->loop = (uv_loop_t *)&app->loop;
-    vc->scripts_dir = app->cfg->scripts;
-    vc->mem_limit = app->cfg->lua_memory;
-    vc->cpu_budget = app->cfg->cpu_budget;
+    luar_config_vm(app->cfg, (uv_loop_t *)&app->loop, vc);
     vc->generation = generation;
 }
 

@@ -318,11 +318,7 @@ static void reload(void *ctx, luar_reload_done_fn done, void *arg)
     luar_vm_t *vm = NULL;
     luar_buf_t err;
     luar_buf_init(&err, 64 * 1024);
-    memset(&vc, 0, sizeof vc);
-    vc.loop = &sup->loop;
-    vc.scripts_dir = sup->cfg->scripts;
-    vc.mem_limit = sup->cfg->lua_memory;
-    vc.cpu_budget = sup->cfg->cpu_budget;
+    luar_config_vm(sup->cfg, &sup->loop, &vc);
     int rc = sup->stopping ? LUAR_EBUSY : luar_vm_new(&vc, &vm, &err);
     if (rc) {
         luar_app_count_reload(0);
@@ -419,11 +415,7 @@ int luar_app_supervise(const luar_config_t *cfg, int argc, char **argv)
     luar_buf_init(&err, 64 * 1024);
     luar_vm_config_t vc;
     luar_vm_t *vm = NULL;
-    memset(&vc, 0, sizeof vc);
-    vc.loop = &sup->loop;
-    vc.scripts_dir = cfg->scripts;
-    vc.mem_limit = cfg->lua_memory;
-    vc.cpu_budget = cfg->cpu_budget;
+    luar_config_vm(cfg, &sup->loop, &vc);
     if (luar_vm_new(&vc, &vm, &err)) {
         fprintf(stderr, "%s", err.data ? err.data : "scripts failed to load\n");
         luar_buf_free(&err);

@@ -173,7 +173,12 @@ static int cmd_serve(int argc, char **argv, const args_t *a)
     return status;
 }
 
-static int cmd_check(const args_t *a)
+/*
+ * Loads the configuration and the scripts without serving, then calls show(vm, cfg) to
+ * print what the command is about (`luar check`, `luar cron list`). Load errors are
+ * printed as file:line: message and give status 2.
+ */
+static int with_scripts(const args_t *a, void (*show)(luar_vm_t *, const luar_config_t *))
 {
     luar_config_t cfg;
     if (load_config(a, &cfg))
@@ -181,11 +186,7 @@ static int cmd_check(const args_t *a)
     uv_loop_t loop;
     uv_loop_init(&loop);
     luar_vm_config_t vc;
-    memset(&vc, 0, sizeof vc);
-    vc.loop = &loop;
-    vc.scripts_dir = cfg.scripts;
-    vc.mem_limit = cfg.lua_memory;
-    vc.cpu_budget = cfg.cpu_budget;
+    luar_config_vm(&cfg, &loop, &vc);
     luar_buf_t err;
     luar_buf_init(&err, 0);
     luar_vm_t *vm = NULL;
@@ -195,8 +196,7 @@ static int cmd_check(const args_t *a)
         fprintf(stderr, "%s", err.data ? err.data : "scripts failed to load\n");
         status = 2;
     } else {
-        printf("ok: %s%s%s, %zu routes\n", cfg.file ? cfg.file : "", cfg.file ? " and " : "",
-               cfg.scripts, luar_vm_routes(vm));
+        show(vm, &cfg);
         luar_vm_retire(vm);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -205,6 +205,19 @@ static int cmd_check(const args_t *a)
     luar_buf_free(&err);
     luar_config_free(&cfg);
     return status;
+}
+
+static void show_check(luar_vm_t *vm, const luar_config_t *cfg)
+{
+    printf("ok: %s%s%s, %zu routes\n", cfg->file ? cfg->file : "", cfg->file ? " and " : "",
+           cfg->scripts, luar_vm_routes(vm));
+}
+
+/* `luar cron list`: each schedule and its next fire times. */
+static void show_schedules(luar_vm_t *vm, const luar_config_t *cfg)
+{
+    (void)cfg;
+    luar_jobs_print_schedules(vm, stdout);
 }
 
 typedef struct run_state {
@@ -233,11 +246,7 @@ static int cmd_script(const args_t *a, int tests)
     uv_loop_t loop;
     uv_loop_init(&loop);
     luar_vm_config_t vc;
-    memset(&vc, 0, sizeof vc);
-    vc.loop = &loop;
-    vc.scripts_dir = cfg.scripts;
-    vc.mem_limit = cfg.lua_memory;
-    vc.cpu_budget = cfg.cpu_budget;
+    luar_config_vm(&cfg, &loop, &vc);
     /* The integration's routes are loaded for `test` when there is one; `run` needs none. */
     char main_path[4096];
     snprintf(main_path, sizeof main_path, "%s/main.lua", cfg.scripts);
@@ -325,39 +334,6 @@ static int cmd_queue(int argc, char **argv, int enqueue)
     return status;
 }
 
-/* `luar cron list`: load the scripts, print each schedule and its next fire times. */
-static int cron_list(const args_t *a)
-{
-    luar_config_t cfg;
-    if (load_config(a, &cfg))
-        return 2;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    luar_vm_config_t vc;
-    memset(&vc, 0, sizeof vc);
-    vc.loop = &loop;
-    vc.scripts_dir = cfg.scripts;
-    vc.mem_limit = cfg.lua_memory;
-    vc.cpu_budget = cfg.cpu_budget;
-    luar_buf_t err;
-    luar_buf_init(&err, 0);
-    luar_vm_t *vm = NULL;
-    int status = 0;
-    luar_log_set_level(LUAR_LOG_WARN);
-    if (luar_vm_new(&vc, &vm, &err)) {
-        fprintf(stderr, "%s", err.data ? err.data : "scripts failed to load\n");
-        status = 2;
-    } else {
-        luar_jobs_print_schedules(vm, stdout);
-        luar_vm_retire(vm);
-    }
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    luar_buf_free(&err);
-    luar_config_free(&cfg);
-    return status;
-}
-
 static int cmd_cron(int argc, char **argv)
 {
     if (argc >= 3 && strcmp(argv[2], "next") == 0)
@@ -365,7 +341,7 @@ static int cmd_cron(int argc, char **argv)
     if (argc >= 3 && strcmp(argv[2], "list") == 0) {
         args_t a;
         split_global(argc - 1, argv + 1, &a);
-        int status = a.npos ? 2 : cron_list(&a);
+        int status = a.npos ? 2 : with_scripts(&a, show_schedules);
         if (a.npos)
             fprintf(stderr, "luar cron list: unexpected argument %s\n", a.pos[0]);
         free(a.pos);
@@ -408,7 +384,7 @@ int luar_cli_main(int argc, char **argv)
         if (strcmp(cmd, "serve") == 0)
             status = cmd_serve(argc, argv, &a);
         else if (strcmp(cmd, "check") == 0)
-            status = cmd_check(&a);
+            status = with_scripts(&a, show_check);
         else if (strcmp(cmd, "run") == 0)
             status = cmd_script(&a, 0);
         else if (strcmp(cmd, "test") == 0)

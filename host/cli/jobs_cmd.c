@@ -1035,11 +1035,7 @@ static void read_definition(const opts_t *o, const luar_config_t *cfg, const cha
     if (uv_loop_init(&loop) != 0)
         return;
     luar_vm_config_t vc;
-    memset(&vc, 0, sizeof vc);
-    vc.loop = &loop;
-    vc.scripts_dir = cfg->scripts;
-    vc.mem_limit = cfg->lua_memory;
-    vc.cpu_budget = cfg->cpu_budget;
+    luar_config_vm(cfg, &loop, &vc);
     luar_buf_t err;
     luar_buf_init(&err, 4096);
     luar_vm_t *vm = NULL;

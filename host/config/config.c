@@ -1,6 +1,7 @@
 #include "config/config.h"
 #include "common/error.h"
 #include "common/units.h"
+#include "lua/vm.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -538,4 +539,13 @@ char *luar_config_control_path(const luar_config_t *cfg)
     luar_buf_init(&b, 0);
     luar_buf_appendf(&b, "%s/luar.sock", cfg->data);
     return luar_buf_detach(&b, NULL);
+}
+
+void luar_config_vm(const luar_config_t *cfg, uv_loop_t *loop, luar_vm_config_t *vc)
+{
+    memset(vc, 0, sizeof *vc);
+    vc->loop = loop;
+    vc->scripts_dir = cfg->scripts;
+    vc->mem_limit = cfg->lua_memory;
+    vc->cpu_budget = cfg->cpu_budget;
 }

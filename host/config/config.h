@@ -69,6 +69,15 @@ int luar_config_load(luar_config_t *cfg, const luar_config_flags_t *flags, luar_
 /* Frees what `cfg` owns. */
 void luar_config_free(luar_config_t *cfg);
 
+struct luar_vm_config;
+
+/*
+ * Fills `vc` for a VM of this configuration on `loop`: scripts folder, memory cap, CPU
+ * budget; generation 0 and the default entry file. `vc` points into `cfg`, which must
+ * outlive it.
+ */
+void luar_config_vm(const luar_config_t *cfg, uv_loop_t *loop, struct luar_vm_config *vc);
+
 /* The path of the control socket: <data>/luar.sock. The caller frees the string. */
 char *luar_config_control_path(const luar_config_t *cfg);
 
