@@ -36,6 +36,38 @@ void luar_json_push_instance(lua_State *L)
     lua_rawsetp(L, LUA_REGISTRYINDEX, &instance_key);
 }
 
+/*
+ * lua-cjson 2.1 decodes every number as a float; JSON has one number type, and Lua 5.4
+ * prints 5.0 for a float five. Turns integral floats that fit an integer into integers,
+ * walking the decoded value (depth is already bounded by the decoder). [-0, +0]
+ */
+static int integral(lua_State *L, int idx, lua_Integer *out)
+{
+    if (lua_type(L, idx) != LUA_TNUMBER || lua_isinteger(L, idx))
+        return 0;
+    lua_Number n = lua_tonumber(L, idx);
+    return lua_numbertointeger(n, out) && (lua_Number)*out == n;
+}
+
+static void integerize(lua_State *L, int t, int depth)
+{
+    if (depth > JSON_MAX_DEPTH + 1 || !lua_checkstack(L, 4))
+        return;
+    t = lua_absindex(L, t);
+    lua_pushnil(L);
+    while (lua_next(L, t) != 0) {
+        lua_Integer i;
+        if (integral(L, -1, &i)) {
+            lua_pushvalue(L, -2);
+            lua_pushinteger(L, i);
+            lua_rawset(L, t);
+        } else if (lua_type(L, -1) == LUA_TTABLE) {
+            integerize(L, -1, depth + 1);
+        }
+        lua_pop(L, 1);
+    }
+}
+
 int luar_json_decode(lua_State *L, int idx)
 {
     idx = lua_absindex(L, idx);
@@ -44,8 +76,16 @@ int luar_json_decode(lua_State *L, int idx)
     lua_getfield(L, -1, "decode");
     lua_remove(L, -2);
     lua_pushvalue(L, idx);
-    if (lua_pcall(L, 1, 1, 0) == LUA_OK)
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+        lua_Integer i;
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            integerize(L, -1, 0);
+        } else if (integral(L, -1, &i)) {
+            lua_pop(L, 1);
+            lua_pushinteger(L, i);
+        }
         return 1;
+    }
     const char *msg = lua_tostring(L, -1);
     lua_pop(L, 1);
     return luar_lua_fail(L, "invalid", "%s", msg != NULL ? msg : "invalid JSON");

@@ -1,6 +1,17 @@
 local json = require "luar.json"
 
 describe("luar.json", function()
+  it("decodes integral numbers as integers and keeps fractions as floats", function()
+    local v = json.decode('{"n": 5, "f": 1.5, "a": [1, 2.0, -3], "big": 1e300}')
+    assert.are.equal("integer", math.type(v.n))
+    assert.are.equal("5", tostring(v.n))
+    assert.are.equal("float", math.type(v.f))
+    assert.are.equal("integer", math.type(v.a[2]))
+    assert.are.equal(-3, v.a[3])
+    assert.are.equal("float", math.type(v.big))
+    assert.are.equal("integer", math.type(json.decode("7")))
+  end)
+
   it("round-trips objects, arrays, strings and numbers", function()
     local v = json.decode(json.encode({ a = 1, b = { 1, 2, 3 }, s = "h\"i\n", f = 1.5 }))
     assert.are.same({ a = 1, b = { 1, 2, 3 }, s = "h\"i\n", f = 1.5 }, v)
