@@ -42,7 +42,7 @@ static const char *const sql[SQ_STMTS] = {
                   "max_attempts, enqueued_at, run_at) "
                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [SQ_CLAIM_ANY] =
-        "SELECT id FROM jobs INDEXED BY jobs_claim WHERE " CLAIMABLE " AND run_at <= ?1 "
+        "SELECT id FROM jobs INDEXED BY jobs_claim_queue WHERE " CLAIMABLE " AND run_at <= ?1 "
         "ORDER BY priority DESC, run_at, id LIMIT ?2",
     [SQ_CLAIM_QUEUE] =
         "SELECT id FROM jobs INDEXED BY jobs_claim_queue WHERE " CLAIMABLE " AND queue = ?3 "
@@ -83,7 +83,11 @@ static const char *const sql[SQ_STMTS] = {
     [SQ_LIST] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id < ?2 AND ?1 < 0 AND " FILTER
                 " ORDER BY id DESC LIMIT ?5",
     [SQ_LIST_STATE] = "SELECT " JOB_COLUMNS " FROM jobs INDEXED BY jobs_state "
-                      "WHERE state = ?1 AND id < ?2 AND " FILTER " ORDER BY id DESC LIMIT ?5",
+                      "WHERE state = ?1 AND state <> 3 AND id < ?2 AND " FILTER
+                      " ORDER BY id DESC LIMIT ?5",
+    /* Succeeded jobs are not in jobs_state: newest first along the primary key. */
+    [SQ_LIST_SUCCEEDED] = "SELECT " JOB_COLUMNS " FROM jobs WHERE state = 3 AND ?1 = 3 "
+                          "AND id < ?2 AND " FILTER " ORDER BY id DESC LIMIT ?5",
     [SQ_COUNTS] = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state "
                   "ORDER BY queue",
     [SQ_NEXT_DUE] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE " WAITING,
@@ -497,7 +501,9 @@ static int do_get(luar_sq_t *s, luar_qop_t *op)
 static int do_list(luar_sq_t *s, luar_qop_t *op)
 {
     size_t limit = op->filter.limit;
-    STMT(st, op->filter.state < 0 ? SQ_LIST : SQ_LIST_STATE);
+    STMT(st, op->filter.state < 0                       ? SQ_LIST
+             : op->filter.state == LUAR_JOB_SUCCEEDED ? SQ_LIST_SUCCEEDED
+                                                      : SQ_LIST_STATE);
     bind_filter(st, &op->filter);
     sqlite3_bind_text(st, 2, op->filter.cursor ? op->filter.cursor : LIST_START, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, clamp_limit(limit + 1));
