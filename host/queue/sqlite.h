@@ -102,6 +102,9 @@ typedef struct luar_sq {
 int luar_sq_setup(luar_sq_t *s, luar_buf_t *err);
 
 /* The current schema version (the number of migrations). */
+/* The SQL of migration `version` (1-based), or NULL; for tests that build old files. */
+const char *luar_sq_migration(int version);
+
 int luar_sq_schema_version(void);
 
 /*

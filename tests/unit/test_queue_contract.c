@@ -1500,6 +1500,36 @@ TEST(sqlite_one_failing_operation_does_not_fail_its_batch)
     close_q(q);
 }
 
+/* A file written by the first schema is migrated at open and keeps its jobs. */
+TEST(sqlite_old_file_is_migrated_with_its_jobs)
+{
+    snprintf(last_path, sizeof last_path, "%s/v1.db", tmpdir);
+    sqlite3 *db = NULL;
+    CHECK_EQ_INT(sqlite3_open(last_path, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db, luar_sq_migration(1), NULL, NULL, NULL), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db,
+                              "INSERT INTO jobs (id, name, queue, args, state, max_attempts,"
+                              " enqueued_at, run_at) VALUES ('00000000000000000000000001',"
+                              " 'old', 'default', '{}', 0, 4, 1, 1);"
+                              "PRAGMA user_version = 1;",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(db);
+    luar_queue_t *q = sqlite_open(last_path, NULL, NULL);
+    CHECK(q != NULL);
+    if (q == NULL)
+        return;
+    luar_queue_sqlite_stats_t st = stats_of(q);
+    CHECK_EQ_INT(st.schema_version, luar_sq_schema_version());
+    CHECK_EQ_INT(st.migrations_applied, luar_sq_schema_version() - 1);
+    CHECK_EQ_INT(state_of(q, "00000000000000000000000001"), LUAR_JOB_QUEUED);
+    res_t r;
+    CHECK_EQ_INT(claim(q, NULL, 5, "w", 30, &r), 0);
+    CHECK_EQ_INT(r.n, 1);
+    res_free(&r);
+    close_q(q);
+}
+
 TEST(sqlite_schema_is_versioned_and_migrated_once)
 {
     luar_queue_t *q1 = sqlite_fresh();
@@ -1756,6 +1786,7 @@ int main(void)
     RUN(sqlite_group_commit_shares_transactions);
     RUN(sqlite_one_failing_operation_does_not_fail_its_batch);
     RUN(sqlite_schema_is_versioned_and_migrated_once);
+    RUN(sqlite_old_file_is_migrated_with_its_jobs);
     RUN(sqlite_durability_settings);
     RUN(sqlite_idle_queue_lets_the_loop_end_and_work_keeps_it_running);
     RUN(sqlite_two_processes_share_the_file_and_claim_each_job_once);
