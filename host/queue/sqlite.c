@@ -94,15 +94,33 @@ static int begin(luar_sq_t *s, int write)
     return src;
 }
 
+/*
+ * Whether an operation may be committed without waiting for the disk: the job runner's
+ * own bookkeeping, whose loss in a power failure (not a process crash: the WAL is written
+ * either way) only makes a job run again, as at-least-once allows. Enqueues, dedupe keys
+ * and repairs asked by a person always wait for the fsync; so does everything committed
+ * before them, since the WAL is one sequential file.
+ */
+static int lazy_kind(int kind)
+{
+    return kind == LUAR_QOP_CLAIM || kind == LUAR_QOP_HEARTBEAT || kind == LUAR_QOP_COMPLETE ||
+           kind == LUAR_QOP_FAIL || kind == LUAR_QOP_RELEASE || kind == LUAR_QOP_SWEEP;
+}
+
 /* Runs a batch in one transaction; every operation ends with rc set. */
 static void run_batch(luar_sq_t *s, luar_qop_t *batch)
 {
-    int write = 0;
+    int write = 0, lazy = 1;
     size_t n = 0;
     for (luar_qop_t *op = batch; op; op = op->next) {
         write |= !luar_qop_is_read(op->kind);
+        lazy &= luar_qop_is_read(op->kind) || lazy_kind(op->kind);
         n++;
     }
+    if (write && lazy != s->lazy &&
+        sqlite3_exec(s->db, lazy ? "PRAGMA synchronous = NORMAL" : "PRAGMA synchronous = FULL",
+                     NULL, NULL, NULL) == SQLITE_OK)
+        s->lazy = lazy;
     int src = begin(s, write);
     if (src != SQLITE_OK) {
         fail_batch(s, batch, src, "cannot begin a transaction");
@@ -142,6 +160,7 @@ static void run_batch(luar_sq_t *s, luar_qop_t *batch)
     uv_mutex_lock(&s->lock);
     s->stats.batches++;
     s->stats.commits += write;
+    s->stats.lazy_commits += write && s->lazy;
     s->stats.ops += n;
     uv_mutex_unlock(&s->lock);
     return;

@@ -14,7 +14,8 @@
 
 /* What luar_queue_sqlite_stats reports. */
 typedef struct luar_queue_sqlite_stats {
-    uint64_t commits;       /* write transactions committed (each one fsync of the WAL) */
+    uint64_t commits;       /* write transactions committed */
+    uint64_t lazy_commits;  /* of which committed without waiting for the disk */
     uint64_t batches;       /* transactions begun, reads included */
     uint64_t ops;           /* operations run */
     int schema_version;     /* PRAGMA user_version after open */
@@ -84,6 +85,7 @@ typedef struct luar_sq {
     luar_qop_t *pending, *pending_tail; /* submitted, not yet taken by the writer */
     luar_qop_t *done, *done_tail;       /* finished, waiting for the loop */
     int stopping;                       /* close asked: drain, then end the thread */
+    int lazy;                           /* writer thread: PRAGMA synchronous is NORMAL now */
     int exited;                         /* the thread has ended */
     int closed;                         /* uv_close called on the async */
     int closing;                        /* sq_close was called (loop thread) */

@@ -1576,6 +1576,28 @@ TEST(sqlite_durability_settings)
     sqlite3_close(db);
 }
 
+/* Enqueues wait for the disk; the runner's bookkeeping (claim, complete) does not. */
+TEST(sqlite_enqueues_are_synchronous_and_bookkeeping_is_lazy)
+{
+    luar_queue_t *q = sqlite_fresh();
+    char id[40];
+    luar_queue_sqlite_stats_t before = stats_of(q);
+    CHECK_EQ_INT(enqueue_named(q, "durable", NULL, id), 0);
+    luar_queue_sqlite_stats_t st = stats_of(q);
+    CHECK_EQ_INT(st.commits - before.commits, 1);
+    CHECK_EQ_INT(st.lazy_commits - before.lazy_commits, 0);
+    res_t r;
+    CHECK_EQ_INT(claim(q, NULL, 1, "w", 30, &r), 0);
+    CHECK_EQ_INT(r.n, 1);
+    res_free(&r);
+    CHECK_EQ_INT(complete(q, id, "w", NULL, 60), 0);
+    luar_queue_sqlite_stats_t after = stats_of(q);
+    CHECK_EQ_INT(after.lazy_commits - st.lazy_commits, 2);
+    CHECK_EQ_INT(enqueue_named(q, "durable again", NULL, id), 0);
+    CHECK_EQ_INT(stats_of(q).lazy_commits, after.lazy_commits);
+    close_q(q);
+}
+
 TEST(sqlite_idle_queue_lets_the_loop_end_and_work_keeps_it_running)
 {
     luar_queue_t *q = sqlite_fresh();
@@ -1788,6 +1810,7 @@ int main(void)
     RUN(sqlite_schema_is_versioned_and_migrated_once);
     RUN(sqlite_old_file_is_migrated_with_its_jobs);
     RUN(sqlite_durability_settings);
+    RUN(sqlite_enqueues_are_synchronous_and_bookkeeping_is_lazy);
     RUN(sqlite_idle_queue_lets_the_loop_end_and_work_keeps_it_running);
     RUN(sqlite_two_processes_share_the_file_and_claim_each_job_once);
     RUN(sqlite_open_failures_name_the_file);
