@@ -70,6 +70,7 @@ struct luar_runner {
     running_job_t *jobs;
     int running;
     int writes;      /* queue writes in flight (their callbacks touch the runner) */
+    int closing_jobs; /* finished jobs whose timer handle is still closing */
     int stopping;
     int heartbeating;
     uv_timer_t poll, heartbeat, grace;
@@ -247,6 +248,7 @@ static void job_closed(uv_handle_t *h)
 {
     running_job_t *j = h->data;
     luar_runner_t *r = j->r;
+    r->closing_jobs--;
     free(j->name);
     free(j->queue);
     free(j->args);
@@ -267,6 +269,7 @@ static void job_release_slot(running_job_t *j)
     qstate_t *q = qstate(r, j->queue);
     if (q)
         q->running--;
+    r->closing_jobs++;
     uv_close((uv_handle_t *)&j->timeout, job_closed);
 }
 
@@ -711,7 +714,7 @@ static void runner_handle_closed(uv_handle_t *h)
 
 static void maybe_stopped(luar_runner_t *r)
 {
-    if (!r->stopping || r->closing || r->running || r->writes)
+    if (!r->stopping || r->closing || r->running || r->writes || r->closing_jobs)
         return;
     r->closing = 4;
     uv_close((uv_handle_t *)&r->due, runner_handle_closed);
