@@ -52,7 +52,6 @@ enum {
     SQ_GET,
     SQ_LIST,
     SQ_LIST_STATE,
-    SQ_LIST_SUCCEEDED,
     SQ_COUNTS,
     SQ_NEXT_DUE,
     SQ_PING,

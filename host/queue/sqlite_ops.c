@@ -42,11 +42,11 @@ static const char *const sql[SQ_STMTS] = {
                   "max_attempts, enqueued_at, run_at) "
                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [SQ_CLAIM_ANY] =
-        "SELECT id FROM jobs INDEXED BY jobs_claim_queue WHERE " CLAIMABLE " AND run_at <= ?1 "
-        "ORDER BY priority DESC, run_at, id LIMIT ?2",
+        "SELECT " JOB_COLUMNS " FROM jobs INDEXED BY jobs_claim_queue WHERE " CLAIMABLE
+        " AND run_at <= ?1 ORDER BY priority DESC, run_at, id LIMIT ?2",
     [SQ_CLAIM_QUEUE] =
-        "SELECT id FROM jobs INDEXED BY jobs_claim_queue WHERE " CLAIMABLE " AND queue = ?3 "
-        "AND run_at <= ?1 ORDER BY priority DESC, run_at, id LIMIT ?2",
+        "SELECT " JOB_COLUMNS " FROM jobs INDEXED BY jobs_claim_queue WHERE " CLAIMABLE
+        " AND queue = ?3 AND run_at <= ?1 ORDER BY priority DESC, run_at, id LIMIT ?2",
     [SQ_TAKE] = "UPDATE jobs SET state = 2, attempt = attempt + 1, owner = ?2, "
                 "started_at = ?3, lease_expires_at = ?4 WHERE id = ?1 AND " CLAIMABLE,
     [SQ_HEARTBEAT] = "UPDATE jobs SET lease_expires_at = ?3 "
@@ -82,12 +82,9 @@ static const char *const sql[SQ_STMTS] = {
     [SQ_GET] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1",
     [SQ_LIST] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id < ?2 AND ?1 < 0 AND " FILTER
                 " ORDER BY id DESC LIMIT ?5",
-    [SQ_LIST_STATE] = "SELECT " JOB_COLUMNS " FROM jobs INDEXED BY jobs_state "
-                      "WHERE state = ?1 AND state <> 3 AND id < ?2 AND " FILTER
-                      " ORDER BY id DESC LIMIT ?5",
-    /* Succeeded jobs are not in jobs_state: newest first along the primary key. */
-    [SQ_LIST_SUCCEEDED] = "SELECT " JOB_COLUMNS " FROM jobs WHERE state = 3 AND ?1 = 3 "
-                          "AND id < ?2 AND " FILTER " ORDER BY id DESC LIMIT ?5",
+    /* Newest first along the primary key, filtered (there is no index by state). */
+    [SQ_LIST_STATE] = "SELECT " JOB_COLUMNS " FROM jobs "
+                      "WHERE state = ?1 AND id < ?2 AND " FILTER " ORDER BY id DESC LIMIT ?5",
     [SQ_COUNTS] = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state "
                   "ORDER BY queue",
     [SQ_NEXT_DUE] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE " WAITING,
@@ -285,26 +282,29 @@ static int do_claim(luar_sq_t *s, luar_qop_t *op)
     sqlite3_bind_int64(pick, 2, clamp_limit(op->max));
     if (op->queue)
         sqlite3_bind_text(pick, 3, op->queue, -1, SQLITE_STATIC);
-    /* Collect the candidates first: the updates below would disturb the index scan. */
-    size_t cap = 16, n = 0;
-    const char **ids = luar_qop_alloc(op, cap * sizeof *ids);
-    if (ids == NULL) {
+    /* Read the candidates whole first (the updates below would disturb the index scan),
+     * then take each one; the fields the take changes are set here rather than read back
+     * (UPDATE ... RETURNING would cost an ephemeral table per row). */
+    size_t cap = op->max < 16 ? op->max : 16;
+    op->jobs = luar_qop_alloc(op, (cap ? cap : 1) * sizeof *op->jobs);
+    const char *owner = luar_qop_strdup(op, op->owner);
+    if (op->jobs == NULL || owner == NULL) {
         sqlite3_reset(pick);
         return SQLITE_NOMEM;
     }
+    size_t n = 0;
     while ((src = sqlite3_step(pick)) == SQLITE_ROW) {
         if (n == cap) {
-            const char **more = luar_qop_alloc(op, 2 * cap * sizeof *ids);
+            luar_job_t *more = luar_qop_alloc(op, 2 * cap * sizeof *more);
             if (more == NULL) {
                 sqlite3_reset(pick);
                 return SQLITE_NOMEM;
             }
-            memcpy(more, ids, n * sizeof *ids);
-            ids = more;
+            memcpy(more, op->jobs, n * sizeof *more);
+            op->jobs = more;
             cap *= 2;
         }
-        ids[n] = luar_qop_strdup(op, (const char *)sqlite3_column_text(pick, 0));
-        if (ids[n++] == NULL) {
+        if (read_job(op, pick, &op->jobs[n++]) != SQLITE_OK) {
             sqlite3_reset(pick);
             return SQLITE_NOMEM;
         }
@@ -312,14 +312,10 @@ static int do_claim(luar_sq_t *s, luar_qop_t *op)
     sqlite3_reset(pick);
     if (src != SQLITE_DONE)
         return src;
-    op->jobs = n ? luar_qop_alloc(op, n * sizeof *op->jobs) : NULL;
-    if (n && op->jobs == NULL)
-        return SQLITE_NOMEM;
-    /* Then take each one and read it back (UPDATE ... RETURNING would cost an ephemeral
-     * table per row). */
     for (size_t i = 0; i < n; i++) {
+        luar_job_t *job = &op->jobs[i];
         STMT(take, SQ_TAKE);
-        sqlite3_bind_text(take, 1, ids[i], -1, SQLITE_STATIC);
+        sqlite3_bind_text(take, 1, job->id, -1, SQLITE_STATIC);
         sqlite3_bind_text(take, 2, op->owner, -1, SQLITE_STATIC);
         sqlite3_bind_double(take, 3, op->now);
         sqlite3_bind_double(take, 4, op->now + op->lease);
@@ -328,14 +324,14 @@ static int do_claim(luar_sq_t *s, luar_qop_t *op)
             return src;
         if (sqlite3_changes(s->db) == 0)
             continue;
-        STMT(get, SQ_GET);
-        sqlite3_bind_text(get, 1, ids[i], -1, SQLITE_STATIC);
-        src = sqlite3_step(get);
-        if (src == SQLITE_ROW)
-            src = read_job(op, get, &op->jobs[op->njobs++]);
-        sqlite3_reset(get);
-        if (src != SQLITE_OK && src != SQLITE_DONE)
-            return src;
+        job->state = LUAR_JOB_RUNNING;
+        job->attempt++;
+        job->owner = owner;
+        job->started_at = op->now;
+        job->lease_expires_at = op->now + op->lease;
+        if (op->njobs != i)
+            op->jobs[op->njobs] = *job;
+        op->njobs++;
     }
     return SQLITE_OK;
 }
@@ -501,9 +497,7 @@ static int do_get(luar_sq_t *s, luar_qop_t *op)
 static int do_list(luar_sq_t *s, luar_qop_t *op)
 {
     size_t limit = op->filter.limit;
-    STMT(st, op->filter.state < 0                       ? SQ_LIST
-             : op->filter.state == LUAR_JOB_SUCCEEDED ? SQ_LIST_SUCCEEDED
-                                                      : SQ_LIST_STATE);
+    STMT(st, op->filter.state < 0 ? SQ_LIST : SQ_LIST_STATE);
     bind_filter(st, &op->filter);
     sqlite3_bind_text(st, 2, op->filter.cursor ? op->filter.cursor : LIST_START, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, clamp_limit(limit + 1));

@@ -113,6 +113,11 @@ static const char *const migrations[] = {
     "CREATE INDEX jobs_expires ON jobs(expires_at) WHERE expires_at > 0;"
     "CREATE INDEX jobs_due ON jobs(run_at) WHERE (state = 1 OR state = 4);"
     "CREATE INDEX jobs_state ON jobs(state, id) WHERE state <> 3;",
+
+    /* 5: no jobs_state. Each claim and each completion moved an entry in it, for the
+     * benefit of listings by state only (the CLI and the admin API), which now read the
+     * table newest first and filter: slower for a person, lighter for every job. */
+    "DROP INDEX jobs_state;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
