@@ -5,6 +5,7 @@
  * prints the buffer once the backend is closed.
  */
 #include "cli/jobs_cmd.h"
+#include "cli/jobs_format.h"
 #include "common/buf.h"
 #include "common/error.h"
 #include "jobs/jobs.h"
@@ -348,223 +349,6 @@ static void on_count(void *arg, int rc, size_t count)
     s->done = 1;
 }
 
-/* ---- formatting --------------------------------------------------------------------- */
-
-/* ISO 8601 UTC ("2026-01-02T03:04:05Z", with milliseconds when `ms`), or "-" for 0. */
-static const char *iso_time(double t, int ms, char *buf, size_t size)
-{
-    if (!(t > 0)) {
-        snprintf(buf, size, "-");
-        return buf;
-    }
-    /* Rounded to the millisecond first, as %.3f rounds in the JSON output. */
-    long long total_ms = llround(t * 1000.0);
-    time_t secs = (time_t)(total_ms / 1000);
-    int millis = (int)(total_ms % 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (ms)
-        snprintf(buf + n, size - n, ".%03dZ", millis);
-    else
-        snprintf(buf + n, size - n, "Z");
-    return buf;
-}
-
-/* Characters (UTF-8 sequences; a stray byte counts as one) in the first `len` bytes of `s`. */
-static size_t count_chars(const char *s, size_t len)
-{
-    size_t w = 0;
-    for (size_t i = 0; i < len; w++) {
-        size_t n = luar_utf8_seq((const unsigned char *)s + i, len - i);
-        i += n ? n : 1;
-    }
-    return w;
-}
-
-/*
- * Appends the first line of `s` ("-" when empty), cut to `width` characters with "..." as
- * the last three when longer, and "..." after it when more lines follow. Cuts fall only
- * between UTF-8 sequences; control characters become spaces, invalid bytes '?'.
- */
-static void put_clipped(luar_buf_t *b, const char *s, size_t width)
-{
-    if (s == NULL || *s == '\0') {
-        luar_buf_putc(b, '-');
-        return;
-    }
-    size_t len = strcspn(s, "\r\n");
-    int more_lines = s[len] != '\0';
-    size_t keep = count_chars(s, len) > width ? (width > 3 ? width - 3 : 0) : (size_t)-1;
-    size_t i = 0;
-    for (size_t shown = 0; i < len && shown < keep; shown++) {
-        size_t n = luar_utf8_seq((const unsigned char *)s + i, len - i);
-        if (n == 0) {
-            luar_buf_putc(b, '?');
-            n = 1;
-        } else if (n == 1 && ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)) {
-            luar_buf_putc(b, ' ');
-        } else {
-            luar_buf_append(b, s + i, n);
-        }
-        i += n;
-    }
-    if (i < len || more_lines)
-        luar_buf_puts(b, "...");
-}
-
-/* Characters put_clipped shows for `s` within `width` (without a trailing "..." of lines). */
-static size_t text_width(const char *s, size_t width)
-{
-    if (s == NULL || *s == '\0')
-        return 1;
-    size_t w = count_chars(s, strcspn(s, "\r\n"));
-    return w < width ? w : width;
-}
-
-/* put_clipped, then spaces up to `width`. */
-static void put_padded(luar_buf_t *b, const char *s, size_t width)
-{
-    put_clipped(b, s, width);
-    for (size_t w = text_width(s, width); w < width; w++)
-        luar_buf_putc(b, ' ');
-}
-
-static void put_indent(luar_buf_t *b, const char *prefix, int depth)
-{
-    luar_buf_putc(b, '\n');
-    luar_buf_puts(b, prefix);
-    for (int i = 0; i < depth; i++)
-        luar_buf_puts(b, "  ");
-}
-
-/*
- * Appends JSON text re-indented two spaces a level, each line after the first starting
- * with `prefix`. Works on the text token by token, so key order and number spelling stay
- * as stored.
- */
-static void put_pretty_json(luar_buf_t *b, const char *s, const char *prefix)
-{
-    int depth = 0;
-    for (const char *p = s; *p; p++) {
-        char c = *p;
-        if (c == '"') {
-            const char *q = p + 1;
-            while (*q && *q != '"')
-                q += (*q == '\\' && q[1]) ? 2 : 1;
-            luar_buf_append(b, p, (size_t)(q - p) + (*q ? 1 : 0));
-            p = *q ? q : q - 1;
-        } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
-            continue;
-        } else if (c == '{' || c == '[') {
-            const char *q = p + 1;
-            while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
-                q++;
-            luar_buf_putc(b, c);
-            if (*q == (c == '{' ? '}' : ']')) {
-                luar_buf_putc(b, *q);
-                p = q;
-            } else {
-                put_indent(b, prefix, ++depth);
-            }
-        } else if (c == '}' || c == ']') {
-            put_indent(b, prefix, depth > 0 ? --depth : 0);
-            luar_buf_putc(b, c);
-        } else if (c == ',') {
-            luar_buf_putc(b, c);
-            put_indent(b, prefix, depth);
-        } else if (c == ':') {
-            luar_buf_puts(b, ": ");
-        } else {
-            luar_buf_putc(b, c);
-        }
-    }
-}
-
-/* Appends every line of `s` after `prefix`. */
-static void put_block(luar_buf_t *b, const char *s, const char *prefix)
-{
-    while (*s) {
-        size_t n = strcspn(s, "\n");
-        luar_buf_puts(b, prefix);
-        luar_buf_append(b, s, n);
-        luar_buf_putc(b, '\n');
-        s += n;
-        if (*s == '\n')
-            s++;
-    }
-}
-
-static void json_str(luar_buf_t *b, const char *s)
-{
-    if (s == NULL)
-        luar_buf_puts(b, "null");
-    else
-        luar_buf_append_json_string(b, s, strlen(s));
-}
-
-static void json_time(luar_buf_t *b, double t)
-{
-    if (t > 0)
-        luar_buf_appendf(b, "%.3f", t);
-    else
-        luar_buf_puts(b, "null");
-}
-
-/* Stored JSON (args, result) goes out as it is: enqueue and complete only store valid JSON. */
-static void json_raw(luar_buf_t *b, const char *s)
-{
-    luar_buf_puts(b, s != NULL && *s != '\0' ? s : "null");
-}
-
-static void json_job(luar_buf_t *b, const luar_job_t *j)
-{
-    luar_buf_puts(b, "{\"id\":");
-    json_str(b, j->id);
-    luar_buf_puts(b, ",\"name\":");
-    json_str(b, j->name);
-    luar_buf_puts(b, ",\"queue\":");
-    json_str(b, j->queue);
-    luar_buf_appendf(b, ",\"state\":\"%s\",\"priority\":%d,\"attempt\":%d,\"max_attempts\":%d",
-                     luar_job_state_name(j->state), j->priority, j->attempt, j->max_attempts);
-    luar_buf_puts(b, ",\"args\":");
-    json_raw(b, j->args);
-    luar_buf_puts(b, ",\"key\":");
-    json_str(b, j->key);
-    luar_buf_puts(b, ",\"enqueued_at\":");
-    json_time(b, j->enqueued_at);
-    luar_buf_puts(b, ",\"run_at\":");
-    json_time(b, j->run_at);
-    luar_buf_puts(b, ",\"started_at\":");
-    json_time(b, j->started_at);
-    luar_buf_puts(b, ",\"finished_at\":");
-    json_time(b, j->finished_at);
-    luar_buf_puts(b, ",\"lease_expires_at\":");
-    json_time(b, j->lease_expires_at);
-    luar_buf_puts(b, ",\"owner\":");
-    json_str(b, j->owner);
-    luar_buf_puts(b, ",\"result\":");
-    if (j->result != NULL)
-        json_raw(b, j->result);
-    else
-        luar_buf_puts(b, "null");
-    luar_buf_puts(b, ",\"last_error\":");
-    json_str(b, j->last_error);
-    luar_buf_puts(b, ",\"traceback\":");
-    json_str(b, j->traceback);
-    luar_buf_puts(b, ",\"expires_at\":");
-    json_time(b, j->expires_at);
-    luar_buf_putc(b, '}');
-}
-
-static void attempts_text(const luar_job_t *j, char *buf, size_t size)
-{
-    if (j->max_attempts > 0)
-        snprintf(buf, size, "%d/%d", j->attempt, j->max_attempts);
-    else
-        snprintf(buf, size, "%d/-", j->attempt);
-}
-
 /* ---- jobs stats --------------------------------------------------------------------- */
 
 static void on_counts(void *arg, int rc, const luar_queue_count_t *counts, size_t n)
@@ -587,7 +371,7 @@ static void on_counts(void *arg, int rc, const luar_queue_count_t *counts, size_
         for (size_t i = 0; i < n; i++) {
             int64_t sum = 0;
             luar_buf_puts(b, i ? "," : "");
-            json_str(b, counts[i].queue);
+            luar_jobs_fmt_json_str(b, counts[i].queue);
             luar_buf_putc(b, ':');
             for (int st = 0; st < LUAR_JOB_STATES; st++) {
                 luar_buf_appendf(b, "%s\"%s\":%lld", st ? "," : "{",
@@ -606,12 +390,12 @@ static void on_counts(void *arg, int rc, const luar_queue_count_t *counts, size_
     }
     size_t qw = 5;
     for (size_t i = 0; i < n; i++) {
-        size_t w = text_width(counts[i].queue ? counts[i].queue : "", LIST_NAME_WIDTH);
+        size_t w = luar_jobs_fmt_text_width(counts[i].queue ? counts[i].queue : "", LIST_NAME_WIDTH);
         qw = w > qw ? w : qw;
     }
     int widths[LUAR_JOB_STATES + 1];
     char num[32];
-    put_padded(b, "QUEUE", qw);
+    luar_jobs_fmt_put_padded(b, "QUEUE", qw);
     for (int st = 0; st <= LUAR_JOB_STATES; st++) {
         const char *h = st < LUAR_JOB_STATES ? luar_job_state_name((luar_job_state_t)st) : "total";
         char upper[16];
@@ -627,7 +411,7 @@ static void on_counts(void *arg, int rc, const luar_queue_count_t *counts, size_
     for (size_t i = 0; i <= n; i++) {
         const int64_t *row = i < n ? counts[i].counts : total;
         int64_t sum = 0;
-        put_padded(b, i < n ? counts[i].queue : "TOTAL", qw);
+        luar_jobs_fmt_put_padded(b, i < n ? counts[i].queue : "TOTAL", qw);
         for (int st = 0; st < LUAR_JOB_STATES; st++) {
             luar_buf_appendf(b, "   %*lld", widths[st], (long long)row[st]);
             sum += row[st];
@@ -656,10 +440,10 @@ static void on_list(void *arg, int rc, const luar_job_t *jobs, size_t n, const c
         luar_buf_puts(b, "{\"jobs\":[");
         for (size_t i = 0; i < n; i++) {
             luar_buf_puts(b, i ? "," : "");
-            json_job(b, &jobs[i]);
+            luar_jobs_fmt_json_job(b, &jobs[i]);
         }
         luar_buf_puts(b, "],\"next_cursor\":");
-        json_str(b, next);
+        luar_jobs_fmt_json_str(b, next);
         luar_buf_puts(b, "}\n");
         return;
     }
@@ -673,28 +457,28 @@ static void on_list(void *arg, int rc, const luar_job_t *jobs, size_t n, const c
         size_t w;
         w = strlen(jobs[i].id);
         wid = w > wid ? w : wid;
-        w = text_width(jobs[i].name ? jobs[i].name : "-", LIST_NAME_WIDTH);
+        w = luar_jobs_fmt_text_width(jobs[i].name ? jobs[i].name : "-", LIST_NAME_WIDTH);
         wname = w > wname ? w : wname;
-        w = text_width(jobs[i].queue ? jobs[i].queue : "-", LIST_NAME_WIDTH);
+        w = luar_jobs_fmt_text_width(jobs[i].queue ? jobs[i].queue : "-", LIST_NAME_WIDTH);
         wqueue = w > wqueue ? w : wqueue;
-        attempts_text(&jobs[i], att, sizeof att);
+        luar_jobs_fmt_attempts_text(&jobs[i], att, sizeof att);
         watt = strlen(att) > watt ? strlen(att) : watt;
     }
     luar_buf_appendf(b, "%-*s  %-9s  ", (int)wid, "ID", "STATE");
-    put_padded(b, "NAME", wname);
+    luar_jobs_fmt_put_padded(b, "NAME", wname);
     luar_buf_puts(b, "  ");
-    put_padded(b, "QUEUE", wqueue);
+    luar_jobs_fmt_put_padded(b, "QUEUE", wqueue);
     luar_buf_appendf(b, "  %-*s  %-20s  LAST_ERROR\n", (int)watt, "ATTEMPT", "RUN_AT");
     for (size_t i = 0; i < n; i++) {
         const luar_job_t *j = &jobs[i];
-        attempts_text(j, att, sizeof att);
+        luar_jobs_fmt_attempts_text(j, att, sizeof att);
         luar_buf_appendf(b, "%-*s  %-9s  ", (int)wid, j->id, luar_job_state_name(j->state));
-        put_padded(b, j->name, wname);
+        luar_jobs_fmt_put_padded(b, j->name, wname);
         luar_buf_puts(b, "  ");
-        put_padded(b, j->queue, wqueue);
+        luar_jobs_fmt_put_padded(b, j->queue, wqueue);
         luar_buf_appendf(b, "  %-*s  %-20s  ", (int)watt, att,
-                         iso_time(j->run_at, 0, when, sizeof when));
-        put_clipped(b, j->last_error, LIST_ERROR_WIDTH);
+                         luar_jobs_fmt_iso_time(j->run_at, 0, when, sizeof when));
+        luar_jobs_fmt_put_clipped(b, j->last_error, LIST_ERROR_WIDTH);
         luar_buf_putc(b, '\n');
     }
     if (next != NULL)
@@ -717,7 +501,7 @@ static void show_field(luar_buf_t *b, const char *name, const char *value)
 static void show_time(luar_buf_t *b, const char *name, double t)
 {
     char when[40];
-    show_field(b, name, iso_time(t, 1, when, sizeof when));
+    show_field(b, name, luar_jobs_fmt_iso_time(t, 1, when, sizeof when));
 }
 
 static void on_show(void *arg, int rc, const luar_job_t *jobs, size_t n)
@@ -730,7 +514,7 @@ static void on_show(void *arg, int rc, const luar_job_t *jobs, size_t n)
     const luar_job_t *j = &jobs[0];
     luar_buf_t *b = &s->out;
     if (s->o->json) {
-        json_job(b, j);
+        luar_jobs_fmt_json_job(b, j);
         luar_buf_putc(b, '\n');
         return;
     }
@@ -755,13 +539,13 @@ static void on_show(void *arg, int rc, const luar_job_t *jobs, size_t n)
     show_field(b, "owner:", j->owner);
     show_time(b, "expires_at:", j->expires_at);
     luar_buf_puts(b, "args:\n  ");
-    put_pretty_json(b, j->args ? j->args : "null", "  ");
+    luar_jobs_fmt_put_pretty_json(b, j->args ? j->args : "null", "  ");
     luar_buf_puts(b, "\nresult:\n  ");
-    put_pretty_json(b, j->result ? j->result : "null", "  ");
+    luar_jobs_fmt_put_pretty_json(b, j->result ? j->result : "null", "  ");
     luar_buf_puts(b, "\nlast_error:\n");
-    put_block(b, j->last_error ? j->last_error : "-", "  ");
+    luar_jobs_fmt_put_block(b, j->last_error ? j->last_error : "-", "  ");
     luar_buf_puts(b, "traceback:\n");
-    put_block(b, j->traceback ? j->traceback : "-", "  ");
+    luar_jobs_fmt_put_block(b, j->traceback ? j->traceback : "-", "  ");
 }
 
 static int cmd_show(sess_t *s, const char *id)
@@ -789,7 +573,7 @@ static void put_done(sess_t *s, const char *verb, const char *id, size_t count)
         luar_buf_appendf(&s->out, "{\"%s\":%zu", verb, count);
         if (id != NULL) {
             luar_buf_puts(&s->out, ",\"id\":");
-            json_str(&s->out, id);
+            luar_jobs_fmt_json_str(&s->out, id);
         }
         luar_buf_puts(&s->out, "}\n");
     } else if (id != NULL) {
@@ -1166,7 +950,7 @@ int luar_cli_enqueue(int argc, char **argv, const luar_config_t *cfg)
         status = op_failed(&s, rc, NULL);
     } else if (o.json) {
         luar_buf_puts(&s.out, "{\"id\":");
-        json_str(&s.out, s.id);
+        luar_jobs_fmt_json_str(&s.out, s.id);
         luar_buf_appendf(&s.out, ",\"existing\":%s}\n", existing ? "true" : "false");
     } else {
         luar_buf_appendf(&s.out, "%s%s\n", s.id, existing ? " (existing job)" : "");
