@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "log/log.h"
 #include "lua/error.h"
+#include "lua/mod_http_client.h"
 #include "lua/modules.h"
 #include "lua/util.h"
 #include "lua/vm_internal.h"
@@ -629,5 +630,6 @@ int luaopen_luar_http(lua_State *L)
         {NULL, NULL},
     };
     luaL_newlib(L, funcs);
+    luar_http_client_open(L);
     return 1;
 }
