@@ -16,12 +16,12 @@ typedef struct breaker {
     char *host; /* lower-cased copy, the key */
     uint64_t hash;
     int state;
-    int consecutive;        /* failures in a row while closed */
+    int consecutive; /* failures in a row while closed */
     double opened_at;
-    uint64_t probe;         /* token of the probe in flight; 0 when none */
+    uint64_t probe; /* token of the probe in flight; 0 when none */
     double probe_started;
     luar_breaker_settings_t settings;
-    struct breaker *chain;  /* next in the bucket */
+    struct breaker *chain;         /* next in the bucket */
     struct breaker *newer, *older; /* LRU list */
 } breaker_t;
 
@@ -96,8 +96,7 @@ static size_t host_len(const char *host)
     return len > LUAR_BREAKER_HOST_MAX ? 0 : len;
 }
 
-static breaker_t *find(const luar_breaker_registry_t *reg, const char *host, size_t len,
-                       uint64_t h)
+static breaker_t *find(const luar_breaker_registry_t *reg, const char *host, size_t len, uint64_t h)
 {
     for (breaker_t *b = reg->buckets[h & (reg->nbuckets - 1)]; b != NULL; b = b->chain)
         if (b->hash == h && host_eq(b->host, host, len))
@@ -252,8 +251,8 @@ int luar_breaker_allow(luar_breaker_registry_t *reg, const char *host,
     return 1;
 }
 
-int luar_breaker_report(luar_breaker_registry_t *reg, const char *host, uint64_t token,
-                        int outcome, double now)
+int luar_breaker_report(luar_breaker_registry_t *reg, const char *host, uint64_t token, int outcome,
+                        double now)
 {
     size_t len = host_len(host);
     if (reg == NULL || len == 0)
@@ -293,8 +292,8 @@ int luar_breaker_outcome(int status_or_0, const char *error_kind_or_NULL)
         return LUAR_BREAKER_FAILURE;
     if (status_or_0 > 0)
         return LUAR_BREAKER_SUCCESS;
-    if (error_kind_or_NULL != NULL && (strcmp(error_kind_or_NULL, "connect") == 0 ||
-                                       strcmp(error_kind_or_NULL, "timeout") == 0))
+    if (error_kind_or_NULL != NULL &&
+        (strcmp(error_kind_or_NULL, "connect") == 0 || strcmp(error_kind_or_NULL, "timeout") == 0))
         return LUAR_BREAKER_FAILURE;
     return LUAR_BREAKER_NEUTRAL;
 }

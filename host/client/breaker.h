@@ -78,8 +78,8 @@ int luar_breaker_allow(luar_breaker_registry_t *reg, const char *host,
  * ordinary requests while the breaker is open or half-open, of stale probe tokens, and for
  * unknown hosts are ignored. Returns the state after the report (0, 1 or 2).
  */
-int luar_breaker_report(luar_breaker_registry_t *reg, const char *host, uint64_t token,
-                        int outcome, double now);
+int luar_breaker_report(luar_breaker_registry_t *reg, const char *host, uint64_t token, int outcome,
+                        double now);
 
 /*
  * Classifies an attempt's result for luar_breaker_report: a status >= 500, or error kinds

@@ -171,15 +171,14 @@ static int vary_signature(const char *names, const luar_cache_header_t *req, siz
 }
 
 /* Whether `e` answers this request: its Vary headers have the values it was stored with. */
-static int variant_matches(const luar_cache_entry_t *e, const luar_cache_header_t *req,
-                           size_t nreq)
+static int variant_matches(const luar_cache_entry_t *e, const luar_cache_header_t *req, size_t nreq)
 {
     if (e->vary_names[0] == '\0')
         return 1;
     luar_buf_t sig;
     luar_buf_init(&sig, VARY_SIG_MAX);
-    int ok = vary_signature(e->vary_names, req, nreq, &sig) == 0 &&
-             strcmp(sig.data, e->vary_sig) == 0;
+    int ok =
+        vary_signature(e->vary_names, req, nreq, &sig) == 0 && strcmp(sig.data, e->vary_sig) == 0;
     luar_buf_free(&sig);
     return ok;
 }
@@ -343,16 +342,23 @@ int luar_cache_store(luar_cache_t *c, const char *method, const char *url,
     if (url_len > LUAR_CACHE_MAX_URL)
         return 0;
 
-    /* whatever happens, this response supersedes the entry that answered the request */
+    /*
+     * The entry that answered this request: its stale lookup is resolved (a miss) now. It is
+     * removed by no-store and replaced by a cacheable answer; other answers (a 500, a 404)
+     * leave it in place so stale-if-error can still serve it.
+     */
     luar_cache_entry_t *old = find(c, m, url, req, nreq);
-    if (old != NULL) {
-        if (old->pending)
-            count("miss");
+    if (old != NULL && old->pending) {
         old->pending = 0;
-        remove_entry(c, old);
+        count("miss");
     }
-    if (!status_cacheable(status) || header_has_token(resp, nresp, "cache-control", "no-store") ||
-        header_has_token(req, nreq, "cache-control", "no-store") || nresp > LUAR_CACHE_MAX_HEADERS)
+    if (header_has_token(resp, nresp, "cache-control", "no-store") ||
+        header_has_token(req, nreq, "cache-control", "no-store")) {
+        if (old != NULL)
+            remove_entry(c, old);
+        return 0;
+    }
+    if (!status_cacheable(status) || nresp > LUAR_CACHE_MAX_HEADERS)
         return 0;
 
     luar_buf_t names, sig;
@@ -433,6 +439,8 @@ int luar_cache_store(luar_cache_t *c, const char *method, const char *url,
     e->hash = hash_key(m, url);
     e->in_cache = 1;
 
+    if (old != NULL)
+        remove_entry(c, old);
     while (c->bytes + size > c->max_bytes && c->oldest != NULL)
         remove_entry(c, c->oldest);
     if (c->count >= c->nbuckets)
@@ -445,8 +453,7 @@ int luar_cache_store(luar_cache_t *c, const char *method, const char *url,
     return 1;
 }
 
-void luar_cache_revalidated(luar_cache_t *c, luar_cache_entry_t *entry, double now,
-                            double new_ttl)
+void luar_cache_revalidated(luar_cache_t *c, luar_cache_entry_t *entry, double now, double new_ttl)
 {
     if (entry == NULL)
         return;
@@ -460,9 +467,9 @@ void luar_cache_revalidated(luar_cache_t *c, luar_cache_entry_t *entry, double n
     count("revalidated");
 }
 
-luar_cache_entry_t *luar_cache_stale_if_error(luar_cache_t *c, const char *method,
-                                              const char *url, const luar_cache_header_t *req,
-                                              size_t nreq, double now, double max_stale)
+luar_cache_entry_t *luar_cache_stale_if_error(luar_cache_t *c, const char *method, const char *url,
+                                              const luar_cache_header_t *req, size_t nreq,
+                                              double now, double max_stale)
 {
     const char *m = cacheable_method(method);
     if (c == NULL || m == NULL || url == NULL || (req == NULL && nreq > 0))

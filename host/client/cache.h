@@ -97,9 +97,10 @@ int luar_cache_lookup(luar_cache_t *c, const char *method, const char *url,
 /*
  * Offers a final response for the cache: `status`, `resp` headers (n entries), `body` of
  * `body_len` bytes, fresh for `ttl` seconds (>= 0; 0 = revalidate every time) from `now`.
- * Everything is copied; the caller keeps its pointers. Replaces the entry with the same key.
- * A response with Cache-Control: no-store (or a request with it) removes that entry instead.
- * When it replaces an entry left stale by a lookup, counts "miss". Returns 1 (stored),
+ * Everything is copied; the caller keeps its pointers. A stored response replaces the entry
+ * with the same key; a response with Cache-Control: no-store (or a request with it) removes
+ * that entry; any other response leaves it (stale-if-error may still serve it). When that
+ * entry was left stale by a lookup, counts "miss". Returns 1 (stored),
  * 0 (not cacheable, see the top of this file), LUAR_EINVAL or LUAR_ENOMEM.
  */
 int luar_cache_store(luar_cache_t *c, const char *method, const char *url,
@@ -112,8 +113,7 @@ int luar_cache_store(luar_cache_t *c, const char *method, const char *url,
  * is fresh again for `new_ttl` seconds and becomes the most recently used. Counts
  * "revalidated". Headers of the 304 are not merged. The caller keeps its reference.
  */
-void luar_cache_revalidated(luar_cache_t *c, luar_cache_entry_t *entry, double now,
-                            double new_ttl);
+void luar_cache_revalidated(luar_cache_t *c, luar_cache_entry_t *entry, double now, double new_ttl);
 
 /*
  * After the upstream failed (transport error or 5xx) or its breaker refused: returns a
@@ -121,9 +121,9 @@ void luar_cache_revalidated(luar_cache_t *c, luar_cache_entry_t *entry, double n
  * ttl (counted "stale"), or NULL (counted "miss" when a stale lookup is thereby resolved).
  * Release the entry with luar_cache_entry_release().
  */
-luar_cache_entry_t *luar_cache_stale_if_error(luar_cache_t *c, const char *method,
-                                              const char *url, const luar_cache_header_t *req,
-                                              size_t nreq, double now, double max_stale);
+luar_cache_entry_t *luar_cache_stale_if_error(luar_cache_t *c, const char *method, const char *url,
+                                              const luar_cache_header_t *req, size_t nreq,
+                                              double now, double max_stale);
 
 /* Gives back a reference; frees the entry when it has left the cache and is unreferenced. */
 void luar_cache_entry_release(luar_cache_entry_t *entry);

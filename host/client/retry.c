@@ -126,8 +126,8 @@ static int weekday(const char **s, int long_form)
 /* "HH:MM:SS" */
 static int clock_time(const char **s, int *h, int *mi, int *sec)
 {
-    if (digits(s, 2, h) < 0 || expect(s, ":") < 0 || digits(s, 2, mi) < 0 ||
-        expect(s, ":") < 0 || digits(s, 2, sec) < 0)
+    if (digits(s, 2, h) < 0 || expect(s, ":") < 0 || digits(s, 2, mi) < 0 || expect(s, ":") < 0 ||
+        digits(s, 2, sec) < 0)
         return -1;
     return *h <= 23 && *mi <= 59 && *sec <= 60 ? 0 : -1;
 }
@@ -165,8 +165,8 @@ static int http_date(const char *s, const char *end, double *epoch)
         p = s;
         if (weekday(&p, 1) < 0 || expect(&p, ", ") < 0 || digits(&p, 2, &d) < 0 ||
             expect(&p, "-") < 0 || month(&p, &m) < 0 || expect(&p, "-") < 0 ||
-            digits(&p, 2, &y) < 0 || expect(&p, " ") < 0 ||
-            clock_time(&p, &h, &mi, &sec) < 0 || expect(&p, " GMT") < 0)
+            digits(&p, 2, &y) < 0 || expect(&p, " ") < 0 || clock_time(&p, &h, &mi, &sec) < 0 ||
+            expect(&p, " GMT") < 0)
             return -1;
         y += y < 70 ? 2000 : 1900;
     }

@@ -27,13 +27,13 @@ typedef double (*luar_retry_random_fn)(void *ctx);
  * policy holds no pointers it owns, so it can be copied by value.
  */
 typedef struct luar_retry_policy {
-    int attempts;            /* every attempt, the first included; 1 = never retry */
-    double backoff;          /* base of the exponential backoff, seconds */
-    double backoff_cap;      /* the jitter window never exceeds this, seconds */
+    int attempts;                          /* every attempt, the first included; 1 = never retry */
+    double backoff;                        /* base of the exponential backoff, seconds */
+    double backoff_cap;                    /* the jitter window never exceeds this, seconds */
     int statuses[LUAR_RETRY_MAX_STATUSES]; /* HTTP statuses that are retried */
     size_t nstatuses;
-    int on_transport_error;  /* retry error kinds "connect" and "timeout" */
-    double max_retry_after;  /* longest Retry-After honoured; longer means give up */
+    int on_transport_error;      /* retry error kinds "connect" and "timeout" */
+    double max_retry_after;      /* longest Retry-After honoured; longer means give up */
     luar_retry_random_fn random; /* NULL: an internal generator seeded from OpenSSL */
     void *random_ctx;
 } luar_retry_policy_t;

@@ -29,8 +29,8 @@ static luar_breaker_settings_t settings(int failures, double reset)
 }
 
 /* Allows then reports a failure `n` times at `now`. */
-static void fail_n(luar_breaker_registry_t *reg, const char *host,
-                   const luar_breaker_settings_t *s, int n, double now)
+static void fail_n(luar_breaker_registry_t *reg, const char *host, const luar_breaker_settings_t *s,
+                   int n, double now)
 {
     for (int i = 0; i < n; i++) {
         uint64_t tok = 99;
@@ -134,8 +134,7 @@ TEST(test_breaker_probe_failure_reopens_for_reset)
     fail_n(reg, "h", &s, 1, 0);
     uint64_t probe, tok;
     CHECK_EQ_INT(luar_breaker_allow(reg, "h", &s, 10, &probe), 1);
-    CHECK_EQ_INT(luar_breaker_report(reg, "h", probe, LUAR_BREAKER_FAILURE, 12),
-                 LUAR_BREAKER_OPEN);
+    CHECK_EQ_INT(luar_breaker_report(reg, "h", probe, LUAR_BREAKER_FAILURE, 12), LUAR_BREAKER_OPEN);
     CHECK(gauge_is("h", 2));
     /* open again from the probe's failure, not from the first opening */
     CHECK_EQ_INT(luar_breaker_allow(reg, "h", &s, 21.9, &tok), 0);
@@ -144,8 +143,7 @@ TEST(test_breaker_probe_failure_reopens_for_reset)
     /* the old probe's token is stale now */
     CHECK_EQ_INT(luar_breaker_report(reg, "h", probe, LUAR_BREAKER_SUCCESS, 22),
                  LUAR_BREAKER_HALF_OPEN);
-    CHECK_EQ_INT(luar_breaker_report(reg, "h", tok, LUAR_BREAKER_SUCCESS, 23),
-                 LUAR_BREAKER_CLOSED);
+    CHECK_EQ_INT(luar_breaker_report(reg, "h", tok, LUAR_BREAKER_SUCCESS, 23), LUAR_BREAKER_CLOSED);
     luar_breaker_registry_free(reg);
     luar_metrics_reset();
 }
@@ -169,8 +167,7 @@ TEST(test_breaker_neutral_or_lost_probe_frees_the_slot)
     CHECK(p3 != 0 && p3 != p2);
     CHECK_EQ_INT(luar_breaker_report(reg, "h", p2, LUAR_BREAKER_FAILURE, 67),
                  LUAR_BREAKER_HALF_OPEN);
-    CHECK_EQ_INT(luar_breaker_report(reg, "h", p3, LUAR_BREAKER_SUCCESS, 67),
-                 LUAR_BREAKER_CLOSED);
+    CHECK_EQ_INT(luar_breaker_report(reg, "h", p3, LUAR_BREAKER_SUCCESS, 67), LUAR_BREAKER_CLOSED);
     luar_breaker_registry_free(reg);
     luar_metrics_reset();
 }
@@ -182,12 +179,12 @@ TEST(test_breaker_outcome_classification)
         const char *kind;
         int want;
     } cases[] = {
-        {500, NULL, LUAR_BREAKER_FAILURE},       {503, NULL, LUAR_BREAKER_FAILURE},
-        {599, NULL, LUAR_BREAKER_FAILURE},       {429, NULL, LUAR_BREAKER_SUCCESS},
-        {404, NULL, LUAR_BREAKER_SUCCESS},       {200, NULL, LUAR_BREAKER_SUCCESS},
-        {301, NULL, LUAR_BREAKER_SUCCESS},       {0, "connect", LUAR_BREAKER_FAILURE},
-        {0, "timeout", LUAR_BREAKER_FAILURE},    {0, "tls", LUAR_BREAKER_NEUTRAL},
-        {0, "too_large", LUAR_BREAKER_NEUTRAL},  {0, NULL, LUAR_BREAKER_NEUTRAL},
+        {500, NULL, LUAR_BREAKER_FAILURE},      {503, NULL, LUAR_BREAKER_FAILURE},
+        {599, NULL, LUAR_BREAKER_FAILURE},      {429, NULL, LUAR_BREAKER_SUCCESS},
+        {404, NULL, LUAR_BREAKER_SUCCESS},      {200, NULL, LUAR_BREAKER_SUCCESS},
+        {301, NULL, LUAR_BREAKER_SUCCESS},      {0, "connect", LUAR_BREAKER_FAILURE},
+        {0, "timeout", LUAR_BREAKER_FAILURE},   {0, "tls", LUAR_BREAKER_NEUTRAL},
+        {0, "too_large", LUAR_BREAKER_NEUTRAL}, {0, NULL, LUAR_BREAKER_NEUTRAL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         CHECK_EQ_INT(luar_breaker_outcome(cases[i].status, cases[i].kind), cases[i].want);

@@ -58,8 +58,7 @@ TEST(test_cache_hit_then_ttl_expiry_gives_stale_with_validators)
     luar_cache_entry_release(e);
     /* other methods and URLs are other keys */
     CHECK_EQ_INT(luar_cache_lookup(c, "HEAD", "https://a/x", NULL, 0, 100, &e), LUAR_CACHE_MISS);
-    CHECK_EQ_INT(luar_cache_lookup(c, "GET", "https://a/x?y", NULL, 0, 100, &e),
-                 LUAR_CACHE_MISS);
+    CHECK_EQ_INT(luar_cache_lookup(c, "GET", "https://a/x?y", NULL, 0, 100, &e), LUAR_CACHE_MISS);
     CHECK_EQ_INT(luar_cache_lookup(c, "POST", "https://a/x", NULL, 0, 100, &e), LUAR_CACHE_MISS);
     CHECK_EQ_INT(counted("hit"), 1);
     CHECK_EQ_INT(counted("miss"), 3); /* the POST is not counted */
@@ -107,12 +106,10 @@ TEST(test_cache_vary_keys_on_request_header_values)
         {"X-Tenant", "a"}, {"Authorization", "Bearer t"}, {"Accept-Encoding", "gzip"}};
     const luar_cache_header_t gzip_empty[] = {{"Accept-Encoding", "gzip"}, {"X-Tenant", ""}};
     luar_cache_entry_t *e;
-    CHECK_EQ_INT(luar_cache_store(c, "GET", "u", gzip_a, N(gzip_a), 200, vary, N(vary), "A", 1,
-                                  60, 0),
-                 1);
-    CHECK_EQ_INT(luar_cache_store(c, "GET", "u", gzip_b, N(gzip_b), 200, vary, N(vary), "B", 1,
-                                  60, 0),
-                 1);
+    CHECK_EQ_INT(
+        luar_cache_store(c, "GET", "u", gzip_a, N(gzip_a), 200, vary, N(vary), "A", 1, 60, 0), 1);
+    CHECK_EQ_INT(
+        luar_cache_store(c, "GET", "u", gzip_b, N(gzip_b), 200, vary, N(vary), "B", 1, 60, 0), 1);
     CHECK_EQ_INT(luar_cache_count(c), 2);
     CHECK_EQ_INT(luar_cache_lookup(c, "GET", "u", gzip_a_extra, N(gzip_a_extra), 1, &e),
                  LUAR_CACHE_FRESH);
@@ -122,8 +119,7 @@ TEST(test_cache_vary_keys_on_request_header_values)
     CHECK_EQ_STR(e->body, "B");
     luar_cache_entry_release(e);
     /* an absent header and an empty one are different from each other and from "a" */
-    CHECK_EQ_INT(luar_cache_lookup(c, "GET", "u", gzip_only, N(gzip_only), 1, &e),
-                 LUAR_CACHE_MISS);
+    CHECK_EQ_INT(luar_cache_lookup(c, "GET", "u", gzip_only, N(gzip_only), 1, &e), LUAR_CACHE_MISS);
     CHECK_EQ_INT(luar_cache_lookup(c, "GET", "u", gzip_empty, N(gzip_empty), 1, &e),
                  LUAR_CACHE_MISS);
     CHECK_EQ_INT(luar_cache_lookup(c, "GET", "u", NULL, 0, 1, &e), LUAR_CACHE_MISS);
@@ -135,9 +131,8 @@ TEST(test_cache_vary_keys_on_request_header_values)
     CHECK_EQ_STR(e->body, "none");
     luar_cache_entry_release(e);
     /* storing the same variant again replaces it */
-    CHECK_EQ_INT(luar_cache_store(c, "GET", "u", gzip_a, N(gzip_a), 200, vary, N(vary), "A2", 2,
-                                  60, 0),
-                 1);
+    CHECK_EQ_INT(
+        luar_cache_store(c, "GET", "u", gzip_a, N(gzip_a), 200, vary, N(vary), "A2", 2, 60, 0), 1);
     CHECK_EQ_INT(luar_cache_count(c), 3);
     /* Vary: * is never cached */
     const luar_cache_header_t star[] = {{"Vary", "*"}};
@@ -246,6 +241,35 @@ TEST(test_cache_stale_if_error_within_max_staleness)
     luar_metrics_reset();
 }
 
+TEST(test_cache_error_answers_keep_the_last_good_response)
+{
+    luar_cache_t *c = luar_cache_new(0);
+    luar_cache_entry_t *e;
+    CHECK_EQ_INT(put(c, "u", "good", 0), 1);
+    /* stale at 100; the upstream answers 503: stale-if-error first (counted stale) */
+    CHECK_EQ_INT(luar_cache_lookup(c, "GET", "u", NULL, 0, 100, &e), LUAR_CACHE_STALE);
+    luar_cache_entry_release(e);
+    e = luar_cache_stale_if_error(c, "GET", "u", NULL, 0, 100, 300);
+    CHECK(e != NULL);
+    luar_cache_entry_release(e);
+    /* offering the 503 to the cache neither stores it nor drops the good entry */
+    CHECK_EQ_INT(luar_cache_store(c, "GET", "u", NULL, 0, 503, NULL, 0, "down", 4, 60, 100), 0);
+    /* a 404 after a stale lookup: not stored, counted miss, the good entry stays */
+    CHECK_EQ_INT(luar_cache_lookup(c, "GET", "u", NULL, 0, 101, &e), LUAR_CACHE_STALE);
+    luar_cache_entry_release(e);
+    CHECK_EQ_INT(luar_cache_store(c, "GET", "u", NULL, 0, 404, NULL, 0, "gone", 4, 60, 101), 0);
+    e = luar_cache_stale_if_error(c, "GET", "u", NULL, 0, 102, 300);
+    CHECK(e != NULL);
+    if (e != NULL)
+        CHECK_EQ_STR(e->body, "good");
+    luar_cache_entry_release(e);
+    CHECK_EQ_INT(counted("stale"), 2);
+    CHECK_EQ_INT(counted("miss"), 1);
+    CHECK_EQ_INT(counted("hit"), 0);
+    luar_cache_free(c);
+    luar_metrics_reset();
+}
+
 TEST(test_cache_what_is_not_stored)
 {
     luar_cache_t *c = luar_cache_new(0);
@@ -260,20 +284,12 @@ TEST(test_cache_what_is_not_stored)
         size_t nh;
         int want;
     } cases[] = {
-        {"GET", 200, NULL, 0, 1},
-        {"HEAD", 200, NULL, 0, 1},
-        {"GET", 203, NULL, 0, 1},
-        {"GET", 301, NULL, 0, 1},
-        {"GET", 308, NULL, 0, 1},
-        {"GET", 404, NULL, 0, 0},
-        {"GET", 500, NULL, 0, 0},
-        {"GET", 206, NULL, 0, 0},
-        {"GET", 304, NULL, 0, 0},
-        {"POST", 200, NULL, 0, 0},
-        {"PUT", 200, NULL, 0, 0},
-        {"GET", 200, no_store, 1, 0},
-        {"GET", 200, max_age, 1, 1},
-        {"GET", 200, private_only, 1, 1}, /* a private cache: private and no-cache are fine */
+        {"GET", 200, NULL, 0, 1},    {"HEAD", 200, NULL, 0, 1},        {"GET", 203, NULL, 0, 1},
+        {"GET", 301, NULL, 0, 1},    {"GET", 308, NULL, 0, 1},         {"GET", 404, NULL, 0, 0},
+        {"GET", 500, NULL, 0, 0},    {"GET", 206, NULL, 0, 0},         {"GET", 304, NULL, 0, 0},
+        {"POST", 200, NULL, 0, 0},   {"PUT", 200, NULL, 0, 0},         {"GET", 200, no_store, 1, 0},
+        {"GET", 200, max_age, 1, 1}, {"GET", 200, private_only, 1, 1}, /* a private cache: private
+                                                                          and no-cache are fine */
     };
     for (size_t i = 0; i < N(cases); i++) {
         int got = luar_cache_store(c, cases[i].method, "u", NULL, 0, cases[i].status, cases[i].h,
@@ -289,8 +305,7 @@ TEST(test_cache_what_is_not_stored)
     CHECK_EQ_INT(luar_cache_lookup(c, "GET", "u", NULL, 0, 3, &e), LUAR_CACHE_MISS);
     /* so does a request with no-store */
     const luar_cache_header_t req_no_store[] = {{"Cache-Control", "no-store"}};
-    CHECK_EQ_INT(luar_cache_store(c, "GET", "w", req_no_store, 1, 200, NULL, 0, "b", 1, 60, 0),
-                 0);
+    CHECK_EQ_INT(luar_cache_store(c, "GET", "w", req_no_store, 1, 200, NULL, 0, "b", 1, 60, 0), 0);
     /* bounds: URL, header count and header bytes */
     char *url = malloc(LUAR_CACHE_MAX_URL + 2);
     memset(url, 'u', LUAR_CACHE_MAX_URL + 1);
@@ -351,6 +366,7 @@ int main(void)
     RUN(test_cache_lru_eviction_by_bytes);
     RUN(test_cache_evicted_entry_stays_valid_while_referenced);
     RUN(test_cache_stale_if_error_within_max_staleness);
+    RUN(test_cache_error_answers_keep_the_last_good_response);
     RUN(test_cache_what_is_not_stored);
     RUN(test_cache_body_with_nul_bytes_round_trips);
     return DONE();

@@ -4,14 +4,14 @@
 
 #include <math.h>
 
-#define CHECK_NEAR(a, b)                                                                  \
-    do {                                                                                  \
-        double x_ = (a), y_ = (b);                                                        \
-        if (fabs(x_ - y_) > 1e-9) {                                                       \
-            fprintf(stderr, "%s:%d: %s ~= %s failed: %.12g != %.12g\n", __FILE__, __LINE__, \
-                    #a, #b, x_, y_);                                                      \
-            test_failed_checks++;                                                         \
-        }                                                                                 \
+#define CHECK_NEAR(a, b)                                                                           \
+    do {                                                                                           \
+        double x_ = (a), y_ = (b);                                                                 \
+        if (fabs(x_ - y_) > 1e-9) {                                                                \
+            fprintf(stderr, "%s:%d: %s ~= %s failed: %.12g != %.12g\n", __FILE__, __LINE__, #a,    \
+                    #b, x_, y_);                                                                   \
+            test_failed_checks++;                                                                  \
+        }                                                                                          \
     } while (0)
 
 TEST(test_tokenbucket_burst_then_spacing_for_10_per_s)

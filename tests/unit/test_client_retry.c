@@ -21,14 +21,14 @@ static luar_retry_policy_t policy_with_random(double *r)
     return p;
 }
 
-#define CHECK_NEAR(a, b)                                                                  \
-    do {                                                                                  \
-        double x_ = (a), y_ = (b);                                                        \
-        if (fabs(x_ - y_) > 1e-9) {                                                       \
-            fprintf(stderr, "%s:%d: %s ~= %s failed: %.12g != %.12g\n", __FILE__, __LINE__, \
-                    #a, #b, x_, y_);                                                      \
-            test_failed_checks++;                                                         \
-        }                                                                                 \
+#define CHECK_NEAR(a, b)                                                                           \
+    do {                                                                                           \
+        double x_ = (a), y_ = (b);                                                                 \
+        if (fabs(x_ - y_) > 1e-9) {                                                                \
+            fprintf(stderr, "%s:%d: %s ~= %s failed: %.12g != %.12g\n", __FILE__, __LINE__, #a,    \
+                    #b, x_, y_);                                                                   \
+            test_failed_checks++;                                                                  \
+        }                                                                                          \
     } while (0)
 
 TEST(test_retry_defaults_match_spec)
@@ -85,16 +85,15 @@ TEST(test_retry_idempotency_rules)
         const char *method;
         int key, want;
     } cases[] = {
-        {"GET", 0, 1},    {"HEAD", 0, 1},   {"OPTIONS", 0, 1}, {"PUT", 0, 1},
-        {"DELETE", 0, 1}, {"TRACE", 0, 1},  {"get", 0, 1},     {"POST", 0, 0},
-        {"PATCH", 0, 0},  {"POST", 1, 1},   {"PATCH", 1, 1},   {"CONNECT", 0, 0},
-        {"PURGE", 0, 0},  {NULL, 0, 0},     {"GETX", 0, 0},
+        {"GET", 0, 1},   {"HEAD", 0, 1},    {"OPTIONS", 0, 1}, {"PUT", 0, 1},   {"DELETE", 0, 1},
+        {"TRACE", 0, 1}, {"get", 0, 1},     {"POST", 0, 0},    {"PATCH", 0, 0}, {"POST", 1, 1},
+        {"PATCH", 1, 1}, {"CONNECT", 0, 0}, {"PURGE", 0, 0},   {NULL, 0, 0},    {"GETX", 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         double r = 0.5, delay;
         luar_retry_policy_t p = policy_with_random(&r);
-        int got = luar_retry_should(&p, cases[i].method, cases[i].key, 1, 503, NULL, NULL, 0,
-                                    &delay);
+        int got =
+            luar_retry_should(&p, cases[i].method, cases[i].key, 1, 503, NULL, NULL, 0, &delay);
         if (got != cases[i].want)
             fprintf(stderr, "case %zu (%s key=%d)\n", i, cases[i].method ? cases[i].method : "-",
                     cases[i].key);
@@ -109,16 +108,15 @@ TEST(test_retry_statuses_and_error_kinds)
         const char *kind;
         int want;
     } cases[] = {
-        {429, NULL, 1},      {500, NULL, 1},      {502, NULL, 1},     {503, NULL, 1},
-        {504, NULL, 1},      {501, NULL, 0},      {400, NULL, 0},     {404, NULL, 0},
-        {200, NULL, 0},      {0, "connect", 1},   {0, "timeout", 1},  {0, "tls", 0},
-        {0, "too_large", 0}, {0, NULL, 0},        {0, "http", 0},
+        {429, NULL, 1},    {500, NULL, 1}, {502, NULL, 1},      {503, NULL, 1}, {504, NULL, 1},
+        {501, NULL, 0},    {400, NULL, 0}, {404, NULL, 0},      {200, NULL, 0}, {0, "connect", 1},
+        {0, "timeout", 1}, {0, "tls", 0},  {0, "too_large", 0}, {0, NULL, 0},   {0, "http", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         double r = 0.5, delay;
         luar_retry_policy_t p = policy_with_random(&r);
-        int got = luar_retry_should(&p, "GET", 0, 1, cases[i].status, cases[i].kind, NULL, 0,
-                                    &delay);
+        int got =
+            luar_retry_should(&p, "GET", 0, 1, cases[i].status, cases[i].kind, NULL, 0, &delay);
         if (got != cases[i].want)
             fprintf(stderr, "case %zu\n", i);
         CHECK_EQ_INT(got, cases[i].want);
