@@ -12,6 +12,7 @@
 
 #define STATE_METRIC "luar_circuit_state"
 
+/* One host's breaker: its state, failure count, probe in flight and settings. */
 typedef struct breaker {
     char *host; /* lower-cased copy, the key */
     uint64_t hash;
@@ -25,6 +26,10 @@ typedef struct breaker {
     struct breaker *newer, *older; /* LRU list */
 } breaker_t;
 
+/*
+ * The registry: a fixed-size chained hash table (sized for max_hosts) and an LRU list,
+ * newest first, from which eviction takes the oldest closed breaker.
+ */
 struct luar_breaker_registry {
     breaker_t **buckets;
     size_t nbuckets; /* a power of two */

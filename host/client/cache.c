@@ -16,6 +16,10 @@
 #define REQUESTS_METRIC "luar_cache_requests_total"
 #define VARY_SIG_MAX 8192 /* request header bytes kept per entry for Vary matching */
 
+/*
+ * The cache: a chained hash table on the primary key (grown when entries outnumber buckets),
+ * an LRU list newest first, and the bytes charged against max_bytes.
+ */
 struct luar_cache {
     luar_cache_entry_t **buckets;
     size_t nbuckets; /* a power of two */
