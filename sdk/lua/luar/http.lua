@@ -1,5 +1,7 @@
 ---@meta
--- luar.http, server side. Routes are declared while the scripts load.
+-- luar.http: server routes (declared while the scripts load) and the outbound client
+-- (http.request, http.get/post/put/patch/delete/head, http.client), whose calls wait (⏸):
+-- they yield the running handler, job or `luar run` script and never block the loop.
 
 ---@class luar.http
 local http = {}
@@ -38,5 +40,151 @@ function Request:json() end
 ---@param handler fun(req: luar.http.Request): luar.http.Response|string|nil
 ---@param opts? table reserved for route options (rate limits, ...)
 function http.route(method, pattern, handler, opts) end
+
+---@class luar.http.RequestOptions
+---@field method? string default "GET" (any case)
+---@field url string absolute http:// or https:// URL
+---@field headers? table<string, string|number|boolean> sent as given
+---@field query? table<string, string|number|boolean|(string|number)[]> appended to the URL, percent-encoded, keys sorted; a list repeats the key
+---@field json? any encoded as the body, Content-Type application/json unless set
+---@field form? table<string, string|number|boolean|(string|number)[]> encoded as the body, Content-Type application/x-www-form-urlencoded unless set
+---@field body? string the body as is (no Content-Type is invented). One of json, form, body.
+---@field timeout? number|{connect?: number, total?: number} seconds; a number is the total (defaults: connect 10, total 30)
+---@field max_body? integer response body cap in bytes (default 10 MiB); larger → err.kind "too_large"
+---@field raise_for_status? boolean an answer of 400 or more becomes nil, err{kind="http", status, retry_after?}
+---@field ca? string PEM file of the CAs to trust instead of the system's
+---@field cert? string client certificate (PEM) for mTLS
+---@field key? string private key (PEM) of `cert`
+---@field proxy? string "http://host:port", "socks5://..."; the *_proxy environment is ignored
+---@field verify? boolean false: do not verify the server's certificate (default true)
+---@field retry? table resilience options: see docs/calling-apis.md (wired as they land)
+---@field breaker? boolean|table
+---@field rate? string
+---@field cache? table
+---@field fallback? fun(err: luar.Error): any
+
+---@class luar.http.ClientResponse
+---@field status integer the HTTP status (an error status is a response, not an error)
+---@field headers table<string, string> lower-case names; repeated headers joined with ", "
+---@field body string
+---@field cached boolean true when served from the response cache
+local ClientResponse = {}
+
+---Decodes the body as JSON.
+---@return any|nil value
+---@return luar.Error|nil err kind "invalid" when the body is not valid JSON
+function ClientResponse:json() end
+
+---Sends one request ⏸. Transport failures return nil, err with err.kind "timeout",
+---"connect" (refused, DNS, reset), "tls", "too_large", "invalid" (bad URL or scheme), or
+---"http" with raise_for_status. Misuse (wrong option types) raises.
+---@param opts luar.http.RequestOptions
+---@return luar.http.ClientResponse|nil res
+---@return luar.Error|nil err
+function http.request(opts) end
+
+---`http.request` with method GET and `url` ⏸.
+---@param url string
+---@param opts? luar.http.RequestOptions without method and url
+---@return luar.http.ClientResponse|nil res
+---@return luar.Error|nil err
+function http.get(url, opts) end
+
+---@param url string
+---@param opts? luar.http.RequestOptions
+---@return luar.http.ClientResponse|nil res
+---@return luar.Error|nil err
+function http.post(url, opts) end
+
+---@param url string
+---@param opts? luar.http.RequestOptions
+---@return luar.http.ClientResponse|nil res
+---@return luar.Error|nil err
+function http.put(url, opts) end
+
+---@param url string
+---@param opts? luar.http.RequestOptions
+---@return luar.http.ClientResponse|nil res
+---@return luar.Error|nil err
+function http.patch(url, opts) end
+
+---@param url string
+---@param opts? luar.http.RequestOptions
+---@return luar.http.ClientResponse|nil res
+---@return luar.Error|nil err
+function http.delete(url, opts) end
+
+---@param url string
+---@param opts? luar.http.RequestOptions
+---@return luar.http.ClientResponse|nil res
+---@return luar.Error|nil err
+function http.head(url, opts) end
+
+---@class luar.http.ClientOptions
+---@field base_url? string joined with each call's path (slashes handled); absolute URLs pass as is
+---@field headers? table<string, string> sent with every call (a call's header of the same name wins)
+---@field auth? {bearer: string}|{basic: {[1]: string, [2]: string}|{user: string, pass: string}}
+---@field timeout? number|{connect?: number, total?: number}
+---@field ca? string
+---@field cert? string
+---@field key? string
+---@field proxy? string
+---@field verify? boolean
+---@field max_body? integer
+---@field raise_for_status? boolean
+---@field retry? table
+---@field breaker? boolean|table
+---@field rate? string
+---@field cache? table
+
+---@class luar.http.Client
+local Client = {}
+
+---Sends `opts` (its `url` or `path` joined to base_url) with the client's defaults ⏸.
+---@param opts luar.http.RequestOptions
+---@return luar.http.ClientResponse|nil res
+---@return luar.Error|nil err
+function Client:request(opts) end
+
+---@param path string
+---@param opts? luar.http.RequestOptions
+---@return luar.http.ClientResponse|nil res
+---@return luar.Error|nil err
+function Client:get(path, opts) end
+
+---@param path string
+---@param opts? luar.http.RequestOptions
+---@return luar.http.ClientResponse|nil res
+---@return luar.Error|nil err
+function Client:post(path, opts) end
+
+---@param path string
+---@param opts? luar.http.RequestOptions
+---@return luar.http.ClientResponse|nil res
+---@return luar.Error|nil err
+function Client:put(path, opts) end
+
+---@param path string
+---@param opts? luar.http.RequestOptions
+---@return luar.http.ClientResponse|nil res
+---@return luar.Error|nil err
+function Client:patch(path, opts) end
+
+---@param path string
+---@param opts? luar.http.RequestOptions
+---@return luar.http.ClientResponse|nil res
+---@return luar.Error|nil err
+function Client:delete(path, opts) end
+
+---@param path string
+---@param opts? luar.http.RequestOptions
+---@return luar.http.ClientResponse|nil res
+---@return luar.Error|nil err
+function Client:head(path, opts) end
+
+---Makes a client: shared defaults, base URL and credentials for one API.
+---@param opts luar.http.ClientOptions
+---@return luar.http.Client
+function http.client(opts) end
 
 return http
