@@ -35,8 +35,8 @@ int luar_redact_header_is_secret(const char *name, size_t len)
 
 int luar_redact_param_is_secret(const char *name, size_t len)
 {
-    static const char *const words[] = {"key", "token", "secret", "signature", "password",
-                                        "passwd"};
+    static const char *const words[] = {"key",       "token",    "secret",
+                                        "signature", "password", "passwd"};
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
         if (contains_ci(name, len, words[i]))
             return 1;
