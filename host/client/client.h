@@ -67,6 +67,7 @@ typedef struct luar_client_res {
     size_t nheaders;
     luar_buf_t body; /* capped at the request's max_body */
     double duration; /* seconds from start to completion */
+    double retry_after; /* seconds, for errors that know it (breaker_open, rate_limited) */
     char *url;       /* the URL requested (for logs), owned by the response */
 } luar_client_res_t;
 

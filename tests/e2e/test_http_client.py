@@ -93,9 +93,10 @@ out({ echo = r:json() })
 def test_http_error_statuses_are_responses_unless_raise_for_status():
     with FaultServer() as fs:
         src = """
-out(call(http.get, %s))
-out(call(http.get, %s, { raise_for_status = true }))
-out(call(http.get, %s, { raise_for_status = true }))
+-- retry = false: the raw answers (the default policy would retry 503 and 429)
+out(call(http.get, %s, { retry = false }))
+out(call(http.get, %s, { raise_for_status = true, retry = false }))
+out(call(http.get, %s, { raise_for_status = true, retry = false }))
 """ % (lua_str(fs.url("/status/503")), lua_str(fs.url("/status/429?retry_after=7")),
             lua_str(fs.url("/status/204")))
         (plain, raised, fine), _ = run_lua(src)
@@ -110,18 +111,20 @@ def test_transport_errors_have_kinds():
     with FaultServer() as fs:
         src = """
 local time = require "luar.time"
-out(call(http.get, "http://127.0.0.1:%d/"))
+-- One attempt each and no breaker: the raw transport errors.
+local raw = { retry = false, breaker = false }
+out(call(http.get, "http://127.0.0.1:%d/", raw))
 local t0 = time.monotonic()
-local r = call(http.get, %s, { timeout = 0.3 })
+local r = call(http.get, %s, { timeout = 0.3, retry = false, breaker = false })
 r.elapsed = time.monotonic() - t0
 out(r)
-out(call(http.get, %s))
+out(call(http.get, %s, raw))
 t0 = time.monotonic()
-r = call(http.get, %s, { timeout = { connect = 5, total = 0.5 } })
+r = call(http.get, %s, { timeout = { connect = 5, total = 0.5 }, retry = false, breaker = false })
 r.elapsed = time.monotonic() - t0
 out(r)
-out(call(http.get, "ftp://127.0.0.1/x"))
-out(call(http.get, "http://no-such-host.invalid/"))
+out(call(http.get, "ftp://127.0.0.1/x", raw))
+out(call(http.get, "http://no-such-host.invalid/", raw))
 """ % (closed, lua_str(fs.url("/hang")), lua_str(fs.url("/reset")),
             lua_str(fs.url("/trickle?n=20&delay=0.1")))
         (refused, hang, reset, trickle, ftp, dns), _ = run_lua(src)
@@ -314,7 +317,7 @@ http.route("GET", "/call", function(req)
     query = { token = "SECRET789", page = 2 },
     headers = { Authorization = "Bearer SECRET123", ["X-Api-Key"] = "SECRET456",
                 Cookie = "sid=SECRETCOOKIE", ["X-Request-Id"] = "visible-1" } })
-  local res2 = http.get("http://127.0.0.1:1/")
+  local res2 = http.get("http://127.0.0.1:1/", { retry = false })
   return { status = res.status, body = res.body }
 end)
 """
