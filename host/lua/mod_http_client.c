@@ -632,7 +632,11 @@ static void read_resilience(lua_State *L, const luar_client_req_t *req, struct r
     if (lua_getfield(L, 1, "cache") == LUA_TTABLE) {
         int ct = lua_gettop(L);
         ro->use_cache = 1;
-        ro->cache_ttl = opt_num(L, ct, "ttl");
+        if (lua_getfield(L, ct, "ttl") == LUA_TNUMBER && lua_tonumber(L, -1) >= 0)
+            ro->cache_ttl = lua_tonumber(L, -1); /* 0: revalidate every time */
+        else if (!lua_isnil(L, -1))
+            luaL_error(L, "http.request: cache.ttl must be a number of seconds >= 0");
+        lua_pop(L, 1);
         if (lua_getfield(L, ct, "stale_if_error") == LUA_TBOOLEAN)
             ro->stale_if_error = lua_toboolean(L, -1) ? 86400 : 0;
         else if (lua_isnumber(L, -1))

@@ -9,6 +9,8 @@ Routes (query parameters in brackets):
   /huge [size=N&chunked=1]    a body of N bytes (with Content-Length unless chunked)
   /etag                       ETag "v1" and Last-Modified; 304 on If-None-Match: "v1"
   /sleep [s=0.05]             200 after s seconds
+  /seq/NAME [codes=200,500]   the i-th request to NAME answers the i-th code (the last one
+                              repeats); 200s carry ETag "seqN" and a body "seq NAME #i"
   /echo (any method)          JSON: method, path, query (name -> list), headers (lower-case),
                               body, client_subject (mTLS)
   GET /_requests              JSON list of every request received: method, path, t (monotonic
@@ -119,6 +121,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if self.headers.get("If-None-Match") == '"v1"':
                 return self._send(304, b"", h)
             return self._send(200, b"etag body", h)
+        if path.startswith("/seq/"):
+            codes = [int(c) for c in q.get("codes", "200").split(",")]
+            with fs.lock:
+                i = fs._seq.get(path, 0)
+                fs._seq[path] = i + 1
+            code = codes[min(i, len(codes) - 1)]
+            h = {"Content-Type": "text/plain"}
+            if code == 200:
+                h["ETag"] = '"seq%d"' % i
+            return self._send(code, ("seq %s #%d" % (path[5:], i)).encode(), h)
         if path == "/sleep":
             fs.stopping.wait(float(q.get("s", 0.05)))
             return self._send(200, b"slept")
@@ -161,6 +173,7 @@ class FaultServer:
     def __init__(self, tls=None):
         self.lock = threading.Lock()
         self._requests = []
+        self._seq = {}
         self._conns = []
         self.tls_failures = 0
         self.stopping = threading.Event()
