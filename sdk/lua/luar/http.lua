@@ -57,17 +57,33 @@ function http.route(method, pattern, handler, opts) end
 ---@field key? string private key (PEM) of `cert`
 ---@field proxy? string "http://host:port", "socks5://..."; the *_proxy environment is ignored
 ---@field verify? boolean false: do not verify the server's certificate (default true)
----@field retry? table resilience options: see docs/calling-apis.md (wired as they land)
----@field breaker? boolean|table
----@field rate? string
----@field cache? table
----@field fallback? fun(err: luar.Error): any
+---@field retry? false|luar.RetryOptions default: 3 attempts for idempotent methods (see docs/calling-apis.md)
+---@field breaker? boolean|luar.BreakerOptions default: on, per host
+---@field rate? string "N/s", "N/m", "N/h", "N/d": token bucket per client (per host for http.request)
+---@field rate_max_wait? number seconds a caller may wait for its turn (default 30), then err.kind = "rate_limited"
+---@field cache? luar.CacheOptions off unless given
+---@field fallback? fun(err: luar.Error): any called with the error when the call fails; its results are returned
 
 ---@class luar.http.ClientResponse
 ---@field status integer the HTTP status (an error status is a response, not an error)
 ---@field headers table<string, string> lower-case names; repeated headers joined with ", "
 ---@field body string
 ---@field cached boolean true when served from the response cache
+
+---@class luar.RetryOptions
+---@field attempts? integer every attempt, the first included (default 3)
+---@field backoff? number base of the exponential backoff in seconds (default 0.5)
+---@field backoff_cap? number cap of the jitter window in seconds (default 30)
+---@field on? integer[] statuses to retry (default 429, 500, 502, 503, 504)
+---@field max_retry_after? number longest Retry-After honoured (default 60); longer ends the retries
+
+---@class luar.BreakerOptions
+---@field failures? integer consecutive failures that open the breaker (default 5)
+---@field reset? number seconds open before one probe is let through (default 30)
+
+---@class luar.CacheOptions
+---@field ttl? number seconds a response is fresh (0: revalidate every time)
+---@field stale_if_error? number|boolean seconds past ttl a copy may answer when the upstream fails or its breaker is open
 local ClientResponse = {}
 
 ---Decodes the body as JSON.
