@@ -207,10 +207,12 @@ static void map_error(struct luar_client_call *c, CURLcode code)
 static void count(struct luar_client_call *c)
 {
     static const char *const labels[] = {"host", "status"};
-    luar_metric_t *requests = NULL, *duration = NULL;
-    if (luar_metrics_register(LUAR_METRIC_COUNTER, "luar_http_client_requests_total",
-                              "Outbound HTTP attempts by host and status (error: no answer)",
-                              labels, 2, NULL, 0, &requests, NULL) == 0) {
+    static luar_metric_t *requests, *duration; /* registered once */
+    if (requests || luar_metrics_register(LUAR_METRIC_COUNTER,
+                                          "luar_http_client_requests_total",
+                                          "Outbound HTTP attempts by host and status (error: "
+                                          "no answer)",
+                                          labels, 2, NULL, 0, &requests, NULL) == 0) {
         char status[16];
         if (c->res->rc)
             snprintf(status, sizeof status, "error");
@@ -219,9 +221,10 @@ static void count(struct luar_client_call *c)
         const char *values[] = {c->host, status};
         luar_metric_add(requests, values, 1);
     }
-    if (luar_metrics_register(LUAR_METRIC_HISTOGRAM, "luar_http_client_duration_seconds",
-                              "Outbound HTTP attempt duration by host", labels, 1, NULL, 0,
-                              &duration, NULL) == 0) {
+    if (duration || luar_metrics_register(LUAR_METRIC_HISTOGRAM,
+                                          "luar_http_client_duration_seconds",
+                                          "Outbound HTTP attempt duration by host", labels, 1,
+                                          NULL, 0, &duration, NULL) == 0) {
         const char *values[] = {c->host};
         luar_metric_observe(duration, values, c->res->duration);
     }
@@ -257,10 +260,34 @@ static void log_attempt(struct luar_client_call *c)
 
 /* ---- the call -------------------------------------------------------------------------- */
 
+/*
+ * Easy handles are kept for the next request (after curl_easy_reset) instead of being
+ * freed and allocated again for every call; the multi keeps the connections either way.
+ * Loop thread only, like everything here.
+ */
+#define EASY_POOL_MAX 64
+static CURL *easy_pool[EASY_POOL_MAX];
+static int easy_pooled;
+
+static CURL *easy_get(void)
+{
+    return easy_pooled ? easy_pool[--easy_pooled] : curl_easy_init();
+}
+
+static void easy_put(CURL *e)
+{
+    if (easy_pooled == EASY_POOL_MAX) {
+        curl_easy_cleanup(e);
+        return;
+    }
+    curl_easy_reset(e);
+    easy_pool[easy_pooled++] = e;
+}
+
 static void call_free(struct luar_client_call *c)
 {
     if (c->easy)
-        curl_easy_cleanup(c->easy);
+        easy_put(c->easy);
     curl_slist_free_all(c->sent);
     luar_client_res_free(c->res);
     luar_buf_free(&c->log_headers);
@@ -421,7 +448,7 @@ int luar_client_request(uv_loop_t *loop, const luar_client_req_t *req, luar_clie
     snprintf(c->method, sizeof c->method, "%s", method);
     set_host(c, req->url);
     c->res = calloc(1, sizeof *c->res);
-    c->easy = curl_easy_init();
+    c->easy = easy_get();
     if (c->res == NULL || c->easy == NULL)
         goto fail;
     c->res->url = strdup(req->url);
