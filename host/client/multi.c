@@ -19,6 +19,7 @@
 
 /* The uv_poll_t watching one of curl's sockets. */
 struct sock {
+    int events; /* the uv_poll events being watched (0: none yet) */
     uv_poll_t poll;
     curl_socket_t fd;
     struct luar_client_multi *m;
@@ -173,7 +174,9 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
         events |= UV_READABLE;
     if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
         events |= UV_WRITABLE;
-    uv_poll_start(&s->poll, events, on_poll);
+    if (events != s->events) /* curl repeats itself; each change is an epoll_ctl */
+        uv_poll_start(&s->poll, events, on_poll);
+    s->events = events;
     return 0;
 }
 
