@@ -5,6 +5,7 @@ requests through a served route, the redacted debug log and the client metrics."
 import concurrent.futures
 import json
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -388,6 +389,34 @@ def test_shutdown_cancels_a_transfer_in_flight():
             assert got["r"][0] == 503, got
 
 
+def test_http2_is_used_when_the_server_offers_it():
+    d = tempfile.mkdtemp(prefix="luar-h2-")
+    try:
+        make_pki(d)
+        node = subprocess.Popen(["node", os.path.join(os.path.dirname(__file__), "h2_server.js"),
+                                 os.path.join(d, "server.pem"), os.path.join(d, "server.key")],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            port = int(node.stdout.readline())
+            url = "https://127.0.0.1:%d/h2" % port
+            src = """
+local ca = %s
+for i = 1, 3 do
+  local res = assert(http.get(%s, { ca = ca }))
+  out({ status = res.status, echo = res:json() })
+end
+""" % (lua_str(os.path.join(d, "ca.pem")), lua_str(url))
+            vals, _ = run_lua(src)
+            assert len(vals) == 3
+            for v in vals:
+                assert v["status"] == 200 and v["echo"]["httpVersion"] == "2.0", v
+        finally:
+            node.stdin.close()
+            node.wait(10)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 if __name__ == "__main__":
     main([test_get_post_json_form_body_query_and_headers_reach_the_server,
           test_http_error_statuses_are_responses_unless_raise_for_status,
@@ -400,4 +429,5 @@ if __name__ == "__main__":
           test_misuse_raises_and_waiting_at_load_time_is_refused,
           test_1000_concurrent_requests_from_1000_coroutines,
           test_debug_log_redacts_secrets_and_metrics_count_attempts,
-          test_shutdown_cancels_a_transfer_in_flight])
+          test_shutdown_cancels_a_transfer_in_flight,
+          test_http2_is_used_when_the_server_offers_it])
