@@ -6,6 +6,13 @@
  * thread polls anything; DNS runs in curl's threaded resolver, which signals through a
  * socket like any other.
  *
+ * A pooled connection's socket is dropped from the watch list by curl after each transfer
+ * and added back for the next; its uv_poll_t is stopped and kept until curl closes the
+ * socket (CURLOPT_CLOSESOCKETFUNCTION), rather than closed and made again per request. Only
+ * sockets curl opened for connections (CURLOPT_OPENSOCKETFUNCTION marks them) are kept so;
+ * any other socket curl watches (the resolver's wake-up pair) is forgotten at once, since
+ * nothing would tell us when it is closed.
+ *
  * One multi per loop (found in a small list, since libuv gives a loop no place of ours),
  * reference-counted: when the last reference goes, the pool's connections are closed and
  * every handle is closed, the struct being freed in the last close callback.
@@ -16,6 +23,8 @@
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* The uv_poll_t watching one of curl's sockets. */
 struct sock {
@@ -24,6 +33,7 @@ struct sock {
     curl_socket_t fd;
     struct luar_client_multi *m;
     struct sock *prev, *next;
+    int kept; /* stopped after CURL_POLL_REMOVE, kept until curl closes the socket */
 };
 
 /*
@@ -40,6 +50,8 @@ struct luar_client_multi {
     int shut;
     int closing;
     struct sock *socks;
+    curl_socket_t *opened; /* connection sockets curl opened and has not closed */
+    size_t nopened, capopened;
     struct luar_client_multi *next;
 };
 
@@ -54,8 +66,10 @@ static void curl_init_once(void)
 
 static void maybe_free(struct luar_client_multi *m)
 {
-    if (m->shut && m->closing == 0)
+    if (m->shut && m->closing == 0) {
+        free(m->opened);
         free(m);
+    }
 }
 
 static void sock_closed(uv_handle_t *h)
@@ -139,6 +153,62 @@ static void on_timer(uv_timer_t *h)
     drive(h->data, CURL_SOCKET_TIMEOUT, 0);
 }
 
+/* The stopped poll kept for `fd`, or NULL. */
+static struct sock *find_kept(struct luar_client_multi *m, curl_socket_t fd)
+{
+    for (struct sock *s = m->socks; s; s = s->next)
+        if (s->fd == fd && s->kept)
+            return s;
+    return NULL;
+}
+
+/* Whether curl opened `fd` for a connection through open_socket (and will close it there). */
+static int fd_opened(struct luar_client_multi *m, curl_socket_t fd)
+{
+    for (size_t i = 0; i < m->nopened; i++)
+        if (m->opened[i] == fd)
+            return 1;
+    return 0;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: opens a connection's socket and remembers it. */
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct luar_client_multi *m = clientp;
+    curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (fd == CURL_SOCKET_BAD || purpose != CURLSOCKTYPE_IPCXN)
+        return fd;
+    if (m->nopened == m->capopened) {
+        size_t cap = m->capopened ? 2 * m->capopened : 64;
+        curl_socket_t *p = realloc(m->opened, cap * sizeof *p);
+        if (p == NULL)
+            return fd; /* not remembered: its poll is closed at every REMOVE, as before */
+        m->opened = p;
+        m->capopened = cap;
+    }
+    m->opened[m->nopened++] = fd;
+    return fd;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: forgets the socket's poll, then closes the socket. */
+static int close_socket(void *clientp, curl_socket_t fd)
+{
+    struct luar_client_multi *m = clientp;
+    for (size_t i = 0; i < m->nopened; i++) {
+        if (m->opened[i] == fd) {
+            m->opened[i] = m->opened[--m->nopened];
+            break;
+        }
+    }
+    for (struct sock *s = m->socks; s; s = s->next) {
+        if (s->fd == fd) {
+            sock_unlink_close(m, s); /* before close(): the poll must not outlive the fd */
+            break;
+        }
+    }
+    return close(fd);
+}
+
 /* CURLMOPT_SOCKETFUNCTION: watch, change or forget one socket. */
 static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
@@ -148,9 +218,20 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     if (what == CURL_POLL_REMOVE) {
         if (s) {
             curl_multi_assign(m->curlm, fd, NULL);
-            sock_unlink_close(m, s);
+            if (fd_opened(m, fd)) {
+                uv_poll_stop(&s->poll);
+                s->events = 0;
+                s->kept = 1;
+            } else {
+                sock_unlink_close(m, s);
+            }
         }
         return 0;
+    }
+    if (s == NULL) {
+        s = find_kept(m, fd);
+        if (s)
+            curl_multi_assign(m->curlm, fd, s);
     }
     if (s == NULL) {
         s = calloc(1, sizeof *s);
@@ -177,6 +258,7 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     if (events != s->events) /* curl repeats itself; each change is an epoll_ctl */
         uv_poll_start(&s->poll, events, on_poll);
     s->events = events;
+    s->kept = 0;
     return 0;
 }
 
@@ -272,6 +354,10 @@ void *luar_client_multi_curlm(luar_client_multi_t *m)
 
 int luar_client_multi_add(luar_client_multi_t *m, void *easy)
 {
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, m);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, m);
     CURLMcode rc = curl_multi_add_handle(m->curlm, easy);
     return rc == CURLM_OK ? 0 : (rc == CURLM_OUT_OF_MEMORY ? LUAR_ENOMEM : LUAR_EINVAL);
 }
