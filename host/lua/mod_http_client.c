@@ -5,18 +5,15 @@
  * short Lua chunk below, where it reads as what it is; it ends in `send`, the C function
  * that waits through the coroutine bridge for host/client's luar_client_request().
  *
- * The resilience components (host/client/{retry,breaker,ratelimit,cache}) plug in at the
- * functions under "Resilience plug-in points": before each attempt, after each attempt,
- * and the retry decision; the op already has a timer for their waits (rate-limit turn,
- * backoff) and re-sends the same request on it.
+ * Retries, the circuit breaker, the rate limit and the cache are not here: the options are
+ * read into a luar_client_policy_t and the request goes through luar_client_send()
+ * (host/client/send.c), the same entry point plugins use.
  */
-#include "client/breaker.h"
-#include "client/cache.h"
 #include "client/client.h"
-#include "client/ratelimit.h"
 #include "client/redact.h"
-#include "client/retry.h"
+#include "client/send.h"
 #include "common/error.h"
+#include "common/units.h"
 #include "lua/bridge.h"
 #include "lua/error.h"
 #include "lua/mod_http_client.h"
@@ -45,349 +42,35 @@ struct pool_ref {
  */
 struct req_op {
     luar_bridge_op_t *op;
-    uv_loop_t *loop;
-    uv_timer_t wait; /* the waits between attempts (rate-limit turn, retry backoff) */
     luar_client_req_t req;
-    luar_client_call_t *call; /* the attempt in flight, or NULL */
+    luar_client_send_t *send; /* the request under its policy, until it answers */
     luar_client_res_t *res;   /* the final outcome, handed to push */
-    int attempt;              /* 1 for the first */
+    int cached;               /* the outcome came from the response cache */
     int raise_for_status;
-    /* resilience (read from the options at send) */
-    luar_retry_policy_t retry;
-    int use_breaker;
-    luar_breaker_settings_t breaker;
-    char host[LUAR_BREAKER_HOST_MAX]; /* "name:port", the breaker's key */
-    uint64_t breaker_token;
-    int breaker_held;         /* allowed for the current attempt, not yet reported */
-    luar_tokenbucket_t *bucket; /* the client's rate limiter, or NULL */
-    int rate_reserved;        /* this attempt's turn is taken */
-    int use_cache;
-    double cache_ttl;
-    double stale_if_error;    /* seconds past ttl a stale answer may serve; 0: never */
-    luar_cache_entry_t *stale; /* a stale entry being revalidated */
-    int cached;               /* the outcome came from the cache */
-    int has_idempotency_key;
 };
-
-/* ---- Resilience: retry, breaker, rate limit, cache (host/client) ----------------------- */
-
-/* One breaker registry and one response cache per process; buckets per client. */
-static luar_breaker_registry_t *breakers;
-static luar_cache_t *cache;
-
-#define MAX_BUCKETS 256
-static struct {
-    char key[LUAR_BREAKER_HOST_MAX + 16];
-    luar_tokenbucket_t bucket;
-} buckets[MAX_BUCKETS];
-static int nbuckets;
-
-static double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* The bucket named `key` with `rate` ("10/s"), created on first use; NULL on a bad rate. */
-static luar_tokenbucket_t *bucket_for(const char *key, const char *rate)
-{
-    for (int i = 0; i < nbuckets; i++)
-        if (strcmp(buckets[i].key, key) == 0)
-            return &buckets[i].bucket;
-    if (nbuckets == MAX_BUCKETS)
-        return NULL;
-    luar_tokenbucket_t *b = &buckets[nbuckets].bucket;
-    if (luar_tokenbucket_init_rate(b, rate) != 0)
-        return NULL;
-    snprintf(buckets[nbuckets].key, sizeof buckets[nbuckets].key, "%.300s", key);
-    nbuckets++;
-    return b;
-}
-
-/* "scheme://user@host:port/path" → "host:port" (default port by scheme). */
-static void url_host(const char *url, char *out, size_t size)
-{
-    const char *p = strstr(url, "://");
-    int https = strncmp(url, "https", 5) == 0;
-    p = p ? p + 3 : url;
-    const char *end = p + strcspn(p, "/?#");
-    const char *at = memchr(p, '@', (size_t)(end - p));
-    if (at)
-        p = at + 1;
-    size_t len = (size_t)(end - p);
-    const char *colon = NULL;
-    if (*p == '[') {
-        const char *rb = memchr(p, ']', len);
-        colon = rb && rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
-    } else {
-        colon = memchr(p, ':', len);
-    }
-    if (colon)
-        snprintf(out, size, "%.*s", (int)len, p);
-    else
-        snprintf(out, size, "%.*s:%d", (int)len, p, https ? 443 : 80);
-}
-
-/* A response made from a cached entry (the caller keeps the entry). */
-static luar_client_res_t *res_from_entry(const luar_cache_entry_t *e)
-{
-    luar_client_res_t *res = calloc(1, sizeof *res);
-    if (res == NULL)
-        return NULL;
-    res->status = e->status;
-    res->headers = calloc(e->nheaders ? e->nheaders : 1, sizeof *res->headers);
-    for (size_t i = 0; res->headers && i < e->nheaders; i++) {
-        res->headers[i].name = strdup(e->headers[i].name);
-        res->headers[i].value = strdup(e->headers[i].value);
-        res->nheaders++;
-    }
-    luar_buf_init(&res->body, 0);
-    luar_buf_append(&res->body, e->body ? e->body : "", e->body_len);
-    return res;
-}
-
-static luar_client_res_t *local_error(int rc, const char *kind, const char *message);
-
-/*
- * Before an attempt: on the first, the cache (a fresh entry answers; a stale one is
- * revalidated with If-None-Match / If-Modified-Since); then the host's breaker (refused:
- * kind "breaker_open", or a stale answer when stale_if_error allows), then the client's
- * rate limiter (a turn later: wait and come back; over max_wait: kind "rate_limited").
- * Returns 0 to send now, seconds to wait first, or -1 with `*out` set.
- */
-static double resilience_before_attempt(struct req_op *ro, luar_client_res_t **out)
-{
-    double now = wall_now();
-    const char *method = ro->req.method ? ro->req.method : "GET";
-    if (ro->attempt == 1 && ro->use_cache && cache && !ro->stale && !ro->breaker_held &&
-        !ro->rate_reserved) {
-        luar_cache_entry_t *e = NULL;
-        int found = luar_cache_lookup(cache, method, ro->req.url,
-                                      (const luar_cache_header_t *)ro->req.headers,
-                                      ro->req.nheaders, now, &e);
-        if (found == LUAR_CACHE_FRESH) {
-            *out = res_from_entry(e);
-            luar_cache_entry_release(e);
-            ro->cached = 1;
-            return -1;
-        }
-        if (found == LUAR_CACHE_STALE) {
-            ro->stale = e;
-            luar_client_header_t *h = (luar_client_header_t *)ro->req.headers;
-            if (e->etag && ro->req.nheaders < MAX_HEADERS)
-                h[ro->req.nheaders++] = (luar_client_header_t){"If-None-Match", e->etag};
-            if (e->last_modified && ro->req.nheaders < MAX_HEADERS)
-                h[ro->req.nheaders++] =
-                    (luar_client_header_t){"If-Modified-Since", e->last_modified};
-        }
-    }
-    if (ro->use_breaker && !ro->breaker_held) {
-        int ok = luar_breaker_allow(breakers, ro->host, &ro->breaker, now, &ro->breaker_token);
-        if (ok == 0) {
-            luar_cache_entry_t *e = ro->stale_if_error > 0 && cache
-                                        ? luar_cache_stale_if_error(
-                                              cache, method, ro->req.url,
-                                              (const luar_cache_header_t *)ro->req.headers,
-                                              ro->req.nheaders, now, ro->stale_if_error)
-                                        : NULL;
-            if (e) {
-                *out = res_from_entry(e);
-                luar_cache_entry_release(e);
-                ro->cached = 1;
-                return -1;
-            }
-            char msg[240];
-            snprintf(msg, sizeof msg, "circuit breaker open for %.200s", ro->host);
-            *out = local_error(LUAR_EBUSY, "breaker_open", msg);
-            if (*out)
-                (*out)->retry_after = luar_breaker_retry_in(breakers, ro->host, now);
-            return -1;
-        }
-        ro->breaker_held = ok == 1; /* ETOOBIG and friends: send untracked */
-    }
-    if (ro->bucket && !ro->rate_reserved) {
-        double wait = luar_tokenbucket_reserve(ro->bucket, now);
-        if (wait < 0) {
-            if (ro->breaker_held)
-                luar_breaker_report(breakers, ro->host, ro->breaker_token,
-                                    LUAR_BREAKER_NEUTRAL, now);
-            ro->breaker_held = 0;
-            *out = local_error(LUAR_EBUSY, "rate_limited",
-                               "client rate limit: the wait for a turn is over max_wait");
-            if (*out)
-                (*out)->retry_after = luar_tokenbucket_peek(ro->bucket, now);
-            return -1;
-        }
-        ro->rate_reserved = 1;
-        if (wait > 0)
-            return wait;
-    }
-    return 0;
-}
-
-/* After an attempt: the breaker hears how the host did (5xx, connect, timeout: failure). */
-static void resilience_after_attempt(struct req_op *ro, luar_client_res_t **res)
-{
-    if (ro->breaker_held)
-        luar_breaker_report(breakers, ro->host, ro->breaker_token,
-                            luar_breaker_outcome((*res)->rc ? 0 : (int)(*res)->status,
-                                                 (*res)->rc ? (*res)->kind : NULL),
-                            wall_now());
-    ro->breaker_held = 0;
-    ro->rate_reserved = 0;
-}
-
-/* The retry decision (host/client/retry.c): seconds before the next attempt, or -1. */
-static double resilience_retry_delay(struct req_op *ro, const luar_client_res_t *res)
-{
-    double delay = -1;
-    if (luar_retry_should(&ro->retry, ro->req.method ? ro->req.method : "GET",
-                          ro->has_idempotency_key, ro->attempt, res->rc ? 0 : (int)res->status,
-                          res->rc ? res->kind : NULL,
-                          res->rc ? NULL : luar_client_res_header(res, "retry-after"),
-                          wall_now(), &delay) == 1)
-        return delay;
-    return -1;
-}
-
-/*
- * The final outcome and the cache: a 304 to a revalidation answers from the entry; a
- * transport error or a 5xx answers stale when stale_if_error allows; other answers are
- * offered to the cache (it keeps what is cacheable); a successful unsafe request drops the
- * URL's entries.
- */
-static luar_client_res_t *resilience_final(struct req_op *ro, luar_client_res_t *res)
-{
-    if (!ro->use_cache || cache == NULL || res == NULL)
-        goto done;
-    double now = wall_now();
-    const char *method = ro->req.method ? ro->req.method : "GET";
-    if (res->rc == 0 && res->status == 304 && ro->stale) {
-        luar_cache_revalidated(cache, ro->stale, now, ro->cache_ttl);
-        luar_client_res_free(res);
-        res = res_from_entry(ro->stale);
-        ro->cached = 1;
-    } else if ((res->rc || res->status >= 500) && ro->stale_if_error > 0) {
-        luar_cache_entry_t *e = luar_cache_stale_if_error(
-            cache, method, ro->req.url, (const luar_cache_header_t *)ro->req.headers,
-            ro->req.nheaders, now, ro->stale_if_error);
-        if (e) {
-            luar_client_res_free(res);
-            res = res_from_entry(e);
-            luar_cache_entry_release(e);
-            ro->cached = 1;
-        }
-    } else if (res->rc == 0) {
-        luar_cache_store(cache, method, ro->req.url, (const luar_cache_header_t *)ro->req.headers,
-                         ro->req.nheaders, (int)res->status,
-                         (const luar_cache_header_t *)res->headers, res->nheaders,
-                         res->body.data, res->body.len, ro->cache_ttl, now);
-        if (res->status < 400 && strcmp(method, "GET") && strcmp(method, "HEAD"))
-            luar_cache_invalidate(cache, ro->req.url);
-    }
-done:
-    if (ro->stale)
-        luar_cache_entry_release(ro->stale);
-    ro->stale = NULL;
-    return res;
-}
 
 /* ---- the wait --------------------------------------------------------------------------- */
 
-static void start_attempt(struct req_op *ro);
-
-static void finish(struct req_op *ro, luar_client_res_t *res)
-{
-    ro->res = res;
-    luar_bridge_complete(ro->op);
-}
-
-static void on_wait_over(uv_timer_t *t)
-{
-    start_attempt(t->data);
-}
-
-static void wait_then_attempt(struct req_op *ro, double seconds)
-{
-    uv_update_time(ro->loop);
-    uv_timer_start(&ro->wait, on_wait_over, (uint64_t)(seconds * 1000.0 + 0.5), 0);
-}
-
-static void on_response(void *arg, luar_client_res_t *res)
+/* The send's outcome: hand it to push (from the loop, never inside another resume). */
+static void on_sent(void *arg, luar_client_res_t *res, int cached)
 {
     struct req_op *ro = arg;
-    ro->call = NULL;
-    resilience_after_attempt(ro, &res);
-    double delay = resilience_retry_delay(ro, res);
-    if (delay >= 0) {
-        luar_client_res_free(res);
-        ro->attempt++;
-        wait_then_attempt(ro, delay);
-        return;
-    }
-    finish(ro, resilience_final(ro, res));
-}
-
-/* A failure before anything was sent, delivered like any other outcome. */
-static luar_client_res_t *local_error(int rc, const char *kind, const char *message)
-{
-    luar_client_res_t *res = calloc(1, sizeof *res);
-    if (res == NULL)
-        return NULL;
-    res->rc = rc;
-    res->kind = kind;
-    snprintf(res->message, sizeof res->message, "%s", message);
-    return res;
-}
-
-static void start_attempt(struct req_op *ro)
-{
-    luar_client_res_t *res = NULL;
-    double wait = resilience_before_attempt(ro, &res);
-    if (wait < 0) {
-        finish(ro, res);
-        return;
-    }
-    if (wait > 0) {
-        wait_then_attempt(ro, wait);
-        return;
-    }
-    int rc = luar_client_request(ro->loop, &ro->req, on_response, ro, &ro->call);
-    if (rc) {
-        ro->call = NULL;
-        finish(ro, local_error(rc, rc == LUAR_EINVAL ? "invalid" : "connect",
-                               rc == LUAR_EINVAL ? "invalid request" : luar_strerror(rc)));
-    }
-}
-
-static void op_closed(uv_handle_t *h)
-{
-    struct req_op *ro = h->data;
-    luar_bridge_op_free(ro->op);
+    ro->send = NULL;
+    ro->res = res;
+    ro->cached = cached;
+    luar_bridge_complete(ro->op);
 }
 
 static void req_cleanup(luar_bridge_op_t *op, int canceled)
 {
     (void)canceled;
     struct req_op *ro = luar_bridge_op_data(op);
-    if (ro->call) /* the task was cancelled mid-transfer: stop it now */
-        luar_client_cancel(ro->call);
-    ro->call = NULL;
-    double now = wall_now();
-    if (ro->breaker_held) /* cancelled: the host did nothing wrong */
-        luar_breaker_report(breakers, ro->host, ro->breaker_token, LUAR_BREAKER_NEUTRAL, now);
-    ro->breaker_held = 0;
-    if (ro->rate_reserved && canceled)
-        luar_tokenbucket_cancel(ro->bucket, now);
-    ro->rate_reserved = 0;
-    if (ro->stale)
-        luar_cache_entry_release(ro->stale);
-    ro->stale = NULL;
+    if (ro->send) /* the task was cancelled mid-request: stop it now */
+        luar_client_send_cancel(ro->send);
+    ro->send = NULL;
     luar_client_res_free(ro->res);
     ro->res = NULL;
-    uv_timer_stop(&ro->wait);
-    uv_close((uv_handle_t *)&ro->wait, op_closed);
+    luar_bridge_op_free(op);
 }
 
 /* res:json() → the decoded body, or nil, err{kind="invalid"}. [-0, +1|2] */
@@ -564,23 +247,23 @@ static luar_client_header_t *read_headers(lua_State *L, int t, size_t *n)
  * with rate_key naming the bucket, rate_max_wait), cache ({ttl, stale_if_error}; off by
  * default). Raises on misuse. [-0, +0]
  */
-static void read_resilience(lua_State *L, const luar_client_req_t *req, struct req_op *ro)
+static void read_policy(lua_State *L, luar_client_policy_t *p)
 {
-    luar_retry_policy_init(&ro->retry);
+    luar_client_policy_init(p);
     int t = lua_getfield(L, 1, "retry");
     if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
-        ro->retry.attempts = 1;
+        p->retry.attempts = 1;
     } else if (t == LUA_TTABLE) {
         int rt = lua_gettop(L);
         double v;
         if ((v = opt_num(L, rt, "attempts")) > 0)
-            ro->retry.attempts = (int)v;
+            p->retry.attempts = (int)v;
         if ((v = opt_num(L, rt, "backoff")) > 0)
-            ro->retry.backoff = v;
+            p->retry.backoff = v;
         if ((v = opt_num(L, rt, "backoff_cap")) > 0)
-            ro->retry.backoff_cap = v;
+            p->retry.backoff_cap = v;
         if ((v = opt_num(L, rt, "max_retry_after")) > 0)
-            ro->retry.max_retry_after = v;
+            p->retry.max_retry_after = v;
         if (lua_getfield(L, rt, "on") == LUA_TTABLE) {
             int st[LUAR_RETRY_MAX_STATUSES];
             size_t n = 0;
@@ -592,7 +275,7 @@ static void read_resilience(lua_State *L, const luar_client_req_t *req, struct r
                 st[n] = (int)lua_tointeger(L, -1);
                 lua_pop(L, 1);
             }
-            luar_retry_policy_set_statuses(&ro->retry, st, n);
+            luar_retry_policy_set_statuses(&p->retry, st, n);
         }
         lua_pop(L, 1);
     } else if (t != LUA_TNIL && t != LUA_TBOOLEAN) {
@@ -600,56 +283,39 @@ static void read_resilience(lua_State *L, const luar_client_req_t *req, struct r
     }
     lua_pop(L, 1);
 
-    luar_breaker_settings_init(&ro->breaker);
     t = lua_getfield(L, 1, "breaker");
-    ro->use_breaker = !(t == LUA_TBOOLEAN && !lua_toboolean(L, -1));
+    p->breaker = !(t == LUA_TBOOLEAN && !lua_toboolean(L, -1));
     if (t == LUA_TTABLE) {
         double v;
         if ((v = opt_num(L, lua_gettop(L), "failures")) > 0)
-            ro->breaker.failures = (int)v;
+            p->breaker_settings.failures = (int)v;
         if ((v = opt_num(L, lua_gettop(L), "reset")) > 0)
-            ro->breaker.reset = v;
+            p->breaker_settings.reset = v;
     }
     lua_pop(L, 1);
-    url_host(req->url, ro->host, sizeof ro->host);
-    if (ro->use_breaker && breakers == NULL)
-        breakers = luar_breaker_registry_new(LUAR_BREAKER_DEFAULT_MAX_HOSTS);
-    ro->use_breaker = ro->use_breaker && breakers != NULL;
 
-    const char *rate = opt_str(L, 1, "rate");
-    if (rate) {
-        const char *key = opt_str(L, 1, "rate_key");
-        char def[LUAR_BREAKER_HOST_MAX + 8];
-        snprintf(def, sizeof def, "host:%s", ro->host);
-        ro->bucket = bucket_for(key ? key : def, rate);
-        if (ro->bucket == NULL)
-            luaL_error(L, "http.request: rate must look like \"10/s\", \"100/m\" or \"5000/h\"");
-        double mw = opt_num(L, 1, "rate_max_wait");
-        if (mw > 0)
-            ro->bucket->max_wait = mw;
-    }
+    p->rate = opt_str(L, 1, "rate");
+    double per_second, burst;
+    if (p->rate && luar_parse_rate(p->rate, &per_second, &burst))
+        luaL_error(L, "http.request: rate must look like \"10/s\", \"100/m\" or \"5000/h\"");
+    p->rate_key = opt_str(L, 1, "rate_key");
+    p->rate_max_wait = opt_num(L, 1, "rate_max_wait");
 
     if (lua_getfield(L, 1, "cache") == LUA_TTABLE) {
         int ct = lua_gettop(L);
-        ro->use_cache = 1;
+        p->cache = 1;
         if (lua_getfield(L, ct, "ttl") == LUA_TNUMBER && lua_tonumber(L, -1) >= 0)
-            ro->cache_ttl = lua_tonumber(L, -1); /* 0: revalidate every time */
+            p->cache_ttl = lua_tonumber(L, -1); /* 0: revalidate every time */
         else if (!lua_isnil(L, -1))
             luaL_error(L, "http.request: cache.ttl must be a number of seconds >= 0");
         lua_pop(L, 1);
         if (lua_getfield(L, ct, "stale_if_error") == LUA_TBOOLEAN)
-            ro->stale_if_error = lua_toboolean(L, -1) ? 86400 : 0;
+            p->stale_if_error = lua_toboolean(L, -1) ? 86400 : 0;
         else if (lua_isnumber(L, -1))
-            ro->stale_if_error = lua_tonumber(L, -1);
+            p->stale_if_error = lua_tonumber(L, -1);
         lua_pop(L, 1);
-        if (cache == NULL)
-            cache = luar_cache_new(LUAR_CACHE_DEFAULT_MAX_BYTES);
-        ro->use_cache = cache != NULL;
     }
     lua_pop(L, 1);
-    for (size_t i = 0; i < req->nheaders; i++)
-        if (strcasecmp(req->headers[i].name, "idempotency-key") == 0)
-            ro->has_idempotency_key = 1;
 }
 
 /*
@@ -692,24 +358,28 @@ static int client_send(lua_State *L)
     int raise = lua_toboolean(L, -1);
     lua_pop(L, 2);
 
-    struct req_op res_opts;
-    memset(&res_opts, 0, sizeof res_opts);
-    read_resilience(L, &req, &res_opts);
+    luar_client_policy_t policy;
+    read_policy(L, &policy);
 
     uv_loop_t *loop = luar_bridge_loop(L);
     hold_pool(L, loop);
     luar_bridge_op_t *op = luar_bridge_op_new(L, "http.request", sizeof(struct req_op));
     struct req_op *ro = luar_bridge_op_data(op);
-    *ro = res_opts;
     ro->op = op;
-    ro->loop = loop;
     ro->req = req;
-    ro->attempt = 1;
     ro->raise_for_status = raise;
-    uv_timer_init(loop, &ro->wait);
-    ro->wait.data = ro;
     luar_bridge_op_set_cleanup(op, req_cleanup);
-    start_attempt(ro);
+    int rc = luar_client_send(loop, &ro->req, &policy, on_sent, ro, &ro->send);
+    if (rc) {
+        ro->send = NULL;
+        ro->res = calloc(1, sizeof *ro->res);
+        if (ro->res) {
+            ro->res->rc = rc;
+            ro->res->kind = rc == LUAR_EINVAL ? "invalid" : "connect";
+            snprintf(ro->res->message, sizeof ro->res->message, "%s", luar_strerror(rc));
+        }
+        luar_bridge_complete(op);
+    }
     return luar_bridge_yield(L, op, req_push);
 }
 
