@@ -3,6 +3,7 @@
  * backoff with full jitter, and Retry-After in its three HTTP-date forms.
  */
 #include "client/retry.h"
+#include "sched/tz.h"
 
 #include "common/error.h"
 #include "crypto/crypto.h"
@@ -52,16 +53,6 @@ int luar_retry_method_idempotent(const char *method)
     return 0;
 }
 
-/* Days from 1970-01-01 to the civil date y-m-d (proleptic Gregorian; Howard Hinnant). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
 
 static int days_in_month(int y, int m)
 {
@@ -172,7 +163,7 @@ static int http_date(const char *s, const char *end, double *epoch)
     }
     if (p != end || d < 1 || d > days_in_month(y, m))
         return -1;
-    *epoch = (double)(days_from_civil(y, m, d) * 86400 + h * 3600 + mi * 60 + sec);
+    *epoch = (double)(luar_days_from_civil(y, m, d) * 86400 + h * 3600 + mi * 60 + sec);
     return 0;
 }
 
