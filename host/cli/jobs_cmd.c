@@ -35,8 +35,8 @@
 #define LIST_ERROR_WIDTH 60
 /* Widest name or queue column of `jobs list`. */
 #define LIST_NAME_WIDTH 32
-/* max_attempts of a job enqueued with no definition: jobs.enqueue's default of 3 retries. */
-#define UNDEFINED_JOB_MAX_ATTEMPTS 4
+/* max_attempts of a job enqueued with no definition: jobs.enqueue's default. */
+#define UNDEFINED_JOB_MAX_ATTEMPTS (LUAR_JOBS_DEFAULT_RETRIES + 1)
 
 /* ---- options ------------------------------------------------------------------------ */
 

@@ -22,6 +22,9 @@ typedef enum {
     LUAR_BACKOFF_FUNCTION,    /* a Lua function of the attempt, in the VM's registry */
 } luar_backoff_kind_t;
 
+/* Retries after the first attempt when a definition (or an enqueue without one) gives none. */
+#define LUAR_JOBS_DEFAULT_RETRIES 3
+
 /* One jobs.define (or one events.subscribe, which defines a job "event:<name>"). */
 typedef struct luar_job_def {
     char *name;
@@ -61,7 +64,10 @@ luar_jobs_registry_t *luar_jobs_registry(luar_vm_t *vm);
 /* Frees a registry (the VM's close does it). Registry references die with the state. */
 void luar_jobs_registry_free(luar_jobs_registry_t *r);
 
-/* Adds a definition (takes ownership of `def`'s strings); LUAR_EEXISTS for a taken name. */
+/*
+ * Adds a definition. Takes ownership of `def`'s strings, also when it fails: LUAR_EEXISTS
+ * for a taken name, LUAR_ENOMEM.
+ */
 int luar_jobs_define(luar_jobs_registry_t *r, luar_job_def_t *def);
 
 /* The definition named `name`, or NULL. */
@@ -71,7 +77,7 @@ const luar_job_def_t *luar_jobs_find(const luar_jobs_registry_t *r, const char *
 size_t luar_jobs_count(const luar_jobs_registry_t *r);
 const luar_job_def_t *luar_jobs_at(const luar_jobs_registry_t *r, size_t i);
 
-/* Adds a schedule (takes ownership); LUAR_EEXISTS for a taken name. */
+/* Adds a schedule; takes ownership of its strings also when it fails (LUAR_EEXISTS, ENOMEM). */
 int luar_jobs_add_schedule(luar_jobs_registry_t *r, luar_schedule_t *s);
 size_t luar_jobs_schedules(const luar_jobs_registry_t *r);
 const luar_schedule_t *luar_jobs_schedule_at(const luar_jobs_registry_t *r, size_t i);

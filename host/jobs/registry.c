@@ -44,11 +44,15 @@ void luar_jobs_registry_free(luar_jobs_registry_t *r)
 
 int luar_jobs_define(luar_jobs_registry_t *r, luar_job_def_t *def)
 {
-    if (luar_jobs_find(r, def->name))
+    if (luar_jobs_find(r, def->name)) {
+        free_def(def);
         return LUAR_EEXISTS;
+    }
     luar_job_def_t *d = realloc(r->defs, (r->ndefs + 1) * sizeof *d);
-    if (d == NULL)
+    if (d == NULL) {
+        free_def(def);
         return LUAR_ENOMEM;
+    }
     r->defs = d;
     r->defs[r->ndefs++] = *def;
     return 0;
@@ -85,12 +89,17 @@ static void free_schedule(luar_schedule_t *s)
 
 int luar_jobs_add_schedule(luar_jobs_registry_t *r, luar_schedule_t *s)
 {
-    for (size_t i = 0; i < r->nschedules; i++)
-        if (strcmp(r->schedules[i].name, s->name) == 0)
+    for (size_t i = 0; i < r->nschedules; i++) {
+        if (strcmp(r->schedules[i].name, s->name) == 0) {
+            free_schedule(s);
             return LUAR_EEXISTS;
+        }
+    }
     luar_schedule_t *list = realloc(r->schedules, (r->nschedules + 1) * sizeof *list);
-    if (list == NULL)
+    if (list == NULL) {
+        free_schedule(s);
         return LUAR_ENOMEM;
+    }
     r->schedules = list;
     r->schedules[r->nschedules++] = *s;
     return 0;

@@ -101,7 +101,7 @@ static void fire(luar_scheduler_t *sc, luar_vm_t *vm, const luar_schedule_t *s, 
     spec.name = s->job;
     spec.queue = def ? def->queue : "default";
     spec.priority = def ? def->priority : 0;
-    spec.max_attempts = (def ? def->retries : 3) + 1;
+    spec.max_attempts = (def ? def->retries : LUAR_JOBS_DEFAULT_RETRIES) + 1;
     spec.args = s->args;
     spec.run_at = tick;
     char key[300];
@@ -245,16 +245,10 @@ static int add_schedule(lua_State *L, luar_schedule_t *s)
     if (s->tz == NULL)
         s->tz = strdup("UTC");
     luar_jobs_registry_t *r = luar_jobs_registry(luar_vm_of(L));
-    int rc = r ? luar_jobs_add_schedule(r, s) : LUAR_ENOMEM;
+    char name[128];
+    snprintf(name, sizeof name, "%s", s->name);
+    int rc = r ? luar_jobs_add_schedule(r, s) : LUAR_ENOMEM; /* takes s's strings either way */
     if (rc) {
-        char name[128];
-        snprintf(name, sizeof name, "%s", s->name);
-        free(s->name);
-        free(s->expr);
-        free(s->tz);
-        free(s->job);
-        free(s->args);
-        free(s->cron);
         return luaL_error(L, rc == LUAR_EEXISTS ? "a schedule named %s is already declared"
                                                 : "schedule %s: %s",
                           name, luar_strerror(rc));

@@ -18,8 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_RETRIES 3
-
 /* ---- jobs.define --------------------------------------------------------------------- */
 
 static double opt_number(lua_State *L, int t, const char *k, double dflt, double min)
@@ -55,14 +53,14 @@ static void read_def(lua_State *L, int t, luar_job_def_t *d)
 {
     d->backoff = LUAR_BACKOFF_EXPONENTIAL;
     d->backoff_cap = 3600;
-    d->retries = DEFAULT_RETRIES;
+    d->retries = LUAR_JOBS_DEFAULT_RETRIES;
     d->backoff_ref = LUA_NOREF;
     if (t == 0) {
         d->queue = strdup("default");
         return;
     }
     d->queue = strdup(opt_string(L, t, "queue", "default"));
-    d->retries = (int)opt_number(L, t, "retries", DEFAULT_RETRIES, 0);
+    d->retries = (int)opt_number(L, t, "retries", LUAR_JOBS_DEFAULT_RETRIES, 0);
     d->timeout = opt_number(L, t, "timeout", 0, 0);
     d->unique_for = opt_number(L, t, "unique_for", 0, 0);
     d->priority = (int)opt_number(L, t, "priority", 0, -1e9);
@@ -94,17 +92,12 @@ static void define(lua_State *L, luar_job_def_t *d, int fn_idx)
 {
     luar_vm_t *vm = luar_vm_of(L);
     luar_jobs_registry_t *r = luar_jobs_registry(vm);
-    if (r == NULL)
-        luaL_error(L, "out of memory");
+    char name[128];
+    snprintf(name, sizeof name, "%s", d->name);
     lua_pushvalue(L, fn_idx);
     d->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    int rc = luar_jobs_define(r, d);
+    int rc = r ? luar_jobs_define(r, d) : LUAR_ENOMEM; /* takes d's strings either way */
     if (rc) {
-        char name[128];
-        snprintf(name, sizeof name, "%s", d->name);
-        free(d->name);
-        free(d->queue);
-        free(d->pattern);
         luaL_error(L, rc == LUAR_EEXISTS ? "a job named %s is already defined" : "%s: %s",
                    name, luar_strerror(rc));
     }
@@ -218,7 +211,7 @@ static void build_spec(lua_State *L, const char *name, int args_idx, int opts,
     spec->name = name;
     spec->queue = def ? def->queue : "default";
     spec->priority = def ? def->priority : 0;
-    spec->max_attempts = (def ? def->retries : DEFAULT_RETRIES) + 1;
+    spec->max_attempts = (def ? def->retries : LUAR_JOBS_DEFAULT_RETRIES) + 1;
     if (lua_isnoneornil(L, args_idx) || lua_islightuserdata(L, args_idx))
         lua_pushliteral(L, "{}"); /* no arguments: the job gets an empty table */
     else
