@@ -13,6 +13,7 @@
  */
 #include "jobs/jobs.h"
 #include "common/error.h"
+#include "client/ratelimit.h"
 #include "crypto/crypto.h"
 #include "log/log.h"
 #include "lua/task.h"
@@ -38,8 +39,7 @@ typedef struct qstate {
 
 typedef struct bucket {
     char *job;
-    double tokens;
-    double last;
+    luar_tokenbucket_t tb; /* host/client/ratelimit.h: the one token bucket */
 } bucket_t;
 
 typedef struct running_job {
@@ -433,22 +433,19 @@ static double take_token(luar_runner_t *r, const luar_job_def_t *def)
         if (strcmp(r->buckets[i].job, def->name) == 0)
             b = &r->buckets[i];
     if (b == NULL) {
-        if (r->nbuckets == MAX_BUCKETS)
+        if (r->nbuckets == MAX_BUCKETS || luar_tokenbucket_init(&r->buckets[r->nbuckets].tb,
+                                                                 def->rate, def->rate_burst))
             return 0;
         b = &r->buckets[r->nbuckets++];
         b->job = strdup(def->name);
-        b->tokens = def->rate_burst;
-        b->last = now;
+        b->tb.max_wait = -1;
     }
-    b->tokens += (now - b->last) * def->rate;
-    if (b->tokens > def->rate_burst)
-        b->tokens = def->rate_burst;
-    b->last = now;
-    if (b->tokens >= 1) {
-        b->tokens -= 1;
-        return 0;
-    }
-    return (1 - b->tokens) / def->rate;
+    /* A job over the rate is put back until its turn, not made to hold a reservation. */
+    double wait = luar_tokenbucket_peek(&b->tb, now);
+    if (wait > 0)
+        return wait;
+    luar_tokenbucket_reserve(&b->tb, now);
+    return 0;
 }
 
 static void start_job(luar_runner_t *r, luar_vm_t *vm, const luar_job_t *job)
