@@ -4,6 +4,7 @@ worker processes sharing one database file."""
 import json
 import os
 import random
+import select
 import shutil
 import signal
 import tempfile
@@ -64,13 +65,16 @@ def kill_all(luar):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    for pid in pids:  # wait until each is gone (bounded)
-        for _ in range(500):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.01)
+    for pid in pids:  # wait until each has exited: a pidfd becomes readable then
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            ready, _, _ = select.select([fd], [], [], 10)
+            assert ready, "worker %d still alive 10 s after SIGKILL" % pid
+        finally:
+            os.close(fd)
     return time.time()
 
 
@@ -88,6 +92,7 @@ def test_sigkill_under_load_loses_no_acknowledged_job():
     base = tempfile.mkdtemp(prefix="luar-crash-")
     data_dir, runs_path = os.path.join(base, "data"), os.path.join(base, "runs.txt")
     acked = []
+    acked_cond = threading.Condition()
     kills = {}
     for rnd in range(4):
         # Each round: a fresh instance (two workers) on the same database, killed mid-load.
@@ -104,7 +109,9 @@ def test_sigkill_under_load_loses_no_acknowledged_job():
                 try:
                     status, _, body = luar.request("POST", "/work", timeout=5)
                     if status == 202:
-                        acked.append(json.loads(body)["id"])
+                        with acked_cond:
+                            acked.append(json.loads(body)["id"])
+                            acked_cond.notify_all()
                 except OSError:
                     pass  # the kill interrupts requests: only answered 202s count
 
@@ -112,10 +119,9 @@ def test_sigkill_under_load_loses_no_acknowledged_job():
         for t in threads:
             t.start()
         # Kill at a random moment once some work is acknowledged in this round.
-        before = len(acked)
-        deadline = time.monotonic() + 20
-        while len(acked) < before + rng.randint(20, 200) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        target = len(acked) + rng.randint(20, 200)
+        with acked_cond:
+            acked_cond.wait_for(lambda: len(acked) >= target, timeout=20)
         kills[str(rnd)] = kill_all(luar)
         stop.set()
         for t in threads:
