@@ -17,7 +17,7 @@ Routes (query parameters in brackets):
                               seconds), headers; DELETE /_requests clears it
 
 FaultServer(tls=None | {"cert":, "key":, "client_ca": None | path}) then .start(),
-.port, .url(path), .requests(), .stop(). Run as a script, it prints its port and serves.
+.port, .url(path), .requests(), .wait_requests(prefix, n), .stop(). Run as a script, it prints its port and serves.
 """
 import http.server
 import json
@@ -172,6 +172,7 @@ class _Server(http.server.ThreadingHTTPServer):
 class FaultServer:
     def __init__(self, tls=None):
         self.lock = threading.Lock()
+        self.received = threading.Condition(self.lock)  # notified at every recorded request
         self._requests = []
         self._seq = {}
         self._conns = []
@@ -197,6 +198,7 @@ class FaultServer:
         with self.lock:
             self._requests.append({"method": method, "path": path, "t": time.monotonic(),
                                    "headers": headers})
+            self.received.notify_all()
 
     def _note_tls_failure(self):
         with self.lock:
@@ -206,6 +208,16 @@ class FaultServer:
         with self.lock:
             return [r for r in self._requests
                     if path_prefix is None or r["path"].startswith(path_prefix)]
+
+    def wait_requests(self, path_prefix, n=1, timeout=10):
+        """Waits until at least n requests under path_prefix arrived; returns them."""
+        with self.received:
+            self.received.wait_for(lambda: len([r for r in self._requests
+                                                if r["path"].startswith(path_prefix)]) >= n,
+                                   timeout)
+        got = self.requests(path_prefix)
+        assert len(got) >= n, "%d of %d requests to %s arrived" % (len(got), n, path_prefix)
+        return got
 
     def clear(self):
         with self.lock:

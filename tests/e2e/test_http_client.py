@@ -379,9 +379,7 @@ def test_shutdown_cancels_a_transfer_in_flight():
                                                                           timeout=30)))
             t.start()
             luar.wait_log(lambda r: r.get("msg") == "calling upstream")
-            deadline = time.monotonic() + 10
-            while not fs.requests("/hang") and time.monotonic() < deadline:
-                time.sleep(0.02)
+            fs.wait_requests("/hang")  # the transfer is in flight upstream
             t0 = time.monotonic()
             assert luar.stop() == 0
             assert time.monotonic() - t0 < 10
