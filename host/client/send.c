@@ -9,6 +9,7 @@
 #include "client/cache.h"
 #include "client/ratelimit.h"
 #include "common/error.h"
+#include "common/clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,13 +56,6 @@ static struct {
     luar_tokenbucket_t bucket;
 } buckets[MAX_BUCKETS];
 static int nbuckets;
-
-static double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* The bucket named `key` with `rate` ("10/s"), created on first use; NULL on a bad rate. */
 static luar_tokenbucket_t *bucket_for(const char *key, const char *rate)
@@ -132,7 +126,7 @@ static luar_client_res_t *local_error(int rc, const char *kind, const char *mess
  */
 static double resilience_before_attempt(struct luar_client_send *ro, luar_client_res_t **out)
 {
-    double now = wall_now();
+    double now = luar_time_now();
     const char *method = ro->req.method ? ro->req.method : "GET";
     if (ro->attempt == 1 && ro->use_cache && cache && !ro->stale && !ro->breaker_held &&
         !ro->rate_reserved) {
@@ -207,7 +201,7 @@ static void resilience_after_attempt(struct luar_client_send *ro, luar_client_re
         luar_breaker_report(breakers, ro->host, ro->breaker_token,
                             luar_breaker_outcome((*res)->rc ? 0 : (int)(*res)->status,
                                                  (*res)->rc ? (*res)->kind : NULL),
-                            wall_now());
+                            luar_time_now());
     ro->breaker_held = 0;
     ro->rate_reserved = 0;
 }
@@ -220,7 +214,7 @@ static double resilience_retry_delay(struct luar_client_send *ro, const luar_cli
                           ro->has_idempotency_key, ro->attempt, res->rc ? 0 : (int)res->status,
                           res->rc ? res->kind : NULL,
                           res->rc ? NULL : luar_client_res_header(res, "retry-after"),
-                          wall_now(), &delay) == 1)
+                          luar_time_now(), &delay) == 1)
         return delay;
     return -1;
 }
@@ -235,7 +229,7 @@ static luar_client_res_t *resilience_final(struct luar_client_send *ro, luar_cli
 {
     if (!ro->use_cache || cache == NULL || res == NULL)
         goto done;
-    double now = wall_now();
+    double now = luar_time_now();
     const char *method = ro->req.method ? ro->req.method : "GET";
     if (res->rc == 0 && res->status == 304 && ro->stale) {
         luar_cache_revalidated(cache, ro->stale, now, ro->cache_ttl);
@@ -413,7 +407,7 @@ void luar_client_send_cancel(luar_client_send_t *ro)
     if (ro->call) /* mid-transfer: stop it now */
         luar_client_cancel(ro->call);
     ro->call = NULL;
-    double now = wall_now();
+    double now = luar_time_now();
     if (ro->breaker_held) /* cancelled: the host did nothing wrong */
         luar_breaker_report(breakers, ro->host, ro->breaker_token, LUAR_BREAKER_NEUTRAL, now);
     ro->breaker_held = 0;

@@ -2,6 +2,7 @@
  * luar.time: wall clock, monotonic clock and sleep. sleep is the reference use of the
  * coroutine bridge: a uv_timer in the op record, completed by the timer callback.
  */
+#include "common/clock.h"
 #include "lua/bridge.h"
 #include "lua/modules.h"
 
@@ -18,9 +19,7 @@ struct sleep_op {
 /* time.now() → unix seconds as a float. [-0, +1] */
 static int time_now(lua_State *L)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    lua_pushnumber(L, luar_time_now());
     return 1;
 }
 

@@ -5,6 +5,7 @@
  */
 #include "queue/backend.h"
 #include "common/error.h"
+#include "common/clock.h"
 
 #include <pthread.h>
 #include <stdalign.h>
@@ -318,9 +319,7 @@ double luar_queue_now(luar_queue_t *q)
 {
     if (q->clock)
         return q->clock(q->clock_arg);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return luar_time_now();
 }
 
 void luar_queue_set_dead_ttl(luar_queue_t *q, double dead_ttl)
