@@ -223,36 +223,52 @@ void luar_scheduler_stop(luar_scheduler_t *sc, void (*done)(void *arg), void *ar
 
 /* ---- jobs.cron / jobs.every ---------------------------------------------------------- */
 
-/* Reads the common tail (job, args, opts) and registers `s`; raises on misuse. */
-static int add_schedule(lua_State *L, luar_schedule_t *s)
+/*
+ * Registers schedule `name` (a cron expression `cron`/`expr`, or every `every` seconds)
+ * firing job argument 3 with arguments 4 and options 5 (tz, catch_up). Everything that can
+ * raise is read before anything is allocated, so a misuse leaks nothing.
+ */
+static int add_schedule(lua_State *L, const char *name, const char *expr,
+                        const luar_cron_t *cron, double every)
 {
-    s->job = strdup(luaL_checkstring(L, 3));
-    if (lua_isnoneornil(L, 4)) {
-        s->args = strdup("{}");
-    } else {
-        s->args = strdup(luar_json_encode(L, 4, NULL));
-        lua_pop(L, 1);
-    }
+    const char *job = luaL_checkstring(L, 3);
+    const char *args = lua_isnoneornil(L, 4) ? "{}" : luar_json_encode(L, 4, NULL);
+    const char *tz = "UTC";
+    int catch_up = 0;
     if (lua_istable(L, 5)) {
-        lua_getfield(L, 5, "tz");
-        if (!lua_isnil(L, -1))
-            s->tz = strdup(luaL_checkstring(L, -1));
-        lua_pop(L, 1);
+        if (lua_getfield(L, 5, "tz") != LUA_TNIL) {
+            tz = luaL_checkstring(L, -1);
+            const luar_tz_t *z;
+            luar_buf_t *err = luar_lua_newbuf(L, 1024);
+            if (luar_tz_load(tz, &z, err))
+                return luaL_error(L, "schedule %s: %s", name, err->data ? err->data : "bad tz");
+            lua_pop(L, 1);
+        }
         lua_getfield(L, 5, "catch_up");
-        s->catch_up = lua_toboolean(L, -1);
-        lua_pop(L, 1);
+        catch_up = lua_toboolean(L, -1);
+        lua_pop(L, 1); /* tz stays on the stack until the copy below */
     }
-    if (s->tz == NULL)
-        s->tz = strdup("UTC");
+    luar_schedule_t s;
+    memset(&s, 0, sizeof s);
+    if (cron) {
+        s.cron = malloc(sizeof *cron);
+        if (s.cron == NULL)
+            return luaL_error(L, "schedule %s: out of memory", name);
+        memcpy(s.cron, cron, sizeof *cron);
+    }
+    s.name = strdup(name);
+    s.expr = expr ? strdup(expr) : NULL;
+    s.every = every;
+    s.tz = strdup(tz);
+    s.job = strdup(job);
+    s.args = strdup(args);
+    s.catch_up = catch_up;
     luar_jobs_registry_t *r = luar_jobs_registry(luar_vm_of(L));
-    char name[128];
-    snprintf(name, sizeof name, "%s", s->name);
-    int rc = r ? luar_jobs_add_schedule(r, s) : LUAR_ENOMEM; /* takes s's strings either way */
-    if (rc) {
+    int rc = r ? luar_jobs_add_schedule(r, &s) : LUAR_ENOMEM; /* takes s's strings either way */
+    if (rc)
         return luaL_error(L, rc == LUAR_EEXISTS ? "a schedule named %s is already declared"
                                                 : "schedule %s: %s",
                           name, luar_strerror(rc));
-    }
     return 0;
 }
 
@@ -261,29 +277,12 @@ int luar_jobs_cron(lua_State *L)
     const char *name = luaL_checkstring(L, 1);
     const char *expr = luaL_checkstring(L, 2);
     luaL_checkstring(L, 3);
-    luar_schedule_t s;
-    memset(&s, 0, sizeof s);
-    luar_cron_t *c = malloc(sizeof *c);
+    luar_cron_t c;
     luar_buf_t *err = luar_lua_newbuf(L, 1024);
-    if (c == NULL || luar_cron_parse(expr, c, err)) {
-        free(c);
-        return luaL_error(L, "jobs.cron %s: %s", name, err->data ? err->data : "out of memory");
-    }
+    if (luar_cron_parse(expr, &c, err))
+        return luaL_error(L, "jobs.cron %s: %s", name, err->data ? err->data : "invalid");
     lua_pop(L, 1);
-    if (lua_istable(L, 5)) {
-        lua_getfield(L, 5, "tz");
-        const luar_tz_t *z;
-        err = luar_lua_newbuf(L, 1024);
-        if (lua_isstring(L, -2) && luar_tz_load(lua_tostring(L, -2), &z, err)) {
-            free(c);
-            return luaL_error(L, "jobs.cron %s: %s", name, err->data ? err->data : "bad tz");
-        }
-        lua_pop(L, 2);
-    }
-    s.name = strdup(name);
-    s.expr = strdup(expr);
-    s.cron = c;
-    return add_schedule(L, &s);
+    return add_schedule(L, name, expr, &c, 0);
 }
 
 int luar_jobs_every(lua_State *L)
@@ -292,11 +291,7 @@ int luar_jobs_every(lua_State *L)
     double every = luaL_checknumber(L, 2);
     luaL_argcheck(L, every >= 1 && isfinite(every), 2, "expected at least 1 second");
     luaL_checkstring(L, 3);
-    luar_schedule_t s;
-    memset(&s, 0, sizeof s);
-    s.name = strdup(name);
-    s.every = every;
-    return add_schedule(L, &s);
+    return add_schedule(L, name, NULL, NULL, every);
 }
 
 void luar_jobs_print_schedules(luar_vm_t *vm, FILE *out)

@@ -46,7 +46,8 @@ static const char *opt_string(lua_State *L, int t, const char *k, const char *df
 }
 
 /*
- * Reads the options of a definition into `d` (the strings are copied). Raises on misuse.
+ * Reads the options of a definition into `d` (the strings are copied). Raises on misuse,
+ * having allocated nothing then: the queue name is copied once every option has been read.
  * `t` is the options table or 0.
  */
 static void read_def(lua_State *L, int t, luar_job_def_t *d)
@@ -59,7 +60,7 @@ static void read_def(lua_State *L, int t, luar_job_def_t *d)
         d->queue = strdup("default");
         return;
     }
-    d->queue = strdup(opt_string(L, t, "queue", "default"));
+    const char *queue = opt_string(L, t, "queue", "default"); /* alive: the table holds it */
     d->retries = (int)opt_number(L, t, "retries", LUAR_JOBS_DEFAULT_RETRIES, 0);
     d->timeout = opt_number(L, t, "timeout", 0, 0);
     d->unique_for = opt_number(L, t, "unique_for", 0, 0);
@@ -72,9 +73,7 @@ static void read_def(lua_State *L, int t, luar_job_def_t *d)
     if (lua_isfunction(L, -1)) {
         d->backoff = LUAR_BACKOFF_FUNCTION;
         d->backoff_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        return;
-    }
-    if (lua_type(L, -1) == LUA_TNUMBER) {
+    } else if (lua_type(L, -1) == LUA_TNUMBER) {
         d->backoff = LUAR_BACKOFF_FIXED;
         d->backoff_base = lua_tonumber(L, -1);
     } else if (lua_type(L, -1) == LUA_TSTRING) {
@@ -84,7 +83,9 @@ static void read_def(lua_State *L, int t, luar_job_def_t *d)
     } else if (!lua_isnil(L, -1)) {
         luaL_error(L, "option backoff: expected \"exponential\", a number or a function");
     }
-    lua_pop(L, 1);
+    if (d->backoff != LUAR_BACKOFF_FUNCTION)
+        lua_pop(L, 1);
+    d->queue = strdup(queue);
 }
 
 /* Registers a definition built by the caller (fn at `fn_idx`); raises on a taken name. */
