@@ -1,0 +1,10 @@
+/* luar.ratelimit (SPEC §4): being built (issue 5). */
+#include "lua/modules.h"
+
+#include <lauxlib.h>
+
+int luaopen_luar_ratelimit(lua_State *L)
+{
+    lua_newtable(L);
+    return 1;
+}
