@@ -1,0 +1,17 @@
+/*
+ * luar.webhooks is assembled from three files: mod_webhooks.c (webhooks.route and
+ * webhooks.on: inbound routes and their handlers), mod_webhooks_verify.c (webhooks.verify)
+ * and mod_webhooks_deliver.c (webhooks.deliver: outbound, signed, retried delivery).
+ */
+#ifndef LUAR_MOD_WEBHOOKS_H
+#define LUAR_MOD_WEBHOOKS_H
+
+#include <lua.h>
+
+/* webhooks.verify(scheme, {headers, body, secret | secrets, tolerance, …}) → ok, err */
+int luar_webhooks_verify(lua_State *L);
+
+/* webhooks.deliver{url, secret, type, payload, id, …} ⏸ → message id, or nil, err */
+int luar_webhooks_deliver(lua_State *L);
+
+#endif
