@@ -8,9 +8,12 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/core_names.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +50,50 @@ int luar_crypto_hmac(const char *alg, const void *key, size_t key_len, const voi
         return LUAR_EINVAL;
     *out_len = len;
     return 0;
+}
+
+/*
+ * The HMAC implementation, fetched once and kept for the process: fetching it on every
+ * call (a lookup under a lock in OpenSSL's method store) cost 10-25% of the CPU time of a
+ * webhook verification of a 1.7 KB body (about 4-5 us each on the development machine).
+ */
+static EVP_MAC *hmac_mac;
+static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+
+static void fetch_hmac(void)
+{
+    hmac_mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+}
+
+int luar_crypto_hmac_parts(const char *alg, const void *key, size_t key_len,
+                           const luar_crypto_part_t *parts, size_t nparts, uint8_t *out,
+                           size_t *out_len)
+{
+    static const unsigned char empty[1];
+    const EVP_MD *md = find_md(alg);
+    if (md == NULL)
+        return LUAR_EINVAL;
+    pthread_once(&hmac_once, fetch_hmac);
+    EVP_MAC_CTX *ctx = hmac_mac ? EVP_MAC_CTX_new(hmac_mac) : NULL;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string("digest", (char *)EVP_MD_get0_name(md), 0),
+        OSSL_PARAM_construct_end(),
+    };
+    int rc = LUAR_EINVAL;
+    size_t len = 0;
+    if (ctx == NULL || EVP_MAC_init(ctx, key_len ? key : empty, key_len, params) != 1)
+        goto done;
+    for (size_t i = 0; i < nparts; i++) {
+        if (parts[i].len && EVP_MAC_update(ctx, parts[i].data, parts[i].len) != 1)
+            goto done;
+    }
+    if (EVP_MAC_final(ctx, out, &len, LUAR_CRYPTO_MAX_MD) != 1)
+        goto done;
+    *out_len = len;
+    rc = 0;
+done:
+    EVP_MAC_CTX_free(ctx);
+    return rc;
 }
 
 int luar_crypto_digest(const char *alg, const void *data, size_t len, uint8_t *out, size_t *out_len)
