@@ -67,8 +67,8 @@ static void on_counts(void *arg, int rc, const luar_queue_count_t *counts, size_
     luar_buf_appendf(&b,
                      "{\"version\":\"%s\",\"pid\":%d,\"worker\":%d,\"uptime_seconds\":%.3f,"
                      "\"scripts_generation\":%u,\"jobs_running\":%zu,\"queues\":{",
-                     LUAR_VERSION, (int)getpid(), st->env.worker_id, uptime,
-                     st->env.generation, st->env.jobs_running);
+                     LUAR_VERSION, (int)getpid(), st->env.worker_id, uptime, st->env.generation,
+                     st->env.jobs_running);
     for (size_t i = 0; i < n; i++) {
         if (i)
             luar_buf_putc(&b, ',');
@@ -95,8 +95,7 @@ static void on_counts(void *arg, int rc, const luar_queue_count_t *counts, size_
     free(st);
 }
 
-static void get_stats(luar_http_req_t *req, const char *const *params,
-                      const luar_admin_env_t *env)
+static void get_stats(luar_http_req_t *req, const char *const *params, const luar_admin_env_t *env)
 {
     (void)params;
     struct stats *st = malloc(sizeof *st);
@@ -197,8 +196,7 @@ luar_admin_t *luar_admin_new(const char *token)
     if (a == NULL || token == NULL || token[0] == '\0')
         return a;
     size_t n = 0;
-    if (luar_crypto_digest("sha256", token, strlen(token), a->digest, &n) != 0 ||
-        n != DIGEST_LEN) {
+    if (luar_crypto_digest("sha256", token, strlen(token), a->digest, &n) != 0 || n != DIGEST_LEN) {
         free(a);
         return NULL;
     }
@@ -248,8 +246,8 @@ int luar_admin_handle(luar_admin_t *a, luar_http_req_t *req, const luar_admin_en
         int given = luar_http_req_header(req, "authorization") != NULL;
         const char *challenge = given ? "Bearer realm=\"luar admin\", error=\"invalid_token\""
                                       : "Bearer realm=\"luar admin\"";
-        luar_http_header_t h[2] = {json_type, {"WWW-Authenticate", 16, challenge,
-                                               strlen(challenge)}};
+        luar_http_header_t h[2] = {json_type,
+                                   {"WWW-Authenticate", 16, challenge, strlen(challenge)}};
         static const char body[] = "{\"error\":\"missing or invalid admin token\"}";
         luar_http_respond(req, 401, h, 2, body, sizeof body - 1);
         return 1;

@@ -21,11 +21,11 @@ typedef struct luar_admin luar_admin_t;
 
 /* What the admin endpoints read from the serving process, filled in per request. */
 typedef struct luar_admin_env {
-    luar_queue_t *queue;   /* the backend; NULL while shutting down */
-    size_t jobs_running;   /* jobs running in this process */
-    int worker_id;         /* 0 for a lone process */
-    unsigned generation;   /* scripts generation (1 for the first load) */
-    uint64_t started_ns;   /* uv_hrtime() when the process started serving */
+    luar_queue_t *queue; /* the backend; NULL while shutting down */
+    size_t jobs_running; /* jobs running in this process */
+    int worker_id;       /* 0 for a lone process */
+    unsigned generation; /* scripts generation (1 for the first load) */
+    uint64_t started_ns; /* uv_hrtime() when the process started serving */
 } luar_admin_env_t;
 
 /*

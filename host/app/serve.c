@@ -125,7 +125,7 @@ static void on_request(luar_http_req_t *req, void *udata)
     app_t *app = udata;
     if (builtin(app, req))
         return;
-    luar_admin_env_t env = {app->stopping == 2 ? NULL : app->queue,
+    luar_admin_env_t env = {app->queue,
                             app->runner ? luar_runner_running(app->runner) : 0,
                             app->worker_id, app->generation, app->started_ns};
     if (luar_admin_handle(app->admin, req, &env))

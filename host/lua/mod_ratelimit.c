@@ -48,9 +48,8 @@ static void rate_cleanup(luar_bridge_op_t *op, int canceled)
     luar_bridge_op_free(op);
 }
 
-int luar_ratelimit_yield(lua_State *L, const char *what, const char *key,
-                         const luar_gcra_t *limit, int64_t cost, const void *udata,
-                         luar_bridge_push_fn push)
+int luar_ratelimit_yield(lua_State *L, const char *what, const char *key, const luar_gcra_t *limit,
+                         int64_t cost, const void *udata, luar_bridge_push_fn push)
 {
     luar_bridge_op_t *op = luar_bridge_op_new(L, what, sizeof(struct rate_op));
     luar_bridge_op_set_cleanup(op, rate_cleanup);
@@ -85,11 +84,11 @@ static int check_push(lua_State *L, luar_bridge_op_t *op)
     luar_ratelimit_wait_t *w = luar_ratelimit_wait_of(op);
     if (w->rc) {
         luar_queue_t *q = luar_jobs_queue();
-        const char *why = w->rc == LUAR_ECLOSED && q == NULL ? "no queue backend in this command"
-                          : q && luar_queue_last_error(q)[0] ? luar_queue_last_error(q)
-                                                             : luar_strerror(w->rc);
-        return luar_lua_fail(L, "backend", "ratelimit.check: the backend did not answer (%s)",
-                             why);
+        const char *why = q == NULL ? "no queue backend in this command"
+                          : w->rc == LUAR_EIO && luar_queue_last_error(q)[0]
+                              ? luar_queue_last_error(q)
+                              : luar_strerror(w->rc);
+        return luar_lua_fail(L, "backend", "ratelimit.check: the backend did not answer (%s)", why);
     }
     const luar_gcra_result_t *r = &w->result;
     if (!r->allowed) {
@@ -114,9 +113,11 @@ static int ratelimit_check(lua_State *L)
     const char *limit_s = luaL_checkstring(L, 2);
     luar_gcra_t limit;
     if (luar_gcra_parse(&limit, limit_s))
-        return luaL_argerror(L, 2, lua_pushfstring(L, "expected a limit \"N/s\", \"N/m\", "
-                                                      "\"N/h\" or \"N/d\", got \"%s\"",
-                                                   limit_s));
+        return luaL_argerror(L, 2,
+                             lua_pushfstring(L,
+                                             "expected a limit \"N/s\", \"N/m\", "
+                                             "\"N/h\" or \"N/d\", got \"%s\"",
+                                             limit_s));
     lua_Integer cost = 1;
     const char *name = "check";
     if (!lua_isnoneornil(L, 3)) {
@@ -127,8 +128,9 @@ static int ratelimit_check(lua_State *L)
             if (!ok || cost < 1)
                 return luaL_error(L, "option cost: expected a whole number >= 1");
             if (cost > limit.burst)
-                return luaL_error(L, "option cost: %d is more than the limit's burst (%d): "
-                                     "it could never be allowed",
+                return luaL_error(L,
+                                  "option cost: %d is more than the limit's burst (%d): "
+                                  "it could never be allowed",
                                   (int)cost, (int)limit.burst);
         }
         if (lua_getfield(L, 3, "name") != LUA_TNIL) {

@@ -25,9 +25,8 @@ typedef struct luar_ratelimit_wait {
  * for messages. Use as `return luar_ratelimit_yield(...)`. Raises where a coroutine cannot
  * wait (see luar_bridge_op_new).
  */
-int luar_ratelimit_yield(lua_State *L, const char *what, const char *key,
-                         const luar_gcra_t *limit, int64_t cost, const void *udata,
-                         luar_bridge_push_fn push);
+int luar_ratelimit_yield(lua_State *L, const char *what, const char *key, const luar_gcra_t *limit,
+                         int64_t cost, const void *udata, luar_bridge_push_fn push);
 
 /* The outcome of the wait `op` started by luar_ratelimit_yield. */
 luar_ratelimit_wait_t *luar_ratelimit_wait_of(luar_bridge_op_t *op);

@@ -31,8 +31,8 @@ struct luar_route_guard {
     int has_rate;
     luar_gcra_t limit;
     int key_kind;
-    int key_ref;            /* KEY_FUNCTION: the function, in the registry */
-    int deny_on_error;      /* on_error = "deny" */
+    int key_ref;                     /* KEY_FUNCTION: the function, in the registry */
+    int deny_on_error;               /* on_error = "deny" */
     char header[HEADER_MAX_LEN + 1]; /* KEY_HEADER: the name, lower-case */
     char name[NAME_MAX_LEN + 1];     /* metric label */
     char scope[NAME_MAX_LEN + 8];    /* "route:<name>": the backend keys' namespace */
@@ -81,8 +81,9 @@ static void parse_rate(lua_State *L, int t, luar_route_guard_t *g)
             if (!token_char((unsigned char)k[7 + i]))
                 n = 0;
         if (n == 0 || n > HEADER_MAX_LEN)
-            luaL_error(L, "option rate.key: expected \"ip\", \"header:<Name>\" or a function, "
-                          "got \"%s\"",
+            luaL_error(L,
+                       "option rate.key: expected \"ip\", \"header:<Name>\" or a function, "
+                       "got \"%s\"",
                        k);
         g->key_kind = KEY_HEADER;
         for (size_t i = 0; i <= n; i++)
@@ -190,8 +191,7 @@ static void answer(luar_http_req_t *req, int status, long long retry_after)
     int slen = snprintf(seconds, sizeof seconds, "%lld", retry_after);
     luar_http_header_t h[2] = {{"Content-Type", 12, APP_JSON, sizeof APP_JSON - 1},
                                {"Retry-After", 11, seconds, (size_t)slen}};
-    luar_http_respond(req, status, h, status == 429 || status == 503 ? 2 : 1, body,
-                      (size_t)blen);
+    luar_http_respond(req, status, h, status == 429 || status == 503 ? 2 : 1, body, (size_t)blen);
 }
 
 int luar_route_guard_check_cert(const luar_route_guard_t *g, luar_http_req_t *req)
@@ -213,9 +213,9 @@ static void log_backend_failure(const char *name, int deny, int rc)
         return;
     }
     luar_queue_t *q = luar_jobs_queue();
-    const char *why = q == NULL                       ? "no queue backend"
-                      : luar_queue_last_error(q)[0] ? luar_queue_last_error(q)
-                                                    : luar_strerror(rc);
+    const char *why = q == NULL                                       ? "no queue backend"
+                      : rc == LUAR_EIO && luar_queue_last_error(q)[0] ? luar_queue_last_error(q)
+                                                                      : luar_strerror(rc);
     luar_logf(LUAR_LOG_WARN,
               "rate limit %s: the backend did not answer (%s): %s (%lu more since the last "
               "such line)",
@@ -247,8 +247,8 @@ static int verdict(const char *name, int deny_on_error, int rc, const luar_gcra_
 }
 
 /* Builds the client key ("ip:…", "h:…" or "fn:…") and hashes it into the backend key. */
-static void backend_key(const luar_route_guard_t *g, const luar_http_req_t *req,
-                        const char *fn_key, size_t fn_len, char out[LUAR_RATELIMIT_KEY_SIZE])
+static void backend_key(const luar_route_guard_t *g, const luar_http_req_t *req, const char *fn_key,
+                        size_t fn_len, char out[LUAR_RATELIMIT_KEY_SIZE])
 {
     luar_buf_t k;
     luar_buf_init(&k, 0);
@@ -316,8 +316,9 @@ static int entry_k(lua_State *L, int status, lua_KContext step)
             break;
         }
         if (has_fn && lua_type(L, 2) != LUA_TSTRING && lua_type(L, 2) != LUA_TNUMBER)
-            return luaL_error(L, "rate key function returned a %s (expected a string, a number, "
-                                 "or nil to leave the request unlimited)",
+            return luaL_error(L,
+                              "rate key function returned a %s (expected a string, a number, "
+                              "or nil to leave the request unlimited)",
                               luaL_typename(L, 2));
         lua_pushcfunction(L, guard_wait);
         lua_pushvalue(L, lua_upvalueindex(2));
@@ -424,8 +425,9 @@ static int call_key(lua_State *L)
         return 0;
     }
     if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
-        return luaL_error(L, "rate key function returned a %s (expected a string, a number, "
-                             "or nil to leave the request unlimited)",
+        return luaL_error(L,
+                          "rate key function returned a %s (expected a string, a number, "
+                          "or nil to leave the request unlimited)",
                           luaL_typename(L, -1));
     size_t n;
     const char *s = lua_tolstring(L, -1, &n);

@@ -31,7 +31,7 @@ typedef struct luar_gcra_result {
     int allowed;
     int store;              /* the backend must write tat_ns: allowed, or a TAT pulled back */
     int64_t tat_ns;         /* the key's TAT after this check */
-    int64_t retry_after_ns; /* refused: how long until the same request would be allowed; 0 when allowed */
+    int64_t retry_after_ns; /* refused: wait until the same request fits; 0 when allowed */
     int64_t reset_after_ns; /* how long until the bucket is full again */
     int64_t remaining;      /* requests (of cost 1) that would still be allowed right now */
 } luar_gcra_result_t;

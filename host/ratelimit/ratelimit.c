@@ -19,8 +19,8 @@ void luar_ratelimit_key(const char *scope, const char *key, size_t key_len,
     int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
              EVP_DigestUpdate(ctx, scope, strlen(scope) + 1) == 1 &&
              EVP_DigestUpdate(ctx, head, (size_t)n + 1) == 1 &&
-             EVP_DigestUpdate(ctx, key, key_len) == 1 &&
-             EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen == 32;
+             EVP_DigestUpdate(ctx, key, key_len) == 1 && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 &&
+             mdlen == 32;
     EVP_MD_CTX_free(ctx);
     if (!ok) {
         /* Out of memory inside OpenSSL: a key that is valid and shared by every such
@@ -42,8 +42,8 @@ static luar_metric_t *rejected(void)
     luar_metric_t *m = NULL;
     /* Registering again returns the family (and survives a registry reset in tests). */
     luar_metrics_register(LUAR_METRIC_COUNTER, "luar_ratelimit_rejected_total",
-                          "Requests refused by a rate limit, by the limit's name.", labels, 1,
-                          NULL, 0, &m, NULL);
+                          "Requests refused by a rate limit, by the limit's name.", labels, 1, NULL,
+                          0, &m, NULL);
     return m;
 }
 
