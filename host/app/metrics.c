@@ -1,7 +1,9 @@
-/* The host's own metrics: build info and reload outcomes. */
+/* The host's own metrics: build info, reload outcomes, and the families of subsystems that
+ * should be listed before their first sample. */
 #include "app/app.h"
 #include "luar_version.h"
 #include "metrics/metrics.h"
+#include "ratelimit/ratelimit.h"
 
 #include <stddef.h>
 
@@ -25,6 +27,7 @@ void luar_app_metrics_init(void)
         luar_metric_add(reloads, success, 0);
         luar_metric_add(reloads, failure, 0);
     }
+    luar_ratelimit_metrics_init();
 }
 
 void luar_app_count_reload(int ok)

@@ -7,6 +7,7 @@
  * closes itself when its last coroutine ends. Shutdown stops accepting, lets in-flight
  * requests finish (a uv_prepare notices the last one, no polling), then closes.
  */
+#include "app/admin.h"
 #include "app/app.h"
 #include "common/error.h"
 #include "jobs/jobs.h"
@@ -40,6 +41,8 @@ typedef struct app {
     luar_queue_t *queue;
     luar_runner_t *runner;
     luar_scheduler_t *scheduler;
+    luar_admin_t *admin; /* /admin/: the token gate and the admin API */
+    uint64_t started_ns;
     int runner_done, scheduler_done; /* stopped during the drain */
     struct retired_vm **retired; /* older generations still finishing their coroutines */
     size_t nretired;
@@ -121,6 +124,11 @@ static void on_request(luar_http_req_t *req, void *udata)
 {
     app_t *app = udata;
     if (builtin(app, req))
+        return;
+    luar_admin_env_t env = {app->queue,
+                            app->runner ? luar_runner_running(app->runner) : 0,
+                            app->worker_id, app->generation, app->started_ns};
+    if (luar_admin_handle(app->admin, req, &env))
         return;
     if (app->vm == NULL) {
         respond_json(req, 503, "{\"error\":\"scripts not loaded\"}");
@@ -441,8 +449,15 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
     app->worker_id = worker_id;
     uv_loop_init(&app->loop);
     signal(SIGPIPE, SIG_IGN);
+    /* Past a file size limit (ulimit -f) a write fails with EFBIG, which the queue turns
+     * into 503s and retries like a full disk (guarantee 6); SIGXFSZ would end the process. */
+    signal(SIGXFSZ, SIG_IGN);
     luar_app_metrics_init();
     mkdir(cfg->data, 0700);
+    app->started_ns = uv_hrtime();
+    app->admin = luar_admin_new(cfg->admin_token);
+    if (app->admin == NULL)
+        goto fail;
 
     if (luar_queue_open(&app->loop, cfg->queue, &app->queue, &err)) {
         fprintf(stderr, "luar: queue %s: %s\n", cfg->queue, err.data ? err.data : "cannot open");
@@ -500,6 +515,7 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
         luar_logf(LUAR_LOG_WARN, "loop closed with handles still open");
     luar_log_flush();
     luar_buf_free(&err);
+    luar_admin_free(app->admin);
     free(app->retired);
     free(app);
     return status;
@@ -518,6 +534,7 @@ fail:
     uv_loop_close(&app->loop);
     luar_log_flush();
     luar_buf_free(&err);
+    luar_admin_free(app->admin);
     free(app->retired);
     free(app);
     return status;

@@ -8,8 +8,10 @@
 #include "common/error.h"
 #include "log/log.h"
 #include "lua/error.h"
+#include "lua/mod_http.h"
 #include "lua/mod_http_client.h"
 #include "lua/modules.h"
+#include "lua/route_guard.h"
 #include "lua/util.h"
 #include "lua/vm_internal.h"
 
@@ -43,6 +45,7 @@ struct route {
     struct seg *segs;
     int nsegs;
     int fn_ref;
+    luar_route_guard_t *guard; /* rate, require_client_cert; NULL when neither */
 };
 
 struct http_router {
@@ -58,6 +61,7 @@ void luar_http_router_free(luar_vm_t *vm)
     for (size_t i = 0; i < r->n; i++) {
         free(r->routes[i].pattern);
         free(r->routes[i].segs);
+        luar_route_guard_free(NULL, r->routes[i].guard); /* the state is closed already */
     }
     free(r->routes);
     free(r);
@@ -177,7 +181,10 @@ static int parse_pattern(lua_State *L, const char *pattern, struct seg *segs)
     return n;
 }
 
-/* http.route(method, pattern, handler[, opts]): declares a route. [-4, +0] */
+/*
+ * http.route(method, pattern, handler[, opts]): declares a route. opts: the guards of
+ * route_guard.h (rate, require_client_cert). [-4, +0]
+ */
 static int http_route(lua_State *L)
 {
     luar_vm_t *vm = luar_vm_of(L);
@@ -203,17 +210,23 @@ static int http_route(lua_State *L)
         if (strcmp(router->routes[i].method, method) == 0 &&
             strcmp(router->routes[i].pattern, pattern) == 0)
             return luaL_error(L, "route %s %s is already defined", method, pattern);
+    /* Raises on a bad option before anything is allocated; frees itself below if needed. */
+    luar_route_guard_t *guard = luar_route_guard_parse(L, lua_istable(L, 4) ? 4 : 0, pattern);
     if (router == NULL) {
         router = calloc(1, sizeof *router);
-        if (router == NULL)
+        if (router == NULL) {
+            luar_route_guard_free(L, guard);
             return luaL_error(L, "not enough memory");
+        }
         vm->router = router;
     }
     if (router->n == router->cap) {
         size_t cap = router->cap ? router->cap * 2 : 16;
         struct route *grown = realloc(router->routes, cap * sizeof *grown);
-        if (grown == NULL)
+        if (grown == NULL) {
+            luar_route_guard_free(L, guard);
             return luaL_error(L, "not enough memory");
+        }
         router->routes = grown;
         router->cap = cap;
     }
@@ -228,11 +241,13 @@ static int http_route(lua_State *L)
         free(r->pattern);
         free(r->segs);
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        luar_route_guard_free(L, guard);
         return luaL_error(L, "not enough memory");
     }
     memcpy(r->segs, segs, sizeof(struct seg) * (size_t)nsegs);
     r->nsegs = nsegs;
     r->fn_ref = ref;
+    r->guard = guard;
     router->n++;
     return 0;
 }
@@ -307,9 +322,8 @@ struct http_setup {
     int np;
 };
 
-static void push_request(lua_State *L, struct http_setup *s)
+void luar_http_push_request(lua_State *L, luar_http_req_t *req)
 {
-    luar_http_req_t *req = s->req;
     lua_createtable(L, 0, 12);
     lua_pushstring(L, req->method);
     lua_setfield(L, -2, "method");
@@ -337,6 +351,38 @@ static void push_request(lua_State *L, struct http_setup *s)
     }
     lua_setfield(L, -2, "headers");
     lua_newtable(L);
+    lua_setfield(L, -2, "params");
+    lua_pushlstring(L, req->body, req->body_len);
+    lua_setfield(L, -2, "body");
+    lua_pushstring(L, req->request_id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, req->remote_addr);
+    lua_setfield(L, -2, "remote_addr");
+    lua_pushstring(L, req->route);
+    lua_setfield(L, -2, "route");
+    if (req->tls) {
+        lua_createtable(L, 0, 1);
+        if (req->tls_client_subject != NULL) {
+            lua_pushstring(L, req->tls_client_subject);
+            lua_setfield(L, -2, "client_subject");
+        }
+        lua_setfield(L, -2, "tls");
+    }
+    if (luaL_newmetatable(L, REQ_MT)) {
+        lua_createtable(L, 0, 1);
+        lua_pushcfunction(L, req_json);
+        lua_setfield(L, -2, "json");
+        lua_setfield(L, -2, "__index");
+    }
+    lua_setmetatable(L, -2);
+}
+
+/* Pushes the request table with the route's params. [-0, +1] */
+static void push_request(lua_State *L, struct http_setup *s)
+{
+    luar_http_req_t *req = s->req;
+    luar_http_push_request(L, req);
+    lua_getfield(L, -1, "params");
     const struct route *r = s->route;
     for (int i = 0; i < r->nsegs; i++) {
         const struct seg *sg = &r->segs[i];
@@ -356,36 +402,18 @@ static void push_request(lua_State *L, struct http_setup *s)
         }
         lua_rawset(L, -3);
     }
-    lua_setfield(L, -2, "params");
-    lua_pushlstring(L, req->body, req->body_len);
-    lua_setfield(L, -2, "body");
-    lua_pushstring(L, req->request_id);
-    lua_setfield(L, -2, "id");
-    lua_pushstring(L, req->remote_addr);
-    lua_setfield(L, -2, "remote_addr");
-    lua_pushstring(L, r->pattern);
-    lua_setfield(L, -2, "route");
-    if (req->tls) {
-        lua_createtable(L, 0, 1);
-        if (req->tls_client_subject != NULL) {
-            lua_pushstring(L, req->tls_client_subject);
-            lua_setfield(L, -2, "client_subject");
-        }
-        lua_setfield(L, -2, "tls");
-    }
-    if (luaL_newmetatable(L, REQ_MT)) {
-        lua_createtable(L, 0, 1);
-        lua_pushcfunction(L, req_json);
-        lua_setfield(L, -2, "json");
-        lua_setfield(L, -2, "__index");
-    }
-    lua_setmetatable(L, -2);
+    lua_pop(L, 1);
 }
 
 static int http_setup(lua_State *L, void *arg)
 {
     struct http_setup *s = arg;
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->route->fn_ref);
+    if (luar_route_guard_has_rate(s->route->guard)) {
+        /* The task runs the guard's entry, which checks the limit and calls the handler. */
+        luar_route_guard_push_entry(L, s->route->guard, -1, s->req);
+        lua_remove(L, -2);
+    }
     push_request(L, s);
     return 1;
 }
@@ -502,6 +530,10 @@ static int respond_protected(lua_State *L)
     } else {
         lua_pushnil(L);
     }
+    if (luar_route_guard_answer(L, 1, r->req)) { /* refused by the route's rate limit */
+        r->responded = 1;
+        return 0;
+    }
     int status = 200;
     const char *body = "", *ctype = NULL;
     size_t blen = 0;
@@ -611,6 +643,8 @@ void luar_vm_handle_http(luar_vm_t *vm, luar_http_req_t *req)
         return;
     }
     snprintf(req->route, sizeof req->route, "%s", m.route->pattern);
+    if (luar_route_guard_check_cert(m.route->guard, req) == LUAR_GUARD_ANSWERED)
+        return;
     struct http_setup s = {req, m.route, ps, np};
     luar_task_opts_t opts = {req->request_id, NULL};
     luar_buf_t err;

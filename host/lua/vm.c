@@ -235,25 +235,40 @@ fail:
     return rc == LUAR_ENOMEM ? LUAR_ENOMEM : LUAR_ELUA;
 }
 
+/* Closes a retired VM once nothing runs in it and nothing holds it. */
+static void close_if_done(luar_vm_t *vm)
+{
+    if (vm->retired && vm->ntasks == 0 && vm->holds == 0 && !vm->closing)
+        vm_close(vm);
+}
+
 void luar_vm_retire(luar_vm_t *vm)
 {
     vm->retired = 1;
-    if (vm->ntasks == 0 && !vm->closing)
-        vm_close(vm);
+    close_if_done(vm);
 }
 
 void luar_vm_shutdown(luar_vm_t *vm, const char *reason)
 {
     vm->retired = 1;
     luar_task_cancel_all(vm, reason != NULL ? reason : "the host is shutting down");
-    if (vm->ntasks == 0 && !vm->closing)
-        vm_close(vm);
+    close_if_done(vm);
 }
 
 void luar_vm_task_ended(luar_vm_t *vm)
 {
-    if (vm->retired && vm->ntasks == 0 && !vm->closing)
-        vm_close(vm);
+    close_if_done(vm);
+}
+
+void luar_vm_hold(luar_vm_t *vm)
+{
+    vm->holds++;
+}
+
+void luar_vm_release(luar_vm_t *vm)
+{
+    vm->holds--;
+    close_if_done(vm);
 }
 
 void luar_vm_set_close_cb(luar_vm_t *vm, void (*cb)(void *arg), void *arg)

@@ -53,6 +53,15 @@ void luar_vm_shutdown(luar_vm_t *vm, const char *reason);
  */
 void luar_vm_set_close_cb(luar_vm_t *vm, void (*cb)(void *arg), void *arg);
 
+/*
+ * Keeps `vm` open (even retired) until the matching luar_vm_release: for C work that
+ * continues with what the scripts declared (a route and its options) after an asynchronous
+ * step taken outside any coroutine, such as a route guard's rate check. Retiring still
+ * stops new work at once; the state closes after the last release.
+ */
+void luar_vm_hold(luar_vm_t *vm);
+void luar_vm_release(luar_vm_t *vm);
+
 /* Bytes the state currently holds (under the cap of luar_vm_config_t.mem_limit). */
 size_t luar_vm_memory(const luar_vm_t *vm);
 

@@ -88,6 +88,7 @@ struct luar_vm {
     int closing;
     int chain_yieldable; /* every coroutine between the running one and the task can yield */
     size_t ntasks;
+    size_t holds; /* luar_vm_hold: C work that continues with the VM's routes */
     luar_task_t *tasks;
     luar_task_t *queue_head, *queue_tail;
     luar_task_t *current; /* the task whose code runs, or &host_task, or NULL */

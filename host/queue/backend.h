@@ -36,9 +36,10 @@ typedef enum luar_qop_kind {
     LUAR_QOP_COUNTS,
     LUAR_QOP_NEXT_DUE,
     LUAR_QOP_PING,
+    LUAR_QOP_RATE,
 } luar_qop_kind_t;
 
-#define LUAR_QOP_KINDS 16
+#define LUAR_QOP_KINDS 17
 
 /* A block of the per-operation arena (see luar_qop_alloc). */
 typedef struct luar_qop_block luar_qop_block_t;
@@ -73,6 +74,9 @@ typedef struct luar_qop {
     double when;              /* fail: retry_at (0: dead); release: run_at */
     double ttl;               /* complete: result_ttl; fail: dead_ttl; sweep: dead_ttl */
     luar_job_filter_t filter; /* retry_many, purge, list; limit defaulted for list */
+    const char *rate_key;     /* rate */
+    luar_gcra_t limit;        /* rate */
+    int64_t cost;             /* rate: 1 <= cost <= limit.burst */
 
     /* ---- outputs ---- */
     int rc;               /* 0 or a LUAR_E code */
@@ -88,6 +92,7 @@ typedef struct luar_qop {
     size_t count;  /* retry_many, purge; sweep: reclaimed */
     size_t count2; /* sweep: expired */
     double time;   /* next_due */
+    luar_gcra_result_t rate; /* rate */
 
     luar_qop_block_t *arena;
 } luar_qop_t;

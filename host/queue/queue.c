@@ -163,6 +163,9 @@ void luar_qop_complete(luar_qop_t *op)
     case LUAR_QOP_NEXT_DUE:
         ((luar_queue_time_cb)op->cb)(op->arg, rc, ok ? op->time : 0);
         break;
+    case LUAR_QOP_RATE:
+        ((luar_queue_rate_cb)op->cb)(op->arg, rc, ok ? &op->rate : NULL);
+        break;
     }
     luar_qop_free(op);
 }
@@ -608,5 +611,20 @@ int luar_queue_next_due(luar_queue_t *q, luar_queue_time_cb cb, void *arg)
 int luar_queue_ping(luar_queue_t *q, luar_queue_done_cb cb, void *arg)
 {
     START(LUAR_QOP_PING, cb);
+    return op_submit(op, rc);
+}
+
+/* ---- rate limits -------------------------------------------------------------------- */
+
+int luar_queue_rate_check(luar_queue_t *q, const char *key, const luar_gcra_t *limit,
+                          int64_t cost, luar_queue_rate_cb cb, void *arg)
+{
+    if (empty(key) || limit == NULL || limit->interval_ns < 1 || limit->burst < 1 || cost < 1 ||
+        cost > limit->burst)
+        return LUAR_EINVAL;
+    START(LUAR_QOP_RATE, cb);
+    op->limit = *limit;
+    op->cost = cost;
+    rc = op_str(op, &op->rate_key, key);
     return op_submit(op, rc);
 }

@@ -20,6 +20,7 @@
 #define LUAR_QUEUE_H
 
 #include "common/buf.h"
+#include "ratelimit/gcra.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -192,7 +193,8 @@ int luar_queue_release(luar_queue_t *q, const char *id, const char *owner, doubl
 /*
  * Maintenance, run periodically by every process: running jobs whose lease ended become
  * retrying (run_at now) — or dead ("lease expired after the last attempt") when they had
- * used max_attempts; finished jobs and dedupe keys past expires_at are deleted.
+ * used max_attempts; finished jobs, dedupe keys past expires_at and rate-limit state whose
+ * TAT has passed are deleted (counted in `expired`).
  * cb(arg, rc, reclaimed, expired).
  */
 typedef void (*luar_queue_sweep_cb)(void *arg, int rc, size_t reclaimed, size_t expired);
@@ -241,5 +243,23 @@ int luar_queue_next_due(luar_queue_t *q, luar_queue_time_cb cb, void *arg);
 
 /* Checks the backend answers (readyz). cb(arg, rc). */
 int luar_queue_ping(luar_queue_t *q, luar_queue_done_cb cb, void *arg);
+
+/* ---- rate limits -------------------------------------------------------------------- */
+
+/*
+ * One GCRA step (ratelimit/gcra.h) on the state the backend keeps for `key`, atomically
+ * with respect to every handle and process sharing the backend, so a limit is exact across
+ * them: reads the key's TAT, runs luar_gcra_check at the backend's `now` with `limit` and
+ * `cost` (1 <= cost <= limit->burst), and stores the new TAT when the result says so
+ * (result->store: the request was allowed, or the clock had gone back).
+ * `key` is opaque to the backend (callers hash what they were given: it may be a client's
+ * address or API key). State whose TAT has passed is the same as no state; the sweep
+ * deletes it. Rate-limit state is not durable like jobs: a backend may commit it without
+ * waiting for the disk (after a power loss a client may get part of a burst again).
+ * cb(arg, rc, result): result is NULL when rc != 0.
+ */
+typedef void (*luar_queue_rate_cb)(void *arg, int rc, const luar_gcra_result_t *result);
+int luar_queue_rate_check(luar_queue_t *q, const char *key, const luar_gcra_t *limit,
+                          int64_t cost, luar_queue_rate_cb cb, void *arg);
 
 #endif

@@ -97,14 +97,17 @@ static int begin(luar_sq_t *s, int write)
 /*
  * Whether an operation may be committed without waiting for the disk: the job runner's
  * own bookkeeping, whose loss in a power failure (not a process crash: the WAL is written
- * either way) only makes a job run again, as at-least-once allows. Enqueues, dedupe keys
- * and repairs asked by a person always wait for the fsync; so does everything committed
- * before them, since the WAL is one sequential file.
+ * either way) only makes a job run again, as at-least-once allows; and rate-limit checks,
+ * whose loss only gives a client part of a burst again. A batch of checks alone thus costs
+ * a WAL append and no fsync, which matters since every limited request makes one.
+ * Enqueues, dedupe keys and repairs asked by a person always wait for the fsync; so does
+ * everything committed before them, since the WAL is one sequential file.
  */
 static int lazy_kind(int kind)
 {
     return kind == LUAR_QOP_CLAIM || kind == LUAR_QOP_HEARTBEAT || kind == LUAR_QOP_COMPLETE ||
-           kind == LUAR_QOP_FAIL || kind == LUAR_QOP_RELEASE || kind == LUAR_QOP_SWEEP;
+           kind == LUAR_QOP_FAIL || kind == LUAR_QOP_RELEASE || kind == LUAR_QOP_SWEEP ||
+           kind == LUAR_QOP_RATE;
 }
 
 /* Runs a batch in one transaction; every operation ends with rc set. */

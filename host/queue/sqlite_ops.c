@@ -89,6 +89,10 @@ static const char *const sql[SQ_STMTS] = {
                   "ORDER BY queue",
     [SQ_NEXT_DUE] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE " WAITING,
     [SQ_PING] = "SELECT count(*) FROM (SELECT 1 FROM jobs LIMIT 1)",
+    [SQ_RATE_GET] = "SELECT tat FROM ratelimit WHERE key = ?1",
+    [SQ_RATE_PUT] = "INSERT INTO ratelimit (key, tat) VALUES (?1, ?2) "
+                    "ON CONFLICT (key) DO UPDATE SET tat = excluded.tat",
+    [SQ_SWEEP_RATE] = "DELETE FROM ratelimit WHERE tat < ?1",
     [SQ_SAVEPOINT] = "SAVEPOINT op",
     [SQ_RELEASE_SAVEPOINT] = "RELEASE op",
     [SQ_ROLLBACK_SAVEPOINT] = "ROLLBACK TO op",
@@ -413,6 +417,12 @@ static int do_sweep(luar_sq_t *s, luar_qop_t *op)
     if (src != SQLITE_OK)
         return src;
     op->count2 += (size_t)sqlite3_changes(s->db);
+    STMT(rates, SQ_SWEEP_RATE);
+    sqlite3_bind_int64(rates, 1, luar_gcra_ns(op->now));
+    src = step_done(rates);
+    if (src != SQLITE_OK)
+        return src;
+    op->count2 += (size_t)sqlite3_changes(s->db);
     return SQLITE_OK;
 }
 
@@ -576,6 +586,32 @@ static int do_ping(luar_sq_t *s, luar_qop_t *op)
     return src == SQLITE_ROW || src == SQLITE_DONE ? SQLITE_OK : src;
 }
 
+/* ---- rate limits -------------------------------------------------------------------- */
+
+/*
+ * Read, decide, write back, inside the batch's write transaction: BEGIN IMMEDIATE holds
+ * the file's write lock, so no other process reads the TAT between this read and this
+ * write, and checks of one batch see each other's writes in order. A refused request
+ * writes nothing (unless the clock went back, see gcra.h).
+ */
+static int do_rate(luar_sq_t *s, luar_qop_t *op)
+{
+    STMT(get, SQ_RATE_GET);
+    sqlite3_bind_text(get, 1, op->rate_key, -1, SQLITE_STATIC);
+    int src = sqlite3_step(get);
+    int64_t tat = src == SQLITE_ROW ? sqlite3_column_int64(get, 0) : 0;
+    sqlite3_reset(get);
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        return src;
+    luar_gcra_check(&op->limit, tat, luar_gcra_ns(op->now), op->cost, &op->rate);
+    if (!op->rate.store)
+        return SQLITE_OK;
+    STMT(put, SQ_RATE_PUT);
+    sqlite3_bind_text(put, 1, op->rate_key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(put, 2, op->rate.tat_ns);
+    return step_done(put);
+}
+
 int luar_sq_exec(luar_sq_t *s, luar_qop_t *op)
 {
     static int (*const run[LUAR_QOP_KINDS])(luar_sq_t *, luar_qop_t *) = {
@@ -595,6 +631,7 @@ int luar_sq_exec(luar_sq_t *s, luar_qop_t *op)
         [LUAR_QOP_COUNTS] = do_counts,
         [LUAR_QOP_NEXT_DUE] = do_next_due,
         [LUAR_QOP_PING] = do_ping,
+        [LUAR_QOP_RATE] = do_rate,
     };
     op->rc = 0;
     return run[op->kind](s, op);

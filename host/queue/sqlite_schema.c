@@ -118,6 +118,15 @@ static const char *const migrations[] = {
      * benefit of listings by state only (the CLI and the admin API), which now read the
      * table newest first and filter: slower for a person, lighter for every job. */
     "DROP INDEX jobs_state;",
+
+    /* 6: rate-limit state (luar_queue_rate_check): one GCRA theoretical arrival time per
+     * key, unix nanoseconds. A row whose TAT has passed means nothing any more; the index
+     * lets the sweep delete those without reading the whole table. */
+    "CREATE TABLE ratelimit ("
+    "  key TEXT PRIMARY KEY,"
+    "  tat INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX ratelimit_tat ON ratelimit(tat);",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))

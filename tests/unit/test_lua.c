@@ -1,10 +1,13 @@
 /* The Lua runtime: VM loading, sandbox, memory cap, CPU budget, the bridge, retirement. */
 #include "common/buf.h"
 #include "common/error.h"
+#include "jobs/jobs.h"
+#include "lua/route_guard.h"
 #include "lua/task.h"
 #include "lua/vm.h"
 #include "log/log.h"
 #include "metrics/metrics.h"
+#include "queue/queue.h"
 #include "server/http.h"
 #include "test.h"
 
@@ -364,12 +367,18 @@ TEST(test_shutdown_cancels_waiting_tasks)
     CHECK_EQ_INT(uv_loop_close(&loop), 0);
 }
 
-/* A server and a VM on a loop thread; the test thread is a blocking HTTP client. */
+/*
+ * A server and a VM on a loop thread; the test thread is a blocking HTTP client. Requests go
+ * to the VM's router, or to `on_request` when a test sets one (in `prepare`, which runs
+ * before the loop thread starts).
+ */
 struct http_fixture {
     uv_loop_t loop;
     uv_async_t stop;
     luar_http_server_t *srv;
-    luar_vm_t *vm;
+    luar_vm_t *vm; /* NULL once a test retired it */
+    luar_queue_t *queue;
+    void (*on_request)(struct http_fixture *f, luar_http_req_t *req);
     pthread_t thread;
     int port;
 };
@@ -377,13 +386,20 @@ struct http_fixture {
 static void fixture_on_request(luar_http_req_t *req, void *udata)
 {
     struct http_fixture *f = udata;
-    luar_vm_handle_http(f->vm, req);
+    if (f->on_request != NULL)
+        f->on_request(f, req);
+    else
+        luar_vm_handle_http(f->vm, req);
 }
 
 static void fixture_on_stop(uv_async_t *a)
 {
     struct http_fixture *f = a->data;
-    luar_vm_retire(f->vm);
+    if (f->vm != NULL)
+        luar_vm_retire(f->vm);
+    luar_jobs_set_host(NULL, NULL, NULL);
+    if (f->queue != NULL)
+        luar_queue_close(f->queue, NULL, NULL);
     luar_http_server_close(f->srv, NULL, NULL);
     uv_close((uv_handle_t *)a, NULL);
 }
@@ -395,7 +411,8 @@ static void *fixture_thread(void *arg)
     return NULL;
 }
 
-static int fixture_start(struct http_fixture *f, const char *main_lua)
+static int fixture_start(struct http_fixture *f, const char *main_lua,
+                         void (*prepare)(struct http_fixture *f))
 {
     memset(f, 0, sizeof *f);
     uv_loop_init(&f->loop);
@@ -414,6 +431,8 @@ static int fixture_start(struct http_fixture *f, const char *main_lua)
         luar_http_server_listen(f->srv, &l, 0) != 0)
         return LUAR_EIO;
     f->port = luar_http_server_port(f->srv);
+    if (prepare != NULL)
+        prepare(f);
     uv_async_init(&f->loop, &f->stop, fixture_on_stop);
     f->stop.data = f;
     pthread_create(&f->thread, NULL, fixture_thread, f);
@@ -507,7 +526,7 @@ TEST(test_http_routes_requests_and_shapes_responses)
     struct http_fixture f;
     handler_errors_logged = 0;
     luar_log_set_hook(capture_log, NULL);
-    if (fixture_start(&f, main_lua) != 0) {
+    if (fixture_start(&f, main_lua, NULL) != 0) {
         CHECK(0);
         return;
     }
@@ -546,6 +565,205 @@ TEST(test_http_routes_requests_and_shapes_responses)
     CHECK_EQ_INT(handler_errors_logged, 2);
 }
 
+/* ---- route guards on a request handled in C (the path webhook routes take) ---------- */
+
+static struct guard_world {
+    luar_route_guard_t *cert, *ip, *fn, *deny, *allow;
+    int done_calls;
+    int vm_closed;
+    int closed_before_done; /* the VM closed while a check was pending: must stay 0 */
+    int freed_pending;      /* guards freed while their check was pending */
+} gw;
+
+static void guard_vm_closed(void *arg)
+{
+    (void)arg;
+    gw.vm_closed = 1;
+}
+
+static void respond_text(luar_http_req_t *req, const char *text)
+{
+    luar_http_respond(req, 200, NULL, 0, text, strlen(text));
+}
+
+static void guard_done(void *arg, int outcome)
+{
+    gw.done_calls++;
+    gw.closed_before_done += gw.vm_closed;
+    if (outcome == LUAR_GUARD_CONTINUE)
+        respond_text(arg, "passed after the check");
+}
+
+static int noop(lua_State *L)
+{
+    (void)L;
+    return 0;
+}
+
+static void noop_done(luar_task_t *task, int status, void *arg)
+{
+    (void)task;
+    (void)status;
+    (void)arg;
+}
+
+/* Runs fn(L, ud) on the VM's main thread, protected, as the setup of an empty task. */
+struct with_lua {
+    void (*fn)(lua_State *L, void *ud);
+    void *ud;
+};
+
+static int with_lua_setup(lua_State *L, void *arg)
+{
+    struct with_lua *w = arg;
+    w->fn(L, w->ud);
+    lua_pushcfunction(L, noop);
+    return 0;
+}
+
+static int with_lua(luar_vm_t *vm, void (*fn)(lua_State *L, void *ud), void *ud)
+{
+    struct with_lua w = {fn, ud};
+    return luar_task_spawn(vm, NULL, with_lua_setup, &w, noop_done, NULL, NULL, NULL);
+}
+
+static void parse_guards(lua_State *L, void *ud)
+{
+    (void)ud;
+    static const char *const code =
+        "return { require_client_cert = true },\n"
+        "  { rate = { limit = '3/h', name = 'c-ip' } },\n"
+        "  { rate = { limit = '2/h', name = 'c-fn', key = function(req)\n"
+        "      if req.query.t == 'boom' then error('no key today') end\n"
+        "      if req.query.t == 'free' then return nil end\n"
+        "      assert(req.method == 'GET' and req.route == '/fn')\n"
+        "      return req.query.t end } },\n"
+        "  { rate = { limit = '5/h', on_error = 'deny' } },\n"
+        "  { rate = '5/h' }\n";
+    if (luaL_dostring(L, code) != LUA_OK)
+        lua_error(L);
+    gw.cert = luar_route_guard_parse(L, lua_absindex(L, -5), "/cert");
+    gw.ip = luar_route_guard_parse(L, lua_absindex(L, -4), "/ip");
+    gw.fn = luar_route_guard_parse(L, lua_absindex(L, -3), "/fn");
+    gw.deny = luar_route_guard_parse(L, lua_absindex(L, -2), "/deny");
+    gw.allow = luar_route_guard_parse(L, lua_absindex(L, -1), "/allow");
+    lua_pop(L, 5);
+}
+
+/* A guard made for one request and freed as soon as its check is under way. */
+static void parse_ephemeral(lua_State *L, void *ud)
+{
+    if (luaL_dostring(L, "return { rate = { limit = '3/h', name = 'c-ip' } }") != LUA_OK)
+        lua_error(L);
+    *(luar_route_guard_t **)ud = luar_route_guard_parse(L, lua_absindex(L, -1), "/ip");
+    lua_pop(L, 1);
+}
+
+static void guard_on_request(struct http_fixture *f, luar_http_req_t *req)
+{
+    snprintf(req->route, sizeof req->route, "%s", req->path);
+    luar_route_guard_t *g = NULL, *ephemeral = NULL;
+    luar_queue_t *q = luar_jobs_queue();
+    int no_backend = strncmp(req->path, "/nobackend", 10) == 0;
+    if (strcmp(req->path, "/cert") == 0)
+        g = gw.cert;
+    else if (strcmp(req->path, "/ip") == 0 || strcmp(req->path, "/retire") == 0)
+        g = gw.ip;
+    else if (strcmp(req->path, "/fn") == 0)
+        g = gw.fn;
+    else if (strcmp(req->path, "/nobackend-deny") == 0)
+        g = gw.deny;
+    else if (strcmp(req->path, "/nobackend-allow") == 0)
+        g = gw.allow;
+    else if (strcmp(req->path, "/ephemeral") == 0 &&
+             with_lua(f->vm, parse_ephemeral, &ephemeral) == 0)
+        g = ephemeral;
+    if (no_backend)
+        luar_jobs_set_host(NULL, NULL, NULL);
+    int rc = luar_route_guard_run(g, f->vm, req, guard_done, req);
+    if (no_backend)
+        luar_jobs_set_host(q, NULL, NULL);
+    if (rc == LUAR_GUARD_CONTINUE)
+        respond_text(req, "passed at once");
+    if (ephemeral != NULL) {
+        gw.freed_pending += rc == LUAR_GUARD_PENDING;
+        luar_route_guard_free(NULL, ephemeral);
+    }
+    if (strcmp(req->path, "/retire") == 0) { /* a reload while the check is pending */
+        luar_vm_set_close_cb(f->vm, guard_vm_closed, NULL);
+        luar_vm_retire(f->vm);
+        f->vm = NULL;
+    }
+}
+
+static void guard_prepare(struct http_fixture *f)
+{
+    char url[128];
+    luar_buf_t err;
+    luar_buf_init(&err, 0);
+    snprintf(url, sizeof url, "sqlite:%s/guards.db", tmpdir);
+    if (luar_queue_open(&f->loop, url, &f->queue, &err) != 0)
+        fprintf(stderr, "queue: %s\n", err.data ? err.data : "?");
+    luar_buf_free(&err);
+    luar_jobs_set_host(f->queue, NULL, NULL);
+    memset(&gw, 0, sizeof gw);
+    CHECK_EQ_INT(with_lua(f->vm, parse_guards, NULL), 0);
+    f->on_request = guard_on_request;
+}
+
+TEST(test_route_guard_run_on_a_request_handled_in_c)
+{
+    struct http_fixture f;
+    luar_log_set_hook(capture_log, NULL);
+    if (fixture_start(&f, "", guard_prepare) != 0 || f.queue == NULL || gw.fn == NULL) {
+        CHECK(0);
+        return;
+    }
+    char out[4096];
+    /* The certificate is checked at once: plain HTTP is answered 403, no callback. */
+    CHECK_EQ_INT(http_call(f.port, "GET", "/cert", NULL, out, sizeof out), 403);
+    CHECK(strstr(http_body(out), "client certificate required") != NULL);
+    /* By IP: three pass after the check, then 429 with Retry-After (20 min a request). */
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ_INT(http_call(f.port, "GET", "/ip", NULL, out, sizeof out), 200);
+        CHECK_EQ_STR(http_body(out), "passed after the check");
+    }
+    CHECK_EQ_INT(http_call(f.port, "GET", "/ip", NULL, out, sizeof out), 429);
+    CHECK(strstr(out, "Retry-After: 1200\r\n") != NULL || strstr(out, "Retry-After: 1199\r\n"));
+    /* A guard freed while its check is pending: same name and limit, same allowance. */
+    CHECK_EQ_INT(http_call(f.port, "GET", "/ephemeral", NULL, out, sizeof out), 429);
+    CHECK_EQ_INT(gw.freed_pending, 1);
+    /* A key function, called with the request table: per key; nil is unlimited; an error
+     * answers 500 (and is logged). */
+    CHECK_EQ_INT(http_call(f.port, "GET", "/fn?t=a", NULL, out, sizeof out), 200);
+    CHECK_EQ_INT(http_call(f.port, "GET", "/fn?t=a", NULL, out, sizeof out), 200);
+    CHECK_EQ_INT(http_call(f.port, "GET", "/fn?t=a", NULL, out, sizeof out), 429);
+    CHECK_EQ_INT(http_call(f.port, "GET", "/fn?t=b", NULL, out, sizeof out), 200);
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ_INT(http_call(f.port, "GET", "/fn?t=free", NULL, out, sizeof out), 200);
+        CHECK_EQ_STR(http_body(out), "passed at once");
+    }
+    CHECK_EQ_INT(http_call(f.port, "GET", "/fn?t=boom", NULL, out, sizeof out), 500);
+    /* No backend to ask: through by default, 503 with on_error = "deny". */
+    CHECK_EQ_INT(http_call(f.port, "GET", "/nobackend-allow", NULL, out, sizeof out), 200);
+    CHECK_EQ_INT(http_call(f.port, "GET", "/nobackend-deny", NULL, out, sizeof out), 503);
+    CHECK(strstr(out, "Retry-After: 1\r\n") != NULL);
+    /* The VM retired while a check is pending stays open until the callback has run. */
+    int before = gw.done_calls;
+    CHECK_EQ_INT(http_call(f.port, "GET", "/retire", NULL, out, sizeof out), 429);
+    CHECK_EQ_INT(gw.done_calls, before + 1);
+    CHECK_EQ_INT(gw.vm_closed, 1);
+    CHECK_EQ_INT(gw.closed_before_done, 0);
+    fixture_stop(&f);
+    luar_log_set_hook(NULL, NULL);
+    /* The guards outlive the VM in this test; their key function went with its state. */
+    luar_route_guard_free(NULL, gw.cert);
+    luar_route_guard_free(NULL, gw.ip);
+    luar_route_guard_free(NULL, gw.fn);
+    luar_route_guard_free(NULL, gw.deny);
+    luar_route_guard_free(NULL, gw.allow);
+}
+
 int main(void)
 {
     make_tmpdir();
@@ -559,6 +777,7 @@ int main(void)
     RUN(test_retire_closes_state_after_last_task);
     RUN(test_shutdown_cancels_waiting_tasks);
     RUN(test_http_routes_requests_and_shapes_responses);
+    RUN(test_route_guard_run_on_a_request_handled_in_c);
     remove_tmpdir();
     luar_metrics_reset();
     return DONE();

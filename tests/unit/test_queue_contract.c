@@ -474,6 +474,47 @@ static size_t duplicates(char (*ids)[40], size_t n)
     return dup;
 }
 
+/* ---- rate limits -------------------------------------------------------------------- */
+
+typedef struct rate_res {
+    int done, rc;
+    luar_gcra_result_t r;
+} rate_res_t;
+
+static void on_rate(void *arg, int rc, const luar_gcra_result_t *result)
+{
+    rate_res_t *r = arg;
+    r->rc = rc;
+    if (result)
+        r->r = *result;
+    r->done = 1;
+}
+
+/* Submits `n` checks of `key` at once (they may share a batch), alternating between the
+ * handles in qs[0..nq-1], waits for all, and returns how many were allowed (-1 on an
+ * error). Results land in out[] when not NULL. */
+static int rate_burst(luar_queue_t **qs, int nq, const char *key, const char *limit, int n,
+                      rate_res_t *out)
+{
+    luar_gcra_t g;
+    CHECK_EQ_INT(luar_gcra_parse(&g, limit), 0);
+    rate_res_t *r = calloc((size_t)n, sizeof *r);
+    int allowed = 0;
+    for (int i = 0; i < n; i++)
+        CHECK_EQ_INT(luar_queue_rate_check(qs[i % nq], key, &g, 1, on_rate, &r[i]), 0);
+    for (int i = 0; i < n; i++) {
+        CHECK(wait_for(&r[i].done));
+        if (r[i].rc)
+            allowed = -1;
+        else if (allowed >= 0)
+            allowed += r[i].r.allowed;
+    }
+    if (out)
+        memcpy(out, r, (size_t)n * sizeof *r);
+    free(r);
+    return allowed;
+}
+
 /* ---- the contract ------------------------------------------------------------------- */
 
 TEST(contract_enqueue_defaults_and_time_ordered_ids)
@@ -1340,6 +1381,90 @@ TEST(contract_state_names_round_trip)
     CHECK_EQ_INT(luar_job_state_parse(NULL, &out), LUAR_EINVAL);
 }
 
+TEST(contract_rate_check_allows_the_burst_then_one_per_interval)
+{
+    luar_queue_t *q = open_fresh();
+    rate_res_t r[8];
+    CHECK_EQ_INT(rate_burst(&q, 1, "k1", "5/s", 8, r), 5);
+    for (int i = 0; i < 5; i++) {
+        CHECK(r[i].r.allowed);
+        CHECK_EQ_INT(r[i].r.remaining, 4 - i); /* in submission order */
+    }
+    for (int i = 5; i < 8; i++) {
+        CHECK(!r[i].r.allowed);
+        CHECK_EQ_INT(r[i].r.retry_after_ns, 200000000);
+    }
+    /* Another key, another limit on the same key: their own state. */
+    CHECK_EQ_INT(rate_burst(&q, 1, "k2", "5/s", 8, NULL), 5);
+    /* Time moves: one interval gives one more; a second gives the whole burst back. */
+    test_now += 0.2;
+    CHECK_EQ_INT(rate_burst(&q, 1, "k1", "5/s", 3, NULL), 1);
+    test_now += 1.0;
+    CHECK_EQ_INT(rate_burst(&q, 1, "k1", "5/s", 9, NULL), 5);
+    close_q(q);
+}
+
+TEST(contract_rate_check_is_exact_across_two_handles)
+{
+    luar_queue_t *qs[2];
+    qs[0] = open_fresh();
+    qs[1] = open_again();
+    /* Interleaved, unawaited checks from two handles (two connections, two writer
+     * threads for SQLite): together they get exactly the limit. */
+    CHECK_EQ_INT(rate_burst(qs, 2, "shared", "10/m", 30, NULL), 10);
+    test_now += 6; /* T = 6 s */
+    CHECK_EQ_INT(rate_burst(qs, 2, "shared", "10/m", 10, NULL), 1);
+    test_now += 30;
+    CHECK_EQ_INT(rate_burst(qs, 2, "shared", "10/m", 10, NULL), 5);
+    test_now += 3600;
+    CHECK_EQ_INT(rate_burst(qs, 2, "shared", "10/m", 200, NULL), 10);
+    close_q(qs[0]);
+    close_q(qs[1]);
+}
+
+TEST(contract_rate_check_bad_arguments_fail_synchronously)
+{
+    luar_queue_t *q = open_fresh();
+    luar_gcra_t g = {.interval_ns = 1000000, .burst = 3};
+    rate_res_t r = {0};
+    CHECK_EQ_INT(luar_queue_rate_check(q, "", &g, 1, on_rate, &r), LUAR_EINVAL);
+    CHECK_EQ_INT(luar_queue_rate_check(q, NULL, &g, 1, on_rate, &r), LUAR_EINVAL);
+    CHECK_EQ_INT(luar_queue_rate_check(q, "k", NULL, 1, on_rate, &r), LUAR_EINVAL);
+    CHECK_EQ_INT(luar_queue_rate_check(q, "k", &g, 0, on_rate, &r), LUAR_EINVAL);
+    CHECK_EQ_INT(luar_queue_rate_check(q, "k", &g, 4, on_rate, &r), LUAR_EINVAL);
+    CHECK_EQ_INT(luar_queue_rate_check(q, "k", &g, 1, NULL, &r), LUAR_EINVAL);
+    luar_gcra_t zero = {0, 0};
+    CHECK_EQ_INT(luar_queue_rate_check(q, "k", &zero, 1, on_rate, &r), LUAR_EINVAL);
+    CHECK_EQ_INT(r.done, 0);
+    /* A cost of several units. */
+    CHECK_EQ_INT(luar_queue_rate_check(q, "k", &g, 3, on_rate, &r), 0);
+    CHECK(wait_for(&r.done));
+    CHECK_EQ_INT(r.rc, 0);
+    CHECK(r.r.allowed);
+    CHECK_EQ_INT(r.r.remaining, 0);
+    close_q(q);
+}
+
+TEST(contract_sweep_deletes_rate_state_whose_time_has_passed)
+{
+    luar_queue_t *q = open_fresh();
+    size_t reclaimed = 0, expired = 0;
+    CHECK_EQ_INT(rate_burst(&q, 1, "a", "2/m", 1, NULL), 1); /* TAT now + 30 s */
+    CHECK_EQ_INT(rate_burst(&q, 1, "b", "2/m", 2, NULL), 2); /* TAT now + 60 s */
+    CHECK_EQ_INT(sweep(q, &reclaimed, &expired), 0);
+    CHECK_EQ_INT(expired, 0);
+    test_now += 45;
+    CHECK_EQ_INT(sweep(q, &reclaimed, &expired), 0);
+    CHECK_EQ_INT(expired, 1);
+    /* "b" is still remembered: half its bucket has come back, not all of it. */
+    CHECK_EQ_INT(rate_burst(&q, 1, "b", "2/m", 3, NULL), 1);
+    test_now += 3600;
+    CHECK_EQ_INT(sweep(q, &reclaimed, &expired), 0);
+    CHECK_EQ_INT(expired, 1);
+    CHECK_EQ_INT(rate_burst(&q, 1, "a", "2/m", 3, NULL), 2);
+    close_q(q);
+}
+
 /* Runs the whole contract against backend `b`. */
 static void run_contract(const backend_t *b)
 {
@@ -1371,6 +1496,10 @@ static void run_contract(const backend_t *b)
     RUN(contract_next_due_is_earliest_scheduled_or_retrying);
     RUN(contract_ping_answers);
     RUN(contract_close_completes_queued_operations_first);
+    RUN(contract_rate_check_allows_the_burst_then_one_per_interval);
+    RUN(contract_rate_check_is_exact_across_two_handles);
+    RUN(contract_rate_check_bad_arguments_fail_synchronously);
+    RUN(contract_sweep_deletes_rate_state_whose_time_has_passed);
 }
 
 #ifndef QUEUE_CONTRACT_NO_MAIN
@@ -1598,6 +1727,56 @@ TEST(sqlite_enqueues_are_synchronous_and_bookkeeping_is_lazy)
     close_q(q);
 }
 
+/* Rate checks do not wait for the disk (gcra state is not worth an fsync each), and a
+ * refused one writes nothing. */
+TEST(sqlite_rate_checks_are_lazy)
+{
+    luar_queue_t *q = sqlite_fresh();
+    luar_queue_sqlite_stats_t before = stats_of(q);
+    CHECK_EQ_INT(rate_burst(&q, 1, "lazy", "1/h", 1, NULL), 1);
+    luar_queue_sqlite_stats_t st = stats_of(q);
+    CHECK_EQ_INT(st.commits - before.commits, 1);
+    CHECK_EQ_INT(st.lazy_commits - before.lazy_commits, 1);
+    CHECK_EQ_INT(rate_burst(&q, 1, "lazy", "1/h", 1, NULL), 0);
+    /* Many checks in flight share transactions like enqueues do, without an fsync each. */
+    enum { N = 5000 };
+    char(*keys)[16] = calloc(N, sizeof *keys);
+    rate_res_t *r = calloc(N, sizeof *r);
+    luar_gcra_t g = {.interval_ns = 1000000, .burst = 10};
+    before = stats_of(q);
+    uint64_t t0 = uv_hrtime();
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%d", i % 1000);
+        CHECK_EQ_INT(luar_queue_rate_check(q, keys[i], &g, 1, on_rate, &r[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        CHECK(wait_for(&r[i].done));
+    double secs = (double)(uv_hrtime() - t0) / 1e9;
+    st = stats_of(q);
+    fprintf(stderr, "  %d rate checks in %llu commits (%llu lazy), %.0f/s\n", N,
+            (unsigned long long)(st.commits - before.commits),
+            (unsigned long long)(st.lazy_commits - before.lazy_commits), N / secs);
+    CHECK_EQ_INT(st.commits - before.commits, st.lazy_commits - before.lazy_commits);
+    CHECK(st.commits - before.commits < N / 10);
+    free(keys);
+    free(r);
+    close_q(q);
+    /* One row per key; the TAT is integer nanoseconds an hour ahead of the test clock. */
+    sqlite3 *db = NULL;
+    CHECK_EQ_INT(sqlite3_open(last_path, &db), SQLITE_OK);
+    sqlite3_stmt *st2 = NULL;
+    CHECK_EQ_INT(sqlite3_prepare_v2(db,
+                                    "SELECT (SELECT count(*) FROM ratelimit), tat FROM ratelimit "
+                                    "WHERE key = 'lazy'",
+                                    -1, &st2, NULL),
+                 SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_step(st2), SQLITE_ROW);
+    CHECK_EQ_INT(sqlite3_column_int(st2, 0), 1 + 1000);
+    CHECK_EQ_INT(sqlite3_column_int64(st2, 1), luar_gcra_ns(test_now) + 3600 * LUAR_NS_PER_SEC);
+    sqlite3_finalize(st2);
+    sqlite3_close(db);
+}
+
 TEST(sqlite_idle_queue_lets_the_loop_end_and_work_keeps_it_running)
 {
     luar_queue_t *q = sqlite_fresh();
@@ -1811,6 +1990,7 @@ int main(void)
     RUN(sqlite_old_file_is_migrated_with_its_jobs);
     RUN(sqlite_durability_settings);
     RUN(sqlite_enqueues_are_synchronous_and_bookkeeping_is_lazy);
+    RUN(sqlite_rate_checks_are_lazy);
     RUN(sqlite_idle_queue_lets_the_loop_end_and_work_keeps_it_running);
     RUN(sqlite_two_processes_share_the_file_and_claim_each_job_once);
     RUN(sqlite_open_failures_name_the_file);

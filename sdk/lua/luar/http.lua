@@ -31,14 +31,25 @@ function Request:json() end
 ---@field body? string the body as is (Content-Type text/plain; charset=utf-8 unless set)
 ---@field headers? table<string, string|number>
 
+---@class luar.http.RateOptions
+---@field limit string "N/s", "N/m", "N/h" or "N/d": a burst of N refilling continuously (GCRA), exact across processes
+---@field key? "ip"|string|fun(req: luar.http.Request): string|number|nil "ip" (default), "header:Name" (by IP when absent), or a function (nil: not limited; it may wait)
+---@field name? string label of luar_ratelimit_rejected_total and scope of the allowance (default: the route pattern)
+---@field on_error? "allow"|"deny" when the backend cannot answer: let requests through (default, logged) or answer 503
+
+---@class luar.http.RouteOptions
+---@field rate? luar.http.RateOptions|string over the limit: 429 with Retry-After (whole seconds, rounded up) and {"error": …}; a string is { limit = … } keyed by IP
+---@field require_client_cert? boolean 403 unless the request came over TLS with a client certificate the listener's client_ca verified
+
 ---Declares a route. `pattern` segments: literals, `:name` (one non-empty segment), and a
 ---trailing `*name` (the rest of the path). Literal segments beat `:params`, which beat a
 ---splat. `method` is an HTTP method or "*" for any. The handler returns a Response table, a
----string (200 text/plain) or nil (204).
+---string (200 text/plain) or nil (204). `opts` guards the route (docs/security.md): the
+---client certificate is checked first, then the rate, then the handler runs.
 ---@param method string
 ---@param pattern string
 ---@param handler fun(req: luar.http.Request): luar.http.Response|string|nil
----@param opts? table reserved for route options (rate limits, ...)
+---@param opts? luar.http.RouteOptions
 function http.route(method, pattern, handler, opts) end
 
 ---@class luar.http.RequestOptions
