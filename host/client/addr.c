@@ -52,8 +52,8 @@ static uint32_t be32(const unsigned char *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Whether the first `bits` bits of `a` equal those of `prefix`. */
-static int in6(const unsigned char *a, const unsigned char *prefix, int bits)
+/* Whether the first `bits` bits of `a` equal those of `prefix` (16 bytes). */
+static int in6(const unsigned char *a, const unsigned char prefix[16], int bits)
 {
     int bytes = bits / 8, rest = bits % 8;
     if (memcmp(a, prefix, (size_t)bytes) != 0)
@@ -66,14 +66,15 @@ static int in6(const unsigned char *a, const unsigned char *prefix, int bits)
 
 static const char *classify6(const unsigned char *a)
 {
+    /* Prefixes as whole addresses (the bits past the prefix length are ignored). */
     static const unsigned char zero[16];
-    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
-    static const unsigned char nat64[12] = {0x00, 0x64, 0xFF, 0x9B};
-    static const unsigned char p6to4[2] = {0x20, 0x02};
-    static const unsigned char ula[1] = {0xFC}, linklocal[2] = {0xFE, 0x80},
-                               sitelocal[2] = {0xFE, 0xC0}, multicast[1] = {0xFF},
-                               doc[4] = {0x20, 0x01, 0x0D, 0xB8}, discard[8] = {0x01, 0x00},
-                               ietf[2] = {0x20, 0x01};
+    static const unsigned char mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+    static const unsigned char nat64[16] = {0x00, 0x64, 0xFF, 0x9B};
+    static const unsigned char p6to4[16] = {0x20, 0x02};
+    static const unsigned char ula[16] = {0xFC}, linklocal[16] = {0xFE, 0x80},
+                               sitelocal[16] = {0xFE, 0xC0}, multicast[16] = {0xFF},
+                               doc[16] = {0x20, 0x01, 0x0D, 0xB8}, discard[16] = {0x01, 0x00},
+                               ietf[16] = {0x20, 0x01};
     if (memcmp(a, zero, 15) == 0 && a[15] == 0)
         return "unspecified";
     if (memcmp(a, zero, 15) == 0 && a[15] == 1)
