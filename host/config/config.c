@@ -24,7 +24,7 @@ typedef struct loader {
     int nerrors;
 } loader_t;
 
-static const char *known_keys[] = {
+static const char *const known_keys[] = {
     "listen", "scripts", "data", "queue", "workers", "admin", "limits", "log", "reload",
     "plugins", "secrets", "jobs", "webhooks", "public_url", "shutdown", "oauth", NULL,
 };
@@ -204,6 +204,32 @@ static int enter(loader_t *ld, lua_State *L, const char *field)
     return 0;
 }
 
+/*
+ * Records an error for each key of the table at the top of the stack that is not in
+ * `known` (a typo is an error, not silently ignored). `table` names the table in messages
+ * ("webhooks"), NULL for the top level.
+ */
+static void check_keys(loader_t *ld, lua_State *L, const char *const *known, const char *table)
+{
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            fail_key(ld, table ? table : "(top level)", "keys must be names");
+            continue;
+        }
+        const char *k = lua_tostring(L, -1);
+        int found = 0;
+        for (int i = 0; known[i]; i++)
+            found |= strcmp(known[i], k) == 0;
+        if (!found) {
+            char path[160];
+            snprintf(path, sizeof path, "%s%s%.140s", table ? table : "", table ? "." : "", k);
+            fail_key(ld, path, "unknown key");
+        }
+    }
+}
+
 void luar_webhooks_config_init(luar_webhooks_config_t *w)
 {
     static const double svix[] = {0, 5, 300, 1800, 7200, 18000, 36000, 36000};
@@ -217,25 +243,9 @@ void luar_webhooks_config_init(luar_webhooks_config_t *w)
 /* webhooks = { … } (the table is at the top of the stack). */
 static void read_webhooks(loader_t *ld, lua_State *L, luar_webhooks_config_t *w)
 {
-    static const char *known[] = {"deliver_allow_private", "deliver_schedule",
-                                  "deliver_breaker", NULL};
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-        lua_pop(L, 1);
-        if (lua_type(L, -1) != LUA_TSTRING) {
-            fail_key(ld, "webhooks", "keys must be names");
-            continue;
-        }
-        const char *k = lua_tostring(L, -1);
-        int ok = 0;
-        for (int i = 0; known[i]; i++)
-            ok |= strcmp(known[i], k) == 0;
-        if (!ok) {
-            char path[160];
-            snprintf(path, sizeof path, "webhooks.%.140s", k);
-            fail_key(ld, path, "unknown key");
-        }
-    }
+    static const char *const known[] = {"deliver_allow_private", "deliver_schedule",
+                                        "deliver_breaker", NULL};
+    check_keys(ld, L, known, "webhooks");
     read_bool(ld, L, "deliver_allow_private", "webhooks.deliver_allow_private",
               &w->deliver_allow_private);
     int t = lua_getfield(L, -1, "deliver_schedule");
@@ -330,20 +340,7 @@ static void read_listen(loader_t *ld, lua_State *L)
 static void read_table(loader_t *ld, lua_State *L)
 {
     luar_config_t *cfg = ld->cfg;
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-        lua_pop(L, 1);
-        if (lua_type(L, -1) != LUA_TSTRING) {
-            fail_key(ld, "(top level)", "keys must be names");
-            continue;
-        }
-        const char *k = lua_tostring(L, -1);
-        int known = 0;
-        for (int i = 0; known_keys[i]; i++)
-            known |= strcmp(known_keys[i], k) == 0;
-        if (!known)
-            fail_key(ld, k, "unknown key");
-    }
+    check_keys(ld, L, known_keys, NULL);
     read_listen(ld, L);
     const char *s;
     if ((s = opt_string(ld, L, "scripts", "scripts")))

@@ -215,17 +215,14 @@ int luar_webhooks_deliver(lua_State *L)
         return luaL_error(L, "webhooks.deliver: not enough memory for the body");
 
     /* The job's arguments: everything an attempt needs, in any later process. */
+    const char *const fields[][2] = {
+        {"url", url}, {"secret", secret}, {"id", id}, {"type", type}, {"body", body->data},
+    };
     lua_createtable(L, 0, 8);
-    lua_pushstring(L, url);
-    lua_setfield(L, -2, "url");
-    lua_pushstring(L, secret);
-    lua_setfield(L, -2, "secret");
-    lua_pushstring(L, id);
-    lua_setfield(L, -2, "id");
-    lua_pushstring(L, type);
-    lua_setfield(L, -2, "type");
-    lua_pushlstring(L, body->data, body->len);
-    lua_setfield(L, -2, "body");
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        lua_pushstring(L, fields[i][1]);
+        lua_setfield(L, -2, fields[i][0]);
+    }
     if (headers) {
         lua_pushvalue(L, headers);
         lua_setfield(L, -2, "headers");
