@@ -329,10 +329,12 @@ static void on_sent(void *arg, luar_client_res_t *res, int cached)
     } else {
         o.kind = res->kind ? res->kind : "connect";
         snprintf(o.message, sizeof o.message, "%s: %s", o.kind, res->message);
-        if (strcmp(o.kind, "breaker_open") == 0 &&
-            luar_time_now() - c->created_at < c->span) {
-            double wait = res->retry_after > 1 ? res->retry_after : 1;
-            o.postpone = wait * (1 + uniform());
+        /* Postponed while the message is younger than the schedule, and never past its
+         * end: after that, refusals are spent attempts, so the delivery ends in time. */
+        double left = c->created_at + c->span - luar_time_now();
+        if (strcmp(o.kind, "breaker_open") == 0 && left > 0) {
+            double wait = (res->retry_after > 1 ? res->retry_after : 1) * (1 + uniform());
+            o.postpone = wait < left ? wait : left;
         }
     }
     o.duration = res && strcmp(o.kind ? o.kind : "", "breaker_open") ? res->duration : 0;

@@ -145,9 +145,9 @@ typedef void (*luar_deliver_cb)(void *arg, const luar_deliver_outcome_t *outcome
  *
  * While the breaker is open the attempt is postponed (outcome.postpone) until the breaker
  * lets a probe through, plus a jitter of up to as long again so waiting deliveries do not
- * all come back at once; postponing stops once the message is older than the whole
- * schedule, after which a refusal by the open breaker counts as a failed attempt, so every
- * delivery ends (delivered or dead) within about twice the schedule.
+ * all come back at once, but never past the end of the message's schedule (created_at +
+ * the sum of the delays); from then on a refusal by the open breaker counts as a failed
+ * attempt, so every delivery ends (delivered or dead) within twice the schedule.
  */
 int luar_deliver_attempt(uv_loop_t *loop, const luar_deliver_msg_t *msg, luar_deliver_cb cb,
                          void *arg, luar_deliver_call_t **out, luar_buf_t *err);

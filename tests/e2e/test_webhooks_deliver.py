@@ -266,7 +266,9 @@ def test_default_schedule_is_svix_s():
         assert rec["retry_in"] == 300 and rec["status"] == 503, rec
 
 
-BREAKER = SHORT.replace("{ 0, 1, 2, 3 }", "{ 0, 0.2, 0.2, 0.2, 0.2, 0.2 }") % \
+# Attempts 0.2 s apart; the long last delay makes the schedule (60.8 s) outlast the test,
+# so refusals by the open breaker are postponements, not spent attempts.
+BREAKER = SHORT.replace("{ 0, 1, 2, 3 }", "{ 0, 0.2, 0.2, 0.2, 0.2, 60 }") % \
     ", deliver_breaker = { failures = 3, reset = 3 }"
 
 
@@ -296,6 +298,23 @@ def test_breaker_opens_for_a_failing_endpoint():
         assert probe["t"] - reqs[2]["t"] >= 3 - 0.05, (probe["t"], reqs[2]["t"])
         job = job_show(srv, out["job"])
         assert job["attempt"] <= 4, job
+
+
+def test_breaker_postpones_no_later_than_the_schedule_s_end():
+    # A 1 s schedule and a breaker open for 30 s: the held attempts come back when the
+    # schedule ends, count as failed (breaker_open) and the delivery is dead, without the
+    # endpoint seeing more than the three requests that opened the breaker.
+    config = SHORT.replace("{ 0, 1, 2, 3 }", "{ 0, 0.2, 0.2, 0.2, 0.2, 0.2 }") % \
+        ", deliver_breaker = { failures = 3, reset = 30 }"
+    with Receiver() as rcv, Luar({"main.lua": APP}, config=config) as srv:
+        rcv.answer("status 500")
+        out = deliver(srv, url=rcv.url())
+        job = wait_job(srv, out["job"], lambda j: j["state"] == "dead", "dead")
+        assert job["attempt"] == 6 and "breaker_open" in job["last_error"], job
+        assert job["finished_at"] - job["enqueued_at"] < 2 * 1.0 + 1, job
+        assert rcv.count() == 3
+        rec = attempt_log(srv, msg_id=out["id"], outcome="dead")
+        assert rec["error"] == "breaker_open" and rec["duration_ms"] == 0, rec
 
 
 def test_private_addresses_are_refused_unless_allowed():
@@ -365,6 +384,7 @@ if __name__ == "__main__":
         test_failing_endpoint_retries_on_schedule_then_dead_then_resent,
         test_default_schedule_is_svix_s,
         test_breaker_opens_for_a_failing_endpoint,
+        test_breaker_postpones_no_later_than_the_schedule_s_end,
         test_private_addresses_are_refused_unless_allowed,
         test_a_delivery_survives_a_restart_under_scripts_without_webhooks,
         test_bad_webhooks_configuration_is_refused_naming_the_key,
