@@ -16,6 +16,7 @@
 #include "log/log.h"
 #include "lua/vm.h"
 #include "luar_version.h"
+#include "webhooks/deliver.h"
 
 #include <http_parser.h>
 #include <sqlite3.h>
@@ -153,6 +154,8 @@ static int load_config(const args_t *a, luar_config_t *cfg)
     int rc = luar_config_load(cfg, &a->flags, &err);
     if (rc)
         fprintf(stderr, "%s", err.data ? err.data : "configuration error\n");
+    else
+        luar_deliver_configure(&cfg->webhooks); /* webhook deliveries follow it (any job runner) */
     luar_buf_free(&err);
     return rc ? 2 : 0;
 }

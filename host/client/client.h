@@ -50,13 +50,19 @@ typedef struct luar_client_req {
     const char *key_file;   /* its private key (PEM); NULL: in cert_file */
     const char *proxy;      /* "http://host:port", "socks5://..."; NULL: none (env ignored) */
     int insecure;           /* nonzero: do not verify the server's certificate and name */
+    int refuse_private;     /* nonzero: refuse to talk to a loopback, private, link-local or
+                               other non-public address (client/addr.h), judged on the
+                               address curl actually connected to, so DNS cannot smuggle one
+                               in; fails with kind "private_address" before any byte of the
+                               request is sent (webhook delivery, SPEC §8) */
 } luar_client_req_t;
 
 /*
  * The outcome of an attempt. On success `rc` is 0 and status/headers/body are set (an HTTP
  * error status is a response, not an error). On failure `rc` is a LUAR_E* code, `kind` one
- * of "timeout", "connect" (refused, DNS, reset), "tls", "too_large", "invalid" or
- * "canceled", and `message` a readable line. Header names are lower-case.
+ * of "timeout", "connect" (refused, DNS, reset), "tls", "too_large", "invalid",
+ * "private_address" (refuse_private) or "canceled", and `message` a readable line. Header
+ * names are lower-case.
  */
 typedef struct luar_client_res {
     int rc;

@@ -6,12 +6,14 @@
  * (each attempt passes here once), in the Lua binding today and the host API later.
  */
 #include "client/client.h"
+#include "client/addr.h"
 #include "client/redact.h"
 #include "common/error.h"
 #include "log/log.h"
 #include "luar_version.h"
 #include "metrics/metrics.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <curl/curl.h>
 #include <stdlib.h>
@@ -31,6 +33,7 @@ struct luar_client_call {
     luar_client_res_t *res;
     size_t header_bytes;
     int too_large;
+    char refused[96]; /* refuse_private: "127.0.0.1 (loopback)" once refused */
     uint64_t started_ns;
     char method[16];
     char host[256];
@@ -154,6 +157,12 @@ static void map_error(struct luar_client_call *c, CURLcode code)
     const char *detail = c->errbuf[0] ? c->errbuf : curl_easy_strerror(code);
     char msg[512];
     snprintf(msg, sizeof msg, "%s %.200s: %.200s", c->method, c->host, detail);
+    if (c->refused[0]) {
+        snprintf(msg, sizeof msg, "%s %.200s: refused to connect to %s, which is not a public "
+                 "address", c->method, c->host, c->refused);
+        set_error(res, LUAR_EINVAL, "private_address", msg);
+        return;
+    }
     if (c->too_large) {
         snprintf(msg, sizeof msg, "%s %.200s: the response is larger than max_body (%zu bytes)",
                  c->method, c->host, res->body.max);
@@ -391,6 +400,33 @@ static int build_headers(struct luar_client_call *c, const luar_client_req_t *re
     return 0;
 }
 
+/*
+ * CURLOPT_PREREQFUNCTION, for requests with refuse_private: curl calls it once the
+ * connection is made (or taken from the pool) and before it sends the request, with the
+ * address it is actually connected to. Checking here rather than the URL's host name holds
+ * against every DNS trick (a name resolving to 127.0.0.1, rebinding between a check and the
+ * connect, a pooled connection made for another request): what is judged is the peer of
+ * this very socket. No byte of the request (headers, body, signature) has left when it
+ * refuses; curl then ends the transfer with CURLE_ABORTED_BY_CALLBACK, mapped to
+ * kind "private_address" above.
+ */
+static int on_prereq(void *clientp, char *primary_ip, char *local_ip, int primary_port,
+                     int local_port)
+{
+    struct luar_client_call *c = clientp;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    const char *kind = NULL;
+    if (luar_addr_classify(primary_ip, &kind) != 0)
+        kind = "not an IP address"; /* never expected from curl: refuse rather than guess */
+    if (kind == NULL)
+        return CURL_PREREQFUNC_OK;
+    snprintf(c->refused, sizeof c->refused, "%.*s (%s)", INET6_ADDRSTRLEN - 1, primary_ip,
+             kind);
+    return CURL_PREREQFUNC_ABORT;
+}
+
 static void set_host(struct luar_client_call *c, const char *url)
 {
     CURLU *u = curl_url();
@@ -489,6 +525,10 @@ int luar_client_request(uv_loop_t *loop, const luar_client_req_t *req, luar_clie
         curl_easy_setopt(e, CURLOPT_SSLCERT, req->cert_file);
     if (req->key_file)
         curl_easy_setopt(e, CURLOPT_SSLKEY, req->key_file);
+    if (req->refuse_private) {
+        curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+        curl_easy_setopt(e, CURLOPT_PREREQDATA, c);
+    }
     set_method(e, method, req);
     if (curl_easy_setopt(e, CURLOPT_URL, req->url) != CURLE_OK) {
         rc = LUAR_EINVAL;

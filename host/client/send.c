@@ -29,7 +29,8 @@ struct luar_client_send {
     luar_retry_policy_t retry;
     int use_breaker;
     luar_breaker_settings_t breaker;
-    char host[LUAR_BREAKER_HOST_MAX]; /* "name:port", the breaker's key */
+    char host[LUAR_BREAKER_HOST_MAX]; /* "name:port" */
+    char breaker_key[LUAR_BREAKER_HOST_MAX]; /* policy.breaker_key, else the host */
     uint64_t breaker_token;
     int breaker_held;           /* allowed for the current attempt, not yet reported */
     luar_tokenbucket_t *bucket; /* the client's rate limiter, or NULL */
@@ -151,7 +152,8 @@ static double resilience_before_attempt(struct luar_client_send *ro, luar_client
         }
     }
     if (ro->use_breaker && !ro->breaker_held) {
-        int ok = luar_breaker_allow(breakers, ro->host, &ro->breaker, now, &ro->breaker_token);
+        int ok = luar_breaker_allow(breakers, ro->breaker_key, &ro->breaker, now,
+                                    &ro->breaker_token);
         if (ok == 0) {
             luar_cache_entry_t *e = ro->stale_if_error > 0 && cache
                                         ? luar_cache_stale_if_error(
@@ -166,10 +168,10 @@ static double resilience_before_attempt(struct luar_client_send *ro, luar_client
                 return -1;
             }
             char msg[240];
-            snprintf(msg, sizeof msg, "circuit breaker open for %.200s", ro->host);
+            snprintf(msg, sizeof msg, "circuit breaker open for %.200s", ro->breaker_key);
             *out = local_error(LUAR_EBUSY, "breaker_open", msg);
             if (*out)
-                (*out)->retry_after = luar_breaker_retry_in(breakers, ro->host, now);
+                (*out)->retry_after = luar_breaker_retry_in(breakers, ro->breaker_key, now);
             return -1;
         }
         ro->breaker_held = ok == 1; /* ETOOBIG and friends: send untracked */
@@ -178,7 +180,7 @@ static double resilience_before_attempt(struct luar_client_send *ro, luar_client
         double wait = luar_tokenbucket_reserve(ro->bucket, now);
         if (wait < 0) {
             if (ro->breaker_held)
-                luar_breaker_report(breakers, ro->host, ro->breaker_token,
+                luar_breaker_report(breakers, ro->breaker_key, ro->breaker_token,
                                     LUAR_BREAKER_NEUTRAL, now);
             ro->breaker_held = 0;
             *out = local_error(LUAR_EBUSY, "rate_limited",
@@ -198,7 +200,7 @@ static double resilience_before_attempt(struct luar_client_send *ro, luar_client
 static void resilience_after_attempt(struct luar_client_send *ro, luar_client_res_t **res)
 {
     if (ro->breaker_held)
-        luar_breaker_report(breakers, ro->host, ro->breaker_token,
+        luar_breaker_report(breakers, ro->breaker_key, ro->breaker_token,
                             luar_breaker_outcome((*res)->rc ? 0 : (int)(*res)->status,
                                                  (*res)->rc ? (*res)->kind : NULL),
                             luar_time_now());
@@ -370,6 +372,8 @@ int luar_client_send(uv_loop_t *loop, const luar_client_req_t *req,
     ro->cb = cb;
     ro->arg = arg;
     url_host(req->url, ro->host, sizeof ro->host);
+    snprintf(ro->breaker_key, sizeof ro->breaker_key, "%s",
+             policy->breaker_key ? policy->breaker_key : ro->host);
     if (policy->breaker && breakers == NULL)
         breakers = luar_breaker_registry_new(LUAR_BREAKER_DEFAULT_MAX_HOSTS);
     ro->use_breaker = policy->breaker && breakers != NULL;
@@ -409,7 +413,8 @@ void luar_client_send_cancel(luar_client_send_t *ro)
     ro->call = NULL;
     double now = luar_time_now();
     if (ro->breaker_held) /* cancelled: the host did nothing wrong */
-        luar_breaker_report(breakers, ro->host, ro->breaker_token, LUAR_BREAKER_NEUTRAL, now);
+        luar_breaker_report(breakers, ro->breaker_key, ro->breaker_token, LUAR_BREAKER_NEUTRAL,
+                            now);
     ro->breaker_held = 0;
     if (ro->rate_reserved)
         luar_tokenbucket_cancel(ro->bucket, now);

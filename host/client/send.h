@@ -17,6 +17,8 @@ typedef struct luar_client_policy {
     luar_retry_policy_t retry;  /* retry.attempts = 1: never retry */
     int breaker;                /* nonzero: the host's circuit breaker */
     luar_breaker_settings_t breaker_settings;
+    const char *breaker_key;    /* the breaker's name (copied); NULL: the URL's "host:port".
+                                   Webhook delivery keeps one breaker per endpoint URL */
     const char *rate;           /* "N/s", "N/m", "N/h", "N/d", or NULL for no limit */
     const char *rate_key;       /* the bucket's name (one per client); NULL: per host */
     double rate_max_wait;       /* seconds a caller may wait its turn; 0: the default 30 */

@@ -24,7 +24,7 @@ typedef struct loader {
     int nerrors;
 } loader_t;
 
-static const char *known_keys[] = {
+static const char *const known_keys[] = {
     "listen", "scripts", "data", "queue", "workers", "admin", "limits", "log", "reload",
     "plugins", "secrets", "jobs", "webhooks", "public_url", "shutdown", "oauth", NULL,
 };
@@ -204,6 +204,81 @@ static int enter(loader_t *ld, lua_State *L, const char *field)
     return 0;
 }
 
+/*
+ * Records an error for each key of the table at the top of the stack that is not in
+ * `known` (a typo is an error, not silently ignored). `table` names the table in messages
+ * ("webhooks"), NULL for the top level.
+ */
+static void check_keys(loader_t *ld, lua_State *L, const char *const *known, const char *table)
+{
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            fail_key(ld, table ? table : "(top level)", "keys must be names");
+            continue;
+        }
+        const char *k = lua_tostring(L, -1);
+        int found = 0;
+        for (int i = 0; known[i]; i++)
+            found |= strcmp(known[i], k) == 0;
+        if (!found) {
+            char path[160];
+            snprintf(path, sizeof path, "%s%s%.140s", table ? table : "", table ? "." : "", k);
+            fail_key(ld, path, "unknown key");
+        }
+    }
+}
+
+void luar_webhooks_config_init(luar_webhooks_config_t *w)
+{
+    static const double svix[] = {0, 5, 300, 1800, 7200, 18000, 36000, 36000};
+    memset(w, 0, sizeof *w);
+    w->deliver_attempts = (int)(sizeof svix / sizeof svix[0]);
+    memcpy(w->deliver_schedule, svix, sizeof svix);
+    w->deliver_breaker_failures = 5;
+    w->deliver_breaker_reset = 30;
+}
+
+/* webhooks = { … } (the table is at the top of the stack). */
+static void read_webhooks(loader_t *ld, lua_State *L, luar_webhooks_config_t *w)
+{
+    static const char *const known[] = {"deliver_allow_private", "deliver_schedule",
+                                        "deliver_breaker", NULL};
+    check_keys(ld, L, known, "webhooks");
+    read_bool(ld, L, "deliver_allow_private", "webhooks.deliver_allow_private",
+              &w->deliver_allow_private);
+    int t = lua_getfield(L, -1, "deliver_schedule");
+    if (t == LUA_TTABLE) {
+        lua_Integer n = luaL_len(L, -1);
+        int bad = n < 1 || n > LUAR_DELIVER_MAX_ATTEMPTS;
+        for (lua_Integer i = 1; !bad && i <= n; i++) {
+            bad = lua_rawgeti(L, -1, i) != LUA_TNUMBER || !(lua_tonumber(L, -1) >= 0);
+            if (!bad)
+                w->deliver_schedule[i - 1] = lua_tonumber(L, -1);
+            lua_pop(L, 1);
+        }
+        if (bad)
+            fail_key(ld, "webhooks.deliver_schedule", "expected a list of 1 to %d delays in "
+                     "seconds (numbers >= 0), one per attempt, the first included",
+                     LUAR_DELIVER_MAX_ATTEMPTS);
+        else
+            w->deliver_attempts = (int)n;
+    } else if (t != LUA_TNIL) {
+        fail_key(ld, "webhooks.deliver_schedule", "expected a list of delays in seconds, got %s",
+                 lua_typename(L, t));
+    }
+    lua_pop(L, 1);
+    if (enter(ld, L, "deliver_breaker")) {
+        double failures = w->deliver_breaker_failures;
+        read_number(ld, L, "failures", "webhooks.deliver_breaker.failures", &failures, 1);
+        read_number(ld, L, "reset", "webhooks.deliver_breaker.reset", &w->deliver_breaker_reset,
+                    0.001);
+        w->deliver_breaker_failures = (int)failures;
+        lua_pop(L, 1);
+    }
+}
+
 static int parse_workers(const char *s, int *out)
 {
     if (strcmp(s, "auto") == 0) {
@@ -265,20 +340,7 @@ static void read_listen(loader_t *ld, lua_State *L)
 static void read_table(loader_t *ld, lua_State *L)
 {
     luar_config_t *cfg = ld->cfg;
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-        lua_pop(L, 1);
-        if (lua_type(L, -1) != LUA_TSTRING) {
-            fail_key(ld, "(top level)", "keys must be names");
-            continue;
-        }
-        const char *k = lua_tostring(L, -1);
-        int known = 0;
-        for (int i = 0; known_keys[i]; i++)
-            known |= strcmp(known_keys[i], k) == 0;
-        if (!known)
-            fail_key(ld, k, "unknown key");
-    }
+    check_keys(ld, L, known_keys, NULL);
     read_listen(ld, L);
     const char *s;
     if ((s = opt_string(ld, L, "scripts", "scripts")))
@@ -370,6 +432,10 @@ static void read_table(loader_t *ld, lua_State *L)
             }
             lua_pop(L, 1);
         }
+        lua_pop(L, 1);
+    }
+    if (enter(ld, L, "webhooks")) {
+        read_webhooks(ld, L, &cfg->webhooks);
         lua_pop(L, 1);
     }
     if (enter(ld, L, "shutdown")) {
@@ -492,6 +558,7 @@ int luar_config_load(luar_config_t *cfg, const luar_config_flags_t *flags, luar_
     cfg->jobs.dead_ttl = 2592000;
     cfg->jobs.poll = 0.5;
     cfg->jobs.concurrency = 10;
+    luar_webhooks_config_init(&cfg->webhooks);
     cfg->scripts = strdup("scripts");
     cfg->data = strdup("luar-data");
     add_listen(cfg, DEFAULT_LISTEN, NULL, NULL, NULL);

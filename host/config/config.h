@@ -29,6 +29,25 @@ typedef struct luar_jobs_config {
     } queues[LUAR_MAX_QUEUE_LIMITS];
 } luar_jobs_config_t;
 
+#define LUAR_DELIVER_MAX_ATTEMPTS 32
+
+/*
+ * webhooks = { deliver_allow_private, deliver_schedule = {…}, deliver_breaker = {…} }: the
+ * outbound delivery settings (docs/sending-webhooks.md).
+ */
+typedef struct luar_webhooks_config {
+    int deliver_allow_private; /* deliveries may reach loopback, private, link-local … (0) */
+    /* Seconds to wait before each attempt, the first included (Svix's: 0, 5, 300, 1800,
+       7200, 18000, 36000, 36000); deliver_attempts entries. */
+    double deliver_schedule[LUAR_DELIVER_MAX_ATTEMPTS];
+    int deliver_attempts;
+    int deliver_breaker_failures;  /* consecutive failures that open an endpoint's breaker (5) */
+    double deliver_breaker_reset;  /* seconds open before a probe is let through (30) */
+} luar_webhooks_config_t;
+
+/* Fills `w` with the defaults above. */
+void luar_webhooks_config_init(luar_webhooks_config_t *w);
+
 /* Values given on the command line; NULL/0 fields were not given. */
 typedef struct luar_config_flags {
     const char *config;
@@ -54,6 +73,7 @@ typedef struct luar_config {
     double shutdown_grace;  /* shutdown.grace: seconds SIGTERM waits for in-flight work */
     luar_log_config_t log;  /* log.file owned */
     luar_jobs_config_t jobs; /* jobs = { … } */
+    luar_webhooks_config_t webhooks; /* webhooks = { … } */
     int reload_watch;       /* reload.watch */
     double reload_debounce; /* reload.debounce: seconds of quiet before a watched reload */
 } luar_config_t;

@@ -100,6 +100,13 @@ int luar_jobs_every(lua_State *L);
 /* The registry key of the metatable marking the value of jobs.retry_in (mod_jobs.c). */
 extern const char luar_jobs_retry_key;
 
+/*
+ * Pushes what jobs.retry_in(seconds) returns: a job body (Lua or C, such as the built-in
+ * webhooks.deliver) returning it is put back to run again in `seconds` without counting the
+ * attempt. Works whether or not luar.jobs was required. [-0, +1]
+ */
+void luar_jobs_push_retry_in(lua_State *L, double seconds);
+
 /* AMQP topic match: words split on '.', '*' one word, '#' zero or more words. */
 int luar_topic_match(const char *pattern, const char *topic);
 

@@ -455,30 +455,41 @@ static int jobs_get(lua_State *L)
 
 const char luar_jobs_retry_key = 0;
 
+/* Pushes the metatable marking retry_in values, creating it on first use. [-0, +1] */
+static void push_retry_meta(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &luar_jobs_retry_key) == LUA_TTABLE)
+        return;
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "luar.jobs.retry_in");
+    lua_setfield(L, -2, "__name");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &luar_jobs_retry_key);
+}
+
+void luar_jobs_push_retry_in(lua_State *L, double seconds)
+{
+    lua_createtable(L, 0, 1);
+    lua_pushnumber(L, seconds);
+    lua_setfield(L, -2, "seconds");
+    push_retry_meta(L);
+    lua_setmetatable(L, -2);
+}
+
 /* jobs.retry_in(seconds) → a value the job returns to run again later [-1, +1] */
 static int jobs_retry_in(lua_State *L)
 {
     double s = luaL_checknumber(L, 1);
     luaL_argcheck(L, s >= 0 && isfinite(s), 1, "expected a number of seconds >= 0");
-    lua_createtable(L, 0, 1);
-    lua_pushnumber(L, s);
-    lua_setfield(L, -2, "seconds");
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &luar_jobs_retry_key);
-    lua_setmetatable(L, -2);
+    luar_jobs_push_retry_in(L, s);
     return 1;
 }
 
 int luaopen_luar_jobs(lua_State *L)
 {
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &luar_jobs_retry_key) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_createtable(L, 0, 1);
-        lua_pushliteral(L, "luar.jobs.retry_in");
-        lua_setfield(L, -2, "__name");
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &luar_jobs_retry_key);
-    } else {
-        lua_pop(L, 1);
-    }
+    push_retry_meta(L);
+    lua_pop(L, 1);
     static const luaL_Reg fns[] = {
         {"define", jobs_define},   {"enqueue", jobs_enqueue}, {"get", jobs_get},
         {"retry_in", jobs_retry_in}, {"cron", luar_jobs_cron}, {"every", luar_jobs_every},

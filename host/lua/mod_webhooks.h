@@ -14,4 +14,11 @@ int luar_webhooks_verify(lua_State *L);
 /* webhooks.deliver{url, secret, type, payload, id, …} ⏸ → message id, or nil, err */
 int luar_webhooks_deliver(lua_State *L);
 
+/*
+ * Adds the built-in job "webhooks.deliver" (one delivery attempt per run) to the job
+ * registry of the VM of `L`. Called for every VM as it is created, so a delivery enqueued
+ * under any scripts runs under any later ones. Raises when out of memory. [-0, +0]
+ */
+void luar_webhooks_deliver_define(lua_State *L);
+
 #endif

@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "log/log.h"
+#include "lua/mod_webhooks.h"
 #include "lua/modules.h"
 #include "lua/vm_internal.h"
 #include "jobs/jobs.h"
@@ -121,6 +122,8 @@ static int vm_open(lua_State *L)
     luar_lua_sandbox(L);
     set_package_path(L, vm->scripts_dir);
     luar_lua_open_modules(L);
+    /* Built-in jobs exist in every generation, whatever the scripts require. */
+    luar_webhooks_deliver_define(L);
     return 0;
 }
 
