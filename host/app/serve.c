@@ -8,11 +8,14 @@
  * requests finish (a uv_prepare notices the last one, no polling), then closes.
  */
 #include "app/app.h"
+#include "audit/audit.h"
 #include "common/error.h"
 #include "jobs/jobs.h"
 #include "log/log.h"
 #include "lua/vm.h"
 #include "metrics/metrics.h"
+#include "secrets/redact.h"
+#include "secrets/secrets.h"
 #include "server/http.h"
 
 #include <errno.h>
@@ -180,7 +183,10 @@ static int reload(void *ctx, luar_buf_t *err)
     vm_config(app, &vc, app->generation + 1);
     luar_buf_t lerr;
     luar_buf_init(&lerr, 64 * 1024);
-    int rc = luar_vm_new(&vc, &vm, &lerr);
+    /* The secret store is read again with each reload, before the scripts that use it. */
+    int rc = luar_secrets_load(app->cfg->secrets_file, &app->cfg->secrets_key, &lerr);
+    if (rc == 0)
+        rc = luar_vm_new(&vc, &vm, &lerr);
     luar_app_count_reload(rc == 0);
     if (rc) {
         luar_buf_t fields;
@@ -191,7 +197,7 @@ static int reload(void *ctx, luar_buf_t *err)
         const char *msg = "reload failed, the previous scripts keep serving";
         luar_log_write(LUAR_LOG_ERROR, msg, strlen(msg), fields.data, fields.len);
         luar_buf_free(&fields);
-        luar_buf_append(err, lerr.data ? lerr.data : "", lerr.len);
+        luar_secret_scrub(err, lerr.data ? lerr.data : "", lerr.len); /* to `luar reload` */
         luar_buf_free(&lerr);
         return rc;
     }
@@ -443,6 +449,7 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
     signal(SIGPIPE, SIG_IGN);
     luar_app_metrics_init();
     mkdir(cfg->data, 0700);
+    luar_audit_set_file(cfg->audit_file);
 
     if (luar_queue_open(&app->loop, cfg->queue, &app->queue, &err)) {
         fprintf(stderr, "luar: queue %s: %s\n", cfg->queue, err.data ? err.data : "cannot open");
@@ -500,6 +507,8 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
         luar_logf(LUAR_LOG_WARN, "loop closed with handles still open");
     luar_log_flush();
     luar_buf_free(&err);
+    luar_secrets_unload();
+    luar_audit_set_file(NULL);
     free(app->retired);
     free(app);
     return status;
@@ -518,6 +527,8 @@ fail:
     uv_loop_close(&app->loop);
     luar_log_flush();
     luar_buf_free(&err);
+    luar_secrets_unload();
+    luar_audit_set_file(NULL);
     free(app->retired);
     free(app);
     return status;

@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "app/app.h"
 #include "cli/jobs_cmd.h"
+#include "cli/secrets_cmd.h"
 #include "jobs/jobs.h"
 #include "queue/queue.h"
 #include "sched/cron.h"
@@ -15,6 +16,8 @@
 #include "log/log.h"
 #include "lua/vm.h"
 #include "luar_version.h"
+#include "secrets/redact.h"
+#include "secrets/secrets.h"
 
 #include <http_parser.h>
 #include <sqlite3.h>
@@ -74,6 +77,9 @@ static void usage(FILE *f)
           "  enqueue NAME [--args JSON] [--queue Q] [--delay S] [--key K]   enqueue a job\n"
           "  cron list                    the schedules the scripts declare, next fire times\n"
           "  cron next EXPR [--tz TZ] [--from ISO8601] [--count N]\n"
+          "  secrets set NAME [VALUE]|get NAME|list|delete NAME|rotate-key|gen-key\n"
+          "                               the encrypted secret store (LUAR_SECRETS_KEY)\n"
+          "  audit verify [FILE]          check the audit log's hash chain\n"
           "  version                      versions of luar and its libraries\n",
           f);
 }
@@ -152,6 +158,27 @@ static int load_config(const args_t *a, luar_config_t *cfg)
     return rc ? 2 : 0;
 }
 
+/* Prints script load errors to stderr, scrubbed of secret values read while loading. */
+static void print_load_error(const luar_buf_t *err)
+{
+    luar_buf_t clean;
+    luar_buf_init(&clean, 0);
+    fputs(err->data ? luar_secret_clean(err->data, &clean) : "scripts failed to load\n", stderr);
+    luar_buf_free(&clean);
+}
+
+/* Reads the secret store before any script runs: luar.secrets.get may be called at load. */
+static int load_secrets(const luar_config_t *cfg)
+{
+    luar_buf_t err;
+    luar_buf_init(&err, 0);
+    int rc = luar_secrets_load(cfg->secrets_file, &cfg->secrets_key, &err);
+    if (rc)
+        fprintf(stderr, "luar: %s\n", err.data ? err.data : luar_strerror(rc));
+    luar_buf_free(&err);
+    return rc == 0 ? 0 : rc == LUAR_ECONFIG ? 2 : 1;
+}
+
 static int cmd_serve(int argc, char **argv, const args_t *a)
 {
     luar_config_t cfg;
@@ -183,6 +210,11 @@ static int with_scripts(const args_t *a, void (*show)(luar_vm_t *, const luar_co
     luar_config_t cfg;
     if (load_config(a, &cfg))
         return 2;
+    int status = load_secrets(&cfg);
+    if (status) {
+        luar_config_free(&cfg);
+        return status;
+    }
     uv_loop_t loop;
     uv_loop_init(&loop);
     luar_vm_config_t vc;
@@ -190,10 +222,9 @@ static int with_scripts(const args_t *a, void (*show)(luar_vm_t *, const luar_co
     luar_buf_t err;
     luar_buf_init(&err, 0);
     luar_vm_t *vm = NULL;
-    int status = 0;
     luar_log_set_level(LUAR_LOG_WARN);
     if (luar_vm_new(&vc, &vm, &err)) {
-        fprintf(stderr, "%s", err.data ? err.data : "scripts failed to load\n");
+        print_load_error(&err);
         status = 2;
     } else {
         show(vm, &cfg);
@@ -203,6 +234,7 @@ static int with_scripts(const args_t *a, void (*show)(luar_vm_t *, const luar_co
     uv_loop_close(&loop);
     luar_log_flush();
     luar_buf_free(&err);
+    luar_secrets_unload();
     luar_config_free(&cfg);
     return status;
 }
@@ -242,6 +274,11 @@ static int cmd_script(const args_t *a, int tests)
     }
     if (load_config(a, &cfg))
         return 2;
+    int secrets_status = load_secrets(&cfg);
+    if (secrets_status) {
+        luar_config_free(&cfg);
+        return secrets_status;
+    }
     luar_log_open(&cfg.log);
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -263,7 +300,7 @@ static int cmd_script(const args_t *a, int tests)
         luar_jobs_set_host(queue, NULL, &cfg.jobs);
     luar_buf_reset(&err);
     if (luar_vm_new(&vc, &vm, &err)) {
-        fprintf(stderr, "%s", err.data ? err.data : "scripts failed to load\n");
+        print_load_error(&err);
         rs.status = 2;
     } else {
         if (tests)
@@ -286,6 +323,7 @@ static int cmd_script(const args_t *a, int tests)
     uv_loop_close(&loop);
     luar_log_flush();
     luar_buf_free(&err);
+    luar_secrets_unload();
     luar_config_free(&cfg);
     return rs.status;
 }
@@ -378,6 +416,10 @@ int luar_cli_main(int argc, char **argv)
         return cmd_queue(argc, argv, strcmp(cmd, "enqueue") == 0);
     if (strcmp(cmd, "cron") == 0)
         return cmd_cron(argc, argv);
+    if (strcmp(cmd, "secrets") == 0)
+        return luar_cli_secrets(argc - 2, argv + 2);
+    if (strcmp(cmd, "audit") == 0)
+        return luar_cli_audit(argc - 2, argv + 2);
     args_t a;
     int status = parse_args(argc, argv, strcmp(cmd, "run") == 0, &a);
     if (status == 0) {
