@@ -1,12 +1,12 @@
 /* Appending to the hash-chained audit log (see audit.h). */
 #include "audit/audit.h"
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "crypto/crypto.h"
 #include "secrets/redact.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -83,20 +83,6 @@ static int read_last_line(int fd, off_t size, luar_buf_t *line, int *terminated)
         pos += n;
     }
     return 0;
-}
-
-/* fsyncs the folder holding `path` (best effort). */
-static void sync_dir(const char *path)
-{
-    char *copy = strdup(path);
-    if (copy == NULL)
-        return;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(copy);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
 }
 
 /* Appends the hex SHA-256 of `len` bytes to `out`. */
@@ -217,7 +203,7 @@ int luar_audit_append_to(const char *path, const char *who, const char *action,
     if (fsync(fd) != 0)
         rc = io_error(err, path, "cannot fsync the audit log");
     else if (st.st_size == 0)
-        sync_dir(path); /* a new file: make its name durable too */
+        (void)luar_file_sync_dir(path); /* a new file: make its name durable too */
 done:
     close(fd); /* releases the lock */
     luar_buf_free(&last);

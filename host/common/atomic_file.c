@@ -21,8 +21,7 @@ static int io_error(luar_buf_t *err, const char *what, const char *path)
     return LUAR_EIO;
 }
 
-/* fsyncs the folder holding `path`, so a rename into it survives a crash. */
-static int sync_dir(const char *path)
+int luar_file_sync_dir(const char *path)
 {
     char *copy = strdup(path);
     if (copy == NULL)
@@ -111,7 +110,7 @@ int luar_atomic_file_commit(luar_atomic_file_t *f, luar_buf_t *err)
     f->tmp = NULL;
     /* The new contents are in place; a failed folder sync only risks the rename's
      * durability across a power cut, which is still worth reporting. */
-    if (sync_dir(f->path) != 0)
+    if (luar_file_sync_dir(f->path) != 0)
         rc = io_error(err, "renamed, but cannot fsync its folder", f->path);
     luar_atomic_file_abort(f);
     return rc;

@@ -42,6 +42,9 @@ void luar_atomic_file_abort(luar_atomic_file_t *f);
 int luar_atomic_file_save(const char *path, const void *data, size_t len, int mode,
                           luar_buf_t *err);
 
+/* fsyncs the folder holding `path`, so a new name in it survives a crash. Returns 0 or -1. */
+int luar_file_sync_dir(const char *path);
+
 /*
  * Reads the whole file `path` (at most `max` bytes) into `out`. Returns 0, LUAR_ENOTFOUND
  * (no such file; nothing appended to err), LUAR_ETOOBIG, or LUAR_EIO ("path: reason" in err).
