@@ -116,8 +116,8 @@ int luar_audit_append(const char *who, const char *action, const char *fields, s
     return luar_audit_append_to(g_path, who, action, fields, fields_len, err);
 }
 
-int luar_audit_append_to(const char *path, const char *who, const char *action,
-                         const char *fields, size_t fields_len, luar_buf_t *err)
+int luar_audit_append_to(const char *path, const char *who, const char *action, const char *fields,
+                         size_t fields_len, luar_buf_t *err)
 {
     luar_buf_t last, rec, line;
     int terminated = 0, rc = 0;
@@ -143,8 +143,8 @@ int luar_audit_append_to(const char *path, const char *who, const char *action,
         rc = read_last_line(fd, st.st_size, &last, &terminated);
         if (rc != 0) {
             if (err)
-                luar_buf_appendf(err, "%s: cannot read the last line of the audit log: %s",
-                                 path, rc == LUAR_ETOOBIG ? "longer than 1 MiB" : strerror(errno));
+                luar_buf_appendf(err, "%s: cannot read the last line of the audit log: %s", path,
+                                 rc == LUAR_ETOOBIG ? "longer than 1 MiB" : strerror(errno));
             goto done;
         }
     }
@@ -183,8 +183,7 @@ int luar_audit_append_to(const char *path, const char *who, const char *action,
         rc = luar_buf_putc(&line, '\n');
     if (rc != 0) {
         if (err)
-            luar_buf_appendf(err, "%s: cannot build the audit record: %s", path,
-                             luar_strerror(rc));
+            luar_buf_appendf(err, "%s: cannot build the audit record: %s", path, luar_strerror(rc));
         rc = rc == LUAR_ETOOBIG ? LUAR_EINVAL : rc;
         goto done;
     }

@@ -46,8 +46,8 @@ int luar_audit_append(const char *who, const char *action, const char *fields, s
                       luar_buf_t *err);
 
 /* The same, to the file `path`. */
-int luar_audit_append_to(const char *path, const char *who, const char *action,
-                         const char *fields, size_t fields_len, luar_buf_t *err);
+int luar_audit_append_to(const char *path, const char *who, const char *action, const char *fields,
+                         size_t fields_len, luar_buf_t *err);
 
 /*
  * Checks the chain of the file `path`. Returns 0 with the number of records in *records

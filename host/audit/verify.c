@@ -69,14 +69,18 @@ static void explain(const link_t *links, size_t n, size_t i, const uint8_t genes
         return;
     }
     if (memcmp(links[i].prev, genesis, 32) == 0) {
-        luar_buf_appendf(err, "it claims to be the first record, yet %zu line%s come before it "
-                              "(lines were inserted above it)", i, i == 1 ? "" : "s");
+        luar_buf_appendf(err,
+                         "it claims to be the first record, yet %zu line%s come before it "
+                         "(lines were inserted above it)",
+                         i, i == 1 ? "" : "s");
         return;
     }
     for (size_t j = 0; j + 1 < i; j++) {
         if (memcmp(links[j].hash, links[i].prev, 32) == 0) {
-            luar_buf_appendf(err, "it follows line %zu in the chain, so lines %zu to %zu were "
-                                  "inserted or moved here", j + 1, j + 2, i);
+            luar_buf_appendf(err,
+                             "it follows line %zu in the chain, so lines %zu to %zu were "
+                             "inserted or moved here",
+                             j + 1, j + 2, i);
             return;
         }
     }
@@ -86,8 +90,10 @@ static void explain(const link_t *links, size_t n, size_t i, const uint8_t genes
             return;
         }
     }
-    luar_buf_appendf(err, "its prev is not the hash of line %zu (line %zu was edited, or "
-                          "lines between them were deleted)", i, i);
+    luar_buf_appendf(err,
+                     "its prev is not the hash of line %zu (line %zu was edited, or "
+                     "lines between them were deleted)",
+                     i, i);
 }
 
 int luar_audit_verify(const char *path, size_t *records, char head[65], size_t *bad_line,
@@ -133,15 +139,18 @@ int luar_audit_verify(const char *path, size_t *records, char head[65], size_t *
         luar_crypto_digest("sha256", line, len, md, &md_len);
         memcpy(l->hash, md, 32);
         if (!terminated) {
-            luar_buf_appendf(err, "%s:%zu: the last line is incomplete (no newline: a torn "
-                                  "write, or the file was cut)", path, n);
+            luar_buf_appendf(err,
+                             "%s:%zu: the last line is incomplete (no newline: a torn "
+                             "write, or the file was cut)",
+                             path, n);
             *bad_line = n;
             rc = LUAR_EPARSE;
             goto done;
         }
         if (parse_prev(line, len, l->prev) != 0) {
-            luar_buf_appendf(err, "%s:%zu: not an audit record (a record starts "
-                                  "{\"prev\":\"<64 hex digits>\", and is one JSON object)",
+            luar_buf_appendf(err,
+                             "%s:%zu: not an audit record (a record starts "
+                             "{\"prev\":\"<64 hex digits>\", and is one JSON object)",
                              path, n);
             *bad_line = n;
             rc = LUAR_EPARSE;

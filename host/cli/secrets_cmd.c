@@ -35,7 +35,8 @@ typedef struct opts {
 
 static const char secrets_usage[] =
     "usage: luar secrets <command> [--config F] [--data DIR]\n"
-    "  set NAME [VALUE]   store a secret (VALUE from stdin when not given)\n"
+    "  set NAME [VALUE]   store a secret (VALUE from stdin when not given; put -- before\n"
+    "                     a VALUE that starts with --)\n"
     "  get NAME           print a secret's value\n"
     "  list               print the names of the secrets\n"
     "  delete NAME        remove a secret\n"
@@ -48,10 +49,19 @@ static int parse(int argc, char **argv, const char *cmd, opts_t *o)
 {
     memset(o, 0, sizeof *o);
     o->pos = calloc((size_t)argc + 1, sizeof *o->pos);
+    int options = 1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = NULL;
         size_t n = 0;
+        if (options && strcmp(a, "--") == 0) {
+            options = 0; /* what follows is positional, e.g. a VALUE starting with "--" */
+            continue;
+        }
+        if (!options) {
+            o->pos[o->npos++] = argv[i];
+            continue;
+        }
         if (strncmp(a, "--config", 8) == 0 && (a[8] == '\0' || a[8] == '=')) {
             slot = &o->flags.config;
             n = 8;
@@ -143,8 +153,7 @@ static int audit(const luar_config_t *cfg, const char *action, luar_buf_t *field
     luar_buf_t err;
     luar_buf_init(&err, 0);
     add_identity(fields);
-    int rc = luar_audit_append_to(cfg->audit_file, "cli", action, fields->data, fields->len,
-                                  &err);
+    int rc = luar_audit_append_to(cfg->audit_file, "cli", action, fields->data, fields->len, &err);
     if (rc != 0)
         fprintf(stderr, "luar secrets: refused: the audit record could not be written (%s)\n",
                 err.data ? err.data : luar_strerror(rc));
@@ -155,8 +164,10 @@ static int audit(const luar_config_t *cfg, const char *action, luar_buf_t *field
 /* Says there is no key and how to make one; returns 2. */
 static int need_key(const char *cmd)
 {
-    fprintf(stderr, "luar secrets %s: no key: set LUAR_SECRETS_KEY (or secrets.key in the "
-                    "configuration); `luar secrets gen-key` makes one\n", cmd);
+    fprintf(stderr,
+            "luar secrets %s: no key: set LUAR_SECRETS_KEY (or secrets.key in the "
+            "configuration); `luar secrets gen-key` makes one\n",
+            cmd);
     return 2;
 }
 
@@ -269,9 +280,10 @@ static int cmd_set(const luar_config_t *cfg, int npos, char **pos)
     }
     const char *name = pos[1];
     if (!luar_secret_name_valid(name)) {
-        fprintf(stderr, "luar secrets set: invalid name \"%s\": use 1 to %d letters, digits, "
-                        "'_', '.', '-' or '/', not starting with '.', '-' or '/'\n", name,
-                LUAR_SECRET_NAME_MAX);
+        fprintf(stderr,
+                "luar secrets set: invalid name \"%s\": use 1 to %d letters, digits, "
+                "'_', '.', '-' or '/', not starting with '.', '-' or '/'\n",
+                name, LUAR_SECRET_NAME_MAX);
         return 2;
     }
     if (!cfg->secrets_key.set)
@@ -288,8 +300,10 @@ static int cmd_set(const luar_config_t *cfg, int npos, char **pos)
         status = read_value(name, &value);
     }
     if (status == 0 && value.len == 0) {
-        fprintf(stderr, "luar secrets set: empty value for %s (use `luar secrets delete %s` to "
-                        "remove a secret)\n", name, name);
+        fprintf(stderr,
+                "luar secrets set: empty value for %s (use `luar secrets delete %s` to "
+                "remove a secret)\n",
+                name, name);
         status = 2;
     }
     if (status == 0 && value.len > LUAR_SECRET_VALUE_MAX) {
@@ -446,8 +460,10 @@ static int cmd_rotate_key(const luar_config_t *cfg, int npos)
     luar_aead_key_id(cfg->secrets_key.bytes, old_id);
     luar_aead_key_id(next.bytes, new_id);
     if (CRYPTO_memcmp(next.bytes, cfg->secrets_key.bytes, LUAR_AEAD_KEY_LEN) == 0) {
-        fprintf(stderr, "luar secrets rotate-key: LUAR_SECRETS_NEW_KEY is the current key "
-                        "(key id %s)\n", old_id);
+        fprintf(stderr,
+                "luar secrets rotate-key: LUAR_SECRETS_NEW_KEY is the current key "
+                "(key id %s)\n",
+                old_id);
         status = 2;
         goto done;
     }
@@ -473,8 +489,10 @@ static int cmd_rotate_key(const luar_config_t *cfg, int npos)
     luar_buf_reset(&err);
     if (luar_secret_store_read(cfg->secrets_file, &next, &check, NULL, &err) != 0 ||
         luar_secret_store_count(check) != luar_secret_store_count(s)) {
-        fprintf(stderr, "luar secrets rotate-key: the re-encrypted file does not read back: "
-                        "%s\n", err.data ? err.data : "count differs");
+        fprintf(stderr,
+                "luar secrets rotate-key: the re-encrypted file does not read back: "
+                "%s\n",
+                err.data ? err.data : "count differs");
         status = 1;
         goto done;
     }
@@ -515,8 +533,8 @@ int luar_cli_secrets(int argc, char **argv)
             fprintf(stderr, "usage: luar secrets gen-key\n");
         goto done;
     }
-    if (strcmp(sub, "set") && strcmp(sub, "get") && strcmp(sub, "list") &&
-        strcmp(sub, "delete") && strcmp(sub, "rotate-key")) {
+    if (strcmp(sub, "set") && strcmp(sub, "get") && strcmp(sub, "list") && strcmp(sub, "delete") &&
+        strcmp(sub, "rotate-key")) {
         fprintf(stderr, "luar secrets: unknown command %s\n%s", sub, secrets_usage);
         status = 2;
         goto done;

@@ -45,8 +45,8 @@ int luar_atomic_file_begin(luar_atomic_file_t *f, const char *path, int mode, lu
     if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
         rnd[0] = (uint8_t)clock();
     luar_buf_init(&tmp, 0);
-    if (luar_buf_appendf(&tmp, "%s.tmp-%d-%02x%02x%02x%02x", path, (int)getpid(), rnd[0],
-                         rnd[1], rnd[2], rnd[3]) != 0) {
+    if (luar_buf_appendf(&tmp, "%s.tmp-%d-%02x%02x%02x%02x", path, (int)getpid(), rnd[0], rnd[1],
+                         rnd[2], rnd[3]) != 0) {
         luar_buf_free(&tmp);
         return LUAR_ENOMEM;
     }
@@ -132,8 +132,7 @@ void luar_atomic_file_abort(luar_atomic_file_t *f)
     f->path = NULL;
 }
 
-int luar_atomic_file_save(const char *path, const void *data, size_t len, int mode,
-                          luar_buf_t *err)
+int luar_atomic_file_save(const char *path, const void *data, size_t len, int mode, luar_buf_t *err)
 {
     luar_atomic_file_t f;
     int rc = luar_atomic_file_begin(&f, path, mode, err);

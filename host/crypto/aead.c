@@ -15,6 +15,7 @@
 
 #include <limits.h>
 #include <openssl/crypto.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <string.h>
@@ -30,31 +31,47 @@
 static const char key_id_label[] = "luar aead v1 key id";
 static const char aad_label[] = "luar aead v1 aad"; /* followed by a NUL, then the AAD */
 
+static EVP_CIPHER *g_gcm;
+static EVP_MAC *g_hmac;
+
+static void fetch_algorithms(void)
+{
+    g_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    g_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+}
+
+/*
+ * OpenSSL 3 looks an algorithm up in its providers on every implicit use (EVP_aes_256_gcm(),
+ * HMAC()), about a microsecond each time; these are fetched once per process.
+ */
+static void fetch_once(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, fetch_algorithms);
+}
+
 /* The first LUAR_AEAD_ID_LEN bytes of HMAC-SHA256(key, label [NUL aad]). */
 static int fingerprint(const uint8_t key[LUAR_AEAD_KEY_LEN], const char *label, int with_aad,
                        const void *aad, size_t aad_len, uint8_t out[LUAR_AEAD_ID_LEN])
 {
     uint8_t md[LUAR_CRYPTO_MAX_MD];
     size_t n = 0;
-    int rc;
-    if (!with_aad) {
-        rc = luar_crypto_hmac("sha256", key, LUAR_AEAD_KEY_LEN, label, strlen(label), md, &n);
-    } else {
-        /* label NUL aad, assembled in one buffer: aad is small in practice. */
-        luar_buf_t msg;
-        luar_buf_init(&msg, 0);
-        rc = luar_buf_append(&msg, label, strlen(label) + 1);
-        if (rc == 0 && aad_len > 0)
-            rc = luar_buf_append(&msg, aad, aad_len);
-        if (rc == 0)
-            rc = luar_crypto_hmac("sha256", key, LUAR_AEAD_KEY_LEN, msg.data, msg.len, md, &n);
-        luar_buf_free(&msg);
-    }
-    if (rc != 0)
-        return rc;
-    memcpy(out, md, LUAR_AEAD_ID_LEN);
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_end(),
+    };
+    fetch_once();
+    EVP_MAC_CTX *ctx = g_hmac ? EVP_MAC_CTX_new(g_hmac) : NULL;
+    /* With aad, the label's NUL terminator separates it from the aad. */
+    int ok = ctx != NULL && EVP_MAC_init(ctx, key, LUAR_AEAD_KEY_LEN, params) &&
+             EVP_MAC_update(ctx, (const unsigned char *)label, strlen(label) + (with_aad != 0)) &&
+             (!with_aad || aad_len == 0 || EVP_MAC_update(ctx, aad, aad_len)) &&
+             EVP_MAC_final(ctx, md, &n, sizeof md) && n >= LUAR_AEAD_ID_LEN;
+    EVP_MAC_CTX_free(ctx);
+    if (ok)
+        memcpy(out, md, LUAR_AEAD_ID_LEN);
     OPENSSL_cleanse(md, sizeof md);
-    return 0;
+    return ok ? 0 : LUAR_EIO;
 }
 
 void luar_aead_key_id(const uint8_t key[LUAR_AEAD_KEY_LEN], char out[2 * LUAR_AEAD_ID_LEN + 1])
@@ -83,9 +100,15 @@ int luar_aead_blob_key_id(const void *blob, size_t len, char out[2 * LUAR_AEAD_I
     return 0;
 }
 
+/* The plaintext length a version 1 header (at least 13 bytes) declares. */
+static size_t declared_length(const uint8_t *b)
+{
+    return (size_t)b[OFF_LENGTH] << 24 | (size_t)b[OFF_LENGTH + 1] << 16 |
+           (size_t)b[OFF_LENGTH + 2] << 8 | b[OFF_LENGTH + 3];
+}
+
 /* Feeds `len` bytes to EVP_{En,De}cryptUpdate in int-sized pieces. */
-static int cipher_update(EVP_CIPHER_CTX *ctx, int enc, uint8_t *out, const uint8_t *in,
-                         size_t len)
+static int cipher_update(EVP_CIPHER_CTX *ctx, int enc, uint8_t *out, const uint8_t *in, size_t len)
 {
     while (len > 0) {
         int chunk = len > (size_t)INT_MAX / 2 ? INT_MAX / 2 : (int)len;
@@ -102,21 +125,10 @@ static int cipher_update(EVP_CIPHER_CTX *ctx, int enc, uint8_t *out, const uint8
     return 0;
 }
 
-static EVP_CIPHER *g_gcm;
-
-static void fetch_gcm(void)
-{
-    g_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
-}
-
-/*
- * AES-256-GCM, fetched from the provider once: the implicit fetch EVP_aes_256_gcm() does
- * on every init costs about a microsecond in OpenSSL 3.
- */
+/* AES-256-GCM as fetched once (or the implicit one should the fetch have failed). */
 static const EVP_CIPHER *gcm(void)
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, fetch_gcm);
+    fetch_once();
     return g_gcm ? g_gcm : EVP_aes_256_gcm();
 }
 
@@ -213,8 +225,7 @@ int luar_aead_decrypt(const uint8_t key[LUAR_AEAD_KEY_LEN], const void *blob, si
         failure = LUAR_AEAD_BAD_VERSION;
         goto refuse;
     }
-    size_t plain_len = (size_t)b[OFF_LENGTH] << 24 | (size_t)b[OFF_LENGTH + 1] << 16 |
-                       (size_t)b[OFF_LENGTH + 2] << 8 | b[OFF_LENGTH + 3];
+    size_t plain_len = declared_length(b);
     if (len - LUAR_AEAD_OVERHEAD != plain_len) {
         failure = len - LUAR_AEAD_OVERHEAD < plain_len ? LUAR_AEAD_TRUNCATED : LUAR_AEAD_MODIFIED;
         goto refuse;
@@ -292,10 +303,8 @@ int luar_aead_explain(luar_aead_failure_t why, const void *blob, size_t len, lua
         if (len < LUAR_AEAD_OVERHEAD)
             return luar_buf_appendf(out, "truncated: %zu bytes, a version %d blob has at least %d",
                                     len, LUAR_AEAD_VERSION, LUAR_AEAD_OVERHEAD);
-        return luar_buf_appendf(
-            out, "truncated: %zu bytes, its header says %zu",
-            len, LUAR_AEAD_OVERHEAD + ((size_t)b[OFF_LENGTH] << 24 | (size_t)b[OFF_LENGTH + 1] << 16 |
-                                       (size_t)b[OFF_LENGTH + 2] << 8 | b[OFF_LENGTH + 3]));
+        return luar_buf_appendf(out, "truncated: %zu bytes, its header says %zu", len,
+                                LUAR_AEAD_OVERHEAD + declared_length(b));
     case LUAR_AEAD_BAD_VERSION:
         return luar_buf_appendf(out, "unknown blob version %u (this build reads version %d)",
                                 len ? b[0] : 0u, LUAR_AEAD_VERSION);

@@ -116,30 +116,23 @@ static int add_entry(const char *s, size_t len)
 static int cjson_escape(luar_buf_t *out, const unsigned char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
+    static const char short_from[] = "\"\\/\b\f\n\r\t", short_to[] = "\"\\/bfnrt";
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < len; i++) {
         unsigned char c = s[i];
         char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
         size_t n = 2;
-        switch (c) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '/': esc[1] = '/'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
-        default:
-            if (c < 0x20 || c == 0x7f) {
-                memcpy(esc + 1, "u00", 3);
-                esc[4] = hex[c >> 4];
-                esc[5] = hex[c & 15];
-                n = 6;
-            } else {
-                esc[0] = (char)c;
-                n = 1;
-            }
+        const char *hit = c ? memchr(short_from, c, sizeof short_from - 1) : NULL;
+        if (hit != NULL) {
+            esc[1] = short_to[hit - short_from];
+        } else if (c < 0x20 || c == 0x7f) {
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            n = 6;
+        } else {
+            esc[0] = (char)c;
+            n = 1;
         }
         rc = luar_buf_append(out, esc, n);
     }
@@ -171,8 +164,10 @@ int luar_secret_watch(const char *what, const void *value, size_t len)
         return 0;
     if (g_set.nvalues >= LUAR_SECRET_MAX_VALUES) {
         if (!g_set.warned_full)
-            luar_logf(LUAR_LOG_WARN, "%d secret values are watched already; %s is not "
-                      "redacted from logs", LUAR_SECRET_MAX_VALUES, what ? what : "a new one");
+            luar_logf(LUAR_LOG_WARN,
+                      "%d secret values are watched already; %s is not "
+                      "redacted from logs",
+                      LUAR_SECRET_MAX_VALUES, what ? what : "a new one");
         g_set.warned_full = 1;
         return LUAR_ETOOBIG;
     }

@@ -28,8 +28,8 @@
 #include <stddef.h>
 
 #define LUAR_SECRET_REDACTED "[REDACTED]"
-#define LUAR_SECRET_MIN_LEN 6        /* shorter values cannot be redacted sensibly */
-#define LUAR_SECRET_MAX_VALUES 4096  /* distinct values watched per process */
+#define LUAR_SECRET_MIN_LEN 6       /* shorter values cannot be redacted sensibly */
+#define LUAR_SECRET_MAX_VALUES 4096 /* distinct values watched per process */
 
 /*
  * Adds `value` (`len` bytes, copied) to the set. `what` names it for the one warning about

@@ -54,9 +54,11 @@ int luar_secrets_parse_key(const char *text, uint8_t key[LUAR_AEAD_KEY_LEN], lua
     if (ok)
         memcpy(key, raw.data, LUAR_AEAD_KEY_LEN);
     else if (err)
-        luar_buf_appendf(err, "expected a key of 32 bytes written as 64 hex digits or as "
-                              "base64/base64url (`luar secrets gen-key` makes one); got %zu "
-                              "characters that are neither", len);
+        luar_buf_appendf(err,
+                         "expected a key of 32 bytes written as 64 hex digits or as "
+                         "base64/base64url (`luar secrets gen-key` makes one); got %zu "
+                         "characters that are neither",
+                         len);
     if (raw.data)
         OPENSSL_cleanse(raw.data, raw.cap);
     if (padded.data)
@@ -136,8 +138,8 @@ const char *luar_secret_store_get(const luar_secret_store_t *s, const char *name
     return s->items[i].value;
 }
 
-int luar_secret_store_set(luar_secret_store_t *s, const char *name, const void *value,
-                          size_t len, int *existed)
+int luar_secret_store_set(luar_secret_store_t *s, const char *name, const void *value, size_t len,
+                          int *existed)
 {
     int found;
     if (!luar_secret_name_valid(name))
@@ -313,28 +315,32 @@ int luar_secret_store_read(const char *path, const luar_secrets_key_t *key,
     if (exists)
         *exists = 1;
     if (key == NULL || !key->set) {
-        luar_buf_appendf(err, "%s: the secrets file exists but no key is configured: set "
-                              "LUAR_SECRETS_KEY (or secrets.key in the configuration)", path);
+        luar_buf_appendf(err,
+                         "%s: the secrets file exists but no key is configured: set "
+                         "LUAR_SECRETS_KEY (or secrets.key in the configuration)",
+                         path);
         rc = LUAR_ECONFIG;
         goto done;
     }
     if (file.len < MAGIC_LEN || memcmp(file.data, MAGIC, MAGIC_LEN) != 0) {
-        luar_buf_appendf(err, "%s: not a luar secrets file (it does not start with "
-                              "\"luar-secrets\")", path);
+        luar_buf_appendf(err,
+                         "%s: not a luar secrets file (it does not start with "
+                         "\"luar-secrets\")",
+                         path);
         rc = LUAR_EPARSE;
         goto done;
     }
     const char *blob = file.data + MAGIC_LEN;
     size_t blob_len = file.len - MAGIC_LEN;
-    rc = luar_aead_decrypt(key->bytes, blob, blob_len, STORE_AAD, strlen(STORE_AAD), &plain,
-                           &why);
+    rc = luar_aead_decrypt(key->bytes, blob, blob_len, STORE_AAD, strlen(STORE_AAD), &plain, &why);
     if (rc == LUAR_EPARSE && why == LUAR_AEAD_WRONG_KEY) {
         char want[2 * LUAR_AEAD_ID_LEN + 1], have[2 * LUAR_AEAD_ID_LEN + 1];
         luar_aead_blob_key_id(blob, blob_len, want);
         key_id_text(key, have);
-        luar_buf_appendf(err, "%s: wrong key: the file was encrypted under key id %s, the "
-                              "key in %s has key id %s", path, want, key->from ? key->from
-                              : "the configuration", have);
+        luar_buf_appendf(err,
+                         "%s: wrong key: the file was encrypted under key id %s, the "
+                         "key in %s has key id %s",
+                         path, want, key->from ? key->from : "the configuration", have);
         rc = LUAR_ECONFIG;
         goto done;
     }
@@ -379,8 +385,10 @@ int luar_secret_store_write(const luar_secret_store_t *s, const char *path,
     size_t plain_len = 0;
     int rc;
     if (key == NULL || !key->set) {
-        luar_buf_appendf(err, "%s: no key is configured: set LUAR_SECRETS_KEY (or "
-                              "secrets.key in the configuration)", path);
+        luar_buf_appendf(err,
+                         "%s: no key is configured: set LUAR_SECRETS_KEY (or "
+                         "secrets.key in the configuration)",
+                         path);
         return LUAR_ECONFIG;
     }
     luar_buf_init(&file, 0);
@@ -388,8 +396,7 @@ int luar_secret_store_write(const luar_secret_store_t *s, const char *path,
     if (rc == 0)
         rc = luar_buf_append(&file, MAGIC, MAGIC_LEN);
     if (rc == 0)
-        rc = luar_aead_encrypt(key->bytes, plain, plain_len, STORE_AAD, strlen(STORE_AAD),
-                               &file);
+        rc = luar_aead_encrypt(key->bytes, plain, plain_len, STORE_AAD, strlen(STORE_AAD), &file);
     if (rc == 0 && file.len > LUAR_SECRETS_FILE_MAX)
         rc = LUAR_ETOOBIG;
     if (plain) {

@@ -79,8 +79,8 @@ const char *luar_secret_store_get(const luar_secret_store_t *s, const char *name
  * (value over LUAR_SECRET_VALUE_MAX) or LUAR_ENOMEM. *existed (when not NULL) says whether
  * the name had a value before.
  */
-int luar_secret_store_set(luar_secret_store_t *s, const char *name, const void *value,
-                          size_t len, int *existed);
+int luar_secret_store_set(luar_secret_store_t *s, const char *name, const void *value, size_t len,
+                          int *existed);
 
 /* Removes `name`. Returns 0 or LUAR_ENOTFOUND. */
 int luar_secret_store_delete(luar_secret_store_t *s, const char *name);

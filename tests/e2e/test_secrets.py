@@ -162,7 +162,8 @@ jobs.define("leaky", { retries = 0 }, function()
 end)
 
 http.route("GET", "/leak", function(req)
-  log.info("calling the API with " .. token, { token = token, nested = { auth = "Bearer " .. token } })
+  log.info("calling the API with " .. token,
+           { token = token, nested = { auth = "Bearer " .. token } })
   log.warn(token)
   calls:inc(1, { token = token })
   error("request failed with token " .. token)

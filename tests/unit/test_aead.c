@@ -82,7 +82,7 @@ TEST(test_aead_nonce_is_fresh_for_each_blob)
 {
     luar_buf_t a = seal(key, "same", 4, NULL), b = seal(key, "same", 4, NULL);
     CHECK(a.len == b.len);
-    CHECK(memcmp(a.data + 13, b.data + 13, 12) != 0);                          /* nonce */
+    CHECK(memcmp(a.data + 13, b.data + 13, 12) != 0); /* nonce */
     CHECK(memcmp(a.data + LUAR_AEAD_HEADER_LEN, b.data + LUAR_AEAD_HEADER_LEN, 4) != 0);
     luar_buf_free(&a);
     luar_buf_free(&b);

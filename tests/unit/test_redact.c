@@ -95,8 +95,8 @@ TEST(test_redact_finds_values_at_every_offset_and_length)
                 memcpy(text + before, value, vlen);
                 memset(text + before + vlen, ',', after);
                 text[before + vlen + after] = '\0';
-                snprintf(want, sizeof want, "%.*s[REDACTED]%.*s", (int)before,
-                         "........", (int)after, ",,,,,");
+                snprintf(want, sizeof want, "%.*s[REDACTED]%.*s", (int)before, "........",
+                         (int)after, ",,,,,");
                 CHECK_EQ_STR(scrubbed(&b, text), want);
             }
         }
@@ -200,7 +200,8 @@ TEST(test_redact_metric_label_values)
     luar_metric_t *m = NULL;
     static const char *const labels[] = {"key"};
     CHECK_EQ_INT(luar_metrics_register(LUAR_METRIC_COUNTER, "redact_test_total", "t", labels, 1,
-                                       NULL, 0, &m, NULL), 0);
+                                       NULL, 0, &m, NULL),
+                 0);
     const char *before[] = {"token-abcdef-123"};
     CHECK_EQ_INT(luar_metric_add(m, before, 1), 0); /* made before the value is a secret */
     luar_secret_watch("test", "abcdef-123", 10);
@@ -245,9 +246,10 @@ static double time_log_lines(const char *fields, size_t len)
 /* Not a pass/fail bound beyond "not absurd": prints the cost for the record. */
 TEST(test_redact_cost_of_a_typical_log_line)
 {
-    const char *line = "{\"ts\":\"2026-01-02T03:04:05.678Z\",\"level\":\"info\",\"msg\":\"request\","
-                       "\"method\":\"POST\",\"path\":\"/hooks/stripe\",\"status\":200,\"ms\":0.84,"
-                       "\"request_id\":\"6f1c0a8e2b7d4f39-000000000000002a\",\"remote\":\"10.0.0.7\"}";
+    const char *line =
+        "{\"ts\":\"2026-01-02T03:04:05.678Z\",\"level\":\"info\",\"msg\":\"request\","
+        "\"method\":\"POST\",\"path\":\"/hooks/stripe\",\"status\":200,\"ms\":0.84,"
+        "\"request_id\":\"6f1c0a8e2b7d4f39-000000000000002a\",\"remote\":\"10.0.0.7\"}";
     size_t len = strlen(line), m;
     for (int i = 0; i < 100; i++) {
         char v[40];
@@ -261,8 +263,8 @@ TEST(test_redact_cost_of_a_typical_log_line)
     for (int i = 0; i < rounds; i++)
         hits += luar_secret_find(line, len, &m) < len;
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    double ns = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) /
-                rounds;
+    double ns =
+        ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / rounds;
     printf("redaction pre-check: %.0f ns for a %zu-byte line with 100 watched values\n", ns, len);
     CHECK_EQ_INT(hits, 0);
     CHECK(ns < 20000);

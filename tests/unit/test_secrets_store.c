@@ -256,8 +256,10 @@ TEST(test_store_keys_parse_from_hex_and_base64)
     const char *hex = "f0f0f1f1f2f2f3f3f4f4f5f5f6f6f7f7f8f8f9f9fafafbfbfcfcfdfdfefeffff";
     CHECK_EQ_INT(luar_secrets_parse_key(hex, k, &err), 0);
     CHECK(memcmp(k, want, 32) == 0);
-    CHECK_EQ_INT(luar_secrets_parse_key("  F0F0F1F1F2F2F3F3F4F4F5F5F6F6F7F7F8F8F9F9FAFAFBFBFCFCFDFDFEFEFFFF\n",
-                                        k, &err), 0);
+    CHECK_EQ_INT(
+        luar_secrets_parse_key(
+            "  F0F0F1F1F2F2F3F3F4F4F5F5F6F6F7F7F8F8F9F9FAFAFBFBFCFCFDFDFEFEFFFF\n", k, &err),
+        0);
     CHECK(memcmp(k, want, 32) == 0);
     const char *b64 = "8PDx8fLy8/P09PX19vb39/j4+fn6+vv7/Pz9/f7+//8=";
     CHECK_EQ_INT(luar_secrets_parse_key(b64, k, &err), 0);
