@@ -388,7 +388,9 @@ static int cmd_list(const luar_config_t *cfg, int npos)
     }
     if (!cfg->secrets_key.set)
         return need_key("list");
-    int status = read_store(cfg, &cfg->secrets_key, &s, NULL);
+    int exists = 0, status = read_store(cfg, &cfg->secrets_key, &s, &exists);
+    if (status == 0 && !exists)
+        fprintf(stderr, "luar secrets list: no secrets file at %s yet\n", cfg->secrets_file);
     for (size_t i = 0; status == 0 && i < luar_secret_store_count(s); i++)
         printf("%s\n", luar_secret_store_at(s, i, NULL, NULL));
     luar_secret_store_free(s);
