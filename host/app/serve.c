@@ -9,11 +9,14 @@
  */
 #include "app/admin.h"
 #include "app/app.h"
+#include "audit/audit.h"
 #include "common/error.h"
 #include "jobs/jobs.h"
 #include "log/log.h"
 #include "lua/vm.h"
 #include "metrics/metrics.h"
+#include "secrets/redact.h"
+#include "secrets/secrets.h"
 #include "server/http.h"
 
 #include <errno.h>
@@ -188,7 +191,10 @@ static int reload(void *ctx, luar_buf_t *err)
     vm_config(app, &vc, app->generation + 1);
     luar_buf_t lerr;
     luar_buf_init(&lerr, 64 * 1024);
-    int rc = luar_vm_new(&vc, &vm, &lerr);
+    /* The secret store is read again with each reload, before the scripts that use it. */
+    int rc = luar_secrets_load(app->cfg->secrets_file, &app->cfg->secrets_key, &lerr);
+    if (rc == 0)
+        rc = luar_vm_new(&vc, &vm, &lerr);
     luar_app_count_reload(rc == 0);
     if (rc) {
         luar_buf_t fields;
@@ -199,7 +205,7 @@ static int reload(void *ctx, luar_buf_t *err)
         const char *msg = "reload failed, the previous scripts keep serving";
         luar_log_write(LUAR_LOG_ERROR, msg, strlen(msg), fields.data, fields.len);
         luar_buf_free(&fields);
-        luar_buf_append(err, lerr.data ? lerr.data : "", lerr.len);
+        luar_secret_scrub(err, lerr.data ? lerr.data : "", lerr.len); /* to `luar reload` */
         luar_buf_free(&lerr);
         return rc;
     }
@@ -458,6 +464,7 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
     app->admin = luar_admin_new(cfg->admin_token);
     if (app->admin == NULL)
         goto fail;
+    luar_audit_set_file(cfg->audit_file);
 
     if (luar_queue_open(&app->loop, cfg->queue, &app->queue, &err)) {
         fprintf(stderr, "luar: queue %s: %s\n", cfg->queue, err.data ? err.data : "cannot open");
@@ -516,6 +523,8 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
     luar_log_flush();
     luar_buf_free(&err);
     luar_admin_free(app->admin);
+    luar_secrets_unload();
+    luar_audit_set_file(NULL);
     free(app->retired);
     free(app);
     return status;
@@ -535,6 +544,8 @@ fail:
     luar_log_flush();
     luar_buf_free(&err);
     luar_admin_free(app->admin);
+    luar_secrets_unload();
+    luar_audit_set_file(NULL);
     free(app->retired);
     free(app);
     return status;

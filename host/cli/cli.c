@@ -8,6 +8,7 @@
 #include "app/app.h"
 #include "cli/jobs_cmd.h"
 #include "cli/webhook_cmd.h"
+#include "cli/secrets_cmd.h"
 #include "jobs/jobs.h"
 #include "queue/queue.h"
 #include "sched/cron.h"
@@ -17,6 +18,8 @@
 #include "lua/vm.h"
 #include "luar_version.h"
 #include "webhooks/deliver.h"
+#include "secrets/redact.h"
+#include "secrets/secrets.h"
 
 #include <http_parser.h>
 #include <sqlite3.h>
@@ -80,6 +83,9 @@ static void usage(FILE *f)
           "                               print the signature headers a provider would send\n"
           "  webhook send --scheme S --secret X --url URL [--header 'N: v'] [FILE]\n"
           "                               sign and POST a body; print the status\n"
+          "  secrets set NAME [VALUE]|get NAME|list|delete NAME|rotate-key|gen-key\n"
+          "                               the encrypted secret store (LUAR_SECRETS_KEY)\n"
+          "  audit verify [FILE]          check the audit log's hash chain\n"
           "  version                      versions of luar and its libraries\n",
           f);
 }
@@ -160,6 +166,27 @@ static int load_config(const args_t *a, luar_config_t *cfg)
     return rc ? 2 : 0;
 }
 
+/* Prints script load errors to stderr, scrubbed of secret values read while loading. */
+static void print_load_error(const luar_buf_t *err)
+{
+    luar_buf_t clean;
+    luar_buf_init(&clean, 0);
+    fputs(err->data ? luar_secret_clean(err->data, &clean) : "scripts failed to load\n", stderr);
+    luar_buf_free(&clean);
+}
+
+/* Reads the secret store before any script runs: luar.secrets.get may be called at load. */
+static int load_secrets(const luar_config_t *cfg)
+{
+    luar_buf_t err;
+    luar_buf_init(&err, 0);
+    int rc = luar_secrets_load(cfg->secrets_file, &cfg->secrets_key, &err);
+    if (rc)
+        fprintf(stderr, "luar: %s\n", err.data ? err.data : luar_strerror(rc));
+    luar_buf_free(&err);
+    return rc == 0 ? 0 : rc == LUAR_ECONFIG ? 2 : 1;
+}
+
 static int cmd_serve(int argc, char **argv, const args_t *a)
 {
     luar_config_t cfg;
@@ -191,6 +218,11 @@ static int with_scripts(const args_t *a, void (*show)(luar_vm_t *, const luar_co
     luar_config_t cfg;
     if (load_config(a, &cfg))
         return 2;
+    int status = load_secrets(&cfg);
+    if (status) {
+        luar_config_free(&cfg);
+        return status;
+    }
     uv_loop_t loop;
     uv_loop_init(&loop);
     luar_vm_config_t vc;
@@ -198,10 +230,9 @@ static int with_scripts(const args_t *a, void (*show)(luar_vm_t *, const luar_co
     luar_buf_t err;
     luar_buf_init(&err, 0);
     luar_vm_t *vm = NULL;
-    int status = 0;
     luar_log_set_level(LUAR_LOG_WARN);
     if (luar_vm_new(&vc, &vm, &err)) {
-        fprintf(stderr, "%s", err.data ? err.data : "scripts failed to load\n");
+        print_load_error(&err);
         status = 2;
     } else {
         show(vm, &cfg);
@@ -211,6 +242,7 @@ static int with_scripts(const args_t *a, void (*show)(luar_vm_t *, const luar_co
     uv_loop_close(&loop);
     luar_log_flush();
     luar_buf_free(&err);
+    luar_secrets_unload();
     luar_config_free(&cfg);
     return status;
 }
@@ -250,6 +282,11 @@ static int cmd_script(const args_t *a, int tests)
     }
     if (load_config(a, &cfg))
         return 2;
+    int secrets_status = load_secrets(&cfg);
+    if (secrets_status) {
+        luar_config_free(&cfg);
+        return secrets_status;
+    }
     luar_log_open(&cfg.log);
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -271,7 +308,7 @@ static int cmd_script(const args_t *a, int tests)
         luar_jobs_set_host(queue, NULL, &cfg.jobs);
     luar_buf_reset(&err);
     if (luar_vm_new(&vc, &vm, &err)) {
-        fprintf(stderr, "%s", err.data ? err.data : "scripts failed to load\n");
+        print_load_error(&err);
         rs.status = 2;
     } else {
         if (tests)
@@ -294,6 +331,7 @@ static int cmd_script(const args_t *a, int tests)
     uv_loop_close(&loop);
     luar_log_flush();
     luar_buf_free(&err);
+    luar_secrets_unload();
     luar_config_free(&cfg);
     return rs.status;
 }
@@ -388,6 +426,10 @@ int luar_cli_main(int argc, char **argv)
         return cmd_cron(argc, argv);
     if (strcmp(cmd, "webhook") == 0)
         return luar_cli_webhook(argc - 2, argv + 2);
+    if (strcmp(cmd, "secrets") == 0)
+        return luar_cli_secrets(argc - 2, argv + 2);
+    if (strcmp(cmd, "audit") == 0)
+        return luar_cli_audit(argc - 2, argv + 2);
     args_t a;
     int status = parse_args(argc, argv, strcmp(cmd, "run") == 0, &a);
     if (status == 0) {

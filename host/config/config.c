@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <lauxlib.h>
+#include <openssl/crypto.h>
 #include <lua.h>
 #include <lualib.h>
 #include <stdio.h>
@@ -26,7 +27,7 @@ typedef struct loader {
 
 static const char *const known_keys[] = {
     "listen", "scripts", "data", "queue", "workers", "admin", "limits", "log", "reload",
-    "plugins", "secrets", "jobs", "webhooks", "public_url", "shutdown", "oauth", NULL,
+    "plugins", "secrets", "jobs", "webhooks", "public_url", "shutdown", "oauth", "audit", NULL,
 };
 
 /*
@@ -336,6 +337,41 @@ static void read_listen(loader_t *ld, lua_State *L)
     lua_pop(L, 1);
 }
 
+/* Parses the store key `text` from `from` (a setting name) into cfg->secrets_key. */
+static void set_secrets_key(loader_t *ld, const char *text, const char *from)
+{
+    luar_buf_t why;
+    luar_buf_init(&why, 0);
+    if (luar_secrets_parse_key(text, ld->cfg->secrets_key.bytes, &why) == 0) {
+        ld->cfg->secrets_key.set = 1;
+        ld->cfg->secrets_key.from = from;
+    } else if (strcmp(from, "secrets.key") == 0) {
+        fail_key(ld, "secrets.key", "%s", why.data);
+    } else {
+        luar_buf_appendf(ld->err, "%s: %s\n", from, why.data);
+        ld->nerrors++;
+    }
+    luar_buf_free(&why);
+}
+
+/* secrets = { file, key } and audit = { file }. */
+static void read_secrets(loader_t *ld, lua_State *L)
+{
+    const char *s;
+    if (enter(ld, L, "secrets")) {
+        if ((s = opt_string(ld, L, "file", "secrets.file")))
+            set_str(&ld->cfg->secrets_file, s);
+        if ((s = opt_string(ld, L, "key", "secrets.key")))
+            set_secrets_key(ld, s, "secrets.key");
+        lua_pop(L, 1);
+    }
+    if (enter(ld, L, "audit")) {
+        if ((s = opt_string(ld, L, "file", "audit.file")))
+            set_str(&ld->cfg->audit_file, s);
+        lua_pop(L, 1);
+    }
+}
+
 /* Reads the table at the top of the stack into ld->cfg. */
 static void read_table(loader_t *ld, lua_State *L)
 {
@@ -442,6 +478,7 @@ static void read_table(loader_t *ld, lua_State *L)
         read_number(ld, L, "grace", "shutdown.grace", &cfg->shutdown_grace, 0);
         lua_pop(L, 1);
     }
+    read_secrets(ld, L);
 }
 
 static char *read_file(const char *path)
@@ -516,6 +553,8 @@ static void apply_env(loader_t *ld)
     }
     if ((v = getenv("LUAR_ADMIN_TOKEN")) && *v)
         set_str(&cfg->admin_token, v);
+    if ((v = getenv("LUAR_SECRETS_KEY")) && *v)
+        set_secrets_key(ld, v, "LUAR_SECRETS_KEY");
 }
 
 static void apply_flags(loader_t *ld, const luar_config_flags_t *f)
@@ -534,6 +573,15 @@ static void apply_flags(loader_t *ld, const luar_config_flags_t *f)
                                   "got %s\n", f->workers);
         ld->nerrors++;
     }
+}
+
+/* "<data>/<name>", malloc'd. */
+static char *data_path(const luar_config_t *cfg, const char *name)
+{
+    luar_buf_t b;
+    luar_buf_init(&b, 0);
+    luar_buf_appendf(&b, "%s/%s", cfg->data, name);
+    return luar_buf_detach(&b, NULL);
 }
 
 int luar_config_load(luar_config_t *cfg, const luar_config_flags_t *flags, luar_buf_t *err)
@@ -578,6 +626,10 @@ int luar_config_load(luar_config_t *cfg, const luar_config_flags_t *flags, luar_
         luar_buf_appendf(&q, "sqlite:%s/luar.db", cfg->data);
         cfg->queue = luar_buf_detach(&q, NULL);
     }
+    if (cfg->secrets_file == NULL)
+        cfg->secrets_file = data_path(cfg, "secrets.enc");
+    if (cfg->audit_file == NULL)
+        cfg->audit_file = data_path(cfg, "audit.log");
     free(ld.text);
     if (ld.nerrors) {
         luar_config_free(cfg);
@@ -597,6 +649,9 @@ void luar_config_free(luar_config_t *cfg)
     free(cfg->queue);
     free(cfg->admin_token);
     free((char *)cfg->log.file);
+    free(cfg->secrets_file);
+    free(cfg->audit_file);
+    OPENSSL_cleanse(&cfg->secrets_key, sizeof cfg->secrets_key);
     memset(cfg, 0, sizeof *cfg);
 }
 

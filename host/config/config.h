@@ -8,6 +8,7 @@
 
 #include "common/buf.h"
 #include "log/log.h"
+#include "secrets/store.h"
 #include "server/http.h"
 
 #include <stddef.h>
@@ -76,6 +77,9 @@ typedef struct luar_config {
     luar_webhooks_config_t webhooks; /* webhooks = { … } */
     int reload_watch;       /* reload.watch */
     double reload_debounce; /* reload.debounce: seconds of quiet before a watched reload */
+    char *secrets_file;     /* secrets.file; default <data>/secrets.enc */
+    luar_secrets_key_t secrets_key; /* LUAR_SECRETS_KEY, else secrets.key; wiped on free */
+    char *audit_file;       /* audit.file; default <data>/audit.log */
 } luar_config_t;
 
 /*

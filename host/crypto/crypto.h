@@ -66,4 +66,71 @@ int luar_base64url_decode(luar_buf_t *out, const char *s, size_t len);
 /* Writes a random (version 4) UUID, lower-case, NUL-terminated, into `out`. */
 void luar_crypto_uuid(char out[37]);
 
+/*
+ * AES-256-GCM authenticated encryption (aead.c) in a versioned blob. Version 1 layout:
+ *
+ *   offset  size  field
+ *   0       1     version, 0x01
+ *   1       4     key id: HMAC-SHA256(key, "luar aead v1 key id")[0..4]
+ *   5       4     aad check: HMAC-SHA256(key, "luar aead v1 aad" NUL aad)[0..4]
+ *   9       4     plaintext length n, big-endian
+ *   13      12    nonce, random for every blob
+ *   25      n     ciphertext
+ *   25+n    16    GCM tag
+ *
+ * The GCM associated data is the 25-byte header followed by the caller's aad, so every
+ * header byte is authenticated too. The key id and the aad check exist only to name the
+ * failure (wrong key, wrong aad) before GCM's all-or-nothing tag check; any AES-256-GCM
+ * implementation decrypts a blob with the raw key, the nonce and that associated data.
+ * Random 96-bit nonces: keep it under 2^32 blobs per key (NIST SP 800-38D §8.3).
+ */
+#define LUAR_AEAD_KEY_LEN 32
+#define LUAR_AEAD_VERSION 1
+#define LUAR_AEAD_ID_LEN 4
+#define LUAR_AEAD_HEADER_LEN 25
+#define LUAR_AEAD_OVERHEAD 41 /* header + tag */
+
+/* Why a blob was refused; each one has its own message (luar_aead_strerror). */
+typedef enum luar_aead_failure {
+    LUAR_AEAD_OK = 0,
+    LUAR_AEAD_TRUNCATED,   /* shorter than 41 bytes or than its header's length */
+    LUAR_AEAD_BAD_VERSION, /* first byte is not a version this build reads */
+    LUAR_AEAD_WRONG_KEY,   /* the key id in the blob is not this key's */
+    LUAR_AEAD_WRONG_AAD,   /* the aad check does not match this aad */
+    LUAR_AEAD_MODIFIED,    /* the tag does not authenticate the bytes (or bytes were added) */
+} luar_aead_failure_t;
+
+/*
+ * Appends the blob of `plaintext` (`len` bytes, up to 4 GiB - 1) under `key` with the
+ * associated data `aad` (may be NULL when aad_len is 0) to `out`. Returns 0, LUAR_ETOOBIG
+ * (plaintext too long, or out's cap), LUAR_ENOMEM or LUAR_EIO (no randomness / OpenSSL
+ * failure); on failure `out` is left as it was. The caller keeps every input.
+ */
+int luar_aead_encrypt(const uint8_t key[LUAR_AEAD_KEY_LEN], const void *plaintext, size_t len,
+                      const void *aad, size_t aad_len, luar_buf_t *out);
+
+/*
+ * Checks and decrypts `blob` under `key` and `aad`, appending the plaintext to `out` only
+ * when the blob authenticates. Returns 0; LUAR_EPARSE when the blob is refused, with the
+ * reason in `*why` (when `why` is not NULL); LUAR_ENOMEM / LUAR_ETOOBIG (out's cap) or
+ * LUAR_EIO. On failure `out` is left as it was (unauthenticated bytes are wiped).
+ */
+int luar_aead_decrypt(const uint8_t key[LUAR_AEAD_KEY_LEN], const void *blob, size_t len,
+                      const void *aad, size_t aad_len, luar_buf_t *out, luar_aead_failure_t *why);
+
+/* A static one-line description of `why`. */
+const char *luar_aead_strerror(luar_aead_failure_t why);
+
+/*
+ * Appends a description of `why` with the details the blob gives (its length, version or
+ * key id) to `out`. Returns 0 or a luar_buf error.
+ */
+int luar_aead_explain(luar_aead_failure_t why, const void *blob, size_t len, luar_buf_t *out);
+
+/* Writes the 8 hex digits of `key`'s key id (the id a blob made with it carries). */
+void luar_aead_key_id(const uint8_t key[LUAR_AEAD_KEY_LEN], char out[2 * LUAR_AEAD_ID_LEN + 1]);
+
+/* Writes the key id a version 1 `blob` carries. Returns 0, or LUAR_EPARSE for another blob. */
+int luar_aead_blob_key_id(const void *blob, size_t len, char out[2 * LUAR_AEAD_ID_LEN + 1]);
+
 #endif

@@ -20,6 +20,7 @@
 #include "lua/util.h"
 #include "lua/vm_internal.h"
 #include "metrics/metrics.h"
+#include "secrets/redact.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -199,6 +200,12 @@ static void write_failure(running_job_t *j, const luar_job_def_t *def, luar_vm_t
     luar_runner_t *r = j->r;
     double now = luar_queue_now(r->queue);
     double retry_at = 0;
+    /* The stored error is shown by `luar jobs show` and the admin API: no secret values. */
+    luar_buf_t clean_error, clean_traceback;
+    luar_buf_init(&clean_error, 0);
+    luar_buf_init(&clean_traceback, 0);
+    error = luar_secret_clean(error, &clean_error);
+    traceback = luar_secret_clean(traceback, &clean_traceback);
     count_outcome(j, "failed");
     if (j->max_attempts == 0 || j->attempt < j->max_attempts) {
         retry_at = now + backoff_delay(def, vm, j->attempt);
@@ -230,6 +237,8 @@ static void write_failure(running_job_t *j, const luar_job_def_t *def, luar_vm_t
         r->writes--;
     else if (retry_at > 0)
         wake_at(r, retry_at);
+    luar_buf_free(&clean_error);
+    luar_buf_free(&clean_traceback);
 }
 
 static void write_release(running_job_t *j, double run_at)

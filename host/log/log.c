@@ -7,6 +7,7 @@
 #include "log/log.h"
 #include "common/buf.h"
 #include "common/error.h"
+#include "secrets/redact.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +36,7 @@ static struct {
     uint64_t size;      /* file size including pending bytes */
     luar_buf_t pending; /* formatted lines not yet written */
     luar_buf_t line;    /* scratch for the line being formatted */
+    luar_buf_t clean;   /* the line with secret values redacted, when it held any */
     int atexit_done;
     time_t ts_sec; /* second of the cached timestamp prefix */
     char ts_prefix[24];
@@ -172,6 +174,7 @@ void luar_log_close(void)
     g_log.path = NULL;
     luar_buf_free(&g_log.pending);
     luar_buf_free(&g_log.line);
+    luar_buf_free(&g_log.clean);
 }
 
 int luar_log_reopen(void)
@@ -275,10 +278,32 @@ void luar_log_write(int level, const char *msg, size_t msg_len, const char *fiel
     level = clamp_level(level);
     if (!luar_log_enabled(level))
         return;
-    if (format_line(level, msg, msg_len, fields, fields_len) != 0)
+    /*
+     * Secret values never reach the log (SPEC §7.5). The whole line is scrubbed once it is
+     * formatted; a message about to be cut is scrubbed first, so the cut cannot leave the
+     * start of a value behind. An empty set costs one call.
+     */
+    luar_buf_t cut;
+    luar_buf_init(&cut, 0);
+    if (msg != NULL && msg_len > MAX_MSG && luar_secret_watching() &&
+        luar_secret_scrub(&cut, msg, msg_len) > 0) {
+        msg = cut.data;
+        msg_len = cut.len;
+    }
+    int rc = format_line(level, msg, msg_len, fields, fields_len);
+    luar_buf_free(&cut);
+    if (rc != 0)
         return; /* out of memory: the line is dropped */
     const char *line = g_log.line.data;
     size_t len = g_log.line.len;
+    size_t match;
+    if (luar_secret_watching() && luar_secret_find(line, len, &match) < len) {
+        luar_buf_reset(&g_log.clean);
+        if (luar_secret_scrub(&g_log.clean, line, len) < 0)
+            return; /* out of memory: better no line than a leaking one */
+        line = g_log.clean.data;
+        len = g_log.clean.len;
+    }
     if (g_log.hook && g_log.hook(g_log.hook_ud, level, line, len - 1))
         return;
     if (!g_log.atexit_done) {

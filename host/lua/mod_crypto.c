@@ -1,7 +1,7 @@
 /*
  * luar.crypto over host/crypto: HMAC, digests, random bytes, constant-time comparison,
- * hex / base64 / base64url codecs and UUIDs. Bad arguments raise; decoders return nil, err
- * on malformed input.
+ * hex / base64 / base64url codecs, UUIDs and AES-256-GCM. Bad arguments raise; decoders
+ * and decrypt return nil, err on input that does not decode or authenticate.
  */
 #include "common/error.h"
 #include "crypto/crypto.h"
@@ -148,6 +148,57 @@ static int crypto_unbase64url(lua_State *L)
     return run_codec(L, luar_base64url_decode, "crypto.unbase64url");
 }
 
+/* The 32-byte key at `idx`; a key of another length is a programming error and raises. */
+static const uint8_t *check_key(lua_State *L, int idx)
+{
+    size_t len;
+    const char *key = luaL_checklstring(L, idx, &len);
+    if (len != LUAR_AEAD_KEY_LEN)
+        luaL_argerror(L, idx, lua_pushfstring(L, "the key must be 32 raw bytes, got %d (use "
+                                                 "crypto.random(32), or crypto.unhex on 64 hex "
+                                                 "digits)", (int)len));
+    return (const uint8_t *)key;
+}
+
+/* crypto.encrypt(key, plaintext[, aad]) → blob (AES-256-GCM, see crypto.h). [-3, +1] */
+static int crypto_encrypt(lua_State *L)
+{
+    const uint8_t *key = check_key(L, 1);
+    size_t len, aad_len = 0;
+    const char *plaintext = luaL_checklstring(L, 2, &len);
+    const char *aad = luaL_optlstring(L, 3, NULL, &aad_len);
+    luar_buf_t *b = luar_lua_newbuf(L, 0);
+    int rc = luar_aead_encrypt(key, plaintext, len, aad, aad_len, b);
+    if (rc == LUAR_ETOOBIG)
+        return luaL_argerror(L, 2, "plaintext longer than 4 GiB - 1");
+    if (rc != 0)
+        return luaL_error(L, "crypto.encrypt: %s", luar_strerror(rc));
+    lua_pushlstring(L, b->data, b->len);
+    luar_buf_free(b);
+    return 1;
+}
+
+/* crypto.decrypt(key, blob[, aad]) → plaintext | nil, err{kind="invalid"}. [-3, +1|2] */
+static int crypto_decrypt(lua_State *L)
+{
+    const uint8_t *key = check_key(L, 1);
+    size_t len, aad_len = 0;
+    const char *blob = luaL_checklstring(L, 2, &len);
+    const char *aad = luaL_optlstring(L, 3, NULL, &aad_len);
+    luar_buf_t *b = luar_lua_newbuf(L, 0);
+    luar_aead_failure_t why = LUAR_AEAD_OK;
+    int rc = luar_aead_decrypt(key, blob, len, aad, aad_len, b, &why);
+    if (rc == LUAR_EPARSE) {
+        luar_aead_explain(why, blob, len, b);
+        return luar_lua_fail(L, "invalid", "crypto.decrypt: %s", b->data);
+    }
+    if (rc != 0)
+        return luaL_error(L, "crypto.decrypt: %s", luar_strerror(rc));
+    lua_pushlstring(L, b->data != NULL ? b->data : "", b->len);
+    luar_buf_free(b);
+    return 1;
+}
+
 /* crypto.uuid() → a random (v4) UUID, lower-case. [-0, +1] */
 static int crypto_uuid(lua_State *L)
 {
@@ -171,6 +222,8 @@ int luaopen_luar_crypto(lua_State *L)
         {"base64url", crypto_base64url},
         {"unbase64url", crypto_unbase64url},
         {"uuid", crypto_uuid},
+        {"encrypt", crypto_encrypt},
+        {"decrypt", crypto_decrypt},
         {NULL, NULL},
     };
     luaL_newlib(L, funcs);

@@ -11,6 +11,7 @@
 #include "lua/vm_internal.h"
 #include "jobs/jobs.h"
 #include "metrics/metrics.h"
+#include "secrets/redact.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -328,7 +329,13 @@ static void run_done(luar_task_t *task, int status, void *arg)
     if (luar_task_exit_status(task) >= 0) {
         exit_status = luar_task_exit_status(task);
     } else if (status != 0) {
-        fprintf(stderr, "luar: %s\n%s\n", luar_task_error(task), luar_task_traceback(task));
+        luar_buf_t e, t;
+        luar_buf_init(&e, 0);
+        luar_buf_init(&t, 0);
+        fprintf(stderr, "luar: %s\n%s\n", luar_secret_clean(luar_task_error(task), &e),
+                luar_secret_clean(luar_task_traceback(task), &t));
+        luar_buf_free(&e);
+        luar_buf_free(&t);
         luar_vm_count_error("run");
         exit_status = 1;
     }

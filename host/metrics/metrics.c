@@ -3,9 +3,14 @@
  * each family keeps its series in a chained hash table keyed by the label values (the
  * per-request lookup) and in a list in creation order (rendering). Each series carries its
  * label set pre-rendered and escaped, so rendering does no escaping work.
+ *
+ * Label values never show a watched secret value (secrets/redact.h): the rendered label set
+ * is scrubbed when it is built, and built again at the next scrape when secrets were added
+ * since. The lookup key keeps the raw values, so updates cost nothing extra.
  */
 #include "metrics/metrics.h"
 #include "common/error.h"
+#include "secrets/redact.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -23,6 +28,7 @@ struct series {
     char *key;               /* label values, each NUL-terminated, back to back */
     size_t key_len;          /* bytes of `key` including the NULs */
     char *labels;            /* `a="x",b="y"` escaped, "" when the family has no labels */
+    unsigned redact_gen;     /* luar_secret_generation() when `labels` was scrubbed */
     double value;            /* counters and gauges; the sum for histograms */
     uint64_t count;          /* histograms: observations */
     uint64_t *bucket_counts; /* histograms: per-bucket (not cumulative) counts */
@@ -319,6 +325,34 @@ static int append_label_value(luar_buf_t *b, const char *v)
     return rc;
 }
 
+/*
+ * Renders `a="x",b="y"` for `values` into `lab`, each value scrubbed of watched secrets
+ * before it is escaped. Returns 0 or a luar_buf error.
+ */
+static int render_labels(const luar_metric_t *m, luar_buf_t *lab, const char *const *values)
+{
+    luar_buf_t clean;
+    int rc = 0;
+    luar_buf_init(&clean, 0);
+    for (size_t i = 0; rc == 0 && i < m->nlabels; i++) {
+        const char *v = values[i];
+        size_t match;
+        if (luar_secret_watching() && luar_secret_find(v, strlen(v), &match) < strlen(v)) {
+            luar_buf_reset(&clean);
+            rc = luar_secret_scrub(&clean, v, strlen(v)) < 0 ? LUAR_ENOMEM : 0;
+            v = clean.data;
+        }
+        if (rc == 0)
+            rc = luar_buf_appendf(lab, "%s%s=\"", i ? "," : "", m->label_names[i]);
+        if (rc == 0)
+            rc = append_label_value(lab, v);
+        if (rc == 0)
+            rc = luar_buf_putc(lab, '"');
+    }
+    luar_buf_free(&clean);
+    return rc;
+}
+
 /* Builds the key and escaped label text of a new series. Returns 0 or a luar_buf error. */
 static int build_series(const luar_metric_t *m, struct series *s, const char *const *values)
 {
@@ -326,19 +360,15 @@ static int build_series(const luar_metric_t *m, struct series *s, const char *co
     int rc = 0;
     luar_buf_init(&key, 0);
     luar_buf_init(&lab, 0);
-    for (size_t i = 0; rc == 0 && i < m->nlabels; i++) {
+    for (size_t i = 0; rc == 0 && i < m->nlabels; i++)
         rc = luar_buf_append(&key, values[i], strlen(values[i]) + 1);
-        if (rc == 0)
-            rc = luar_buf_appendf(&lab, "%s%s=\"", i ? "," : "", m->label_names[i]);
-        if (rc == 0)
-            rc = append_label_value(&lab, values[i]);
-        if (rc == 0)
-            rc = luar_buf_putc(&lab, '"');
-    }
+    if (rc == 0)
+        rc = render_labels(m, &lab, values);
     if (rc)
         goto fail;
     s->key = luar_buf_detach(&key, &s->key_len);
     s->labels = luar_buf_detach(&lab, NULL);
+    s->redact_gen = luar_secret_generation();
     if (s->key == NULL || s->labels == NULL) {
         rc = LUAR_ENOMEM;
         goto fail;
@@ -348,6 +378,27 @@ fail:
     luar_buf_free(&key);
     luar_buf_free(&lab);
     return rc;
+}
+
+/* Rebuilds the label text of `s` from its key when secrets were watched since it was made. */
+static void refresh_labels(const luar_metric_t *m, struct series *s)
+{
+    const char *values[LUAR_METRICS_MAX_LABELS];
+    if (s->redact_gen == luar_secret_generation() || m->nlabels == 0)
+        return;
+    const char *p = s->key;
+    for (size_t i = 0; i < m->nlabels; i++) {
+        values[i] = p;
+        p += strlen(p) + 1;
+    }
+    luar_buf_t lab;
+    luar_buf_init(&lab, 0);
+    if (render_labels(m, &lab, values) == 0 && lab.data != NULL) {
+        free(s->labels);
+        s->labels = luar_buf_detach(&lab, NULL);
+        s->redact_gen = luar_secret_generation();
+    }
+    luar_buf_free(&lab);
 }
 
 static void grow_table(luar_metric_t *m)
@@ -578,7 +629,8 @@ int luar_metrics_render(luar_buf_t *out)
     int rc = 0;
     for (const luar_metric_t *m = g_reg.first; rc == 0 && m; m = m->next) {
         rc = render_help(out, m);
-        for (const struct series *s = m->first; rc == 0 && s; s = s->next) {
+        for (struct series *s = m->first; rc == 0 && s; s = s->next) {
+            refresh_labels(m, s);
             if (m->type == LUAR_METRIC_HISTOGRAM)
                 rc = render_histogram(out, m, s);
             else

@@ -9,6 +9,7 @@
 #include "crypto/crypto.h"
 #include "log/log.h"
 #include "metrics/metrics.h"
+#include "secrets/redact.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -296,6 +297,17 @@ int luar_http_respond(luar_http_req_t *req, int status, const luar_http_header_t
         status = 500;
     int head_only = req->method && strcmp(req->method, "HEAD") == 0;
     int rc = 0;
+    /* Error bodies never echo a secret value (SPEC §4, §7.5); 2xx/3xx bodies are the
+     * script's own business (it may mean to hand a token out). */
+    luar_buf_t clean;
+    luar_buf_init(&clean, 0);
+    size_t match;
+    if (status >= 400 && body_len > 0 && luar_secret_watching() &&
+        luar_secret_find(body, body_len, &match) < body_len &&
+        luar_secret_scrub(&clean, body, body_len) > 0) {
+        body = clean.data;
+        body_len = clean.len;
+    }
     if (c->closing || c->aborted) {
         rc = LUAR_ECLOSED;
     } else {
@@ -310,6 +322,7 @@ int luar_http_respond(luar_http_req_t *req, int status, const luar_http_header_t
             luar_buf_free(&c->out);
     }
     account(c, status, head_only || rc ? 0 : body_len);
+    luar_buf_free(&clean);
     luar_http_conn_request_done(c);
     return rc;
 }

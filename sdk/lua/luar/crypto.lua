@@ -61,4 +61,24 @@ function crypto.unbase64url(s) end
 ---@return string
 function crypto.uuid() end
 
+---AES-256-GCM: encrypts `plaintext` under `key` (exactly 32 raw bytes; another length
+---raises) with a fresh random nonce. `aad` is authenticated, not encrypted: decrypting
+---needs the same one. The blob is binary, 41 bytes longer than the plaintext (layout in
+---docs/secrets.md).
+---@param key string 32 raw bytes, e.g. crypto.random(32) or crypto.unhex(<64 hex digits>)
+---@param plaintext string
+---@param aad? string
+---@return string blob
+function crypto.encrypt(key, plaintext, aad) end
+
+---Checks and decrypts a blob made by crypto.encrypt. A blob that does not authenticate gives
+---nil and an error of kind "invalid" whose message names the reason: wrong key, wrong aad,
+---truncated, modified, or unknown version. Nothing of such a blob is returned.
+---@param key string 32 raw bytes (another length raises)
+---@param blob string
+---@param aad? string the aad given to encrypt
+---@return string|nil plaintext
+---@return luar.Error|nil err kind "invalid"
+function crypto.decrypt(key, blob, aad) end
+
 return crypto
