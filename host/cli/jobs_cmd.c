@@ -539,7 +539,11 @@ static void on_show(void *arg, int rc, const luar_job_t *jobs, size_t n)
     show_field(b, "owner:", j->owner);
     show_time(b, "expires_at:", j->expires_at);
     luar_buf_puts(b, "args:\n  ");
-    luar_jobs_fmt_put_pretty_json(b, j->args ? j->args : "null", "  ");
+    luar_buf_t args;
+    luar_buf_init(&args, 0);
+    luar_jobs_fmt_args(&args, j);
+    luar_jobs_fmt_put_pretty_json(b, args.data != NULL ? args.data : "null", "  ");
+    luar_buf_free(&args);
     luar_buf_puts(b, "\nresult:\n  ");
     luar_jobs_fmt_put_pretty_json(b, j->result ? j->result : "null", "  ");
     luar_buf_puts(b, "\nlast_error:\n");

@@ -1,6 +1,9 @@
 /* Output helpers of `luar jobs`: see jobs_format.h. */
 #include "cli/jobs_format.h"
 
+#include "common/json.h"
+#include "webhooks/deliver.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,6 +179,25 @@ static void json_raw(luar_buf_t *b, const char *s)
     luar_buf_puts(b, s != NULL && *s != '\0' ? s : "null");
 }
 
+/*
+ * A job's arguments, except that a delivery's endpoint secret (stored with the job so any
+ * later process can sign the next attempt) is shown as "[REDACTED]": `luar jobs show`
+ * output and the admin API end up in terminals, tickets and screenshots.
+ */
+void luar_jobs_fmt_args(luar_buf_t *b, const luar_job_t *j)
+{
+    const char *val;
+    size_t vlen;
+    if (j->args == NULL || j->name == NULL || strcmp(j->name, LUAR_DELIVER_JOB) != 0 ||
+        !luar_json_member(j->args, strlen(j->args), "secret", &val, &vlen)) {
+        json_raw(b, j->args);
+        return;
+    }
+    luar_buf_append(b, j->args, (size_t)(val - j->args));
+    luar_buf_puts(b, "\"[REDACTED]\"");
+    luar_buf_puts(b, val + vlen);
+}
+
 void luar_jobs_fmt_json_job(luar_buf_t *b, const luar_job_t *j)
 {
     luar_buf_puts(b, "{\"id\":");
@@ -187,7 +209,7 @@ void luar_jobs_fmt_json_job(luar_buf_t *b, const luar_job_t *j)
     luar_buf_appendf(b, ",\"state\":\"%s\",\"priority\":%d,\"attempt\":%d,\"max_attempts\":%d",
                      luar_job_state_name(j->state), j->priority, j->attempt, j->max_attempts);
     luar_buf_puts(b, ",\"args\":");
-    json_raw(b, j->args);
+    luar_jobs_fmt_args(b, j);
     luar_buf_puts(b, ",\"key\":");
     luar_jobs_fmt_json_str(b, j->key);
     luar_buf_puts(b, ",\"enqueued_at\":");

@@ -19,6 +19,12 @@ void luar_jobs_fmt_put_padded(luar_buf_t *b, const char *s, size_t width);
 /* Multi-line output: JSON re-indented keeping key order, text blocks, each line prefixed. */
 void luar_jobs_fmt_put_pretty_json(luar_buf_t *b, const char *s, const char *prefix);
 void luar_jobs_fmt_put_block(luar_buf_t *b, const char *s, const char *prefix);
+/*
+ * Appends a job's stored arguments (JSON) for display: as stored, except that the endpoint
+ * secret of a webhook delivery shows as "[REDACTED]".
+ */
+void luar_jobs_fmt_args(luar_buf_t *b, const luar_job_t *j);
+
 /* JSON output: a quoted string (null for NULL), one job as an object, "attempt/max". */
 void luar_jobs_fmt_json_str(luar_buf_t *b, const char *s);
 void luar_jobs_fmt_json_job(luar_buf_t *b, const luar_job_t *j);

@@ -25,6 +25,7 @@
 #include "lua/mod_webhooks.h"
 #include "lua/util.h"
 #include "lua/vm_internal.h"
+#include "secrets/redact.h"
 #include "webhooks/deliver.h"
 
 #include <lauxlib.h>
@@ -201,6 +202,7 @@ int luar_webhooks_deliver(lua_State *L)
         return luar_lua_fail(L, kind, "webhooks.deliver: %s", why->data);
     if (luar_deliver_check_secret(secret, why))
         return luar_lua_fail(L, "invalid", "webhooks.deliver: %s", why->data);
+    luar_secret_watch("webhook delivery secret", secret, strlen(secret));
 
     char msg_id[LUAR_DELIVER_ID_SIZE];
     if (id == NULL) {
@@ -351,6 +353,7 @@ static int deliver_job(lua_State *L)
     memset(&m, 0, sizeof m);
     m.url = arg_string(L, "url");
     m.secret = arg_string(L, "secret");
+    luar_secret_watch("webhook delivery secret", m.secret, strlen(m.secret));
     m.id = arg_string(L, "id");
     m.body = arg_string(L, "body");
     m.body_len = strlen(m.body);

@@ -198,6 +198,10 @@ def test_delivery_is_signed_verified_and_shaped():
         with srv.cond:
             text = "\n".join(json.dumps(r) for r in srv.lines)
         assert key not in text and not any(s in text for s in sigs)
+        # Nor `luar jobs show`, which keeps the rest of the arguments readable.
+        assert job["args"]["secret"] == "[REDACTED]" and job["args"]["url"] == rcv.url(), job
+        rc, shown, err = run_cli(["jobs", "show", out["job"], "--data", srv.data], cwd=srv.dir)
+        assert rc == 0 and key not in shown and "[REDACTED]" in shown, (rc, shown, err)
 
 
 def test_misuse_raises_and_bad_values_fail_softly():
