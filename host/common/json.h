@@ -22,7 +22,7 @@ int luar_json_validate(const char *s, size_t len, int max_depth, luar_buf_t *why
 
 /*
  * In a validated JSON text whose top level is an object, finds the member `key` (the
- * first one when repeated): sets *val/*vlen to the raw text of its value (a string keeps
+ * first one when repeated): sets *val and *vlen to the raw text of its value (a string keeps
  * its quotes) and returns 1; returns 0 when absent or when the top level is not an object.
  */
 int luar_json_member(const char *s, size_t len, const char *key, const char **val,
@@ -30,7 +30,7 @@ int luar_json_member(const char *s, size_t len, const char *key, const char **va
 
 /*
  * Walks the elements of a validated JSON array: start with *pos = 0; each call sets
- * *el/*ellen to the next element's raw text and returns 1, then 0 at the end (or when the
+ * *el and *ellen to the next element's raw text and returns 1, then 0 at the end (or when the
  * text is not an array).
  */
 int luar_json_array_next(const char *s, size_t len, size_t *pos, const char **el,
