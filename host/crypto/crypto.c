@@ -10,7 +10,9 @@
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/core_names.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +49,38 @@ int luar_crypto_hmac(const char *alg, const void *key, size_t key_len, const voi
         return LUAR_EINVAL;
     *out_len = len;
     return 0;
+}
+
+int luar_crypto_hmac_parts(const char *alg, const void *key, size_t key_len,
+                           const luar_crypto_part_t *parts, size_t nparts, uint8_t *out,
+                           size_t *out_len)
+{
+    static const unsigned char empty[1];
+    const EVP_MD *md = find_md(alg);
+    if (md == NULL)
+        return LUAR_EINVAL;
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string("digest", (char *)EVP_MD_get0_name(md), 0),
+        OSSL_PARAM_construct_end(),
+    };
+    int rc = LUAR_EINVAL;
+    size_t len = 0;
+    if (ctx == NULL || EVP_MAC_init(ctx, key_len ? key : empty, key_len, params) != 1)
+        goto done;
+    for (size_t i = 0; i < nparts; i++) {
+        if (parts[i].len && EVP_MAC_update(ctx, parts[i].data, parts[i].len) != 1)
+            goto done;
+    }
+    if (EVP_MAC_final(ctx, out, &len, LUAR_CRYPTO_MAX_MD) != 1)
+        goto done;
+    *out_len = len;
+    rc = 0;
+done:
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(mac);
+    return rc;
 }
 
 int luar_crypto_digest(const char *alg, const void *data, size_t len, uint8_t *out, size_t *out_len)

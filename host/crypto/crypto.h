@@ -20,6 +20,21 @@
 int luar_crypto_hmac(const char *alg, const void *key, size_t key_len, const void *data,
                      size_t data_len, uint8_t *out, size_t *out_len);
 
+/* One piece of a message given in several parts. */
+typedef struct luar_crypto_part {
+    const void *data;
+    size_t len;
+} luar_crypto_part_t;
+
+/*
+ * Computes HMAC(alg, key, part[0] || part[1] || ...) like luar_crypto_hmac, without
+ * joining the parts first (webhook schemes sign "id.timestamp.body" with the body where it
+ * lies). Returns 0 or LUAR_EINVAL (unknown alg).
+ */
+int luar_crypto_hmac_parts(const char *alg, const void *key, size_t key_len,
+                           const luar_crypto_part_t *parts, size_t nparts, uint8_t *out,
+                           size_t *out_len);
+
 /* Computes digest(alg, data) like luar_crypto_hmac. Returns 0 or LUAR_EINVAL. */
 int luar_crypto_digest(const char *alg, const void *data, size_t len, uint8_t *out,
                        size_t *out_len);

@@ -74,6 +74,27 @@ TEST(test_hmac_empty_key_and_unknown_alg)
     luar_buf_free(&b);
 }
 
+TEST(test_hmac_parts_equals_one_shot)
+{
+    static const char *algs[] = {"sha1", "sha256", "sha512"};
+    const char *msg = "msg_1.1700000000.{\"type\":\"x\"}";
+    luar_crypto_part_t parts[] = {{"msg_1", 5}, {".", 1}, {"", 0}, {"1700000000.", 11},
+                                  {msg + 17, strlen(msg) - 17}};
+    for (size_t i = 0; i < 3; i++) {
+        uint8_t one[LUAR_CRYPTO_MAX_MD], many[LUAR_CRYPTO_MAX_MD];
+        size_t n1 = 0, n2 = 0;
+        CHECK_EQ_INT(luar_crypto_hmac(algs[i], "key", 3, msg, strlen(msg), one, &n1), 0);
+        CHECK_EQ_INT(luar_crypto_hmac_parts(algs[i], "key", 3, parts, 5, many, &n2), 0);
+        CHECK(n1 == n2 && n1 > 0 && memcmp(one, many, n1) == 0);
+    }
+    uint8_t md[LUAR_CRYPTO_MAX_MD];
+    size_t n = 0;
+    CHECK_EQ_INT(luar_crypto_hmac_parts("sha256", NULL, 0, NULL, 0, md, &n), 0);
+    CHECK_EQ_INT(n, 32);
+    CHECK_EQ_INT(md[0], 0xb6);
+    CHECK_EQ_INT(luar_crypto_hmac_parts("bogus", "k", 1, parts, 1, md, &n), LUAR_EINVAL);
+}
+
 TEST(test_digest_known_answers)
 {
     luar_buf_t b;
@@ -268,6 +289,7 @@ int main(void)
 {
     RUN(test_hmac_sha256_rfc4231_vectors);
     RUN(test_hmac_empty_key_and_unknown_alg);
+    RUN(test_hmac_parts_equals_one_shot);
     RUN(test_digest_known_answers);
     RUN(test_base64_rfc4648_vectors);
     RUN(test_base64_long_input_round_trips);
