@@ -41,9 +41,8 @@ struct luar_webhook_route {
     double dedupe;
     size_t max_body;
     int sync;
-    /* Header names removed from meta.headers besides the scheme's signature headers: the
-     * credentials, and the route's own `header` option (hmac's signature header). */
-    char *strip[5];
+    /* Header names removed from meta.headers besides the scheme's signature headers. */
+    char *strip[4];
     luar_webhook_handler_t *handlers;
     size_t nhandlers, cap;
     luar_webhook_sync_fn sync_fn;
@@ -68,14 +67,6 @@ int luar_webhook_route_new(const luar_webhook_route_config_t *cfg, luar_webhook_
     size_t ns = 0;
     for (const char *const *c = credential_headers; *c != NULL; c++)
         r->strip[ns++] = strdup(*c);
-    for (size_t i = 0; i < cfg->nopts; i++) {
-        if (strcmp(cfg->opts[i].key, "header") != 0 || ns >= 4)
-            continue;
-        char *h = strdup(cfg->opts[i].value);
-        for (char *p = h; p != NULL && *p; p++)
-            *p = (char)tolower((unsigned char)*p);
-        r->strip[ns++] = h;
-    }
     int rc = 0;
     for (size_t i = 0; i < ns; i++)
         if (r->strip[i] == NULL)
@@ -171,14 +162,15 @@ static int listed(const char *const *list, const char *name, size_t len)
 }
 
 int luar_webhook_headers_json(const luar_http_header_t *headers, size_t n,
-                              const char *const *strip1, const char *const *strip2,
+                              const luar_webhook_verifier_t *v, const char *const *strip,
                               luar_buf_t *out)
 {
     int rc = luar_buf_putc(out, '{');
     int first = 1;
     for (size_t i = 0; i < n && rc == 0; i++) {
         const luar_http_header_t *h = &headers[i];
-        if (listed(strip1, h->name, h->name_len) || listed(strip2, h->name, h->name_len))
+        if (listed(strip, h->name, h->name_len) ||
+            (v != NULL && luar_webhook_is_signature_header(v, h->name, h->name_len)))
             continue;
         int seen = 0; /* an earlier header of this name already carried every value */
         for (size_t j = 0; j < i && !seen; j++)
@@ -562,8 +554,7 @@ static int read_events(luar_webhook_route_t *r, const luar_webhook_msg_t *msg,
         *n = 1;
         return luar_webhook_generic_event(msg->body, msg->body_len, *evs, scratch, why);
     }
-    const luar_webhook_scheme_t *s = r->verifier.scheme;
-    int rc = s->events(r->verifier.cfg, msg, *evs, STACK_EVENTS, n, scratch, why);
+    int rc = luar_webhook_events(&r->verifier, msg, *evs, STACK_EVENTS, n, scratch, why);
     if (rc != LUAR_ETOOBIG)
         return rc;
     luar_webhook_event_t *heap = malloc(LUAR_WEBHOOK_MAX_EVENTS * sizeof *heap);
@@ -571,7 +562,7 @@ static int read_events(luar_webhook_route_t *r, const luar_webhook_msg_t *msg,
         return LUAR_ENOMEM;
     luar_buf_reset(scratch);
     luar_buf_reset(why);
-    rc = s->events(r->verifier.cfg, msg, heap, LUAR_WEBHOOK_MAX_EVENTS, n, scratch, why);
+    rc = luar_webhook_events(&r->verifier, msg, heap, LUAR_WEBHOOK_MAX_EVENTS, n, scratch, why);
     *evs = heap;
     return rc;
 }
@@ -599,9 +590,7 @@ void luar_webhook_ingest(luar_webhook_route_t *r, luar_http_req_t *req)
         goto done;
     }
     if (r->verify) {
-        luar_webhook_verdict_t v = r->verifier.scheme->verify(r->verifier.cfg, &msg,
-                                                              r->verifier.tolerance,
-                                                              received_at, &why);
+        luar_webhook_verdict_t v = luar_webhook_verify(&r->verifier, &msg, received_at, &why);
         if (v != LUAR_WEBHOOK_OK) {
             const char *what = v == LUAR_WEBHOOK_MISSING   ? "missing signature"
                                : v == LUAR_WEBHOOK_EXPIRED ? "expired signature"
@@ -641,7 +630,7 @@ void luar_webhook_ingest(luar_webhook_route_t *r, luar_http_req_t *req)
         }
     }
     if (luar_webhook_headers_json(req->headers, req->nheaders,
-                                  r->has_verifier ? r->verifier.scheme->signature_headers : NULL,
+                                  r->has_verifier ? &r->verifier : NULL,
                                   (const char *const *)r->strip, &headers) != 0) {
         reject(req, 503, "rejected", "out of memory", NULL, 0, NULL, 0);
         goto done;

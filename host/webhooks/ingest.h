@@ -106,11 +106,12 @@ void luar_webhook_ingest(luar_webhook_route_t *r, luar_http_req_t *req);
 /*
  * Appends the JSON object of the headers a handler sees (meta.headers) to `out`: names
  * lower-case as the server gives them, repeated headers joined with ", ", without the
- * names in `strip` (lower-case; NULL-terminated lists, either may be NULL): signatures and
- * credentials are never stored with a job. Returns 0 or a luar_buf error.
+ * verifier's signature headers (`v` may be NULL) and the names in `strip` (lower-case,
+ * NULL-terminated, may be NULL): signatures and credentials are never stored with a job.
+ * Returns 0 or a luar_buf error.
  */
 int luar_webhook_headers_json(const luar_http_header_t *headers, size_t n,
-                              const char *const *strip1, const char *const *strip2,
+                              const luar_webhook_verifier_t *v, const char *const *strip,
                               luar_buf_t *out);
 
 /*
