@@ -20,6 +20,14 @@
 
 /* ---- jobs.define --------------------------------------------------------------------- */
 
+/* `v` as "%g" would print it (lua_pushfstring, behind luaL_error, knows no %g). */
+static const char *fmt_number(double v)
+{
+    static char buf[32];
+    snprintf(buf, sizeof buf, "%g", v);
+    return buf;
+}
+
 static double opt_number(lua_State *L, int t, const char *k, double dflt, double min)
 {
     lua_getfield(L, t, k);
@@ -29,7 +37,7 @@ static double opt_number(lua_State *L, int t, const char *k, double dflt, double
             luaL_error(L, "option %s: expected a number, got %s", k, luaL_typename(L, -1));
         v = lua_tonumber(L, -1);
         if (v < min)
-            luaL_error(L, "option %s: must be at least %g", k, min);
+            luaL_error(L, "option %s: must be at least %s", k, fmt_number(min));
     }
     lua_pop(L, 1);
     return v;

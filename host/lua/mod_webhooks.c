@@ -107,7 +107,7 @@ static double opt_num(lua_State *L, int t, const char *k, double dflt, double mi
                        luaL_typename(L, -1));
         v = lua_tonumber(L, -1);
         if (!(v >= min) || !isfinite(v))
-            luaL_error(L, "webhooks.route: option %s: expected a number >= %g", k, min);
+            luaL_error(L, "webhooks.route: option %s: expected a number >= %d", k, (int)min);
     }
     lua_pop(L, 1);
     return v;
