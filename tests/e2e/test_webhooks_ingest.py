@@ -284,6 +284,9 @@ def test_malformed_and_oversized_bodies():
         assert metric(luar, "luar_webhooks_total", route="/hooks/std",
                       outcome="rejected") == 1
         assert stats(luar.data)["total"] == 0
+        # Only POST reaches a webhook route.
+        status, rh, _ = luar.request("GET", "/hooks/std")
+        assert status == 405 and rh.get("allow") == "POST", (status, rh)
         # The process is still well: a good event goes through.
         status, _, answer, id_ = post_signed(luar, "/hooks/std", event("charge.ok"))
         assert status == 200, answer
