@@ -261,6 +261,25 @@ int luar_webhook_generic_event(const char *body, size_t len, luar_webhook_event_
     return 0;
 }
 
+/*
+ * Nonzero when the event id is (part of) a signature header's value: `hmac` names an event
+ * without an id by its signature. Such an id is kept out of log lines, which never carry a
+ * signature.
+ */
+static int id_is_signature(const luar_webhook_route_t *r, const luar_http_req_t *req,
+                           const char *id, size_t len)
+{
+    if (!r->has_verifier || id == NULL || len == 0)
+        return 0;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const luar_http_header_t *h = &req->headers[i];
+        if (luar_webhook_is_signature_header(&r->verifier, h->name, h->name_len) &&
+            memmem(h->value, h->value_len, id, len) != NULL)
+            return 1;
+    }
+    return 0;
+}
+
 /* ---- answers ------------------------------------------------------------------------- */
 
 static const luar_http_header_t json_type = {"Content-Type", 12, "application/json", 16};
@@ -332,6 +351,7 @@ struct ingest;
 struct ingest_event {
     struct ingest *in;
     char *id, *type; /* copies (the request's scratch is gone by the callback) */
+    int id_is_sig;   /* the id is the signature (hmac without an id): not for log lines */
     size_t njobs;
     int rc;
     int duplicate;
@@ -390,8 +410,10 @@ static void ingest_finish(struct ingest *in)
         luar_buf_append_json_string(&f, req->route, strlen(req->route));
         luar_buf_puts(&f, ",\"status\":503,\"outcome\":\"rejected\",\"reason\":");
         luar_buf_append_json_string(&f, why.data, why.len);
-        luar_buf_puts(&f, ",\"event_id\":");
-        luar_buf_append_json_string(&f, failed->id, strlen(failed->id));
+        if (!failed->id_is_sig) {
+            luar_buf_puts(&f, ",\"event_id\":");
+            luar_buf_append_json_string(&f, failed->id, strlen(failed->id));
+        }
         luar_buf_puts(&f, ",\"request_id\":");
         luar_buf_append_json_string(&f, req->request_id, strlen(req->request_id));
         luar_buf_puts(&f, ",\"remote_addr\":");
@@ -617,8 +639,10 @@ void luar_webhook_ingest(luar_webhook_route_t *r, luar_http_req_t *req)
     }
     for (size_t i = 0; i < nev; i++) {
         if (check_event(&evs[i], &why) != 0) {
+            int loggable = evs[i].id != NULL && evs[i].id_len <= LUAR_WEBHOOK_MAX_ID &&
+                           !id_is_signature(r, req, evs[i].id, evs[i].id_len);
             reject(req, 400, "malformed", "malformed body", why.data, why.len, evs[i].id,
-                   evs[i].id && evs[i].id_len <= LUAR_WEBHOOK_MAX_ID ? evs[i].id_len : 0);
+                   loggable ? evs[i].id_len : 0);
             goto done;
         }
         if (evs[i].reply) {
@@ -678,6 +702,7 @@ void luar_webhook_ingest(luar_webhook_route_t *r, luar_http_req_t *req)
         e->in = in;
         e->id = strndup(ev->id, ev->id_len);
         e->type = strndup(ev->type, ev->type_len);
+        e->id_is_sig = id_is_signature(r, req, ev->id, ev->id_len);
         luar_buf_reset(&args);
         luar_buf_reset(&key);
         rc = e->id == NULL || e->type == NULL ? LUAR_ENOMEM : 0;

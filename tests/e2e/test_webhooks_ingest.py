@@ -387,6 +387,14 @@ def test_hmac_route_verified_with_pythons_hmac():
         assert status == 401 and answer["error"].startswith("missing signature"), answer
         status, _, answer = post(luar, "/hooks/hmac", body, {"X-Signature": sig})
         assert answer.get("duplicate") is True, answer
+        # Without an id in the body the signature names the event (SPEC §8); it never goes
+        # to a log line, even when the event is then refused.
+        bad = json.dumps({"type": "t" * 300})
+        bad_sig = hmac.new(HMAC_SECRET.encode(), bad.encode(), hashlib.sha256).hexdigest()
+        status, _, answer = post(luar, "/hooks/hmac", bad, {"X-Signature": "sha256=" + bad_sig})
+        assert status == 400 and "type" in answer["error"], answer
+        luar.wait_log(lambda r: r.get("msg") == "webhook rejected" and r.get("status") == 400)
+        assert not any(bad_sig in json.dumps(r) for r in luar.lines)
 
 
 def test_verify_false_is_warned_about_and_reads_the_body():
