@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "app/app.h"
 #include "cli/jobs_cmd.h"
+#include "cli/webhook_cmd.h"
 #include "jobs/jobs.h"
 #include "queue/queue.h"
 #include "sched/cron.h"
@@ -74,6 +75,10 @@ static void usage(FILE *f)
           "  enqueue NAME [--args JSON] [--queue Q] [--delay S] [--key K]   enqueue a job\n"
           "  cron list                    the schedules the scripts declare, next fire times\n"
           "  cron next EXPR [--tz TZ] [--from ISO8601] [--count N]\n"
+          "  webhook sign --scheme S --secret X [--timestamp T] [--id ID] [--option K=V] [FILE]\n"
+          "                               print the signature headers a provider would send\n"
+          "  webhook send --scheme S --secret X --url URL [--header 'N: v'] [FILE]\n"
+          "                               sign and POST a body; print the status\n"
           "  version                      versions of luar and its libraries\n",
           f);
 }
@@ -378,6 +383,8 @@ int luar_cli_main(int argc, char **argv)
         return cmd_queue(argc, argv, strcmp(cmd, "enqueue") == 0);
     if (strcmp(cmd, "cron") == 0)
         return cmd_cron(argc, argv);
+    if (strcmp(cmd, "webhook") == 0)
+        return luar_cli_webhook(argc - 2, argv + 2);
     args_t a;
     int status = parse_args(argc, argv, strcmp(cmd, "run") == 0, &a);
     if (status == 0) {

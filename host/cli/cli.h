@@ -1,4 +1,4 @@
-/* The command line: `luar serve|check|run|test|reload|version`. */
+/* The command line: `luar serve|check|run|test|reload|version|webhook …`. */
 #ifndef LUAR_CLI_H
 #define LUAR_CLI_H
 

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
@@ -51,6 +52,19 @@ int luar_crypto_hmac(const char *alg, const void *key, size_t key_len, const voi
     return 0;
 }
 
+/*
+ * The HMAC implementation, fetched once and kept for the process: fetching it on every
+ * call (a lookup under a lock in OpenSSL's method store) cost 10-25% of the CPU time of a
+ * webhook verification of a 1.7 KB body (about 4-5 us each on the development machine).
+ */
+static EVP_MAC *hmac_mac;
+static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+
+static void fetch_hmac(void)
+{
+    hmac_mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+}
+
 int luar_crypto_hmac_parts(const char *alg, const void *key, size_t key_len,
                            const luar_crypto_part_t *parts, size_t nparts, uint8_t *out,
                            size_t *out_len)
@@ -59,8 +73,8 @@ int luar_crypto_hmac_parts(const char *alg, const void *key, size_t key_len,
     const EVP_MD *md = find_md(alg);
     if (md == NULL)
         return LUAR_EINVAL;
-    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    pthread_once(&hmac_once, fetch_hmac);
+    EVP_MAC_CTX *ctx = hmac_mac ? EVP_MAC_CTX_new(hmac_mac) : NULL;
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_utf8_string("digest", (char *)EVP_MD_get0_name(md), 0),
         OSSL_PARAM_construct_end(),
@@ -79,7 +93,6 @@ int luar_crypto_hmac_parts(const char *alg, const void *key, size_t key_len,
     rc = 0;
 done:
     EVP_MAC_CTX_free(ctx);
-    EVP_MAC_free(mac);
     return rc;
 }
 
