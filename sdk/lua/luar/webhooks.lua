@@ -71,17 +71,20 @@ function webhooks.route(path, opts) end
 function webhooks.on(route, pattern, opts, fn) end
 
 ---@class luar.webhooks.VerifyRequest
----@field headers table<string, string>
+---@field headers table<string, string|string[]> any case; a list for a repeated header
 ---@field body string
 ---@field secret? string
 ---@field secrets? string[]
----@field tolerance? number
+---@field tolerance? number seconds (default 300)
+---@field now? number unix seconds instead of the clock (tests)
 
----Verifies a request's signature with a scheme, outside a webhook route.
+---Verifies a request's signature with a scheme, outside a webhook route (see
+---docs/webhook-schemes.md). Other keys of `req` are the scheme's options. Raises on misuse
+---(unknown scheme or option, no secret).
 ---@param scheme string
----@param req luar.webhooks.VerifyRequest plus the scheme's own options
----@return boolean|nil ok
----@return luar.Error|nil err kind "invalid_signature", "expired" or "invalid"
+---@param req luar.webhooks.VerifyRequest
+---@return true|nil ok
+---@return luar.Error|nil err kind "invalid_signature" or "expired"
 function webhooks.verify(scheme, req) end
 
 ---@class luar.webhooks.Delivery
