@@ -17,6 +17,7 @@
 #include "queue/queue.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,9 @@
 #define STACK_EVENTS 8
 /* Reasons for a rejection are cut here (a scheme's or the JSON scanner's message). */
 #define MAX_REASON 512
+/* Deepest event accepted: stored one level down in the job's arguments, which luar.json
+ * decodes with its limit of LUAR_JSON_MAX_DEPTH when the job runs. */
+#define EVENT_MAX_DEPTH (LUAR_JSON_MAX_DEPTH - 2)
 
 /* Headers never stored with a job, whatever the scheme: credentials. */
 static const char *const credential_headers[] = {"authorization", "proxy-authorization",
@@ -218,7 +222,7 @@ int luar_webhook_headers_json(const luar_http_header_t *headers, size_t n,
 int luar_webhook_generic_event(const char *body, size_t len, luar_webhook_event_t *ev,
                                luar_buf_t *scratch, luar_buf_t *why)
 {
-    if (luar_json_validate(body, len, LUAR_JSON_MAX_DEPTH - 1, why) != 0)
+    if (luar_json_validate(body, len, EVENT_MAX_DEPTH, why) != 0)
         return LUAR_EPARSE;
     const char *val;
     size_t vlen;
@@ -480,8 +484,44 @@ static int has_control(const char *s, size_t len)
     return 0;
 }
 
-/* Checks one event's id, type and JSON; on failure appends the reason to `why`. */
-static int check_event(const luar_webhook_event_t *ev, luar_buf_t *why)
+/*
+ * Nonzero when valid JSON text `s` nests arrays and objects deeper than `max`. Strings are
+ * skipped with memchr (they are most of a webhook's bytes): a quote ends one unless an odd
+ * run of backslashes precedes it.
+ */
+static int deeper_than(const char *s, size_t len, int max)
+{
+    int depth = 0;
+    const char *p = s, *end = s + len;
+    while (p < end) {
+        char c = *p++;
+        if (c == '"') {
+            for (;;) {
+                const char *q = memchr(p, '"', (size_t)(end - p));
+                if (q == NULL)
+                    return 0;
+                size_t bs = 0;
+                while (q - bs > p && q[-1 - (ptrdiff_t)bs] == '\\')
+                    bs++;
+                p = q + 1;
+                if (bs % 2 == 0)
+                    break;
+            }
+        } else if (c == '[' || c == '{') {
+            if (++depth > max)
+                return 1;
+        } else if (c == ']' || c == '}') {
+            depth--;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Checks one event's id, type and JSON (`validated`: the scheme validated the JSON); on
+ * failure appends the reason to `why`.
+ */
+static int check_event(const luar_webhook_event_t *ev, int validated, luar_buf_t *why)
 {
     if (ev->id == NULL || ev->id_len == 0) {
         luar_buf_puts(why, "the event has no id");
@@ -499,10 +539,18 @@ static int check_event(const luar_webhook_event_t *ev, luar_buf_t *why)
         return LUAR_EPARSE;
     }
     /* The event is stored inside the job's arguments ({"event": …}): one level deeper,
-     * and it must decode within luar.json's depth limit when the job runs. */
-    if (ev->json == NULL || luar_json_validate(ev->json, ev->json_len, LUAR_JSON_MAX_DEPTH - 2,
-                                               why) != 0)
+     * and it must decode within luar.json's depth limit when the job runs. The host's
+     * schemes have validated the text already (at LUAR_JSON_MAX_DEPTH), so for them a
+     * depth count is enough; a plugin's scheme is not trusted to have done it. */
+    if (ev->json == NULL)
         return LUAR_EPARSE;
+    if (!validated) {
+        if (luar_json_validate(ev->json, ev->json_len, EVENT_MAX_DEPTH, why) != 0)
+            return LUAR_EPARSE;
+    } else if (deeper_than(ev->json, ev->json_len, EVENT_MAX_DEPTH)) {
+        luar_buf_appendf(why, "the event nests deeper than %d levels", EVENT_MAX_DEPTH);
+        return LUAR_EPARSE;
+    }
     return 0;
 }
 
@@ -637,8 +685,12 @@ void luar_webhook_ingest(luar_webhook_route_t *r, luar_http_req_t *req)
                     &why);
         goto done;
     }
+    /* The host's schemes validate the body before reading it; plugins' are not trusted to. */
+    const luar_webhook_scheme_t *scheme = r->has_verifier ? r->verifier.scheme : NULL;
+    int validated = scheme == NULL || scheme == &luar_webhook_scheme_standard ||
+                    scheme == &luar_webhook_scheme_hmac;
     for (size_t i = 0; i < nev; i++) {
-        if (check_event(&evs[i], &why) != 0) {
+        if (check_event(&evs[i], validated, &why) != 0) {
             int loggable = evs[i].id != NULL && evs[i].id_len <= LUAR_WEBHOOK_MAX_ID &&
                            !id_is_signature(r, req, evs[i].id, evs[i].id_len);
             reject(req, 400, "malformed", "malformed body", why.data, why.len, evs[i].id,

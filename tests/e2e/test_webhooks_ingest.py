@@ -271,6 +271,17 @@ def test_malformed_and_oversized_bodies():
         deep = '{"type": "charge.deep", "data": ' + "[" * 300 + "]" * 300 + "}"
         status, _, answer, _ = post_signed(luar, "/hooks/std", deep)
         assert status == 400, answer
+        # The deepest event accepted (126 levels) still decodes when its job runs; one
+        # level more is refused, not stored as a job that could never decode.
+        ok_id = None
+        for levels, want in ((125, 200), (126, 400)):
+            nested = '{"type": "charge.nested", "data": ' + "[" * levels + '"x"' + \
+                "]" * levels + '}'
+            status, _, answer, nid = post_signed(luar, "/hooks/std", nested)
+            assert status == want, (levels, answer)
+            ok_id = ok_id or nid
+        assert "deeper" in answer["error"], answer
+        handled(luar, "charge", ok_id)
         # Over the route's max_body (4 KiB): 413 before any signature work.
         big = event("charge.big", pad="x" * 5000)
         status, _, answer, _ = post_signed(luar, "/hooks/std", big)
@@ -280,10 +291,10 @@ def test_malformed_and_oversized_bodies():
         status, _, answer = post(luar, "/hooks/std", huge, {})
         assert status == 413, answer
         assert metric(luar, "luar_webhooks_total", route="/hooks/std",
-                      outcome="malformed") == 3
+                      outcome="malformed") == 4
         assert metric(luar, "luar_webhooks_total", route="/hooks/std",
                       outcome="rejected") == 1
-        assert stats(luar.data)["total"] == 0
+        assert stats(luar.data)["total"] == 2  # the nested event's two jobs
         # Only POST reaches a webhook route.
         status, rh, _ = luar.request("GET", "/hooks/std")
         assert status == 405 and rh.get("allow") == "POST", (status, rh)
