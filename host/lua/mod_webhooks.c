@@ -29,8 +29,7 @@
 
 /* The options of webhooks.route that are the route's own (the rest go to the scheme). */
 static const char *const route_keys[] = {
-    "scheme", "secret", "secrets", "tolerance", "dedupe", "max_body", "sync", "verify",
-    NULL,
+    "scheme", "secret", "secrets", "tolerance", "dedupe", "max_body", "sync", "verify", NULL,
 };
 /* Job options: on webhooks.route as defaults for its handlers, on webhooks.on per handler. */
 static const char *const job_keys[] = {
@@ -46,14 +45,13 @@ static int listed(const char *const *list, const char *k)
 }
 
 /* The stored arguments {event, meta} → fn(event, meta), with the attempt and job id. */
-static const char wrapper_src[] =
-    "local fn = ...\n"
-    "return function(args, job)\n"
-    "  local meta = args.meta\n"
-    "  meta.attempt = job.attempt\n"
-    "  meta.job_id = job.id\n"
-    "  return fn(args.event, meta)\n"
-    "end\n";
+static const char wrapper_src[] = "local fn = ...\n"
+                                  "return function(args, job)\n"
+                                  "  local meta = args.meta\n"
+                                  "  meta.attempt = job.attempt\n"
+                                  "  meta.job_id = job.id\n"
+                                  "  return fn(args.event, meta)\n"
+                                  "end\n";
 
 /* ---- webhooks.route ------------------------------------------------------------------ */
 
@@ -81,8 +79,9 @@ static size_t read_secrets(lua_State *L, int t, const char **secrets, size_t *le
                        LUAR_WEBHOOK_MAX_SECRETS);
         for (lua_Integer i = 1; i <= count; i++) {
             if (lua_rawgeti(L, -1, i) != LUA_TSTRING)
-                luaL_error(L, "webhooks.route: option secrets: secret %d is a %s, not a string "
-                              "(an unset environment variable?)",
+                luaL_error(L,
+                           "webhooks.route: option secrets: secret %d is a %s, not a string "
+                           "(an unset environment variable?)",
                            (int)i, luaL_typename(L, -1));
             secrets[n] = lua_tolstring(L, -1, &lens[n]);
             n++;
@@ -140,8 +139,8 @@ static size_t opt_size(lua_State *L, int t, const char *k)
     } else if (type == LUA_TSTRING) {
         uint64_t u = 0;
         if (luar_parse_size(lua_tostring(L, -1), &u) != 0 || u == 0)
-            luaL_error(L, "webhooks.route: option %s: expected a size such as \"64KiB\", got %s",
-                       k, lua_tostring(L, -1));
+            luaL_error(L, "webhooks.route: option %s: expected a size such as \"64KiB\", got %s", k,
+                       lua_tostring(L, -1));
         v = (size_t)u;
     } else if (type != LUA_TNIL) {
         luaL_error(L, "webhooks.route: option %s: expected a size, got %s", k,
@@ -259,27 +258,36 @@ static int webhooks_route(lua_State *L)
 
     if (cfg.verify) {
         if (cfg.scheme == NULL)
-            return luaL_error(L, "webhooks.route %s: option scheme is required (\"standard\", "
-                                 "\"hmac\", or a plugin's); `verify = false` opts out of "
-                                 "signature checks", path);
+            return luaL_error(L,
+                              "webhooks.route %s: option scheme is required (\"standard\", "
+                              "\"hmac\", or a plugin's); `verify = false` opts out of "
+                              "signature checks",
+                              path);
         if (cfg.nsecrets == 0)
-            return luaL_error(L, "webhooks.route %s: no secret: give secret = \"…\" or "
-                                 "secrets = {…}", path);
+            return luaL_error(L,
+                              "webhooks.route %s: no secret: give secret = \"…\" or "
+                              "secrets = {…}",
+                              path);
     } else if (cfg.scheme == NULL && nsopts > 0) {
         return luaL_error(L, "webhooks.route %s: unknown option %s", path, sopts[0].key);
     } else if (cfg.scheme != NULL && cfg.nsecrets == 0) {
-        return luaL_error(L, "webhooks.route %s: verify = false with a scheme needs its "
-                             "secrets too (the scheme reads the event id and type); give no "
-                             "scheme to read them from the body", path);
+        return luaL_error(L,
+                          "webhooks.route %s: verify = false with a scheme needs its "
+                          "secrets too (the scheme reads the event id and type); give no "
+                          "scheme to read them from the body",
+                          path);
     }
     if (cfg.sync && lua_getfield(L, 2, "dedupe") != LUA_TNIL)
-        return luaL_error(L, "webhooks.route %s: a sync route does not deduplicate (its "
-                             "handler answers every delivery); remove `dedupe`", path);
+        return luaL_error(L,
+                          "webhooks.route %s: a sync route does not deduplicate (its "
+                          "handler answers every delivery); remove `dedupe`",
+                          path);
     if (cfg.sync) {
         lua_pop(L, 1);
         cfg.dedupe = 0;
     }
 
+    store_job_options(L, path, 2); /* before the route exists: raising here leaks nothing */
     luar_buf_t *err = luar_lua_newbuf(L, 4096);
     luar_webhook_route_t *route = NULL;
     int rc = luar_webhook_route_new(&cfg, &route, err);
@@ -290,15 +298,16 @@ static int webhooks_route(lua_State *L)
                           err->len > 0 ? err->data : luar_strerror(rc));
     if (cfg.sync)
         luar_webhook_route_set_sync(route, run_sync, vm);
-    store_job_options(L, path, 2);
     luar_http_route_webhook(L, path, route); /* the router owns the route now */
     if (!cfg.verify) {
         lua_Debug ar;
         char where[256] = "";
         if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
             snprintf(where, sizeof where, "%s:%d: ", ar.short_src, ar.currentline);
-        luar_logf(LUAR_LOG_WARN, "%swebhook route %s does not verify signatures (verify = "
-                  "false): anyone who can reach it can post events", where, path);
+        luar_logf(LUAR_LOG_WARN,
+                  "%swebhook route %s does not verify signatures (verify = "
+                  "false): anyone who can reach it can post events",
+                  where, path);
     }
     lua_pushstring(L, path);
     return 1;
@@ -319,8 +328,10 @@ static int webhooks_on(lua_State *L)
         return luaL_error(L, "webhooks.on must be called while the scripts load");
     luar_webhook_route_t *route = luar_http_webhook_find(vm, path);
     if (route == NULL)
-        return luaL_error(L, "webhooks.on: no webhook route %s (declare it with "
-                             "webhooks.route first)", path);
+        return luaL_error(L,
+                          "webhooks.on: no webhook route %s (declare it with "
+                          "webhooks.route first)",
+                          path);
     if (*pattern == '\0' || strlen(pattern) > LUAR_WEBHOOK_MAX_TYPE)
         return luaL_argerror(L, 2, "expected a type pattern such as \"charge.*\" or \"#\"");
 
@@ -346,8 +357,9 @@ static int webhooks_on(lua_State *L)
                                          "120 characters");
                 name = lua_tostring(L, -1);
             } else if (k == NULL || !listed(job_keys, k)) {
-                return luaL_error(L, "webhooks.on: unknown option %s (expected name, queue, "
-                                     "retries, backoff, backoff_cap, timeout or priority)",
+                return luaL_error(L,
+                                  "webhooks.on: unknown option %s (expected name, queue, "
+                                  "retries, backoff, backoff_cap, timeout or priority)",
                                   k != NULL ? k : luaL_typename(L, -2));
             } else {
                 lua_pushvalue(L, -2);
@@ -400,8 +412,9 @@ static int webhooks_on(lua_State *L)
             free(d.queue);
         }
         if (rc == LUAR_EEXISTS)
-            return luaL_error(L, "webhooks.on: a job named %s is already defined (another "
-                                 "handler for %s on %s? give one a `name`)",
+            return luaL_error(L,
+                              "webhooks.on: a job named %s is already defined (another "
+                              "handler for %s on %s? give one a `name`)",
                               job->data, pattern, path);
         if (rc != 0)
             return luaL_error(L, "webhooks.on: %s", luar_strerror(rc));
@@ -446,8 +459,8 @@ static void run_sync(void *arg, const luar_webhook_handler_t *h, luar_http_req_t
     int rc = luar_task_spawn(vm, &opts, sync_setup, &s, luar_http_task_done, req, NULL, &err);
     if (rc != 0) {
         static const luar_http_header_t ct = {"Content-Type", 12, "application/json", 16};
-        luar_logf(LUAR_LOG_ERROR, "webhook %s: the sync handler could not start: %s",
-                  req->route, err.len > 0 ? err.data : luar_strerror(rc));
+        luar_logf(LUAR_LOG_ERROR, "webhook %s: the sync handler could not start: %s", req->route,
+                  err.len > 0 ? err.data : luar_strerror(rc));
         if (rc == LUAR_ECLOSED) {
             static const char body[] = "{\"error\":\"service unavailable\"}";
             luar_http_respond(req, 503, &ct, 1, body, sizeof body - 1);
@@ -462,11 +475,8 @@ static void run_sync(void *arg, const luar_webhook_handler_t *h, luar_http_req_t
 int luaopen_luar_webhooks(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        {"route", webhooks_route},
-        {"on", webhooks_on},
-        {"verify", luar_webhooks_verify},
-        {"deliver", luar_webhooks_deliver},
-        {NULL, NULL},
+        {"route", webhooks_route},          {"on", webhooks_on}, {"verify", luar_webhooks_verify},
+        {"deliver", luar_webhooks_deliver}, {NULL, NULL},
     };
     luaL_newlib(L, fns);
     return 1;

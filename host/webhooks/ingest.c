@@ -33,8 +33,8 @@
 #define EVENT_MAX_DEPTH (LUAR_JSON_MAX_DEPTH - 2)
 
 /* Headers never stored with a job, whatever the scheme: credentials. */
-static const char *const credential_headers[] = {"authorization", "proxy-authorization",
-                                                 "cookie", NULL};
+static const char *const credential_headers[] = {"authorization", "proxy-authorization", "cookie",
+                                                 NULL};
 
 struct luar_webhook_route {
     char *path;
@@ -78,9 +78,8 @@ int luar_webhook_route_new(const luar_webhook_route_config_t *cfg, luar_webhook_
     if (r->path == NULL || r->scheme_name == NULL)
         rc = LUAR_ENOMEM;
     if (rc == 0 && cfg->scheme != NULL && cfg->nsecrets > 0) {
-        rc = luar_webhook_verifier_init(&r->verifier, cfg->scheme, cfg->secrets,
-                                        cfg->secret_lens, cfg->nsecrets, cfg->opts, cfg->nopts,
-                                        cfg->tolerance, err);
+        rc = luar_webhook_verifier_init(&r->verifier, cfg->scheme, cfg->secrets, cfg->secret_lens,
+                                        cfg->nsecrets, cfg->opts, cfg->nopts, cfg->tolerance, err);
         r->has_verifier = rc == 0;
     }
     if (rc != 0) {
@@ -126,9 +125,8 @@ void luar_webhook_route_set_sync(luar_webhook_route_t *r, luar_webhook_sync_fn f
     r->sync_arg = arg;
 }
 
-int luar_webhook_route_add_handler(luar_webhook_route_t *r, const char *pattern,
-                                   const char *job, const char *queue, int max_attempts,
-                                   int priority, int fn_ref)
+int luar_webhook_route_add_handler(luar_webhook_route_t *r, const char *pattern, const char *job,
+                                   const char *queue, int max_attempts, int priority, int fn_ref)
 {
     if (r->nhandlers == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 4;
@@ -394,8 +392,8 @@ static void ingest_finish(struct ingest *in)
          * finds them as duplicates. */
         for (size_t i = 0; i < in->nevents; i++)
             if (in->ev[i].rc == 0)
-                luar_webhook_record(req->route, in->ev[i].id, strlen(in->ev[i].id),
-                                    in->ev[i].type, strlen(in->ev[i].type),
+                luar_webhook_record(req->route, in->ev[i].id, strlen(in->ev[i].id), in->ev[i].type,
+                                    strlen(in->ev[i].type),
                                     in->ev[i].duplicate ? "duplicate" : "accepted", 503,
                                     req->request_id);
         luar_buf_t why;
@@ -446,15 +444,15 @@ static void ingest_finish(struct ingest *in)
         else
             luar_buf_appendf(&body, ",\"jobs\":%zu}", jobs);
     } else {
-        luar_buf_appendf(&body, "{\"received\":true,\"events\":%zu,\"duplicates\":%zu,"
-                                "\"jobs\":%zu%s}",
+        luar_buf_appendf(&body,
+                         "{\"received\":true,\"events\":%zu,\"duplicates\":%zu,"
+                         "\"jobs\":%zu%s}",
                          in->nevents, dups, jobs, dups == in->nevents ? ",\"duplicate\":true" : "");
     }
     for (size_t i = 0; i < in->nevents; i++)
         luar_webhook_record(req->route, in->ev[i].id, strlen(in->ev[i].id), in->ev[i].type,
-                            strlen(in->ev[i].type),
-                            in->ev[i].duplicate ? "duplicate" : "accepted", 200,
-                            req->request_id);
+                            strlen(in->ev[i].type), in->ev[i].duplicate ? "duplicate" : "accepted",
+                            200, req->request_id);
     luar_http_respond(req, 200, &json_type, 1, body.data, body.len);
     luar_buf_free(&body);
     ingest_free(in);
@@ -528,8 +526,7 @@ static int check_event(const luar_webhook_event_t *ev, int validated, luar_buf_t
         return LUAR_EPARSE;
     }
     if (ev->id_len > LUAR_WEBHOOK_MAX_ID || has_control(ev->id, ev->id_len)) {
-        luar_buf_appendf(why, "the event id must be 1 to %d printable bytes",
-                         LUAR_WEBHOOK_MAX_ID);
+        luar_buf_appendf(why, "the event id must be 1 to %d printable bytes", LUAR_WEBHOOK_MAX_ID);
         return LUAR_EPARSE;
     }
     if (ev->type == NULL || ev->type_len > LUAR_WEBHOOK_MAX_TYPE ||
@@ -556,8 +553,8 @@ static int check_event(const luar_webhook_event_t *ev, int validated, luar_buf_t
 
 /* Appends the job arguments of one event: {"event": <json>, "meta": {…}}. */
 static int build_args(const luar_webhook_route_t *r, const luar_http_req_t *req,
-                      const luar_webhook_event_t *ev, double received_at,
-                      const luar_buf_t *headers, luar_buf_t *out)
+                      const luar_webhook_event_t *ev, double received_at, const luar_buf_t *headers,
+                      luar_buf_t *out)
 {
     int rc = luar_buf_puts(out, "{\"event\":");
     if (rc == 0)
@@ -617,8 +614,7 @@ static void ingest_sync(luar_webhook_route_t *r, luar_http_req_t *req,
 
 /* Reads the request's events into `*evs` (the stack array, or a heap one for big batches). */
 static int read_events(luar_webhook_route_t *r, const luar_webhook_msg_t *msg,
-                       luar_webhook_event_t **evs, size_t *n, luar_buf_t *scratch,
-                       luar_buf_t *why)
+                       luar_webhook_event_t **evs, size_t *n, luar_buf_t *scratch, luar_buf_t *why)
 {
     if (!r->has_verifier) {
         *n = 1;
@@ -681,8 +677,7 @@ void luar_webhook_ingest(luar_webhook_route_t *r, luar_http_req_t *req)
         goto done;
     }
     if (nev == 0) {
-        reject_text(req, 400, "malformed", "malformed body: the request carries no event",
-                    &why);
+        reject_text(req, 400, "malformed", "malformed body: the request carries no event", &why);
         goto done;
     }
     /* The host's schemes validate the body before reading it; plugins' are not trusted to. */
@@ -699,8 +694,8 @@ void luar_webhook_ingest(luar_webhook_route_t *r, luar_http_req_t *req)
         }
         if (evs[i].reply) {
             /* A handshake (Slack's url_verification): answered now, nothing stored. */
-            luar_webhook_record(req->route, evs[i].id, evs[i].id_len, evs[i].type,
-                                evs[i].type_len, "accepted", 200, req->request_id);
+            luar_webhook_record(req->route, evs[i].id, evs[i].id_len, evs[i].type, evs[i].type_len,
+                                "accepted", 200, req->request_id);
             luar_http_respond(req, 200, &json_type, 1, evs[i].json, evs[i].json_len);
             goto done;
         }
@@ -714,8 +709,10 @@ void luar_webhook_ingest(luar_webhook_route_t *r, luar_http_req_t *req)
 
     if (r->sync) {
         if (nev != 1) {
-            reject(req, 400, "malformed", "malformed body: a sync route takes one event per "
-                                          "request", NULL, 0, NULL, 0);
+            reject(req, 400, "malformed",
+                   "malformed body: a sync route takes one event per "
+                   "request",
+                   NULL, 0, NULL, 0);
             goto done;
         }
         char *type = strndup(evs[0].type, evs[0].type_len);

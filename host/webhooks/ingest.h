@@ -44,7 +44,7 @@ typedef struct luar_webhook_handler {
     char *queue;      /* the job's queue */
     int max_attempts; /* 1 + retries */
     int priority;
-    int fn_ref;       /* the job's function (VM registry); sync routes call it inline */
+    int fn_ref; /* the job's function (VM registry); sync routes call it inline */
 } luar_webhook_handler_t;
 
 typedef struct luar_webhook_route luar_webhook_route_t;
@@ -58,18 +58,18 @@ typedef void (*luar_webhook_sync_fn)(void *arg, const luar_webhook_handler_t *h,
 
 /* What webhooks.route was given, checked by mod_webhooks.c. Strings are copied. */
 typedef struct luar_webhook_route_config {
-    const char *path;                 /* the route pattern ("/hooks/stripe") */
-    const char *scheme;               /* NULL only with verify == 0 */
-    const char *const *secrets;       /* as written ("whsec_…"); nsecrets 0 only without verify */
+    const char *path;           /* the route pattern ("/hooks/stripe") */
+    const char *scheme;         /* NULL only with verify == 0 */
+    const char *const *secrets; /* as written ("whsec_…"); nsecrets 0 only without verify */
     const size_t *secret_lens;
     size_t nsecrets;
-    const luar_webhook_opt_t *opts;   /* the scheme's own options, as text */
+    const luar_webhook_opt_t *opts; /* the scheme's own options, as text */
     size_t nopts;
-    double tolerance;                 /* seconds; 0: the scheme's default (300) */
-    int verify;                       /* 0: the explicit opt-out, no signature checked */
-    double dedupe;                    /* seconds an event id is remembered; 0: no dedupe */
-    size_t max_body;                  /* bytes; 0: the server's limit only */
-    int sync;                         /* handlers run inline and answer */
+    double tolerance; /* seconds; 0: the scheme's default (300) */
+    int verify;       /* 0: the explicit opt-out, no signature checked */
+    double dedupe;    /* seconds an event id is remembered; 0: no dedupe */
+    size_t max_body;  /* bytes; 0: the server's limit only */
+    int sync;         /* handlers run inline and answer */
 } luar_webhook_route_config_t;
 
 /*
@@ -93,9 +93,8 @@ void luar_webhook_route_set_sync(luar_webhook_route_t *r, luar_webhook_sync_fn f
  * Adds a handler (strings copied). Returns 0 or LUAR_ENOMEM. Handlers are matched in the
  * order they were added.
  */
-int luar_webhook_route_add_handler(luar_webhook_route_t *r, const char *pattern,
-                                   const char *job, const char *queue, int max_attempts,
-                                   int priority, int fn_ref);
+int luar_webhook_route_add_handler(luar_webhook_route_t *r, const char *pattern, const char *job,
+                                   const char *queue, int max_attempts, int priority, int fn_ref);
 
 /*
  * Answers `req` (a POST matched to the route; req->route set): the whole path above.
@@ -127,13 +126,13 @@ int luar_webhook_generic_event(const char *body, size_t len, luar_webhook_event_
 
 /* One delivery as the admin API lists it: no bodies, no headers. */
 typedef struct luar_webhook_delivery {
-    double at;              /* unix seconds, when answered */
-    char route[128];        /* route pattern */
+    double at;                            /* unix seconds, when answered */
+    char route[128];                      /* route pattern */
     char id[LUAR_WEBHOOK_MAX_ID + 1];     /* event id; "" when rejected before verification */
     char type[LUAR_WEBHOOK_MAX_TYPE + 1]; /* event type; "" when unknown */
-    const char *outcome;    /* accepted, duplicate, invalid_signature, expired, malformed,
-                               rejected (static strings) */
-    int status;             /* the HTTP status answered */
+    const char *outcome; /* accepted, duplicate, invalid_signature, expired, malformed,
+                            rejected (static strings) */
+    int status;          /* the HTTP status answered */
     char request_id[65];
 } luar_webhook_delivery_t;
 
@@ -145,8 +144,7 @@ typedef struct luar_webhook_delivery {
  * `id` and `type` may be NULL; longer values are cut. `outcome` must be a static string.
  */
 void luar_webhook_record(const char *route, const char *id, size_t id_len, const char *type,
-                         size_t type_len, const char *outcome, int status,
-                         const char *request_id);
+                         size_t type_len, const char *outcome, int status, const char *request_id);
 
 /* Copies up to `max` deliveries, newest first, into `out`; returns how many. */
 size_t luar_webhook_recent(luar_webhook_delivery_t *out, size_t max);

@@ -45,8 +45,7 @@ static void count(const char *route, const char *outcome)
 }
 
 void luar_webhook_record(const char *route, const char *id, size_t id_len, const char *type,
-                         size_t type_len, const char *outcome, int status,
-                         const char *request_id)
+                         size_t type_len, const char *outcome, int status, const char *request_id)
 {
     luar_webhook_delivery_t *d = &ring[ring_next];
     d->at = luar_time_now();
@@ -89,8 +88,8 @@ int luar_webhook_recent_json(luar_buf_t *out, size_t limit)
         if (rc == 0)
             rc = luar_buf_append_json_string(out, d->type, strlen(d->type));
         if (rc == 0)
-            rc = luar_buf_appendf(out, ",\"outcome\":\"%s\",\"status\":%d,\"request_id\":",
-                                  d->outcome, d->status);
+            rc = luar_buf_appendf(
+                out, ",\"outcome\":\"%s\",\"status\":%d,\"request_id\":", d->outcome, d->status);
         if (rc == 0)
             rc = luar_buf_append_json_string(out, d->request_id, strlen(d->request_id));
         if (rc == 0)

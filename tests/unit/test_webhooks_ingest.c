@@ -11,7 +11,10 @@
 
 #include <stdlib.h>
 
-#define H(n, v) {n, sizeof n - 1, v, sizeof v - 1}
+#define H(n, v)                                                                                    \
+    {                                                                                              \
+        n, sizeof n - 1, v, sizeof v - 1                                                           \
+    }
 
 static const char *json_of_headers(const luar_http_header_t *h, size_t n,
                                    const luar_webhook_verifier_t *v, const char *const *strip,
@@ -25,9 +28,13 @@ static const char *json_of_headers(const luar_http_header_t *h, size_t n,
 TEST(test_headers_json_joins_repeats_and_strips_signatures_and_credentials)
 {
     static const luar_http_header_t h[] = {
-        H("content-type", "application/json"), H("x-tag", "a"),
-        H("webhook-signature", "v1,c2lnbmF0dXJl"), H("authorization", "Bearer t0ken"),
-        H("x-tag", "b"), H("webhook-id", "msg_1"), H("x-quote", "say \"hi\""),
+        H("content-type", "application/json"),
+        H("x-tag", "a"),
+        H("webhook-signature", "v1,c2lnbmF0dXJl"),
+        H("authorization", "Bearer t0ken"),
+        H("x-tag", "b"),
+        H("webhook-id", "msg_1"),
+        H("x-quote", "say \"hi\""),
         H("x-tag", "c"),
     };
     static const char *const strip[] = {"authorization", "cookie", NULL};
@@ -37,8 +44,7 @@ TEST(test_headers_json_joins_repeats_and_strips_signatures_and_credentials)
     luar_webhook_verifier_t v;
     luar_buf_t err;
     luar_buf_init(&err, 0);
-    CHECK_EQ_INT(luar_webhook_verifier_init(&v, "standard", secrets, NULL, 1, NULL, 0, 0, &err),
-                 0);
+    CHECK_EQ_INT(luar_webhook_verifier_init(&v, "standard", secrets, NULL, 1, NULL, 0, 0, &err), 0);
     CHECK_EQ_STR(json_of_headers(h, 8, &v, strip, &out),
                  "{\"content-type\":\"application/json\",\"x-tag\":\"a, b, c\","
                  "\"webhook-id\":\"msg_1\",\"x-quote\":\"say \\\"hi\\\"\"}");
@@ -99,8 +105,12 @@ TEST(test_route_configuration_errors_never_show_a_secret)
     luar_buf_init(&err, 0);
     const char *secrets[] = {"whsec_bm90IGJhc2U2NCE*"};
     size_t lens[] = {strlen(secrets[0])};
-    luar_webhook_route_config_t cfg = {.path = "/h", .scheme = "standard", .secrets = secrets,
-                                       .secret_lens = lens, .nsecrets = 1, .verify = 1};
+    luar_webhook_route_config_t cfg = {.path = "/h",
+                                       .scheme = "standard",
+                                       .secrets = secrets,
+                                       .secret_lens = lens,
+                                       .nsecrets = 1,
+                                       .verify = 1};
     CHECK_EQ_INT(luar_webhook_route_new(&cfg, &r, &err), LUAR_EINVAL);
     CHECK(r == NULL);
     CHECK(err.data != NULL && strstr(err.data, "secret 1") != NULL);
@@ -115,8 +125,7 @@ TEST(test_route_configuration_errors_never_show_a_secret)
     CHECK_EQ_INT(luar_webhook_route_new(&open, &r, &err), 0);
     CHECK_EQ_STR(luar_webhook_route_path(r), "/open");
     CHECK_EQ_INT(luar_webhook_route_is_sync(r), 0);
-    CHECK_EQ_INT(luar_webhook_route_add_handler(r, "#", "webhook:/open:#", "webhooks", 4, 0, 1),
-                 0);
+    CHECK_EQ_INT(luar_webhook_route_add_handler(r, "#", "webhook:/open:#", "webhooks", 4, 0, 1), 0);
     luar_webhook_route_free(r);
     luar_buf_free(&err);
 }
