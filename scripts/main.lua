@@ -4,6 +4,7 @@ local http = require "luar.http"
 local log = require "luar.log"
 local metrics = require "luar.metrics"
 local time = require "luar.time"
+local webhooks = require "luar.webhooks"
 local greeting = require "lib.greeting"
 
 local greetings = metrics.counter("example_greetings_total", "Greetings served, by language.",
@@ -37,4 +38,18 @@ http.route("GET", "/slow", function(req)
   local s = math.min(tonumber(req.query.s) or 0.2, 5)
   time.sleep(s)
   return { json = { slept = s } }
+end)
+
+-- POST /hooks/demo: a Standard Webhooks route. Each delivery is verified and stored before
+-- the 200; the handler then runs as a durable job (retried if it raises). Try it:
+--   echo '{"type":"order.paid","data":{"id":42}}' > ev.json
+--   ./build/luar webhook send --scheme standard --url http://127.0.0.1:8080/hooks/demo \
+--       --secret whsec_ZGVtby1zZWNyZXQtZm9yLXRoZS1sdWFyLXRvdXI= ev.json
+-- (a real route takes its secret from the environment or `luar.secrets`, never the code)
+webhooks.route("/hooks/demo", {
+  scheme = "standard",
+  secret = os.getenv("DEMO_WEBHOOK_SECRET") or "whsec_ZGVtby1zZWNyZXQtZm9yLXRoZS1sdWFyLXRvdXI=",
+})
+webhooks.on("/hooks/demo", "order.*", function(event, meta)
+  log.info("order event", { id = meta.id, type = meta.type, order = event.data and event.data.id })
 end)

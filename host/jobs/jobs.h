@@ -90,6 +90,16 @@ const luar_schedule_t *luar_jobs_schedule_at(const luar_jobs_registry_t *r, size
 void luar_jobs_define_subscriber(lua_State *L, const char *pattern, const char *name, int opts,
                                  int fn);
 
+/*
+ * Reads the options of a definition (queue, retries, backoff, backoff_cap, timeout,
+ * unique_for, rate, priority) from the table at `t` (0: none, the defaults) into `d`,
+ * which the caller zeroed; the queue name is copied (default "default"). Raises on misuse,
+ * having allocated nothing then: the queue is copied once every option has been read. A
+ * backoff function is referenced in the registry (d->backoff_ref). Used by jobs.define,
+ * events.subscribe and webhooks.on. [-0, +0]
+ */
+void luar_jobs_read_options(lua_State *L, int t, luar_job_def_t *d);
+
 /* events.publish(topic, payload) ⏸: one job per matching subscriber, in one commit. */
 int luar_events_publish(lua_State *L);
 

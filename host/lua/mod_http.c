@@ -14,6 +14,7 @@
 #include "lua/route_guard.h"
 #include "lua/util.h"
 #include "lua/vm_internal.h"
+#include "webhooks/ingest.h"
 
 #include <ctype.h>
 #include <lauxlib.h>
@@ -45,7 +46,8 @@ struct route {
     struct seg *segs;
     int nsegs;
     int fn_ref;
-    luar_route_guard_t *guard; /* rate, require_client_cert; NULL when neither */
+    luar_webhook_route_t *webhook; /* a webhooks.route: answered in C (webhooks/ingest.c) */
+    luar_route_guard_t *guard;     /* rate, require_client_cert; NULL when neither */
 };
 
 struct http_router {
@@ -61,6 +63,7 @@ void luar_http_router_free(luar_vm_t *vm)
     for (size_t i = 0; i < r->n; i++) {
         free(r->routes[i].pattern);
         free(r->routes[i].segs);
+        luar_webhook_route_free(r->routes[i].webhook);
         luar_route_guard_free(NULL, r->routes[i].guard); /* the state is closed already */
     }
     free(r->routes);
@@ -182,6 +185,82 @@ static int parse_pattern(lua_State *L, const char *pattern, struct seg *segs)
 }
 
 /*
+ * Checks a new route: the method (upper-cased into `method`), the pattern (its segments
+ * into `segs`) and that no route has the same method and pattern. Raises on misuse, having
+ * allocated nothing. Returns the number of segments.
+ */
+static int check_route(lua_State *L, const char *method_arg, size_t mlen, const char *pattern,
+                       char *method, struct seg *segs)
+{
+    luar_vm_t *vm = luar_vm_of(L);
+    luaL_argcheck(L, mlen > 0 && mlen < MAX_METHOD, 1, "expected an HTTP method or \"*\"");
+    for (size_t i = 0; i <= mlen; i++)
+        method[i] = (char)toupper((unsigned char)method_arg[i]);
+    for (size_t i = 0; i < mlen; i++)
+        luaL_argcheck(L, isupper((unsigned char)method[i]) || (mlen == 1 && method[0] == '*'), 1,
+                      "expected an HTTP method or \"*\"");
+    int nsegs = parse_pattern(L, pattern, segs);
+    struct http_router *router = vm->router;
+    for (size_t i = 0; router != NULL && i < router->n; i++)
+        if (strcmp(router->routes[i].method, method) == 0 &&
+            strcmp(router->routes[i].pattern, pattern) == 0)
+            luaL_error(L, "route %s %s is already defined", method, pattern);
+    return nsegs;
+}
+
+/*
+ * Adds a checked route with the handler at `fn_idx` (0: none) or the webhook route
+ * `webhook`, and its `guard` (may be NULL); the router owns both from then on (freed here
+ * when memory runs out). Raises only when out of memory. [-0, +0]
+ */
+static void insert_route(lua_State *L, const char *method, const char *pattern,
+                         const struct seg *segs, int nsegs, int fn_idx,
+                         luar_webhook_route_t *webhook, luar_route_guard_t *guard)
+{
+    luar_vm_t *vm = luar_vm_of(L);
+    struct http_router *router = vm->router;
+    if (router == NULL) {
+        router = calloc(1, sizeof *router);
+        if (router == NULL)
+            goto nomem;
+        vm->router = router;
+    }
+    if (router->n == router->cap) {
+        size_t cap = router->cap ? router->cap * 2 : 16;
+        struct route *grown = realloc(router->routes, cap * sizeof *grown);
+        if (grown == NULL)
+            goto nomem;
+        router->routes = grown;
+        router->cap = cap;
+    }
+    struct route *r = &router->routes[router->n];
+    memset(r, 0, sizeof *r);
+    snprintf(r->method, sizeof r->method, "%s", method);
+    r->pattern = strdup(pattern);
+    r->segs = malloc(sizeof(struct seg) * (size_t)(nsegs > 0 ? nsegs : 1));
+    if (r->pattern == NULL || r->segs == NULL) {
+        free(r->pattern);
+        free(r->segs);
+        goto nomem;
+    }
+    memcpy(r->segs, segs, sizeof(struct seg) * (size_t)nsegs);
+    r->nsegs = nsegs;
+    r->fn_ref = LUA_NOREF;
+    if (fn_idx != 0) {
+        lua_pushvalue(L, fn_idx);
+        r->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    r->webhook = webhook;
+    r->guard = guard;
+    router->n++;
+    return;
+nomem:
+    luar_webhook_route_free(webhook);
+    luar_route_guard_free(L, guard);
+    luaL_error(L, "not enough memory");
+}
+
+/*
  * http.route(method, pattern, handler[, opts]): declares a route. opts: the guards of
  * route_guard.h (rate, require_client_cert). [-4, +0]
  */
@@ -189,67 +268,45 @@ static int http_route(lua_State *L)
 {
     luar_vm_t *vm = luar_vm_of(L);
     size_t mlen;
-    const char *method_arg = luaL_checklstring(L, 1, &mlen);
+    const char *method = luaL_checklstring(L, 1, &mlen);
     const char *pattern = luaL_checkstring(L, 2);
     luaL_checktype(L, 3, LUA_TFUNCTION);
     if (!lua_isnoneornil(L, 4))
         luaL_checktype(L, 4, LUA_TTABLE);
     if (!vm->loading && !vm->scripting)
         return luaL_error(L, "http.route must be called while the scripts load");
-    char method[MAX_METHOD];
-    luaL_argcheck(L, mlen > 0 && mlen < MAX_METHOD, 1, "expected an HTTP method or \"*\"");
-    for (size_t i = 0; i <= mlen; i++)
-        method[i] = (char)toupper((unsigned char)method_arg[i]);
-    for (size_t i = 0; i < mlen; i++)
-        luaL_argcheck(L, isupper((unsigned char)method[i]) || (mlen == 1 && method[0] == '*'), 1,
-                      "expected an HTTP method or \"*\"");
+    char upper[MAX_METHOD];
     struct seg segs[MAX_SEGS];
-    int nsegs = parse_pattern(L, pattern, segs);
+    int nsegs = check_route(L, method, mlen, pattern, upper, segs);
+    /* Raises on a bad option before anything is allocated. */
+    luar_route_guard_t *guard = luar_route_guard_parse(L, lua_istable(L, 4) ? 4 : 0, pattern);
+    insert_route(L, upper, pattern, segs, nsegs, 3, NULL, guard);
+    return 0;
+}
+
+void luar_http_route_check(lua_State *L, const char *method, const char *pattern)
+{
+    char upper[MAX_METHOD];
+    struct seg segs[MAX_SEGS];
+    check_route(L, method, strlen(method), pattern, upper, segs);
+}
+
+void luar_http_route_webhook(lua_State *L, const char *pattern, luar_webhook_route_t *webhook,
+                             luar_route_guard_t *guard)
+{
+    char upper[MAX_METHOD];
+    struct seg segs[MAX_SEGS];
+    int nsegs = check_route(L, "POST", 4, pattern, upper, segs);
+    insert_route(L, upper, pattern, segs, nsegs, 0, webhook, guard);
+}
+
+luar_webhook_route_t *luar_http_webhook_find(luar_vm_t *vm, const char *pattern)
+{
     struct http_router *router = vm->router;
     for (size_t i = 0; router != NULL && i < router->n; i++)
-        if (strcmp(router->routes[i].method, method) == 0 &&
-            strcmp(router->routes[i].pattern, pattern) == 0)
-            return luaL_error(L, "route %s %s is already defined", method, pattern);
-    /* Raises on a bad option before anything is allocated; frees itself below if needed. */
-    luar_route_guard_t *guard = luar_route_guard_parse(L, lua_istable(L, 4) ? 4 : 0, pattern);
-    if (router == NULL) {
-        router = calloc(1, sizeof *router);
-        if (router == NULL) {
-            luar_route_guard_free(L, guard);
-            return luaL_error(L, "not enough memory");
-        }
-        vm->router = router;
-    }
-    if (router->n == router->cap) {
-        size_t cap = router->cap ? router->cap * 2 : 16;
-        struct route *grown = realloc(router->routes, cap * sizeof *grown);
-        if (grown == NULL) {
-            luar_route_guard_free(L, guard);
-            return luaL_error(L, "not enough memory");
-        }
-        router->routes = grown;
-        router->cap = cap;
-    }
-    lua_pushvalue(L, 3);
-    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    struct route *r = &router->routes[router->n];
-    memset(r, 0, sizeof *r);
-    memcpy(r->method, method, mlen + 1);
-    r->pattern = strdup(pattern);
-    r->segs = malloc(sizeof(struct seg) * (size_t)(nsegs > 0 ? nsegs : 1));
-    if (r->pattern == NULL || r->segs == NULL) {
-        free(r->pattern);
-        free(r->segs);
-        luaL_unref(L, LUA_REGISTRYINDEX, ref);
-        luar_route_guard_free(L, guard);
-        return luaL_error(L, "not enough memory");
-    }
-    memcpy(r->segs, segs, sizeof(struct seg) * (size_t)nsegs);
-    r->nsegs = nsegs;
-    r->fn_ref = ref;
-    r->guard = guard;
-    router->n++;
-    return 0;
+        if (router->routes[i].webhook != NULL && strcmp(router->routes[i].pattern, pattern) == 0)
+            return router->routes[i].webhook;
+    return NULL;
 }
 
 /* ---- the request table ---- */
@@ -581,7 +638,7 @@ static int respond_protected(lua_State *L)
     return 0;
 }
 
-static void http_done(luar_task_t *task, int status, void *arg)
+void luar_http_task_done(luar_task_t *task, int status, void *arg)
 {
     luar_http_req_t *req = arg;
     if (status == LUAR_ECANCELED) {
@@ -603,6 +660,41 @@ static void http_done(luar_task_t *task, int status, void *arg)
         handler_failed(req, err.data != NULL ? err.data : "invalid response", "");
     }
     luar_buf_free(&err);
+}
+
+/* A webhook route's request waiting for its guard's rate check. */
+struct webhook_wait {
+    luar_webhook_route_t *webhook;
+    luar_http_req_t *req;
+};
+
+static void webhook_guarded(void *arg, int outcome)
+{
+    struct webhook_wait *w = arg;
+    /* The guard holds the VM until this returns, so its routes (and w->webhook) live. */
+    if (outcome == LUAR_GUARD_CONTINUE)
+        luar_webhook_ingest(w->webhook, w->req);
+    free(w);
+}
+
+/* A webhooks.route: its guard (client certificate, rate), then ingest, all in C. */
+static void handle_webhook(luar_vm_t *vm, const struct route *r, luar_http_req_t *req)
+{
+    if (r->guard == NULL) {
+        luar_webhook_ingest(r->webhook, req); /* in C: no Lua before it is stored */
+        return;
+    }
+    struct webhook_wait *w = malloc(sizeof *w);
+    if (w == NULL) {
+        respond_json_error(req, 503, "service unavailable");
+        return;
+    }
+    w->webhook = r->webhook;
+    w->req = req;
+    int outcome = luar_route_guard_run(r->guard, vm, req, webhook_guarded, w);
+    if (outcome == LUAR_GUARD_PENDING)
+        return;
+    webhook_guarded(w, outcome);
 }
 
 void luar_vm_handle_http(luar_vm_t *vm, luar_http_req_t *req)
@@ -643,13 +735,17 @@ void luar_vm_handle_http(luar_vm_t *vm, luar_http_req_t *req)
         return;
     }
     snprintf(req->route, sizeof req->route, "%s", m.route->pattern);
+    if (m.route->webhook != NULL) {
+        handle_webhook(vm, m.route, req);
+        return;
+    }
     if (luar_route_guard_check_cert(m.route->guard, req) == LUAR_GUARD_ANSWERED)
         return;
     struct http_setup s = {req, m.route, ps, np};
     luar_task_opts_t opts = {req->request_id, NULL};
     luar_buf_t err;
     luar_buf_init(&err, 4096);
-    int rc = luar_task_spawn(vm, &opts, http_setup, &s, http_done, req, NULL, &err);
+    int rc = luar_task_spawn(vm, &opts, http_setup, &s, luar_http_task_done, req, NULL, &err);
     if (rc == LUAR_ECLOSED)
         respond_json_error(req, 503, "service unavailable");
     else if (rc != 0)

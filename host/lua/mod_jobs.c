@@ -20,6 +20,14 @@
 
 /* ---- jobs.define --------------------------------------------------------------------- */
 
+/* `v` as "%g" would print it (lua_pushfstring, behind luaL_error, knows no %g). */
+static const char *fmt_number(double v)
+{
+    static char buf[32];
+    snprintf(buf, sizeof buf, "%g", v);
+    return buf;
+}
+
 static double opt_number(lua_State *L, int t, const char *k, double dflt, double min)
 {
     lua_getfield(L, t, k);
@@ -29,7 +37,7 @@ static double opt_number(lua_State *L, int t, const char *k, double dflt, double
             luaL_error(L, "option %s: expected a number, got %s", k, luaL_typename(L, -1));
         v = lua_tonumber(L, -1);
         if (v < min)
-            luaL_error(L, "option %s: must be at least %g", k, min);
+            luaL_error(L, "option %s: must be at least %s", k, fmt_number(min));
     }
     lua_pop(L, 1);
     return v;
@@ -45,12 +53,8 @@ static const char *opt_string(lua_State *L, int t, const char *k, const char *df
     return v;
 }
 
-/*
- * Reads the options of a definition into `d` (the strings are copied). Raises on misuse,
- * having allocated nothing then: the queue name is copied once every option has been read.
- * `t` is the options table or 0.
- */
-static void read_def(lua_State *L, int t, luar_job_def_t *d)
+/* Reads the options of a definition (see jobs.h). */
+void luar_jobs_read_options(lua_State *L, int t, luar_job_def_t *d)
 {
     d->backoff = LUAR_BACKOFF_EXPONENTIAL;
     d->backoff_cap = 3600;
@@ -115,7 +119,7 @@ static int jobs_define(lua_State *L)
         return luaL_error(L, "invalid job name '%s'", name);
     luar_job_def_t d;
     memset(&d, 0, sizeof d);
-    read_def(L, t, &d);
+    luar_jobs_read_options(L, t, &d);
     d.name = strdup(name);
     define(L, &d, fn);
     return 0;
@@ -127,7 +131,7 @@ void luar_jobs_define_subscriber(lua_State *L, const char *pattern, const char *
 {
     luar_job_def_t d;
     memset(&d, 0, sizeof d);
-    read_def(L, opts, &d);
+    luar_jobs_read_options(L, opts, &d);
     size_t n = strlen(name) + 7;
     d.name = malloc(n);
     snprintf(d.name, n, "event:%s", name);

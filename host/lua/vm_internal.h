@@ -139,4 +139,32 @@ void luar_vm_count_error(const char *where);
 /* mod_http.c: frees the routes of the VM (at close). */
 void luar_http_router_free(luar_vm_t *vm);
 
+struct luar_webhook_route;
+struct luar_route_guard;
+
+/*
+ * mod_http.c, for webhooks.route: raises when POST `pattern` cannot be added (bad pattern,
+ * already defined), having allocated nothing. [-0, +0]
+ */
+void luar_http_route_check(lua_State *L, const char *method, const char *pattern);
+
+/*
+ * mod_http.c: adds POST `pattern` answered by the webhook route `webhook` behind `guard`
+ * (route_guard.h; NULL for none), which the router owns from then on (freed with the VM).
+ * Call luar_http_route_check first: then this raises only when out of memory (having
+ * freed both). [-0, +0]
+ */
+void luar_http_route_webhook(lua_State *L, const char *pattern,
+                             struct luar_webhook_route *webhook, struct luar_route_guard *guard);
+
+/* mod_http.c: the webhook route declared for `pattern` in `vm`, or NULL. */
+struct luar_webhook_route *luar_http_webhook_find(luar_vm_t *vm, const char *pattern);
+
+/*
+ * mod_http.c: the done callback of a request handler's task (`arg` is the request): turns
+ * the handler's return value into the response, or answers 500 / 503. Sync webhook
+ * handlers end the same way.
+ */
+void luar_http_task_done(luar_task_t *task, int status, void *arg);
+
 #endif

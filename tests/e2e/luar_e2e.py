@@ -43,7 +43,7 @@ class Luar:
     """One running `luar serve`. Use as a context manager; stops with SIGTERM at exit."""
 
     def __init__(self, scripts=None, config=None, args=(), env=None, listen="127.0.0.1:0",
-                 wait_listening=True, workers=1):
+                 wait_listening=True, workers=1, preexec_fn=None):
         self.dir = tempfile.mkdtemp(prefix="luar-e2e-")
         self.scripts = os.path.join(self.dir, "scripts")
         self.data = os.path.join(self.dir, "data")
@@ -67,8 +67,11 @@ class Luar:
         self.lines = []       # parsed JSON log records (non-JSON lines as {"raw": ...})
         self.stderr_lines = []
         self.cond = threading.Condition()
+        # preexec_fn runs in the child before exec (e.g. to ignore SIGXFSZ for a test that
+        # fills the "disk" with a file size limit).
         self.proc = subprocess.Popen(cmd, cwd=self.dir, env=e, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                     preexec_fn=preexec_fn)
         self._readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.lines),
                                           daemon=True),
                          threading.Thread(target=self._read, args=(self.proc.stderr,
