@@ -166,12 +166,23 @@ static void store_job_options(lua_State *L, const char *path, int t)
     lua_pop(L, 1);
 }
 
-/* Checks job options now, so that a mistake raises at the line that made it. */
+/*
+ * Checks the job options of the table at `t` now, so that a mistake raises at the line
+ * that made it. Only job_keys are read: on webhooks.route, `rate` is the route's guard,
+ * not the handlers' job rate.
+ */
 static void check_job_options(lua_State *L, int t)
 {
+    t = lua_absindex(L, t);
+    lua_createtable(L, 0, 6);
+    for (const char *const *k = job_keys; *k != NULL; k++) {
+        lua_getfield(L, t, *k);
+        lua_setfield(L, -2, *k);
+    }
     luar_job_def_t d;
     memset(&d, 0, sizeof d);
-    luar_jobs_read_options(L, t, &d);
+    luar_jobs_read_options(L, lua_gettop(L), &d);
+    lua_pop(L, 1);
     free(d.queue);
     if (d.backoff_ref != LUA_NOREF)
         luaL_unref(L, LUA_REGISTRYINDEX, d.backoff_ref);

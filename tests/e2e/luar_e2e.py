@@ -192,9 +192,17 @@ def run_cli(args, cwd=None, env=None, timeout=60, input=None):
 
 
 def main(tests):
-    """Runs the test functions given, prints one line each and the closing count."""
+    """Runs the test functions given, prints one line each and the closing count. A test_*
+    function of the calling module left out of `tests` is an error, not a silent skip."""
     only = sys.argv[1:]
     passed = failed = 0
+    caller = sys._getframe(1).f_globals
+    listed = {fn.__name__ for fn in tests}
+    missing = sorted(n for n, v in caller.items()
+                     if n.startswith("test_") and callable(v) and n not in listed)
+    if missing:
+        print("FAIL tests defined but not listed in main(): %s" % ", ".join(missing))
+        sys.exit(1)
     for fn in tests:
         if only and fn.__name__ not in only:
             continue

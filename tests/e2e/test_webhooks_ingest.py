@@ -590,6 +590,49 @@ def test_sigkill_right_after_2xx_loses_nothing():
         first.close()
 
 
+
+GUARDED_APP = r'''
+local webhooks = require "luar.webhooks"
+local log = require "luar.log"
+webhooks.route("/hooks/limited", { scheme = "standard", secret = os.getenv("WH_SECRET"),
+                                   rate = { limit = "3/h", key = "header:X-Tenant" } })
+webhooks.on("/hooks/limited", "#", function(event, meta)
+  log.info("handled", { handler = "limited", id = meta.id })
+end)
+webhooks.route("/hooks/mtls", { scheme = "standard", secret = os.getenv("WH_SECRET"),
+                                require_client_cert = true })
+webhooks.on("/hooks/mtls", "#", function() end)
+'''
+
+
+def test_route_guards_limit_and_require_a_client_certificate():
+    with start(app=GUARDED_APP) as luar:
+        # Exactly 3 per hour per tenant: the 4th is refused before verification or storage.
+        accepted = []
+        for n in range(3):
+            status, _, answer, id_ = post_signed(luar, "/hooks/limited", event("a.b", n=n),
+                                                 extra={"X-Tenant": "t1"})
+            assert status == 200 and answer["jobs"] == 1, (n, status, answer)
+            accepted.append(id_)
+        status, rh, answer, id_ = post_signed(luar, "/hooks/limited", event("a.b", n=3),
+                                              extra={"X-Tenant": "t1"})
+        assert status == 429 and "error" in answer, (status, answer)
+        retry_after = int({k.lower(): v for k, v in rh.items()}["retry-after"])
+        assert 1100 <= retry_after <= 1201, retry_after  # one token of 3/h: 1200 s
+        # Another tenant has its own allowance; a refused event was not stored.
+        status, _, answer, other = post_signed(luar, "/hooks/limited", event("a.b", n=4),
+                                               extra={"X-Tenant": "t2"})
+        assert status == 200, answer
+        for i in accepted + [other]:
+            handled(luar, "limited", i)
+        wait_idle(luar)
+        assert count_handled(luar, "limited") == 4
+        assert count_handled(luar, "limited", id_) == 0
+        assert metric(luar, "luar_ratelimit_rejected_total", key="/hooks/limited") == 1
+        # A route kept for mutually authenticated clients refuses a plain connection.
+        status, _, answer, _ = post_signed(luar, "/hooks/mtls", event("a.b"))
+        assert status == 403 and "certificate" in answer["error"], (status, answer)
+
 def test_route_misuse_raises_at_load_with_file_and_line():
     cases = [
         ('webhooks.route("/h", { secret = "x" })', "option scheme is required"),
@@ -640,4 +683,5 @@ if __name__ == "__main__":
           test_handler_job_names_survive_a_reload,
           test_backend_unavailable_is_503_and_nothing_is_acknowledged,
           test_sigkill_right_after_2xx_loses_nothing,
+          test_route_guards_limit_and_require_a_client_certificate,
           test_route_misuse_raises_at_load_with_file_and_line])
