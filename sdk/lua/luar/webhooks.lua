@@ -29,6 +29,8 @@ local webhooks = {}
 ---@field timestamp_header? string hmac: a header with unix seconds, checked against the tolerance
 ---@field signed_content? string hmac: what is signed, e.g. "{timestamp}.{body}" (default "{body}")
 ---@field secret_format? "base64"|"raw" standard: how the secret is written (default base64 after "whsec_")
+---@field rate? luar.http.RateOptions|string route guard as on http.route: over the limit 429 + Retry-After before the signature is checked; a key function must not wait
+---@field require_client_cert? boolean 403 unless the request came over TLS with a verified client certificate
 
 ---Declares a webhook route: POST `path` is answered in C — body size, signature, events,
 ---then each event's handler jobs and its dedupe record in one durable commit, and only then
@@ -88,17 +90,20 @@ function webhooks.on(route, pattern, opts, fn) end
 function webhooks.verify(scheme, req) end
 
 ---@class luar.webhooks.Delivery
----@field url string the customer's endpoint (https; private addresses refused unless allowed)
----@field secret string "whsec_…"
----@field type string the event type
----@field payload any JSON-encodable `data`
----@field id? string message id (default: generated)
+---@field url string endpoint: absolute http:// or https:// URL (public addresses only unless webhooks.deliver_allow_private)
+---@field secret string the endpoint's Standard Webhooks secret, "whsec_" + base64
+---@field type string event type, e.g. "invoice.paid"
+---@field payload any JSON-encodable event data (the body's `data`)
+---@field id? string message id (webhook-id) and idempotency key: the same id to the same URL within 24 h is sent once. Default: a new "msg_" + KSUID
+---@field headers? table<string, string> extra headers (not Content-Type, Content-Length, Host, Transfer-Encoding or webhook-*)
+---@field timeout? number seconds per attempt (default 15, at most 300)
 
----⏸ Sends a Standard Webhooks signed event, retried on the Svix-like schedule and
----dead-lettered after the last attempt.
+---⏸ Durably enqueues a Standard-Webhooks-signed POST of {"type","timestamp","data"}; retried on
+---webhooks.deliver_schedule (default Svix's: 8 attempts over ~27.6 h), held while the endpoint's
+---breaker is open, then dead-lettered (`luar jobs retry` resends). See docs/sending-webhooks.md.
 ---@param d luar.webhooks.Delivery
----@return string|nil id the message id
----@return luar.Error|nil err
+---@return string|nil id the message id (webhook-id)
+---@return string|luar.Error|nil job the delivering job's id (false when `id` was a duplicate), or err: kind "invalid", "private_address" or "backend"
 function webhooks.deliver(d) end
 
 return webhooks
