@@ -19,6 +19,7 @@
 /* The backends, by URL scheme. A new backend adds one line. */
 static const luar_queue_backend_t *const backends[] = {
     &luar_queue_sqlite_backend,
+    &luar_queue_redis_backend, /* redis:// and rediss:// */
 };
 
 #define DEFAULT_DEAD_TTL 2592000.0
@@ -274,7 +275,7 @@ int luar_queue_open(uv_loop_t *loop, const char *url, luar_queue_t **out, luar_b
         }
     }
     if (be == NULL) {
-        luar_buf_appendf(err, "queue: unknown backend URL \"%s\" (expected sqlite:PATH)", url);
+        luar_buf_appendf(err, "queue: unknown backend URL \"%s\" (expected sqlite:PATH, redis://HOST:PORT/DB or rediss://…)", url);
         return LUAR_EINVAL;
     }
     luar_queue_t *q = calloc(1, sizeof *q);
