@@ -18,8 +18,7 @@
 
 /* The backends, by URL scheme. A new backend adds one line. */
 static const luar_queue_backend_t *const backends[] = {
-    &luar_queue_sqlite_backend,
-    &luar_queue_redis_backend, /* redis:// and rediss:// */
+    &luar_queue_sqlite_backend, &luar_queue_redis_backend, /* redis:// and rediss:// */
 };
 
 #define DEFAULT_DEAD_TTL 2592000.0
@@ -275,7 +274,10 @@ int luar_queue_open(uv_loop_t *loop, const char *url, luar_queue_t **out, luar_b
         }
     }
     if (be == NULL) {
-        luar_buf_appendf(err, "queue: unknown backend URL \"%s\" (expected sqlite:PATH, redis://HOST:PORT/DB or rediss://…)", url);
+        luar_buf_appendf(err,
+                         "queue: unknown backend URL \"%s\" (expected sqlite:PATH, "
+                         "redis://HOST:PORT/DB or rediss://…)",
+                         url);
         return LUAR_EINVAL;
     }
     luar_queue_t *q = calloc(1, sizeof *q);
@@ -292,6 +294,31 @@ int luar_queue_open(uv_loop_t *loop, const char *url, luar_queue_t **out, luar_b
 fail:
     free(q);
     return rc;
+}
+
+void luar_queue_url_redact(const char *url, char *out, size_t size)
+{
+    if (size == 0)
+        return;
+    const char *auth = url ? strstr(url, "://") : NULL;
+    if (auth == NULL) {
+        snprintf(out, size, "%s", url ? url : "");
+        return;
+    }
+    auth += 3;
+    size_t alen = strcspn(auth, "/?");
+    const char *at = NULL, *colon = NULL;
+    for (size_t i = 0; i < alen; i++) {
+        if (auth[i] == '@')
+            at = auth + i; /* the last '@': a password may hold one */
+    }
+    if (at)
+        colon = memchr(auth, ':', (size_t)(at - auth));
+    if (colon == NULL) {
+        snprintf(out, size, "%s", url);
+        return;
+    }
+    snprintf(out, size, "%.*s***%s", (int)(colon + 1 - url), url, at);
 }
 
 /* Frees the handle once the backend is closed, then tells the caller. */
@@ -617,8 +644,8 @@ int luar_queue_ping(luar_queue_t *q, luar_queue_done_cb cb, void *arg)
 
 /* ---- rate limits -------------------------------------------------------------------- */
 
-int luar_queue_rate_check(luar_queue_t *q, const char *key, const luar_gcra_t *limit,
-                          int64_t cost, luar_queue_rate_cb cb, void *arg)
+int luar_queue_rate_check(luar_queue_t *q, const char *key, const luar_gcra_t *limit, int64_t cost,
+                          luar_queue_rate_cb cb, void *arg)
 {
     if (empty(key) || limit == NULL || limit->interval_ns < 1 || limit->burst < 1 || cost < 1 ||
         cost > limit->burst)
