@@ -18,7 +18,8 @@
 
 /* The backends, by URL scheme. A new backend adds one line. */
 static const luar_queue_backend_t *const backends[] = {
-    &luar_queue_sqlite_backend, &luar_queue_redis_backend, /* redis:// and rediss:// */
+    &luar_queue_sqlite_backend, /* sqlite:PATH */
+    &luar_queue_redis_backend,  /* redis:// and rediss:// */
 };
 
 #define DEFAULT_DEAD_TTL 2592000.0
@@ -644,8 +645,8 @@ int luar_queue_ping(luar_queue_t *q, luar_queue_done_cb cb, void *arg)
 
 /* ---- rate limits -------------------------------------------------------------------- */
 
-int luar_queue_rate_check(luar_queue_t *q, const char *key, const luar_gcra_t *limit, int64_t cost,
-                          luar_queue_rate_cb cb, void *arg)
+int luar_queue_rate_check(luar_queue_t *q, const char *key, const luar_gcra_t *limit,
+                          int64_t cost, luar_queue_rate_cb cb, void *arg)
 {
     if (empty(key) || limit == NULL || limit->interval_ns < 1 || limit->burst < 1 || cost < 1 ||
         cost > limit->burst)
