@@ -271,8 +271,13 @@ static void link_fail(link_t *link, const char *fmt, ...)
         return;
     set_error(r, "%s", what);
     r->stats.failures++;
-    r->failures++;
     cmd_t *first = r->head, *last = r->tail;
+    /* A working connection that broke while idle (a server's idle `timeout`, a proxy)
+     * reconnects at once, and commands sent meanwhile wait for that attempt: nobody saw
+     * an outage yet. Anything else is one: back off, and fail fast until connected. */
+    int idle = link->ready && first == NULL && r->out.len == 0;
+    if (!idle)
+        r->failures++;
     r->head = r->tail = NULL;
     r->npending = 0;
     luar_buf_reset(&r->out);
@@ -283,7 +288,10 @@ static void link_fail(link_t *link, const char *fmt, ...)
             delay *= 2;
         if (delay > BACKOFF_MAX_MS)
             delay = BACKOFF_MAX_MS;
-        uv_timer_start(&r->backoff, on_backoff, delay, 0);
+        if (idle)
+            link_start(r);
+        else
+            uv_timer_start(&r->backoff, on_backoff, delay, 0);
     }
     maybe_finish(r);
 }

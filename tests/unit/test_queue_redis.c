@@ -372,6 +372,27 @@ TEST(redis_connection_loss_fails_pending_ops_and_recovers)
     redis_stop(&s);
 }
 
+/* The server drops an idle connection (its `timeout`, a proxy): the next operation does
+ * not see it. */
+TEST(redis_idle_connection_dropped_by_the_server_reconnects_unseen)
+{
+    luar_queue_t *q = redis_fresh();
+    CHECK_EQ_INT(ping(q), 0);
+    raw_t rr;
+    admin("CLIENT", "KILL", "TYPE", "normal", &rr);
+    CHECK_EQ_INT(rr.type, REDIS_REPLY_INTEGER);
+    CHECK(rr.integer >= 1);
+    run_for(50); /* the loop sees the close while idle, as a running process would */
+    char id[40];
+    CHECK_EQ_INT(enqueue_named(q, "after_kill", NULL, id), 0);
+    CHECK_EQ_INT(state_of(q, id), LUAR_JOB_QUEUED);
+    luar_redis_stats_t st;
+    luar_redis_stats(luar_queue_redis_conn(q), &st);
+    CHECK_EQ_INT(st.failures, 1);
+    CHECK_EQ_INT(st.connects, 2);
+    close_q(q);
+}
+
 /* An open against a port nobody listens on succeeds; operations fail with the reason. */
 TEST(redis_unreachable_server_is_eio_naming_it)
 {
@@ -812,6 +833,7 @@ int main(void)
     RUN(redis_pipelining_matches_replies_in_order);
     RUN(redis_noscript_reloads_the_script_and_retries);
     RUN(redis_connection_loss_fails_pending_ops_and_recovers);
+    RUN(redis_idle_connection_dropped_by_the_server_reconnects_unseen);
     RUN(redis_unreachable_server_is_eio_naming_it);
     RUN(redis_acl_user_and_wrong_password);
     RUN(redis_select_isolates_databases);
