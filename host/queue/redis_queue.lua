@@ -12,7 +12,11 @@
 -- Keys (P is the URL's prefix, "luar:" by default; docs/queue-backends.md has the table):
 --   P job:<id>             hash: the job's fields (FIELDS below); absent fields are NULL
 --   P ids                  zset, all scores 0: every job id, in id (= time) order
---   P state:<s>            zset, scores 0: the ids in state s (0 queued … 5 dead)
+--   P state:<s>            zset, scores 0: the ids in state s, for s = 1 scheduled,
+--                          4 retrying, 5 dead only: the states people list and repair.
+--                          The hot path (queued -> running -> succeeded) keeps no listing
+--                          index (as SQLite dropped its index by state): those states are
+--                          listed by reading P ids and filtering
 --   P counts               hash "<state>:<queue>" -> number of jobs
 --   P ready:<queue>:<prio> zset score run_at: claimable jobs (states 0, 1, 4) of a queue
 --                          and priority; equal run_at order by id, as SQLite's index does
@@ -49,15 +53,20 @@ local function count(state, queue, delta)
     if call('HINCRBY', P .. 'counts', f, delta) <= 0 then call('HDEL', P .. 'counts', f) end
 end
 
-local function set_state(id, queue, from, to)
-    if from == to then return end
-    if from then
-        call('ZREM', P .. 'state:' .. from, id)
-        count(from, queue, -1)
+local INDEXED = { ['1'] = true, ['4'] = true, ['5'] = true }
+
+-- Moves a job from state `from` (nil: new) to `to`, writing the extra field/value pairs
+-- given in the same HSET.
+local function set_state(id, queue, from, to, ...)
+    if from ~= to then
+        if from then
+            if INDEXED[from] then call('ZREM', P .. 'state:' .. from, id) end
+            count(from, queue, -1)
+        end
+        if INDEXED[to] then call('ZADD', P .. 'state:' .. to, 0, id) end
+        count(to, queue, 1)
     end
-    call('ZADD', P .. 'state:' .. to, 0, id)
-    count(to, queue, 1)
-    call('HSET', jkey(id), 'state', to)
+    call('HSET', jkey(id), 'state', to, ...)
 end
 
 local function ready_add(id, queue, prio, run_at)
@@ -66,12 +75,10 @@ local function ready_add(id, queue, prio, run_at)
     call('SADD', P .. 'queues', queue)
 end
 
+-- Empty ready sets are forgotten by the claim that finds them empty, not here: this runs
+-- for every job.
 local function ready_rem(id, queue, prio)
-    local k = P .. 'ready:' .. queue .. ':' .. prio
-    if call('ZREM', k, id) == 1 and call('EXISTS', k) == 0 then
-        call('ZREM', P .. 'prios:' .. queue, prio)
-        if call('EXISTS', P .. 'prios:' .. queue) == 0 then call('SREM', P .. 'queues', queue) end
-    end
+    call('ZREM', P .. 'ready:' .. queue .. ':' .. prio, id)
 end
 
 -- A finished or deleted job gives its unique key back.
@@ -97,7 +104,7 @@ local function drop(id)
     local queue, prio, state, key = v[1], v[2], v[3], v[4]
     if not state then return false end
     call('ZREM', P .. 'ids', id)
-    call('ZREM', P .. 'state:' .. state, id)
+    if INDEXED[state] then call('ZREM', P .. 'state:' .. state, id) end
     count(state, queue, -1)
     if state == '0' or state == '1' or state == '4' then ready_rem(id, queue, prio) end
     call('ZREM', P .. 'waiting', id)
@@ -123,40 +130,40 @@ local function requeue(id, v)
         if holder and holder ~= id then return EXISTS end
         call('HSET', P .. 'keys', key, id)
     end
-    local k = jkey(id)
-    set_state(id, queue, state, '0')
-    call('HDEL', k, 'owner', 'result')
-    call('HSET', k, 'attempt', '0', 'run_at', now, 'finished_at', '0', 'expires_at', '0',
-        'lease_expires_at', '0')
+    set_state(id, queue, state, '0', 'attempt', '0', 'run_at', now, 'finished_at', '0',
+        'expires_at', '0', 'lease_expires_at', '0')
+    call('HDEL', jkey(id), 'owner', 'result')
     call('ZREM', P .. 'waiting', id)
     call('ZREM', P .. 'expiry', id)
     ready_add(id, queue, prio, now)
     return 0
 end
 
--- Calls fn(id) on the ids of the given states in order, from `cursor` ("<state>:<id>",
--- exclusive; '' from the start), at most BATCH of them; returns the cursor to go on
--- from, or false when every id was seen. fn may move the id out of its state.
-local function scan_states(states, cursor, fn)
-    local cs, cid
-    if cursor ~= '' then cs, cid = string.match(cursor, '^(%d):(.*)$') end
-    local budget = BATCH
-    for _, s in ipairs(states) do
-        if cs == nil or s >= cs then
-            local min = '-'
-            if cs == s then min = '(' .. cid end
-            local ids = call('ZRANGEBYLEX', P .. 'state:' .. s, min, '+', 'LIMIT', 0, budget)
-            for _, id in ipairs(ids) do fn(id) end
-            budget = budget - #ids
-            if budget <= 0 then return s .. ':' .. ids[#ids] end
-        end
+-- Calls fn(id) on the jobs whose state is in `states` (a set), from `cursor` (an id,
+-- exclusive; '' from the start), reading at most BATCH ids; returns the cursor to go on
+-- from, or false when every id was seen. One cold state reads its own index; anything
+-- else reads every id and filters. fn may change the job's state.
+local function scan(states, cursor, fn)
+    local zkey, only = P .. 'ids', nil
+    for s in pairs(states) do
+        only = only == nil and s or false
     end
-    return false
+    if only and INDEXED[only] then zkey = P .. 'state:' .. only end
+    local min = '-'
+    if cursor ~= '' then min = '(' .. cursor end
+    local ids = call('ZRANGEBYLEX', zkey, min, '+', 'LIMIT', 0, BATCH)
+    for _, id in ipairs(ids) do
+        if states[call('HGET', jkey(id), 'state')] then fn(id) end
+    end
+    if #ids < BATCH then return false end
+    return ids[#ids]
 end
 
-local function matches(id, queue, name)
-    local v = call('HMGET', jkey(id), 'queue', 'name')
-    return (queue == '' or v[1] == queue) and (name == '' or v[2] == name)
+-- Whether a job matches a list filter ('' matches anything; state '-1' too).
+local function matches(id, queue, name, state)
+    local v = call('HMGET', jkey(id), 'queue', 'name', 'state')
+    return (queue == '' or v[1] == queue) and (name == '' or v[2] == name) and
+        (state == '-1' or v[3] == state)
 end
 
 -- ---- GCRA on integer nanoseconds ------------------------------------------------------
@@ -239,7 +246,7 @@ if op == 'enqueue' then
                 call('HSET', P .. 'keys', key, id)
             end
             call('ZADD', P .. 'ids', 0, id)
-            call('ZADD', P .. 'state:' .. state, 0, id)
+            if INDEXED[state] then call('ZADD', P .. 'state:' .. state, 0, id) end
             count(state, queue, 1)
             ready_add(id, queue, prio, run_at)
             if state == '1' then call('ZADD', P .. 'waiting', run_at, id) end
@@ -254,12 +261,18 @@ elseif op == 'claim' then
     local cands = {}
     local function candidates(q)
         local got = 0
-        for _, p in ipairs(call('ZREVRANGE', P .. 'prios:' .. q, 0, -1)) do
-            local r = call('ZRANGEBYSCORE', P .. 'ready:' .. q .. ':' .. p, '-inf', now,
-                'WITHSCORES', 'LIMIT', 0, max - got)
+        local prios = call('ZREVRANGE', P .. 'prios:' .. q, 0, -1)
+        for _, p in ipairs(prios) do
+            local rk = P .. 'ready:' .. q .. ':' .. p
+            local r = call('ZRANGEBYSCORE', rk, '-inf', now, 'WITHSCORES', 'LIMIT', 0, max - got)
             for i = 1, #r, 2 do
                 cands[#cands + 1] = { r[i], tonumber(p), tonumber(r[i + 1]), q, p }
                 got = got + 1
+            end
+            if #r == 0 and call('EXISTS', rk) == 0 then
+                -- emptied since: forget the priority, and the queue with its last one
+                call('ZREM', P .. 'prios:' .. q, p)
+                if call('EXISTS', P .. 'prios:' .. q) == 0 then call('SREM', P .. 'queues', q) end
             end
             if got >= max then break end
         end
@@ -280,10 +293,10 @@ elseif op == 'claim' then
         local k = jkey(id)
         local state = call('HGET', k, 'state')
         ready_rem(id, q, p)
-        if state == '1' or state == '4' then call('ZREM', P .. 'waiting', id) end
-        set_state(id, q, state, '2')
+        if state ~= '0' then call('ZREM', P .. 'waiting', id) end
+        set_state(id, q, state, '2', 'owner', owner, 'started_at', now, 'lease_expires_at',
+            lease_at)
         call('HINCRBY', k, 'attempt', 1)
-        call('HSET', k, 'owner', owner, 'started_at', now, 'lease_expires_at', lease_at)
         call('ZADD', P .. 'leases', lease_at, id)
         job_reply(out, id)
     end
@@ -311,11 +324,16 @@ elseif op == 'complete' then
     local v = owned(id, ARGV[5])
     if not v then return NOT_FOUND end
     local k = jkey(id)
-    set_state(id, v[3], '2', '3')
+    if ARGV[6] == '1' then
+        set_state(id, v[3], '2', '3', 'finished_at', now, 'expires_at', exp,
+            'lease_expires_at', '0', 'result', ARGV[7])
+        call('HDEL', k, 'owner')
+    else
+        set_state(id, v[3], '2', '3', 'finished_at', now, 'expires_at', exp,
+            'lease_expires_at', '0')
+        call('HDEL', k, 'owner', 'result')
+    end
     call('ZREM', P .. 'leases', id)
-    call('HDEL', k, 'owner')
-    call('HSET', k, 'finished_at', now, 'expires_at', exp, 'lease_expires_at', '0')
-    set_opt(k, 'result', ARGV[6], ARGV[7])
     call('ZADD', P .. 'expiry', exp, id)
     release_key(id, v[5])
     return 0
@@ -421,16 +439,16 @@ elseif op == 'retry_many' or op == 'purge' then
     local n = 0
     local states
     if op == 'purge' then
-        states = { state }
+        states = { [state] = true }
     elseif state == '-1' then
-        states = { '1', '3', '4', '5' }
+        states = { ['1'] = true, ['3'] = true, ['4'] = true, ['5'] = true }
     elseif state == '1' or state == '3' or state == '4' or state == '5' then
-        states = { state }
+        states = { [state] = true }
     else
         return { 0, false }
     end
-    local cursor = scan_states(states, ARGV[7], function(id)
-        if not matches(id, queue, name) then return end
+    local cursor = scan(states, ARGV[7], function(id)
+        if not matches(id, queue, name, '-1') then return end
         if op == 'purge' then
             if drop(id) then n = n + 1 end
         else
@@ -451,7 +469,7 @@ elseif op == 'list' then
     -- returns { next_cursor|false, jobs... }
     local state, queue, name, cursor, limit = ARGV[4], ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
     local zkey = P .. 'ids'
-    if state ~= '-1' then zkey = P .. 'state:' .. state end
+    if INDEXED[state] then zkey = P .. 'state:' .. state end
     local max = '+'
     if cursor ~= '' then max = '(' .. cursor end
     local out = { false }
@@ -460,7 +478,7 @@ elseif op == 'list' then
         local ids = call('ZREVRANGEBYLEX', zkey, max, '-', 'LIMIT', 0, 200)
         if #ids == 0 then return out end
         for _, id in ipairs(ids) do
-            if matches(id, queue, name) then
+            if matches(id, queue, name, state) then
                 if n == limit then
                     out[1] = last_kept -- one more than asked: a next page after the last kept
                     return out
