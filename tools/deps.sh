@@ -7,6 +7,9 @@ pkgs="build-essential cmake pkg-config libuv1-dev libhttp-parser-dev liblua5.4-d
       lua-cjson lua-cjson-dev lua-busted libssl-dev openssl libcurl4-openssl-dev
       libsqlite3-dev libhiredis-dev python3 curl ca-certificates tzdata"
 [ "$1" = bench ] && pkgs="$pkgs wrk nginx-light"
+# The Redis backend's tests start their own redis-server on a free port (never the
+# package's service, which they neither need nor touch); TLS certificates come from openssl.
+[ "$1" = test ] && pkgs="$pkgs redis-server redis-tools"
 # Node.js comes with most machine images; install Debian's only when there is none.
 [ "$1" = test ] && ! command -v npm >/dev/null 2>&1 && pkgs="$pkgs nodejs npm"
 missing=""

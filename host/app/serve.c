@@ -467,7 +467,9 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
     luar_audit_set_file(cfg->audit_file);
 
     if (luar_queue_open(&app->loop, cfg->queue, &app->queue, &err)) {
-        fprintf(stderr, "luar: queue %s: %s\n", cfg->queue, err.data ? err.data : "cannot open");
+        char shown[512];
+        luar_queue_url_redact(cfg->queue, shown, sizeof shown);
+        fprintf(stderr, "luar: queue %s: %s\n", shown, err.data ? err.data : "cannot open");
         status = 1;
         goto fail;
     }

@@ -199,6 +199,7 @@ typedef struct sess {
     luar_queue_t *q;
     const opts_t *o;
     const char *url;
+    char shown[512]; /* url without its password, for messages */
     int done;      /* the callback of the current operation ran */
     int timed_out; /* the session is abandoned: the backend may still hold the loop */
     int rc;        /* the callback's rc */
@@ -243,6 +244,7 @@ static int sess_open(sess_t *s, const opts_t *o, const luar_config_t *cfg, int c
     memset(s, 0, sizeof *s);
     s->o = o;
     s->url = cfg->queue ? cfg->queue : "";
+    luar_queue_url_redact(s->url, s->shown, sizeof s->shown);
     luar_buf_init(&s->out, 0);
     char path[4096];
     sqlite_path(s->url, path, sizeof path);
@@ -250,7 +252,7 @@ static int sess_open(sess_t *s, const opts_t *o, const luar_config_t *cfg, int c
         mkdir(cfg->data, 0700);
     } else if (!create && path[0] != '\0' && path[0] != ':' && access(path, F_OK) != 0) {
         fprintf(stderr, "luar %s: cannot open queue %s: %s (check --data or --queue)\n", o->cmd,
-                s->url, strerror(errno));
+                s->shown, strerror(errno));
         return 1;
     }
     if (uv_loop_init(&s->loop) != 0) {
@@ -263,7 +265,7 @@ static int sess_open(sess_t *s, const opts_t *o, const luar_config_t *cfg, int c
     luar_buf_init(&err, 4096);
     int rc = luar_queue_open(&s->loop, s->url, &s->q, &err);
     if (rc != 0) {
-        fprintf(stderr, "luar %s: cannot open queue %s: %s\n", o->cmd, s->url,
+        fprintf(stderr, "luar %s: cannot open queue %s: %s\n", o->cmd, s->shown,
                 err.data ? err.data : luar_strerror(rc));
         luar_buf_free(&err);
         s->q = NULL;
@@ -291,7 +293,7 @@ static int sess_wait(sess_t *s, int start_rc)
         uv_run(&s->loop, UV_RUN_ONCE);
     uv_timer_stop(&s->timer);
     if (!s->done) {
-        fprintf(stderr, "luar %s: queue %s did not answer within %d s\n", s->o->cmd, s->url,
+        fprintf(stderr, "luar %s: queue %s did not answer within %d s\n", s->o->cmd, s->shown,
                 OP_TIMEOUT_MS / 1000);
         return LUAR_ETIMEOUT;
     }
@@ -329,8 +331,10 @@ static int op_failed(sess_t *s, int rc, const char *id)
         return 1;
     if (rc == LUAR_ENOTFOUND && id != NULL)
         fprintf(stderr, "luar %s: no job %s\n", s->o->cmd, id);
+    else if (rc == LUAR_EIO && luar_queue_last_error(s->q)[0] != '\0')
+        fprintf(stderr, "luar %s: %s\n", s->o->cmd, luar_queue_last_error(s->q));
     else
-        fprintf(stderr, "luar %s: queue %s: %s\n", s->o->cmd, s->url, luar_strerror(rc));
+        fprintf(stderr, "luar %s: queue %s: %s\n", s->o->cmd, s->shown, luar_strerror(rc));
     return 1;
 }
 

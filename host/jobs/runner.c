@@ -159,7 +159,8 @@ static void on_written(void *arg, int rc)
     luar_runner_t *r = arg;
     if (rc && rc != LUAR_ENOTFOUND)
         luar_logf(LUAR_LOG_ERROR, "jobs: writing a job outcome failed: %s (the lease will "
-                  "expire and the job run again)", luar_strerror(rc));
+                  "expire and the job run again)",
+                  rc == LUAR_EIO ? luar_queue_last_error(r->queue) : luar_strerror(rc));
     r->writes--;
     pump(r);
     maybe_stopped(r);
@@ -530,7 +531,7 @@ static void on_claimed(void *arg, int rc, const luar_job_t *jobs, size_t n)
     r->writes--;
     if (rc) {
         luar_logf(LUAR_LOG_ERROR, "jobs: claiming from queue %s failed: %s", c->q->name,
-                  luar_strerror(rc));
+                  rc == LUAR_EIO ? luar_queue_last_error(r->queue) : luar_strerror(rc));
     } else {
         luar_vm_t *vm = r->current_vm(r->vm_arg);
         for (size_t i = 0; i < n; i++) {

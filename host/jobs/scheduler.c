@@ -86,7 +86,8 @@ static void on_fired(void *arg, int rc, const char *const *ids, size_t n, int du
     sc->writes--;
     if (rc)
         luar_logf(LUAR_LOG_ERROR, "schedules: enqueueing a tick failed: %s (next look retries "
-                  "the following tick)", luar_strerror(rc));
+                  "the following tick)",
+                  rc == LUAR_EIO ? luar_queue_last_error(sc->queue) : luar_strerror(rc));
     else if (!duplicate)
         luar_jobs_kick();
     if (sc->stopping && sc->writes == 0)

@@ -132,6 +132,9 @@ struct luar_queue {
 /* The SQLite backend (sqlite.c). */
 extern const luar_queue_backend_t luar_queue_sqlite_backend;
 
+/* The Redis backend (redis.c). */
+extern const luar_queue_backend_t luar_queue_redis_backend;
+
 /*
  * Allocates `size` bytes (zeroed, aligned for any type) from `op`'s arena. Returns NULL
  * when out of memory. The memory lives as long as the record. Safe on any thread that

@@ -18,7 +18,8 @@
 
 /* The backends, by URL scheme. A new backend adds one line. */
 static const luar_queue_backend_t *const backends[] = {
-    &luar_queue_sqlite_backend,
+    &luar_queue_sqlite_backend, /* sqlite:PATH */
+    &luar_queue_redis_backend,  /* redis:// and rediss:// */
 };
 
 #define DEFAULT_DEAD_TTL 2592000.0
@@ -274,7 +275,10 @@ int luar_queue_open(uv_loop_t *loop, const char *url, luar_queue_t **out, luar_b
         }
     }
     if (be == NULL) {
-        luar_buf_appendf(err, "queue: unknown backend URL \"%s\" (expected sqlite:PATH)", url);
+        luar_buf_appendf(err,
+                         "queue: unknown backend URL \"%s\" (expected sqlite:PATH, "
+                         "redis://HOST:PORT/DB or rediss://…)",
+                         url);
         return LUAR_EINVAL;
     }
     luar_queue_t *q = calloc(1, sizeof *q);
@@ -291,6 +295,31 @@ int luar_queue_open(uv_loop_t *loop, const char *url, luar_queue_t **out, luar_b
 fail:
     free(q);
     return rc;
+}
+
+void luar_queue_url_redact(const char *url, char *out, size_t size)
+{
+    if (size == 0)
+        return;
+    const char *auth = url ? strstr(url, "://") : NULL;
+    if (auth == NULL) {
+        snprintf(out, size, "%s", url ? url : "");
+        return;
+    }
+    auth += 3;
+    size_t alen = strcspn(auth, "/?");
+    const char *at = NULL, *colon = NULL;
+    for (size_t i = 0; i < alen; i++) {
+        if (auth[i] == '@')
+            at = auth + i; /* the last '@': a password may hold one */
+    }
+    if (at)
+        colon = memchr(auth, ':', (size_t)(at - auth));
+    if (colon == NULL) {
+        snprintf(out, size, "%s", url);
+        return;
+    }
+    snprintf(out, size, "%.*s***%s", (int)(colon + 1 - url), url, at);
 }
 
 /* Frees the handle once the backend is closed, then tells the caller. */

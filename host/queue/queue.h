@@ -106,6 +106,12 @@ typedef struct luar_job_filter {
 int luar_queue_open(uv_loop_t *loop, const char *url, luar_queue_t **out, luar_buf_t *err);
 
 /*
+ * Copies `url` into out (at most size bytes, NUL-terminated) with the password of a
+ * "scheme://user:password@host" URL replaced by "***", for messages and logs.
+ */
+void luar_queue_url_redact(const char *url, char *out, size_t size);
+
+/*
  * Closes the backend after the operations already queued have completed (their callbacks
  * run), then calls done(arg) when not NULL. The queue must not be used afterwards.
  */

@@ -1,0 +1,767 @@
+/*
+ * The Redis queue backend: `queue = "redis://[user:password@]host:port/db?prefix=…"` or
+ * rediss:// (URL options in redis/url.h).
+ *
+ * Every operation is one command on the queue's pipelined connection (redis/conn.c): most
+ * are EVALSHA of the one script, redis_queue.lua (loaded with SCRIPT LOAD on every new
+ * connection, so a restarted Redis has it again; a NOSCRIPT answer — SCRIPT FLUSH under
+ * a live connection — loads it again and resends, twice at most); ping, counts and
+ * next_due are plain commands. The script does each operation atomically, so a claim
+ * never hands a job to two claimers, and an enqueue records its dedupe key in the same
+ * step as its jobs. Concurrent operations share round trips: their commands leave in one
+ * write and their replies come back in order.
+ *
+ * Durability is the server's: a callback runs once Redis has answered, which with
+ * `appendfsync always` is after the AOF is fsynced (docs/queue-backends.md).
+ * A lost connection fails every operation in flight with LUAR_EIO and
+ * luar_queue_last_error says why ("redis 127.0.0.1:6379: connection refused").
+ */
+#include "queue/redis.h"
+#include "common/error.h"
+#include "crypto/crypto.h"
+#include "redis_queue_lua.h" /* generated from redis_queue.lua: luar_redis_queue_lua[] */
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Jobs one claim takes at most (the script's work per call stays bounded). */
+#define CLAIM_MAX 1000
+/* NOSCRIPT answers one operation survives (each reloads the script and resends). */
+#define NOSCRIPT_RELOADS 2
+/* GCRA tolerances above this are refused: the script's doubles are exact below 2^53. */
+#define RATE_TOLERANCE_MAX (INT64_C(1) << 52)
+/* The script's reply: a job is its id and these 18 fields. */
+#define JOB_REPLY_LEN 19
+
+typedef struct rq {
+    luar_queue_t *q;
+    luar_redis_t *conn;
+    char *prefix;
+    char sha[41];
+    uv_timer_t later; /* completes operations that failed before reaching the connection */
+    luar_qop_t *later_ops, *later_tail;
+    int closing;
+    void (*close_done)(void *arg);
+    void *close_arg;
+} rq_t;
+
+/* One operation's command, kept in the record's arena so it can be sent again. */
+typedef struct call {
+    luar_qop_t *op;
+    rq_t *rq;
+    int argc, cap;
+    const char **argv;
+    size_t *lens;
+    int cursor_arg; /* retry_many, purge: the argument holding the cursor */
+    int reloads;
+    int nomem;
+} call_t;
+
+static rq_t *rq_of(luar_queue_t *q)
+{
+    return q->impl;
+}
+
+/* ---- building commands -------------------------------------------------------------- */
+
+static void arg_n(call_t *c, const char *s, size_t len)
+{
+    if (c->argc >= c->cap || s == NULL) {
+        c->nomem = 1;
+        return;
+    }
+    c->argv[c->argc] = s;
+    c->lens[c->argc] = len;
+    c->argc++;
+}
+
+/* A string argument (kept by the record or static). */
+static void arg(call_t *c, const char *s)
+{
+    arg_n(c, s, s ? strlen(s) : 0);
+}
+
+static void argf(call_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void argf(call_t *c, const char *fmt, ...)
+{
+    char tmp[64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    arg(c, luar_qop_strdup(c->op, tmp));
+}
+
+/* A time: %.17g reads back as the same double. */
+static void arg_time(call_t *c, double t)
+{
+    argf(c, "%.17g", t);
+}
+
+/* An optional string: a flag ("1" present, "0" absent) and the value ("" when absent). */
+static void arg_opt(call_t *c, const char *s)
+{
+    arg(c, s ? "1" : "0");
+    arg(c, s ? s : "");
+}
+
+/* Starts a call of the script's operation `name` with room for `extra` more arguments. */
+static call_t *script_call(rq_t *rq, luar_qop_t *op, const char *name, size_t extra)
+{
+    call_t *c = luar_qop_alloc(op, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->op = op;
+    c->rq = rq;
+    c->cap = (int)(6 + extra);
+    c->argv = luar_qop_alloc(op, (size_t)c->cap * sizeof *c->argv);
+    c->lens = luar_qop_alloc(op, (size_t)c->cap * sizeof *c->lens);
+    if (c->argv == NULL || c->lens == NULL)
+        return NULL;
+    if (name == NULL)
+        return c; /* a plain command */
+    arg(c, "EVALSHA");
+    arg(c, rq->sha);
+    arg(c, "0");
+    arg(c, name);
+    arg(c, rq->prefix);
+    arg_time(c, op->now);
+    return c;
+}
+
+/* ---- completing --------------------------------------------------------------------- */
+
+static void fail_op(luar_qop_t *op, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fail_op(luar_qop_t *op, int rc, const char *fmt, ...)
+{
+    char msg[320];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    op->rc = rc;
+    op->error = luar_qop_strdup(op, msg);
+}
+
+static void finish_close(rq_t *rq);
+
+static void on_later(uv_timer_t *t)
+{
+    rq_t *rq = t->data;
+    luar_qop_t *op = rq->later_ops;
+    rq->later_ops = rq->later_tail = NULL;
+    while (op) {
+        luar_qop_t *next = op->next;
+        luar_qop_complete(op);
+        op = next;
+    }
+    if (rq->closing)
+        finish_close(rq);
+}
+
+/* Completes `op` (its rc set) on the next loop iteration: never inside submit. */
+static void complete_later(rq_t *rq, luar_qop_t *op)
+{
+    op->next = NULL;
+    if (rq->later_tail)
+        rq->later_tail->next = op;
+    else
+        rq->later_ops = op;
+    rq->later_tail = op;
+    uv_timer_start(&rq->later, on_later, 0, 0);
+}
+
+static void on_reply(void *arg, int rc, const redisReply *reply);
+
+static void send_call(call_t *c)
+{
+    if (c->nomem) {
+        c->op->rc = LUAR_ENOMEM;
+        complete_later(c->rq, c->op);
+        return;
+    }
+    int rc = luar_redis_send(c->rq->conn, c->argc, c->argv, c->lens, on_reply, c);
+    if (rc) {
+        fail_op(c->op, rc == LUAR_ECLOSED ? LUAR_EIO : rc, "redis %s: %s",
+                luar_redis_address(c->rq->conn), luar_strerror(rc));
+        complete_later(c->rq, c->op);
+    }
+}
+
+/* ---- reading replies ---------------------------------------------------------------- */
+
+static const char *rstr(luar_qop_t *op, const redisReply *r, int *nomem)
+{
+    if (r == NULL || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS))
+        return NULL;
+    char *s = luar_qop_alloc(op, r->len + 1);
+    if (s == NULL) {
+        *nomem = 1;
+        return NULL;
+    }
+    memcpy(s, r->str, r->len);
+    s[r->len] = '\0';
+    return s;
+}
+
+static double rnum(const redisReply *r)
+{
+    if (r == NULL)
+        return 0;
+    if (r->type == REDIS_REPLY_INTEGER)
+        return (double)r->integer;
+    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) {
+        char tmp[64];
+        size_t n = r->len < sizeof tmp - 1 ? r->len : sizeof tmp - 1;
+        memcpy(tmp, r->str, n);
+        tmp[n] = '\0';
+        return strtod(tmp, NULL);
+    }
+    return 0;
+}
+
+static int64_t rint64(const redisReply *r)
+{
+    if (r == NULL)
+        return 0;
+    if (r->type == REDIS_REPLY_INTEGER)
+        return r->integer;
+    if (r->type != REDIS_REPLY_STRING)
+        return 0;
+    char tmp[32];
+    size_t n = r->len < sizeof tmp - 1 ? r->len : sizeof tmp - 1;
+    memcpy(tmp, r->str, n);
+    tmp[n] = '\0';
+    return strtoll(tmp, NULL, 10);
+}
+
+/* Reads the jobs of a reply's elements [from, from + 19k) into op->jobs. */
+static int read_jobs(luar_qop_t *op, const redisReply *reply, size_t from)
+{
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < from ||
+        (reply->elements - from) % JOB_REPLY_LEN != 0)
+        return LUAR_EPARSE;
+    size_t n = (reply->elements - from) / JOB_REPLY_LEN;
+    op->jobs = luar_qop_alloc(op, (n ? n : 1) * sizeof *op->jobs);
+    if (op->jobs == NULL)
+        return LUAR_ENOMEM;
+    int nomem = 0;
+    for (size_t i = 0; i < n; i++) {
+        redisReply **e = reply->element + from + i * JOB_REPLY_LEN;
+        luar_job_t *j = &op->jobs[i];
+        if (e[0]->type != REDIS_REPLY_STRING)
+            return LUAR_EPARSE;
+        snprintf(j->id, sizeof j->id, "%.*s", (int)e[0]->len, e[0]->str);
+        j->name = rstr(op, e[1], &nomem);
+        j->queue = rstr(op, e[2], &nomem);
+        j->args = rstr(op, e[3], &nomem);
+        j->key = rstr(op, e[4], &nomem);
+        j->priority = (int)rnum(e[5]);
+        j->state = (luar_job_state_t)(int)rnum(e[6]);
+        j->attempt = (int)rnum(e[7]);
+        j->max_attempts = (int)rnum(e[8]);
+        j->enqueued_at = rnum(e[9]);
+        j->run_at = rnum(e[10]);
+        j->started_at = rnum(e[11]);
+        j->finished_at = rnum(e[12]);
+        j->lease_expires_at = rnum(e[13]);
+        j->owner = rstr(op, e[14], &nomem);
+        j->result = rstr(op, e[15], &nomem);
+        j->last_error = rstr(op, e[16], &nomem);
+        j->traceback = rstr(op, e[17], &nomem);
+        j->expires_at = rnum(e[18]);
+    }
+    op->njobs = n;
+    return nomem ? LUAR_ENOMEM : 0;
+}
+
+/* Reads an array of strings into op->out_ids, from element `from`. */
+static int read_ids(luar_qop_t *op, const redisReply *reply, size_t from)
+{
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < from)
+        return LUAR_EPARSE;
+    size_t n = reply->elements - from;
+    op->out_ids = luar_qop_alloc(op, (n ? n : 1) * sizeof *op->out_ids);
+    if (op->out_ids == NULL)
+        return LUAR_ENOMEM;
+    int nomem = 0;
+    for (size_t i = 0; i < n; i++) {
+        op->out_ids[i] = rstr(op, reply->element[from + i], &nomem);
+        if (op->out_ids[i] == NULL && !nomem)
+            return LUAR_EPARSE;
+    }
+    op->nout_ids = n;
+    return nomem ? LUAR_ENOMEM : 0;
+}
+
+/* The script's status answers: 0, or NOT_FOUND -1, BUSY -2, EXISTS -3. */
+static int read_status(const redisReply *reply)
+{
+    if (reply->type != REDIS_REPLY_INTEGER)
+        return LUAR_EPARSE;
+    switch (reply->integer) {
+    case 0:
+        return 0;
+    case -1:
+        return LUAR_ENOTFOUND;
+    case -2:
+        return LUAR_EBUSY;
+    case -3:
+        return LUAR_EEXISTS;
+    default:
+        return LUAR_EPARSE;
+    }
+}
+
+static int cmp_counts(const void *a, const void *b)
+{
+    return strcmp(((const luar_queue_count_t *)a)->queue, ((const luar_queue_count_t *)b)->queue);
+}
+
+/* HGETALL counts: fields "<state>:<queue>" → per queue, sorted by queue name. */
+static int read_counts(luar_qop_t *op, const redisReply *reply)
+{
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2)
+        return LUAR_EPARSE;
+    size_t n = reply->elements / 2;
+    op->counts = luar_qop_alloc(op, (n ? n : 1) * sizeof *op->counts);
+    if (op->counts == NULL)
+        return LUAR_ENOMEM;
+    int nomem = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *field = rstr(op, reply->element[2 * i], &nomem);
+        if (field == NULL || field[0] < '0' || field[0] >= '0' + LUAR_JOB_STATES || field[1] != ':')
+            continue;
+        const char *queue = field + 2;
+        luar_queue_count_t *c = NULL;
+        for (size_t k = 0; k < op->ncounts && c == NULL; k++) {
+            if (strcmp(op->counts[k].queue, queue) == 0)
+                c = &op->counts[k];
+        }
+        if (c == NULL) {
+            c = &op->counts[op->ncounts++];
+            c->queue = queue;
+        }
+        c->counts[field[0] - '0'] += rint64(reply->element[2 * i + 1]);
+    }
+    qsort(op->counts, op->ncounts, sizeof *op->counts, cmp_counts);
+    return nomem ? LUAR_ENOMEM : 0;
+}
+
+/*
+ * Reads a successful reply into the record. Returns 0 (complete the operation), 1 (the
+ * call was sent again: a continuation), or a LUAR_E code.
+ */
+static int read_reply(call_t *c, const redisReply *reply)
+{
+    luar_qop_t *op = c->op;
+    int rc;
+    switch (op->kind) {
+    case LUAR_QOP_ENQUEUE:
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1)
+            return LUAR_EPARSE;
+        if (rint64(reply->element[0]) == 1) {
+            op->duplicate = 1;
+            return 0;
+        }
+        rc = read_ids(op, reply, 1);
+        if (rc == 0 && op->nout_ids != op->nspecs)
+            rc = LUAR_EPARSE;
+        return rc;
+    case LUAR_QOP_CLAIM:
+        return read_jobs(op, reply, 0);
+    case LUAR_QOP_GET:
+        rc = read_jobs(op, reply, 0);
+        if (rc == 0 && op->njobs != 1)
+            op->rc = LUAR_ENOTFOUND;
+        return rc;
+    case LUAR_QOP_HEARTBEAT:
+        return read_ids(op, reply, 0);
+    case LUAR_QOP_COMPLETE:
+    case LUAR_QOP_FAIL:
+    case LUAR_QOP_RELEASE:
+    case LUAR_QOP_RETRY:
+    case LUAR_QOP_DELETE:
+        rc = read_status(reply);
+        if (rc == LUAR_EPARSE)
+            return rc;
+        op->rc = rc;
+        return 0;
+    case LUAR_QOP_SWEEP:
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2)
+            return LUAR_EPARSE;
+        op->count = (size_t)rint64(reply->element[0]);
+        op->count2 = (size_t)rint64(reply->element[1]);
+        return 0;
+    case LUAR_QOP_RETRY_MANY:
+    case LUAR_QOP_PURGE: {
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2)
+            return LUAR_EPARSE;
+        op->count += (size_t)rint64(reply->element[0]);
+        int nomem = 0;
+        const char *cursor = rstr(op, reply->element[1], &nomem);
+        if (nomem)
+            return LUAR_ENOMEM;
+        if (cursor == NULL)
+            return 0;
+        /* More to do: the same call from the cursor (each call bounded, see the script). */
+        c->argv[c->cursor_arg] = cursor;
+        c->lens[c->cursor_arg] = strlen(cursor);
+        send_call(c);
+        return 1;
+    }
+    case LUAR_QOP_LIST: {
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1)
+            return LUAR_EPARSE;
+        int nomem = 0;
+        op->cursor = rstr(op, reply->element[0], &nomem);
+        return nomem ? LUAR_ENOMEM : read_jobs(op, reply, 1);
+    }
+    case LUAR_QOP_COUNTS:
+        return read_counts(op, reply);
+    case LUAR_QOP_NEXT_DUE:
+        if (reply->type != REDIS_REPLY_ARRAY)
+            return LUAR_EPARSE;
+        op->time = reply->elements >= 2 ? rnum(reply->element[1]) : 0;
+        return 0;
+    case LUAR_QOP_PING:
+        return reply->type == REDIS_REPLY_STATUS ? 0 : LUAR_EPARSE;
+    case LUAR_QOP_RATE:
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 6)
+            return LUAR_EPARSE;
+        op->rate.allowed = (int)rint64(reply->element[0]);
+        op->rate.store = (int)rint64(reply->element[1]);
+        op->rate.tat_ns = rint64(reply->element[2]);
+        op->rate.retry_after_ns = rint64(reply->element[3]);
+        op->rate.reset_after_ns = rint64(reply->element[4]);
+        op->rate.remaining = rint64(reply->element[5]);
+        return 0;
+    }
+    return LUAR_EPARSE;
+}
+
+static void on_loaded(void *arg, int rc, const redisReply *reply)
+{
+    (void)arg;
+    (void)rc;
+    (void)reply; /* a failed load shows as NOSCRIPT on the resent call */
+}
+
+static void on_reply(void *arg, int rc, const redisReply *reply)
+{
+    call_t *c = arg;
+    luar_qop_t *op = c->op;
+    rq_t *rq = c->rq;
+    const char *addr = luar_redis_address(rq->conn);
+    if (rc) {
+        fail_op(op, LUAR_EIO, "%s", luar_redis_error(rq->conn));
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        if (strncmp(reply->str, "NOSCRIPT", 8) == 0 && c->reloads < NOSCRIPT_RELOADS &&
+            !rq->closing) {
+            /* The server lost the script (SCRIPT FLUSH, a failover): load it, send again. */
+            c->reloads++;
+            const char *load[3] = {"SCRIPT", "LOAD", luar_redis_queue_lua};
+            luar_redis_send(rq->conn, 3, load, NULL, on_loaded, NULL);
+            send_call(c);
+            return;
+        }
+        fail_op(op, LUAR_EIO, "redis %s: %.*s", addr, (int)(reply->len < 240 ? reply->len : 240),
+                reply->str);
+    } else {
+        op->rc = 0;
+        rc = read_reply(c, reply);
+        if (rc == 1)
+            return;
+        if (rc == LUAR_EPARSE)
+            fail_op(op, LUAR_EIO, "redis %s: unexpected reply to a queue operation", addr);
+        else if (rc)
+            op->rc = rc;
+    }
+    luar_qop_complete(op);
+}
+
+/* ---- operations --------------------------------------------------------------------- */
+
+static const char *state_arg(int state)
+{
+    static const char *const names[] = {"-1", "0", "1", "2", "3", "4", "5"};
+    return state >= -1 && state < LUAR_JOB_STATES ? names[state + 1] : "-1";
+}
+
+/* Builds the command for `op`; NULL when out of memory or not supported (rc set). */
+static call_t *build(rq_t *rq, luar_qop_t *op)
+{
+    call_t *c = NULL;
+    switch (op->kind) {
+    case LUAR_QOP_ENQUEUE:
+        c = script_call(rq, op, "enqueue", 3 + 9 * op->nspecs);
+        if (c == NULL)
+            return NULL;
+        arg(c, op->dedupe_key ? op->dedupe_key : "");
+        arg_time(c, op->now + op->dedupe_ttl);
+        argf(c, "%zu", op->nspecs);
+        for (size_t i = 0; i < op->nspecs; i++) {
+            const luar_job_spec_t *s = &op->specs[i];
+            char *id = luar_qop_alloc(op, 27);
+            if (id)
+                luar_queue_new_id(op->now, id);
+            arg(c, id);
+            arg(c, s->name);
+            arg(c, s->queue);
+            arg(c, s->args);
+            arg(c, s->key ? s->key : "");
+            argf(c, "%d", s->priority);
+            arg(c, s->run_at > op->now ? "1" : "0");
+            argf(c, "%d", s->max_attempts);
+            /* A past run_at (a cron tick, a catch-up) is kept: it is job.scheduled_at. */
+            arg_time(c, s->run_at > 0 ? s->run_at : op->now);
+        }
+        return c;
+    case LUAR_QOP_CLAIM:
+        c = script_call(rq, op, "claim", 4);
+        if (c == NULL)
+            return NULL;
+        arg(c, op->queue ? op->queue : "");
+        argf(c, "%zu", op->max < CLAIM_MAX ? op->max : CLAIM_MAX);
+        arg(c, op->owner);
+        arg_time(c, op->now + op->lease);
+        return c;
+    case LUAR_QOP_HEARTBEAT:
+        c = script_call(rq, op, "heartbeat", 2 + op->nids);
+        if (c == NULL)
+            return NULL;
+        arg(c, op->owner);
+        arg_time(c, op->now + op->lease);
+        for (size_t i = 0; i < op->nids; i++)
+            arg(c, op->ids[i]);
+        return c;
+    case LUAR_QOP_COMPLETE:
+        c = script_call(rq, op, "complete", 5);
+        if (c == NULL)
+            return NULL;
+        arg(c, op->id);
+        arg(c, op->owner);
+        arg_opt(c, op->text);
+        arg_time(c, op->now + op->ttl);
+        return c;
+    case LUAR_QOP_FAIL:
+        c = script_call(rq, op, "fail", 8);
+        if (c == NULL)
+            return NULL;
+        arg(c, op->id);
+        arg(c, op->owner);
+        arg_opt(c, op->text);
+        arg_opt(c, op->traceback);
+        arg_time(c, op->when > 0 ? op->when : 0);
+        arg_time(c, op->now + op->ttl);
+        return c;
+    case LUAR_QOP_RELEASE:
+        c = script_call(rq, op, "release", 4);
+        if (c == NULL)
+            return NULL;
+        arg(c, op->id);
+        arg(c, op->owner);
+        arg_time(c, op->when);
+        arg(c, op->when > op->now ? "1" : "0");
+        return c;
+    case LUAR_QOP_SWEEP:
+        c = script_call(rq, op, "sweep", 1);
+        if (c == NULL)
+            return NULL;
+        arg_time(c, op->now + op->ttl);
+        return c;
+    case LUAR_QOP_RETRY:
+    case LUAR_QOP_DELETE:
+    case LUAR_QOP_GET:
+        c = script_call(rq, op,
+                        op->kind == LUAR_QOP_RETRY    ? "retry"
+                        : op->kind == LUAR_QOP_DELETE ? "delete"
+                                                      : "get",
+                        1);
+        if (c == NULL)
+            return NULL;
+        arg(c, op->id);
+        return c;
+    case LUAR_QOP_RETRY_MANY:
+    case LUAR_QOP_PURGE:
+    case LUAR_QOP_LIST:
+        c = script_call(rq, op,
+                        op->kind == LUAR_QOP_RETRY_MANY ? "retry_many"
+                        : op->kind == LUAR_QOP_PURGE    ? "purge"
+                                                        : "list",
+                        5);
+        if (c == NULL)
+            return NULL;
+        arg(c, state_arg(op->filter.state));
+        arg(c, op->filter.queue ? op->filter.queue : "");
+        arg(c, op->filter.name ? op->filter.name : "");
+        c->cursor_arg = c->argc;
+        arg(c, op->kind == LUAR_QOP_LIST && op->filter.cursor ? op->filter.cursor : "");
+        if (op->kind == LUAR_QOP_LIST)
+            argf(c, "%zu", op->filter.limit);
+        return c;
+    case LUAR_QOP_COUNTS:
+    case LUAR_QOP_NEXT_DUE:
+    case LUAR_QOP_PING:
+        c = script_call(rq, op, NULL, 0);
+        if (c == NULL)
+            return NULL;
+        if (op->kind == LUAR_QOP_PING) {
+            arg(c, "PING");
+        } else if (op->kind == LUAR_QOP_COUNTS) {
+            arg(c, "HGETALL");
+            argf(c, "%scounts", rq->prefix);
+        } else {
+            arg(c, "ZRANGE");
+            argf(c, "%swaiting", rq->prefix);
+            arg(c, "0");
+            arg(c, "0");
+            arg(c, "WITHSCORES");
+        }
+        return c;
+    case LUAR_QOP_RATE: {
+        if (op->limit.burst > RATE_TOLERANCE_MAX / op->limit.interval_ns) {
+            fail_op(op, LUAR_EINVAL,
+                    "redis %s: rate limit too long (burst x interval over 52 days) for "
+                    "exact arithmetic",
+                    luar_redis_address(rq->conn));
+            return NULL;
+        }
+        c = script_call(rq, op, "rate", 5);
+        if (c == NULL)
+            return NULL;
+        arg(c, op->rate_key);
+        argf(c, "%" PRId64, luar_gcra_ns(op->now));
+        argf(c, "%" PRId64, op->limit.interval_ns);
+        argf(c, "%" PRId64, op->limit.burst);
+        argf(c, "%" PRId64, op->cost);
+        return c;
+    }
+    }
+    return NULL;
+}
+
+static void rq_submit(luar_queue_t *q, luar_qop_t *op)
+{
+    rq_t *rq = rq_of(q);
+    op->next = NULL;
+    call_t *c = build(rq, op);
+    if (c == NULL) {
+        if (op->rc == 0)
+            op->rc = LUAR_ENOMEM;
+        complete_later(rq, op);
+        return;
+    }
+    send_call(c);
+}
+
+/* ---- opening and closing ------------------------------------------------------------ */
+
+static void on_conn_closed(void *arg)
+{
+    rq_t *rq = arg;
+    void (*done)(void *) = rq->close_done;
+    void *done_arg = rq->close_arg;
+    free(rq->prefix);
+    free(rq);
+    if (done)
+        done(done_arg);
+}
+
+static void on_later_closed(uv_handle_t *h)
+{
+    rq_t *rq = h->data;
+    luar_redis_close(rq->conn, on_conn_closed, rq);
+}
+
+/* Closes once the operations waiting on the timer are done (the connection waits for
+ * its own). */
+static void finish_close(rq_t *rq)
+{
+    if (rq->later_ops)
+        return;
+    uv_close((uv_handle_t *)&rq->later, on_later_closed);
+}
+
+static void rq_close(luar_queue_t *q, void (*done)(void *arg), void *arg)
+{
+    rq_t *rq = rq_of(q);
+    rq->closing = 1;
+    rq->close_done = done;
+    rq->close_arg = arg;
+    finish_close(rq);
+}
+
+static int rq_open(luar_queue_t *q, const char *rest, luar_buf_t *err)
+{
+    /* The scheme table matched "redis"; the URL parser wants the whole URL back. */
+    char *url = malloc(strlen(rest) + 8);
+    if (url == NULL)
+        return LUAR_ENOMEM;
+    sprintf(url, "redis%s", rest);
+    luar_redis_url_t u;
+    int rc = luar_redis_url_parse(url, &u, err);
+    free(url);
+    if (rc)
+        return rc;
+    rq_t *rq = calloc(1, sizeof *rq);
+    if (rq == NULL) {
+        luar_redis_url_free(&u);
+        return LUAR_ENOMEM;
+    }
+    rq->q = q;
+    rq->prefix = strdup(u.prefix);
+    uint8_t digest[64];
+    size_t dlen = 0;
+    luar_buf_t hex;
+    luar_buf_init(&hex, 0);
+    if (rq->prefix == NULL ||
+        luar_crypto_digest("sha1", luar_redis_queue_lua, strlen(luar_redis_queue_lua), digest,
+                           &dlen) ||
+        luar_hex_encode(&hex, digest, dlen) || hex.len != 40) {
+        rc = LUAR_ENOMEM;
+        goto fail;
+    }
+    memcpy(rq->sha, hex.data, 41);
+    rc = luar_redis_open(q->loop, &u, &rq->conn, err);
+    if (rc)
+        goto fail;
+    const char *load[3] = {"SCRIPT", "LOAD", luar_redis_queue_lua};
+    rc = luar_redis_add_setup(rq->conn, 3, load, NULL);
+    if (rc) {
+        luar_redis_close(rq->conn, NULL, NULL);
+        goto fail;
+    }
+    uv_timer_init(q->loop, &rq->later);
+    rq->later.data = rq;
+    luar_buf_free(&hex);
+    luar_redis_url_free(&u);
+    q->impl = rq;
+    return 0;
+fail:
+    luar_buf_free(&hex);
+    luar_redis_url_free(&u);
+    free(rq->prefix);
+    free(rq);
+    return rc;
+}
+
+luar_redis_t *luar_queue_redis_conn(luar_queue_t *q)
+{
+    if (q == NULL || q->backend != &luar_queue_redis_backend)
+        return NULL;
+    return rq_of(q)->conn;
+}
+
+const luar_queue_backend_t luar_queue_redis_backend = {
+    .scheme = "redis",
+    .open = rq_open,
+    .submit = rq_submit,
+    .close = rq_close,
+};

@@ -1,0 +1,849 @@
+/*
+ * The Redis queue backend: the whole backend contract (test_queue_contract.c) against a
+ * real redis-server this test starts on a free port, then what is Redis's own:
+ * pipelining, NOSCRIPT after SCRIPT FLUSH, a connection lost mid-pipeline and a restarted
+ * server, ACL users and wrong passwords, TLS with certificates made here with the openssl
+ * CLI, SELECT and prefix isolation, the GCRA script against the C arithmetic, URLs.
+ *
+ * No redis-server on the machine is a failure, not a skip.
+ */
+#define QUEUE_CONTRACT_NO_MAIN
+#include "test_queue_contract.c"
+
+#include "queue/redis.h"
+#include "redis/conn.h"
+#include "redis/url.h"
+#include "redis_server.h"
+
+static redis_server_t server; /* the one the contract runs against */
+static char url_now[512];     /* the URL of the last fresh backend */
+static int prefix_seq;
+
+static luar_queue_t *open_url(const char *url, int *rc_out, luar_buf_t *err_out)
+{
+    luar_buf_t err;
+    luar_buf_init(&err, 4096);
+    luar_queue_t *q = NULL;
+    int rc = luar_queue_open(&loop, url, &q, &err);
+    if (rc_out)
+        *rc_out = rc;
+    if (err_out)
+        luar_buf_puts(err_out, err.data ? err.data : "");
+    else if (rc)
+        fprintf(stderr, "open %s: %s\n", url, err.data ? err.data : luar_strerror(rc));
+    luar_buf_free(&err);
+    if (q)
+        luar_queue_set_clock(q, test_clock, NULL);
+    return q;
+}
+
+/* The factory: a fresh backend is a new key prefix on the test's server. */
+static luar_queue_t *redis_fresh(void)
+{
+    snprintf(url_now, sizeof url_now, "redis://127.0.0.1:%d/0?prefix=t%d:", server.port,
+             ++prefix_seq);
+    luar_queue_t *q = open_url(url_now, NULL, NULL);
+    if (q == NULL)
+        exit(2);
+    return q;
+}
+
+static luar_queue_t *redis_again(void)
+{
+    luar_queue_t *q = open_url(url_now, NULL, NULL);
+    if (q == NULL)
+        exit(2);
+    return q;
+}
+
+static const backend_t redis_backend = {"redis", redis_fresh, redis_again};
+
+/* ---- a raw connection, for what the tests do to the server -------------------------- */
+
+typedef struct raw {
+    int done, rc, type;
+    long long integer;
+    size_t elements;
+    char str[512];
+} raw_t;
+
+static void on_raw(void *arg, int rc, const redisReply *r)
+{
+    raw_t *out = arg;
+    out->rc = rc;
+    if (r) {
+        out->type = r->type;
+        out->integer = r->integer;
+        out->elements = r->elements;
+        if (r->str)
+            snprintf(out->str, sizeof out->str, "%.*s", (int)r->len, r->str);
+    }
+    out->done = 1;
+}
+
+/* Runs one command on a new connection to `url`; the reply lands in *out. */
+static void raw_cmd(const char *url, int argc, const char **argv, raw_t *out)
+{
+    memset(out, 0, sizeof *out);
+    luar_redis_url_t u;
+    luar_buf_t err;
+    luar_buf_init(&err, 0);
+    CHECK_EQ_INT(luar_redis_url_parse(url, &u, &err), 0);
+    luar_redis_t *r = NULL;
+    CHECK_EQ_INT(luar_redis_open(&loop, &u, &r, &err), 0);
+    luar_redis_url_free(&u);
+    luar_buf_free(&err);
+    if (r == NULL)
+        return;
+    CHECK_EQ_INT(luar_redis_send(r, argc, argv, NULL, on_raw, out), 0);
+    CHECK(wait_for(&out->done));
+    int closed = 0;
+    luar_redis_close(r, on_closed, &closed);
+    CHECK(wait_for(&closed));
+}
+
+static void admin(const char *cmd1, const char *cmd2, const char *a3, const char *a4, raw_t *out)
+{
+    char url[128];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", server.port);
+    const char *argv[4] = {cmd1, cmd2, a3, a4};
+    int argc = a4 ? 4 : a3 ? 3 : cmd2 ? 2 : 1;
+    raw_cmd(url, argc, argv, out);
+}
+
+static int ping(luar_queue_t *q)
+{
+    res_t r = {0};
+    int rc = luar_queue_ping(q, on_done, &r);
+    if (rc == 0 && wait_for(&r.done))
+        rc = r.rc;
+    return rc;
+}
+
+static void on_timer_flag(uv_timer_t *t)
+{
+    *(int *)t->data = 1;
+}
+
+/* Runs the loop for `ms` milliseconds (letting writes go out, or a backoff pass). */
+static void run_for(uint64_t ms)
+{
+    int fired = 0;
+    uv_timer_t t;
+    uv_timer_init(&loop, &t);
+    t.data = &fired;
+    uv_timer_start(&t, on_timer_flag, ms, 0);
+    CHECK(wait_for(&fired));
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+/* ---- Redis-specific tests ----------------------------------------------------------- */
+
+TEST(redis_url_forms_and_errors)
+{
+    luar_redis_url_t u;
+    luar_buf_t err;
+    luar_buf_init(&err, 0);
+    CHECK_EQ_INT(luar_redis_url_parse("redis://localhost", &u, &err), 0);
+    CHECK_EQ_STR(u.host, "localhost");
+    CHECK_EQ_INT(u.port, 6379);
+    CHECK_EQ_INT(u.db, 0);
+    CHECK_EQ_STR(u.prefix, "luar:");
+    CHECK(u.user == NULL && u.password == NULL && !u.tls);
+    luar_redis_url_free(&u);
+    CHECK_EQ_INT(luar_redis_url_parse("rediss://al%69ce:p%40ss:w@rd@[::1]:6380/3?prefix=app%3A"
+                                      "&ca=/c.pem&server_name=r.internal&timeout=2.5",
+                                      &u, &err),
+                 0);
+    CHECK(u.tls);
+    CHECK_EQ_STR(u.user, "alice");
+    CHECK_EQ_STR(u.password, "p@ss:w@rd");
+    CHECK_EQ_STR(u.host, "::1");
+    CHECK_EQ_INT(u.port, 6380);
+    CHECK_EQ_INT(u.db, 3);
+    CHECK_EQ_STR(u.prefix, "app:");
+    CHECK_EQ_STR(u.ca_file, "/c.pem");
+    CHECK_EQ_STR(u.server_name, "r.internal");
+    CHECK(u.timeout == 2.5);
+    luar_redis_url_free(&u);
+    CHECK_EQ_INT(luar_redis_url_parse("redis://:only@h/1", &u, &err), 0);
+    CHECK(u.user == NULL);
+    CHECK_EQ_STR(u.password, "only");
+    luar_redis_url_free(&u);
+
+    const char *bad[] = {"redis://",
+                         "redis://h:0",
+                         "redis://h:99999",
+                         "redis://h/x",
+                         "redis://user@h",
+                         "redis://h?ca=/x",
+                         "redis://h?nope=1",
+                         "rediss://h?key=/k",
+                         "redis://h?timeout=0",
+                         "redis://h?prefix=%zz",
+                         "redis://[::1",
+                         NULL};
+    for (int i = 0; bad[i]; i++) {
+        luar_buf_reset(&err);
+        int rc = luar_redis_url_parse(bad[i], &u, &err);
+        if (rc != LUAR_EINVAL)
+            fprintf(stderr, "  accepted %s\n", bad[i]);
+        CHECK_EQ_INT(rc, LUAR_EINVAL);
+        CHECK(err.len > 0);
+    }
+    /* A password never appears in a message. */
+    luar_buf_reset(&err);
+    CHECK_EQ_INT(luar_redis_url_parse("redis://u:sekrit@h:1:2", &u, &err), LUAR_EINVAL);
+    CHECK(err.data && strstr(err.data, "sekrit") == NULL);
+    luar_buf_free(&err);
+
+    /* Through luar_queue_open: a bad URL is a configuration error. */
+    luar_buf_t e2;
+    luar_buf_init(&e2, 0);
+    int rc = 0;
+    CHECK(open_url("redis://127.0.0.1:1/0?bogus=1", &rc, &e2) == NULL);
+    CHECK_EQ_INT(rc, LUAR_EINVAL);
+    CHECK(e2.data && strstr(e2.data, "bogus"));
+    luar_buf_free(&e2);
+}
+
+/* Thousands of operations in flight share writes; every reply reaches its own caller. */
+TEST(redis_pipelining_matches_replies_in_order)
+{
+    luar_queue_t *q = redis_fresh();
+    luar_redis_t *conn = luar_queue_redis_conn(q);
+    CHECK(conn != NULL);
+    CHECK_EQ_INT(ping(q), 0);
+    enum { N = 2000 };
+    res_t *r = calloc(N, sizeof *r);
+    char(*names)[16] = calloc(N, sizeof *names);
+    luar_redis_stats_t before, after;
+    luar_redis_stats(conn, &before);
+    uint64_t t0 = uv_hrtime();
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "job%d", i);
+        luar_job_spec_t s = {.name = names[i], .queue = i % 2 ? "odd" : "even", .priority = i};
+        CHECK_EQ_INT(luar_queue_enqueue(q, &s, 1, NULL, 0, on_enqueued, &r[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        CHECK(wait_for(&r[i].done));
+        CHECK_EQ_INT(r[i].rc, 0);
+        CHECK_EQ_INT(r[i].n, 1);
+    }
+    double secs = (double)(uv_hrtime() - t0) / 1e9;
+    /* Now read every job back at once: each get must see its own job. */
+    res_t *g = calloc(N, sizeof *g);
+    for (int i = 0; i < N; i++)
+        CHECK_EQ_INT(luar_queue_get(q, r[i].n ? r[i].ids[0] : "x", on_jobs, &g[i]), 0);
+    for (int i = 0; i < N; i++) {
+        CHECK(wait_for(&g[i].done));
+        CHECK_EQ_INT(g[i].rc, 0);
+        if (g[i].n == 1) {
+            CHECK_EQ_STR(g[i].jobs[0].name, names[i]);
+            CHECK_EQ_INT(g[i].jobs[0].priority, i);
+            CHECK_EQ_STR(g[i].jobs[0].id, r[i].ids[0]);
+        }
+        res_free(&g[i]);
+        res_free(&r[i]);
+    }
+    luar_redis_stats(conn, &after);
+    uint64_t cmds = after.commands - before.commands, writes = after.writes - before.writes;
+    fprintf(stderr, "  %d enqueues in %.3f s (%.0f/s); %llu commands in %llu writes\n", N, secs,
+            N / secs, (unsigned long long)cmds, (unsigned long long)writes);
+    CHECK_EQ_INT(cmds, 2 * N);
+    CHECK(writes < N / 10);
+    CHECK_EQ_INT(count_of(q, "odd", LUAR_JOB_QUEUED), N / 2);
+    /* Priorities: the claim takes the highest first. */
+    res_t c;
+    CHECK_EQ_INT(claim(q, "even", 3, "w", 30, &c), 0);
+    CHECK_EQ_INT(c.n, 3);
+    if (c.n == 3) {
+        CHECK_EQ_INT(c.jobs[0].priority, N - 2);
+        CHECK_EQ_INT(c.jobs[2].priority, N - 6);
+    }
+    res_free(&c);
+    free(g);
+    free(r);
+    free(names);
+    close_q(q);
+}
+
+/* The script vanishes from a live server (SCRIPT FLUSH): operations load it and go on. */
+TEST(redis_noscript_reloads_the_script_and_retries)
+{
+    luar_queue_t *q = redis_fresh();
+    char id[40];
+    CHECK_EQ_INT(enqueue_named(q, "before", NULL, id), 0);
+    raw_t rr;
+    admin("SCRIPT", "FLUSH", NULL, NULL, &rr);
+    CHECK_EQ_INT(rr.rc, 0);
+    CHECK_EQ_STR(rr.str, "OK");
+    enum { N = 50 };
+    res_t r[N];
+    memset(r, 0, sizeof r);
+    luar_job_spec_t s = {.name = "after"};
+    for (int i = 0; i < N; i++)
+        CHECK_EQ_INT(luar_queue_enqueue(q, &s, 1, NULL, 0, on_enqueued, &r[i]), 0);
+    for (int i = 0; i < N; i++) {
+        CHECK(wait_for(&r[i].done));
+        CHECK_EQ_INT(r[i].rc, 0);
+        res_free(&r[i]);
+    }
+    CHECK_EQ_INT(count_of(q, "default", LUAR_JOB_QUEUED), N + 1);
+    close_q(q);
+}
+
+/*
+ * The server stops answering with commands in flight, then dies: every pending operation
+ * fails with LUAR_EIO at once, operations during the outage fail fast, and after a restart
+ * on the same port the same handle works again (the script is loaded anew).
+ */
+TEST(redis_connection_loss_fails_pending_ops_and_recovers)
+{
+    redis_server_t s;
+    memset(&s, 0, sizeof s);
+    if (redis_start(&s, NULL)) {
+        CHECK(!"redis-server did not start");
+        return;
+    }
+    char url[128];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0?prefix=loss:", s.port);
+    luar_queue_t *q = open_url(url, NULL, NULL);
+    CHECK(q != NULL);
+    if (q == NULL)
+        return;
+    char id[40];
+    CHECK_EQ_INT(enqueue_named(q, "first", NULL, id), 0);
+
+    kill(s.pid, SIGSTOP); /* answers nothing from now on */
+    enum { N = 200 };
+    res_t r[N];
+    memset(r, 0, sizeof r);
+    luar_job_spec_t spec = {.name = "in_flight"};
+    for (int i = 0; i < N; i++)
+        CHECK_EQ_INT(luar_queue_enqueue(q, &spec, 1, NULL, 0, on_enqueued, &r[i]), 0);
+    run_for(100); /* written, unanswered */
+    for (int i = 0; i < N; i++)
+        CHECK_EQ_INT(r[i].done, 0);
+    redis_kill(&s);
+    uint64_t t0 = uv_hrtime();
+    for (int i = 0; i < N; i++) {
+        CHECK(wait_for(&r[i].done));
+        CHECK_EQ_INT(r[i].rc, LUAR_EIO);
+        res_free(&r[i]);
+    }
+    double took = (double)(uv_hrtime() - t0) / 1e9;
+    char want[64];
+    snprintf(want, sizeof want, "redis 127.0.0.1:%d: ", s.port);
+    const char *msg = luar_queue_last_error(q);
+    fprintf(stderr, "  lost: %s (all %d failed in %.3f s)\n", msg, N, took);
+    CHECK(strstr(msg, want) == msg);
+    CHECK(took < 1.0);
+
+    /* Down: operations fail fast, saying why. */
+    run_for(150); /* past the first reconnect attempt */
+    t0 = uv_hrtime();
+    CHECK_EQ_INT(ping(q), LUAR_EIO);
+    CHECK((double)(uv_hrtime() - t0) / 1e9 < 0.5);
+    msg = luar_queue_last_error(q);
+    fprintf(stderr, "  down: %s\n", msg);
+    CHECK(strstr(msg, "connection refused") != NULL);
+
+    /* Back on the same port: the handle reconnects by itself (backoff at most 5 s). */
+    if (redis_start(&s, NULL)) {
+        CHECK(!"redis-server did not restart");
+        close_q(q);
+        return;
+    }
+    int ok = 0;
+    for (int i = 0; i < 150 && !ok; i++) {
+        ok = ping(q) == 0;
+        if (!ok)
+            run_for(50);
+    }
+    CHECK(ok);
+    CHECK_EQ_INT(enqueue_named(q, "after_restart", NULL, id), 0);
+    CHECK_EQ_INT(state_of(q, id), LUAR_JOB_QUEUED);
+    luar_redis_stats_t st;
+    luar_redis_stats(luar_queue_redis_conn(q), &st);
+    CHECK(st.connects >= 2);
+    close_q(q);
+    redis_stop(&s);
+}
+
+/* The server drops an idle connection (its `timeout`, a proxy): the next operation does
+ * not see it. */
+TEST(redis_idle_connection_dropped_by_the_server_reconnects_unseen)
+{
+    luar_queue_t *q = redis_fresh();
+    CHECK_EQ_INT(ping(q), 0);
+    raw_t rr;
+    admin("CLIENT", "KILL", "TYPE", "normal", &rr);
+    CHECK_EQ_INT(rr.type, REDIS_REPLY_INTEGER);
+    CHECK(rr.integer >= 1);
+    run_for(50); /* the loop sees the close while idle, as a running process would */
+    char id[40];
+    CHECK_EQ_INT(enqueue_named(q, "after_kill", NULL, id), 0);
+    CHECK_EQ_INT(state_of(q, id), LUAR_JOB_QUEUED);
+    luar_redis_stats_t st;
+    luar_redis_stats(luar_queue_redis_conn(q), &st);
+    CHECK_EQ_INT(st.failures, 1);
+    CHECK_EQ_INT(st.connects, 2);
+    close_q(q);
+}
+
+/* An open against a port nobody listens on succeeds; operations fail with the reason. */
+TEST(redis_unreachable_server_is_eio_naming_it)
+{
+    char url[128];
+    int port = redis_free_port();
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", port);
+    luar_queue_t *q = open_url(url, NULL, NULL);
+    CHECK(q != NULL);
+    if (q == NULL)
+        return;
+    CHECK_EQ_INT(ping(q), LUAR_EIO);
+    char want[96];
+    snprintf(want, sizeof want, "redis 127.0.0.1:%d: connection refused", port);
+    CHECK_EQ_STR(luar_queue_last_error(q), want);
+    res_t r;
+    luar_job_spec_t s = {.name = "x"};
+    CHECK_EQ_INT(enqueue_batch(q, &s, 1, NULL, 0, &r), LUAR_EIO);
+    res_free(&r);
+    close_q(q);
+}
+
+TEST(redis_acl_user_and_wrong_password)
+{
+    raw_t rr;
+    admin("ACL", "SETUSER", "alice", "on", &rr); /* created, then given rights below */
+    CHECK_EQ_STR(rr.str, "OK");
+    char url[256];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", server.port);
+    const char *setuser[] = {"ACL",       "SETUSER", "alice", "on",    ">s3cret",
+                             "resetkeys", "~acl:*",  "&*",    "+@all", "-flushall"};
+    raw_cmd(url, 10, setuser, &rr);
+    CHECK_EQ_STR(rr.str, "OK");
+    const char *bob[] = {"ACL", "SETUSER", "bob", "on", ">p@ss:w/rd", "~*", "&*", "+@all"};
+    raw_cmd(url, 8, bob, &rr);
+    CHECK_EQ_STR(rr.str, "OK");
+
+    snprintf(url, sizeof url, "redis://alice:s3cret@127.0.0.1:%d/0?prefix=acl:", server.port);
+    luar_queue_t *q = open_url(url, NULL, NULL);
+    char id[40];
+    CHECK_EQ_INT(enqueue_named(q, "as_alice", NULL, id), 0);
+    tjob_t j;
+    CHECK_EQ_INT(claim1(q, "w", &j), 0);
+    CHECK_EQ_STR(j.id, id);
+    close_q(q);
+
+    /* The ACL confines alice to her prefix: another one is refused, saying so. */
+    snprintf(url, sizeof url, "redis://alice:s3cret@127.0.0.1:%d/0?prefix=other:", server.port);
+    q = open_url(url, NULL, NULL);
+    res_t r;
+    luar_job_spec_t s = {.name = "x"};
+    CHECK_EQ_INT(enqueue_batch(q, &s, 1, NULL, 0, &r), LUAR_EIO);
+    res_free(&r);
+    fprintf(stderr, "  other prefix: %s\n", luar_queue_last_error(q));
+    CHECK(strstr(luar_queue_last_error(q), "NOPERM") != NULL ||
+          strstr(luar_queue_last_error(q), "can't access") != NULL);
+    close_q(q);
+
+    /* A wrong password: every operation fails with a message that names AUTH, not the
+     * password; nothing runs as another user. */
+    snprintf(url, sizeof url, "redis://alice:wrong-pass@127.0.0.1:%d/0?prefix=acl:", server.port);
+    q = open_url(url, NULL, NULL);
+    CHECK_EQ_INT(ping(q), LUAR_EIO);
+    const char *msg = luar_queue_last_error(q);
+    fprintf(stderr, "  wrong password: %s\n", msg);
+    CHECK(strstr(msg, "AUTH failed: WRONGPASS") != NULL);
+    CHECK(strstr(msg, "wrong-pass") == NULL);
+    close_q(q);
+
+    /* Reserved characters percent-encoded in the URL. */
+    snprintf(url, sizeof url,
+             "redis://bob:p%%40ss%%3Aw%%2Frd@127.0.0.1:%d/0?prefix=bob:", server.port);
+    q = open_url(url, NULL, NULL);
+    CHECK_EQ_INT(ping(q), 0);
+    CHECK_EQ_INT(enqueue_named(q, "as_bob", NULL, id), 0);
+    close_q(q);
+}
+
+TEST(redis_select_isolates_databases)
+{
+    char u1[128], u2[128];
+    snprintf(u1, sizeof u1, "redis://127.0.0.1:%d/1?prefix=sel:", server.port);
+    snprintf(u2, sizeof u2, "redis://127.0.0.1:%d/2?prefix=sel:", server.port);
+    luar_queue_t *q1 = open_url(u1, NULL, NULL), *q2 = open_url(u2, NULL, NULL);
+    char id[40];
+    CHECK_EQ_INT(enqueue_named(q1, "in_db1", "s", id), 0);
+    tjob_t j;
+    CHECK_EQ_INT(get(q1, id, &j), 0);
+    CHECK_EQ_INT(get(q2, id, &j), LUAR_ENOTFOUND);
+    CHECK_EQ_INT(count_of(q1, "s", LUAR_JOB_QUEUED), 1);
+    CHECK_EQ_INT(count_of(q2, "s", LUAR_JOB_QUEUED), 0);
+    raw_t rr;
+    const char *dbsize[] = {"DBSIZE"};
+    raw_cmd(u2, 1, dbsize, &rr);
+    CHECK_EQ_INT(rr.integer, 0);
+    raw_cmd(u1, 1, dbsize, &rr);
+    CHECK(rr.integer > 0);
+    close_q(q1);
+    close_q(q2);
+}
+
+/* Two apps on one database: neither sees the other's jobs, and every key is prefixed. */
+TEST(redis_prefix_isolates_apps)
+{
+    char ua[128], ub[128];
+    snprintf(ua, sizeof ua, "redis://127.0.0.1:%d/5?prefix=pa:", server.port);
+    snprintf(ub, sizeof ub, "redis://127.0.0.1:%d/5?prefix=pb:", server.port);
+    luar_queue_t *qa = open_url(ua, NULL, NULL), *qb = open_url(ub, NULL, NULL);
+    char id[40], other[40];
+    luar_job_spec_t keyed = {.name = "k", .key = "same-key"};
+    CHECK_EQ_INT(enqueue1(qa, &keyed, id), 0);
+    CHECK_EQ_INT(enqueue1(qb, &keyed, other), 0);
+    CHECK(strcmp(id, other) != 0); /* the unique key is per app */
+    res_t r;
+    CHECK_EQ_INT(enqueue_batch(qa, NULL, 0, "evt:1", 60, &r), 0);
+    CHECK_EQ_INT(r.duplicate, 0);
+    res_free(&r);
+    CHECK_EQ_INT(enqueue_batch(qb, NULL, 0, "evt:1", 60, &r), 0);
+    CHECK_EQ_INT(r.duplicate, 0);
+    res_free(&r);
+    CHECK_EQ_INT(rate_burst(&qa, 1, "r", "2/m", 3, NULL), 2);
+    CHECK_EQ_INT(rate_burst(&qb, 1, "r", "2/m", 3, NULL), 2);
+    tjob_t j;
+    CHECK_EQ_INT(get(qb, id, &j), LUAR_ENOTFOUND);
+    CHECK_EQ_INT(claim1(qb, "w", &j), 0);
+    CHECK_EQ_STR(j.id, other);
+    CHECK_EQ_INT(claim1(qb, "w", &j), LUAR_ENOTFOUND);
+    CHECK_EQ_INT(state_of(qa, id), LUAR_JOB_QUEUED);
+    close_q(qa);
+    close_q(qb);
+
+    raw_t rr;
+    const char *scan_a[] = {"EVAL",
+                            "local n = 0 for _, k in ipairs(redis.call('KEYS', '*')) do "
+                            "if k:sub(1, 3) ~= 'pa:' and k:sub(1, 3) ~= 'pb:' then n = n + 1 "
+                            "end end return n",
+                            "0"};
+    raw_cmd(ua, 3, scan_a, &rr);
+    CHECK_EQ_INT(rr.rc, 0);
+    CHECK_EQ_INT(rr.type, REDIS_REPLY_INTEGER);
+    CHECK_EQ_INT(rr.integer, 0);
+}
+
+/* The script's GCRA (integer nanoseconds split into seconds and nanoseconds) gives exactly
+ * what luar_gcra_check gives, field by field, over a random walk of limits, costs and
+ * clock steps (including backwards). */
+TEST(redis_rate_script_matches_the_c_arithmetic)
+{
+    luar_queue_t *q = redis_fresh();
+    const char *limits[] = {"7/s", "100/m", "3/h", "1000/d", "5/m", "1/d", "250/s"};
+    enum { NK = 7, STEPS = 600 };
+    int64_t tat[NK] = {0};
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    const double steps[] = {0, 0, 0.001, 0.1234567, 1, 7.5, 37.1, -0.5, -120, 3600.25, 1e-6};
+    int mismatches = 0, allowed = 0;
+    for (int i = 0; i < STEPS; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        int k = (int)(x % NK);
+        test_now += steps[(x >> 8) % (sizeof steps / sizeof steps[0])];
+        luar_gcra_t g;
+        CHECK_EQ_INT(luar_gcra_parse(&g, limits[k]), 0);
+        int64_t cost = 1 + (int64_t)((x >> 20) % (uint64_t)(g.burst < 3 ? g.burst : 3));
+        char key[16];
+        snprintf(key, sizeof key, "k%d", k);
+        rate_res_t r = {0};
+        CHECK_EQ_INT(luar_queue_rate_check(q, key, &g, cost, on_rate, &r), 0);
+        CHECK(wait_for(&r.done));
+        CHECK_EQ_INT(r.rc, 0);
+        luar_gcra_result_t c;
+        luar_gcra_check(&g, tat[k], luar_gcra_ns(test_now), cost, &c);
+        if (c.store)
+            tat[k] = c.tat_ns;
+        allowed += c.allowed;
+        if (r.r.allowed != c.allowed || r.r.store != c.store || r.r.tat_ns != c.tat_ns ||
+            r.r.retry_after_ns != c.retry_after_ns || r.r.reset_after_ns != c.reset_after_ns ||
+            r.r.remaining != c.remaining) {
+            if (mismatches++ < 5)
+                fprintf(stderr,
+                        "  step %d %s cost %lld: redis %d/%d tat %lld retry %lld reset %lld "
+                        "rem %lld; C %d/%d tat %lld retry %lld reset %lld rem %lld\n",
+                        i, limits[k], (long long)cost, r.r.allowed, r.r.store,
+                        (long long)r.r.tat_ns, (long long)r.r.retry_after_ns,
+                        (long long)r.r.reset_after_ns, (long long)r.r.remaining, c.allowed, c.store,
+                        (long long)c.tat_ns, (long long)c.retry_after_ns,
+                        (long long)c.reset_after_ns, (long long)c.remaining);
+        }
+    }
+    fprintf(stderr, "  %d checks, %d allowed, %d mismatches\n", STEPS, allowed, mismatches);
+    CHECK_EQ_INT(mismatches, 0);
+    CHECK(allowed > 0 && allowed < STEPS);
+    /* A limit whose bucket spans more than the script's exact range is refused. */
+    luar_gcra_t huge = {.interval_ns = INT64_C(86400) * 1000000000 * 30, .burst = 3};
+    rate_res_t r = {0};
+    CHECK_EQ_INT(luar_queue_rate_check(q, "huge", &huge, 1, on_rate, &r), 0);
+    CHECK(wait_for(&r.done));
+    CHECK_EQ_INT(r.rc, LUAR_EINVAL);
+    close_q(q);
+}
+
+/* A cron tick claimed from two handles at once (two instances): one fires it. */
+TEST(redis_tick_claims_race_once_across_handles)
+{
+    luar_queue_t *q1 = redis_fresh(), *q2 = redis_again();
+    int wins = 0;
+    for (int i = 0; i < 50; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "cron:report:%d", 1700000000 + i);
+        res_t a = {0}, b = {0};
+        CHECK_EQ_INT(luar_queue_enqueue(q1, NULL, 0, key, 3600, on_enqueued, &a), 0);
+        CHECK_EQ_INT(luar_queue_enqueue(q2, NULL, 0, key, 3600, on_enqueued, &b), 0);
+        CHECK(wait_for(&a.done) && wait_for(&b.done));
+        CHECK_EQ_INT(a.rc, 0);
+        CHECK_EQ_INT(b.rc, 0);
+        CHECK_EQ_INT(a.duplicate + b.duplicate, 1);
+        wins += !a.duplicate;
+        res_free(&a);
+        res_free(&b);
+    }
+    fprintf(stderr, "  handle 1 won %d of 50 ticks\n", wins);
+    close_q(q1);
+    close_q(q2);
+}
+
+/* Lists bounded per call: a filter that matches little still pages to the end. */
+TEST(redis_list_with_a_sparse_filter_pages_to_the_end)
+{
+    luar_queue_t *q = redis_fresh();
+    enum { N = 12000 };
+    luar_job_spec_t *specs = calloc(N, sizeof *specs);
+    for (int i = 0; i < N; i++)
+        specs[i] = (luar_job_spec_t){.name = i % 5000 == 7 ? "rare" : "common"};
+    res_t r;
+    CHECK_EQ_INT(enqueue_batch(q, specs, N, NULL, 0, &r), 0);
+    res_free(&r);
+    free(specs);
+    luar_job_filter_t f = {.state = -1, .name = "rare", .limit = 10};
+    size_t found = 0;
+    int calls = 0;
+    static char cursor[40];
+    do {
+        CHECK_EQ_INT(list(q, &f, &r), 0);
+        found += r.n;
+        for (size_t i = 0; i < r.n; i++)
+            CHECK_EQ_STR(r.jobs[i].name, "rare");
+        memcpy(cursor, r.cursor, sizeof cursor);
+        f.cursor = cursor;
+        res_free(&r);
+        calls++;
+    } while (cursor[0] && calls < 100);
+    fprintf(stderr, "  found %zu rare jobs in %d list calls\n", found, calls);
+    CHECK_EQ_INT(found, 3);
+    CHECK(calls >= 2);
+    /* Bulk repairs run in bounded calls too, and count every job. */
+    luar_job_filter_t all = {.state = LUAR_JOB_QUEUED, .name = "common"};
+    size_t n = 0;
+    CHECK_EQ_INT(count_op(luar_queue_purge, q, &all, &n), 0);
+    CHECK_EQ_INT(n, N - 3);
+    CHECK_EQ_INT(count_of(q, "default", LUAR_JOB_QUEUED), 3);
+    close_q(q);
+}
+
+/* ---- TLS ------------------------------------------------------------------------------ */
+
+static char tlsdir[256];
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int sh(const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    if (rc != 0)
+        fprintf(stderr, "command failed (%d): %s\n", rc, cmd);
+    return rc;
+}
+
+/* A CA, a server certificate for 127.0.0.1/localhost and a client certificate, plus a
+ * second CA that signed nothing of this server's. */
+static int make_certs(const char *d)
+{
+    const char *ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    return sh("cd %s && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > san.ext && "
+              "openssl req -x509 %s -keyout ca.key -out ca.crt -days 2 -subj /CN=luar-test-ca "
+              "2>/dev/null && "
+              "openssl req %s -keyout other.key -out other.crt -x509 -days 2 "
+              "-subj /CN=other-ca 2>/dev/null && "
+              "openssl req %s -keyout server.key -out server.csr -subj /CN=localhost "
+              "2>/dev/null && "
+              "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+              "-out server.crt -days 2 -extfile san.ext 2>/dev/null && "
+              "openssl req %s -keyout client.key -out client.csr -subj /CN=luar-client "
+              "2>/dev/null && "
+              "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+              "-out client.crt -days 2 2>/dev/null",
+              d, ec, ec, ec, ec);
+}
+
+TEST(redis_tls_with_certificates_made_here)
+{
+    redis_server_t s;
+    memset(&s, 0, sizeof s);
+    snprintf(s.dir, sizeof s.dir, "/tmp/luar-redis-tls-XXXXXX");
+    if (mkdtemp(s.dir) == NULL || make_certs(s.dir) != 0) {
+        CHECK(!"cannot make certificates with the openssl CLI");
+        return;
+    }
+    snprintf(tlsdir, sizeof tlsdir, "%s", s.dir);
+    int tls_port = redis_free_port();
+    char tport[16], cert[300], key[300], ca[300];
+    snprintf(tport, sizeof tport, "%d", tls_port);
+    snprintf(cert, sizeof cert, "%s/server.crt", s.dir);
+    snprintf(key, sizeof key, "%s/server.key", s.dir);
+    snprintf(ca, sizeof ca, "%s/ca.crt", s.dir);
+    const char *extra[] = {"--tls-port",
+                           tport,
+                           "--tls-cert-file",
+                           cert,
+                           "--tls-key-file",
+                           key,
+                           "--tls-ca-cert-file",
+                           ca,
+                           "--tls-auth-clients",
+                           "yes",
+                           NULL};
+    if (redis_start(&s, extra)) {
+        CHECK(!"redis-server with TLS did not start");
+        redis_stop(&s);
+        return;
+    }
+    char url[1024];
+    snprintf(url, sizeof url,
+             "rediss://127.0.0.1:%d/0?prefix=tls:&ca=%s/ca.crt&cert=%s/client.crt"
+             "&key=%s/client.key",
+             tls_port, s.dir, s.dir, s.dir);
+    luar_queue_t *q = open_url(url, NULL, NULL);
+    CHECK(q != NULL);
+    char id[40];
+    if (q) {
+        CHECK_EQ_INT(enqueue_named(q, "over_tls", NULL, id), 0);
+        tjob_t j;
+        CHECK_EQ_INT(claim1(q, "w", &j), 0);
+        CHECK_EQ_STR(j.id, id);
+        CHECK_EQ_INT(complete(q, id, "w", "{\"tls\":true}", 60), 0);
+        CHECK_EQ_INT(get(q, id, &j), 0);
+        CHECK_EQ_STR(j.result, "{\"tls\":true}");
+        /* Many at once through the TLS pipeline. */
+        enum { N = 500 };
+        res_t *r = calloc(N, sizeof *r);
+        luar_job_spec_t sp = {.name = "bulk"};
+        for (int i = 0; i < N; i++)
+            CHECK_EQ_INT(luar_queue_enqueue(q, &sp, 1, NULL, 0, on_enqueued, &r[i]), 0);
+        for (int i = 0; i < N; i++) {
+            CHECK(wait_for(&r[i].done));
+            CHECK_EQ_INT(r[i].rc, 0);
+            res_free(&r[i]);
+        }
+        free(r);
+        CHECK_EQ_INT(count_of(q, "default", LUAR_JOB_QUEUED), N);
+        close_q(q);
+    }
+
+    /* The certificate's DNS name, checked against server_name. */
+    snprintf(url, sizeof url,
+             "rediss://127.0.0.1:%d/0?prefix=tls:&ca=%s/ca.crt&cert=%s/client.crt"
+             "&key=%s/client.key&server_name=localhost",
+             tls_port, s.dir, s.dir, s.dir);
+    q = open_url(url, NULL, NULL);
+    CHECK_EQ_INT(ping(q), 0);
+    close_q(q);
+
+    /* A name the certificate does not carry. */
+    snprintf(url, sizeof url,
+             "rediss://127.0.0.1:%d/0?ca=%s/ca.crt&cert=%s/client.crt&key=%s/client.key"
+             "&server_name=redis.example",
+             tls_port, s.dir, s.dir, s.dir);
+    q = open_url(url, NULL, NULL);
+    CHECK_EQ_INT(ping(q), LUAR_EIO);
+    fprintf(stderr, "  wrong name: %s\n", luar_queue_last_error(q));
+    CHECK(strstr(luar_queue_last_error(q), "certificate verify failed") != NULL);
+    close_q(q);
+
+    /* A CA that did not sign the server's certificate. */
+    snprintf(url, sizeof url,
+             "rediss://127.0.0.1:%d/0?ca=%s/other.crt&cert=%s/client.crt&key=%s/client.key",
+             tls_port, s.dir, s.dir, s.dir);
+    q = open_url(url, NULL, NULL);
+    CHECK_EQ_INT(ping(q), LUAR_EIO);
+    fprintf(stderr, "  wrong CA: %s\n", luar_queue_last_error(q));
+    CHECK(strstr(luar_queue_last_error(q), "certificate verify failed") != NULL);
+    close_q(q);
+
+    /* No client certificate: the server (tls-auth-clients yes) refuses. */
+    snprintf(url, sizeof url, "rediss://127.0.0.1:%d/0?ca=%s/ca.crt", tls_port, s.dir);
+    q = open_url(url, NULL, NULL);
+    CHECK_EQ_INT(ping(q), LUAR_EIO);
+    fprintf(stderr, "  no client certificate: %s\n", luar_queue_last_error(q));
+    close_q(q);
+
+    /* A file that cannot be loaded is a configuration error naming it. */
+    snprintf(url, sizeof url, "rediss://127.0.0.1:%d/0?ca=%s/missing.crt", tls_port, s.dir);
+    luar_buf_t err;
+    luar_buf_init(&err, 0);
+    int rc = 0;
+    CHECK(open_url(url, &rc, &err) == NULL);
+    CHECK_EQ_INT(rc, LUAR_EINVAL);
+    CHECK(err.data && strstr(err.data, "missing.crt"));
+    luar_buf_free(&err);
+
+    /* TLS on the plain port: Redis waits for the end of an inline command that never
+     * comes; the URL's timeout ends the attempt. */
+    snprintf(url, sizeof url, "rediss://127.0.0.1:%d/0?ca=%s/ca.crt&timeout=0.5", s.port, s.dir);
+    q = open_url(url, NULL, NULL);
+    uint64_t t0 = uv_hrtime();
+    CHECK_EQ_INT(ping(q), LUAR_EIO);
+    CHECK((double)(uv_hrtime() - t0) / 1e9 < 3);
+    CHECK(strstr(luar_queue_last_error(q), "could not connect within 0.5 s") != NULL);
+    fprintf(stderr, "  TLS to a plain port: %s\n", luar_queue_last_error(q));
+    close_q(q);
+    redis_stop(&s);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_init(&loop);
+    if (redis_start(&server, NULL)) {
+        fprintf(stderr, "FAIL: no redis-server to test the Redis backend against\n");
+        return 1;
+    }
+    fprintf(stderr, "redis-server on 127.0.0.1:%d\n", server.port);
+    RUN(redis_url_forms_and_errors);
+    run_contract(&redis_backend);
+    RUN(redis_pipelining_matches_replies_in_order);
+    RUN(redis_noscript_reloads_the_script_and_retries);
+    RUN(redis_connection_loss_fails_pending_ops_and_recovers);
+    RUN(redis_idle_connection_dropped_by_the_server_reconnects_unseen);
+    RUN(redis_unreachable_server_is_eio_naming_it);
+    RUN(redis_acl_user_and_wrong_password);
+    RUN(redis_select_isolates_databases);
+    RUN(redis_prefix_isolates_apps);
+    RUN(redis_rate_script_matches_the_c_arithmetic);
+    RUN(redis_tick_claims_race_once_across_handles);
+    RUN(redis_list_with_a_sparse_filter_pages_to_the_end);
+    RUN(redis_tls_with_certificates_made_here);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+    redis_stop(&server);
+    return DONE();
+}
