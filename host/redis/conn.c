@@ -72,6 +72,10 @@ struct luar_redis {
     void *done_arg;
     char error[600];
     luar_redis_stats_t stats;
+    luar_redis_push_cb push; /* subscribe mode: messages the server pushes */
+    void *push_arg;
+    void (*on_ready)(void *arg);
+    void *on_ready_arg;
 };
 
 static void link_start(luar_redis_t *r);
@@ -396,8 +400,25 @@ static void link_ready(link_t *link)
     link->ready = 1;
     r->failures = 0;
     r->stats.connects++;
+    if (r->on_ready)
+        r->on_ready(r->on_ready_arg); /* may send: its commands queue like any other */
+    if (link->r == NULL)
+        return;
     if (r->out.len > 0)
         uv_prepare_start(&r->flush, on_flush);
+}
+
+/* In subscribe mode: ["message", channel, payload] or ["pmessage", pattern, channel, payload]. */
+static int is_push(const redisReply *reply)
+{
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
+        return 0;
+    const redisReply *kind = reply->element[0];
+    if (kind->type != REDIS_REPLY_STRING)
+        return 0;
+    if (reply->elements == 3 && kind->len == 7 && memcmp(kind->str, "message", 7) == 0)
+        return 1;
+    return reply->elements == 4 && kind->len == 8 && memcmp(kind->str, "pmessage", 8) == 0;
 }
 
 /* Takes the replies the reader has whole: setup replies first, then the callers'. */
@@ -426,6 +447,11 @@ static void take_replies(link_t *link)
             freeReplyObject(reply);
             if (--link->setup_left == 0)
                 link_ready(link);
+            continue;
+        }
+        if (r->push && is_push(reply)) {
+            r->push(r->push_arg, reply);
+            freeReplyObject(reply);
             continue;
         }
         cmd_t *c = r->head;
@@ -838,6 +864,18 @@ const char *luar_redis_address(const luar_redis_t *r)
 int luar_redis_ready(const luar_redis_t *r)
 {
     return r->link && r->link->ready;
+}
+
+void luar_redis_set_push(luar_redis_t *r, luar_redis_push_cb cb, void *arg)
+{
+    r->push = cb;
+    r->push_arg = arg;
+}
+
+void luar_redis_set_on_ready(luar_redis_t *r, void (*cb)(void *arg), void *arg)
+{
+    r->on_ready = cb;
+    r->on_ready_arg = arg;
 }
 
 void luar_redis_stats(const luar_redis_t *r, luar_redis_stats_t *out)

@@ -49,6 +49,14 @@ typedef struct luar_redis luar_redis_t;
  */
 typedef void (*luar_redis_cb)(void *arg, int rc, const redisReply *reply);
 
+/*
+ * Subscribe mode (luar.redis's subscriber): a reply the server sends on its own — an array
+ * ["message", channel, payload] or ["pmessage", pattern, channel, payload] — is handed to
+ * this callback instead of being matched to a command. The reply is owned by the
+ * connection and valid during the call only; the callback may send, not close.
+ */
+typedef void (*luar_redis_push_cb)(void *arg, const redisReply *reply);
+
 /* Counters for tests and diagnostics. */
 typedef struct luar_redis_stats {
     uint64_t commands; /* caller commands sent */
@@ -71,6 +79,20 @@ int luar_redis_open(uv_loop_t *loop, const luar_redis_url_t *url, luar_redis_t *
  * Arguments are copied. Returns 0 or LUAR_ENOMEM.
  */
 int luar_redis_add_setup(luar_redis_t *r, int argc, const char **argv, const size_t *lens);
+
+/*
+ * Puts the connection in subscribe mode (see luar_redis_push_cb). Every command must then
+ * get exactly one reply: send SUBSCRIBE and UNSUBSCRIBE one channel at a time, and PING.
+ */
+void luar_redis_set_push(luar_redis_t *r, luar_redis_push_cb cb, void *arg);
+
+/*
+ * Calls cb(arg) each time a new connection has become ready (after AUTH, SELECT and the
+ * setup commands), so that state the server keeps per connection (subscriptions) is made
+ * again there. The callback may send; its commands queue behind those that waited for the
+ * connection.
+ */
+void luar_redis_set_on_ready(luar_redis_t *r, void (*cb)(void *arg), void *arg);
 
 /*
  * Sends one command (arguments copied; `lens` NULL: NUL-terminated strings). Returns 0 and
