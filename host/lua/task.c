@@ -250,7 +250,9 @@ int luar_task_spawn(luar_vm_t *vm, const luar_task_opts_t *opts, luar_task_setup
     luar_task_t *t = calloc(1, sizeof *t);
     if (t == NULL)
         return LUAR_ENOMEM;
+    static uint64_t serials;
     t->vm = vm;
+    t->serial = ++serials;
     t->co_ref = LUA_NOREF;
     t->exit_status = -1;
     if (opts != NULL && opts->request_id != NULL)
@@ -357,6 +359,19 @@ const char *luar_task_job_id(const luar_task_t *t)
 int luar_task_exit_status(const luar_task_t *t)
 {
     return t->exit_status;
+}
+
+int luar_task_alive(luar_vm_t *vm, const luar_task_t *t, uint64_t serial)
+{
+    for (const luar_task_t *q = vm->tasks; q != NULL; q = q->next)
+        if (q == t)
+            return q->serial == serial && q->state != TASK_DONE;
+    return 0;
+}
+
+uint64_t luar_task_serial(const luar_task_t *t)
+{
+    return t->serial;
 }
 
 luar_task_t *luar_task_current(lua_State *L)

@@ -67,6 +67,8 @@ struct luar_task {
     char *traceback;
     char request_id[65];
     char job_id[65];
+    uint64_t serial;          /* unique in the process: tells a task from a later one at
+                                 the same address (luar_task_alive) */
     luar_task_t *prev, *next; /* the VM's live tasks */
     luar_task_t *qnext;       /* the VM's resume queue */
 };
@@ -120,6 +122,15 @@ void luar_task_run_queue(luar_vm_t *vm);
 
 /* task.c: queues `task` for resumption on the next loop iteration. */
 void luar_task_schedule(luar_task_t *task);
+
+/*
+ * task.c: nonzero while the task `t` with `serial` (luar_task_serial) has not ended. `t`
+ * may point to freed memory; it is only compared, never read, unless it is live.
+ */
+int luar_task_alive(luar_vm_t *vm, const luar_task_t *t, uint64_t serial);
+
+/* task.c: the serial of a live task. */
+uint64_t luar_task_serial(const luar_task_t *t);
 
 /* task.c: cancels every task of the VM (host shutdown). */
 void luar_task_cancel_all(luar_vm_t *vm, const char *reason);
