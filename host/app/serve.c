@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "jobs/jobs.h"
 #include "log/log.h"
+#include "lua/mod_redis.h"
 #include "lua/vm.h"
 #include "metrics/metrics.h"
 #include "secrets/redact.h"
@@ -213,6 +214,7 @@ static int reload(void *ctx, luar_buf_t *err)
     luar_vm_t *old = app->vm;
     app->vm = vm;
     app->generation++;
+    luar_redis_module_use_vm(vm); /* its redis.subscribe handlers take the messages */
     if (old)
         retire(app, old);
     char fields[96];
@@ -284,6 +286,7 @@ static void finish(app_t *app)
         luar_vm_retire(app->vm);
     app->vm = NULL;
     luar_jobs_set_host(NULL, NULL, NULL);
+    luar_redis_module_close();
     if (app->queue)
         luar_queue_close(app->queue, NULL, NULL); /* after pending writes complete */
     app->queue = NULL;
@@ -363,6 +366,7 @@ static void begin_shutdown(app_t *app, const char *why)
     luar_logf(LUAR_LOG_INFO, "%s: stopping, %zu requests in flight", why,
               luar_http_server_inflight(app->server));
     luar_http_server_stop_accepting(app->server);
+    luar_redis_module_use_vm(NULL); /* no new message handlers either */
     if (app->scheduler)
         luar_scheduler_stop(app->scheduler, scheduler_stopped, app);
     if (app->runner)
@@ -474,6 +478,11 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
         goto fail;
     }
     luar_jobs_set_host(app->queue, NULL, &cfg->jobs);
+    if (luar_redis_module_setup(&app->loop, cfg->redis_url, cfg->queue, &err)) {
+        fprintf(stderr, "luar: %s\n", err.data);
+        status = 2;
+        goto fail;
+    }
     if (reload(app, &err)) {
         fprintf(stderr, "%s", err.data ? err.data : "scripts failed to load\n");
         status = 2;
@@ -533,6 +542,7 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
 
 fail:
     luar_jobs_set_host(NULL, NULL, NULL);
+    luar_redis_module_close();
     if (app->control)
         luar_control_close(app->control);
     if (app->server)

@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "config/config.h"
 #include "log/log.h"
+#include "lua/mod_redis.h"
 #include "lua/vm.h"
 #include "luar_version.h"
 #include "webhooks/deliver.h"
@@ -307,6 +308,10 @@ static int cmd_script(const args_t *a, int tests)
     if (!tests && luar_queue_open(&loop, cfg.queue, &queue, &err) == 0)
         luar_jobs_set_host(queue, NULL, &cfg.jobs);
     luar_buf_reset(&err);
+    /* ... and use luar.redis (config.c checked the URL already). */
+    if (!tests)
+        luar_redis_module_setup(&loop, cfg.redis_url, cfg.queue, &err);
+    luar_buf_reset(&err);
     if (luar_vm_new(&vc, &vm, &err)) {
         print_load_error(&err);
         rs.status = 2;
@@ -325,6 +330,7 @@ static int cmd_script(const args_t *a, int tests)
         luar_vm_retire(vm);
     }
     luar_jobs_set_host(NULL, NULL, NULL);
+    luar_redis_module_close();
     if (queue)
         luar_queue_close(queue, NULL, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);

@@ -2,6 +2,7 @@
 #include "common/error.h"
 #include "common/units.h"
 #include "lua/vm.h"
+#include "redis/url.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -27,7 +28,8 @@ typedef struct loader {
 
 static const char *const known_keys[] = {
     "listen", "scripts", "data", "queue", "workers", "admin", "limits", "log", "reload",
-    "plugins", "secrets", "jobs", "webhooks", "public_url", "shutdown", "oauth", "audit", NULL,
+    "plugins", "secrets", "jobs", "webhooks", "public_url", "shutdown", "oauth", "audit", "redis",
+    NULL,
 };
 
 /*
@@ -372,12 +374,36 @@ static void read_secrets(loader_t *ld, lua_State *L)
     }
 }
 
+/* redis = { url }: the Redis of luar.redis, checked now so a typo stops the start. */
+static void read_redis(loader_t *ld, lua_State *L)
+{
+    static const char *const known[] = {"url", NULL};
+    if (!enter(ld, L, "redis"))
+        return;
+    check_keys(ld, L, known, "redis");
+    const char *s = opt_string(ld, L, "url", "redis.url");
+    if (s != NULL) {
+        luar_redis_url_t u;
+        luar_buf_t why;
+        luar_buf_init(&why, 0);
+        if (luar_redis_url_parse(s, &u, &why) == 0) {
+            luar_redis_url_free(&u);
+            set_str(&ld->cfg->redis_url, s);
+        } else {
+            fail_key(ld, "redis.url", "%s", why.data ? why.data : "invalid URL");
+        }
+        luar_buf_free(&why);
+    }
+    lua_pop(L, 1);
+}
+
 /* Reads the table at the top of the stack into ld->cfg. */
 static void read_table(loader_t *ld, lua_State *L)
 {
     luar_config_t *cfg = ld->cfg;
     check_keys(ld, L, known_keys, NULL);
     read_listen(ld, L);
+    read_redis(ld, L);
     const char *s;
     if ((s = opt_string(ld, L, "scripts", "scripts")))
         set_str(&cfg->scripts, s);
@@ -651,6 +677,7 @@ void luar_config_free(luar_config_t *cfg)
     free((char *)cfg->log.file);
     free(cfg->secrets_file);
     free(cfg->audit_file);
+    free(cfg->redis_url);
     OPENSSL_cleanse(&cfg->secrets_key, sizeof cfg->secrets_key);
     memset(cfg, 0, sizeof *cfg);
 }

@@ -80,6 +80,7 @@ typedef struct luar_config {
     char *secrets_file;     /* secrets.file; default <data>/secrets.enc */
     luar_secrets_key_t secrets_key; /* LUAR_SECRETS_KEY, else secrets.key; wiped on free */
     char *audit_file;       /* audit.file; default <data>/audit.log */
+    char *redis_url;        /* redis.url: luar.redis's server; NULL: the queue's when Redis */
 } luar_config_t;
 
 /*
