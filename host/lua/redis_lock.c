@@ -395,9 +395,12 @@ static int lock_backoff(lua_State *L)
     uv_loop_t *loop = luar_bridge_loop(L);
     uv_update_time(loop);
     uint64_t waited = uv_now(loop) - h->started_ms, limit = (uint64_t)(h->wait * 1000.0);
-    if (waited >= limit)
+    if (waited >= limit) {
+        char secs[32]; /* lua_pushfstring has no %g */
+        snprintf(secs, sizeof secs, "%.3g", (double)waited / 1000.0);
         return luar_lua_fail(L, "locked", "redis.lock: \"%s\" is held by another holder "
-                             "(waited %.3g s)", h->name, (double)waited / 1000.0);
+                             "(waited %s s)", h->name, secs);
+    }
     h->backoff_ms = h->backoff_ms == 0 ? BACKOFF_FIRST_MS : h->backoff_ms * 2;
     if (h->backoff_ms > BACKOFF_MAX_MS)
         h->backoff_ms = BACKOFF_MAX_MS;
