@@ -53,7 +53,7 @@ static char *decode(const char *s, size_t n, int *bad)
 
 static int fail(luar_buf_t *err, const char *scheme, const char *what)
 {
-    luar_buf_appendf(err, "queue: %s URL: %s", scheme, what);
+    luar_buf_appendf(err, "%s URL: %s", scheme, what);
     return LUAR_EINVAL;
 }
 
@@ -91,7 +91,7 @@ static int set_option(luar_redis_url_t *u, const char *scheme, const char *name,
         slot = &u->server_name;
     if (slot) {
         if (slot != &u->prefix && !u->tls) {
-            luar_buf_appendf(err, "queue: %s URL: option \"%s\" needs rediss:// (TLS)", scheme,
+            luar_buf_appendf(err, "%s URL: option \"%s\" needs rediss:// (TLS)", scheme,
                              name);
             free(value);
             return LUAR_EINVAL;
@@ -112,7 +112,7 @@ static int set_option(luar_redis_url_t *u, const char *scheme, const char *name,
         return 0;
     }
     luar_buf_appendf(err,
-                     "queue: %s URL: unknown option \"%s\" (expected prefix, ca, cert, key, "
+                     "%s URL: unknown option \"%s\" (expected prefix, ca, cert, key, "
                      "server_name or timeout)",
                      scheme, name);
     free(value);
@@ -163,7 +163,7 @@ int luar_redis_url_parse(const char *url, luar_redis_url_t *out, luar_buf_t *err
         u->tls = 1;
         scheme = "rediss";
     } else {
-        luar_buf_puts(err, "queue: a Redis URL starts with redis:// or rediss://");
+        luar_buf_puts(err, "a Redis URL starts with redis:// or rediss://");
         return LUAR_EINVAL;
     }
     u->port = DEFAULT_PORT;
