@@ -49,8 +49,8 @@ static int is_redis_url(const char *u)
 int luar_redis_module_setup(uv_loop_t *loop, const char *url, const char *queue_url,
                             luar_buf_t *err)
 {
-    if (mod.have_url)
-        luar_redis_url_free(&mod.url);
+    if (mod.conn != NULL || mod.have_url)
+        luar_redis_module_close(); /* set up twice: the first connection goes */
     memset(&mod, 0, sizeof mod);
     mod.loop = loop;
     const char *chosen = url != NULL ? url : is_redis_url(queue_url) ? queue_url : NULL;
