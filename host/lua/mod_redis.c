@@ -32,10 +32,10 @@ static struct {
     uv_loop_t *loop;
     int have_url;
     luar_redis_url_t url;
-    char shown[512];     /* the URL for messages, password hidden */
-    const char *source;  /* "redis.url" or "queue" */
-    luar_redis_t *conn;  /* the command connection, once opened */
-    int closed;          /* luar_redis_module_close ran: no new connection */
+    char shown[512];    /* the URL for messages, password hidden */
+    const char *source; /* "redis.url" or "queue" */
+    luar_redis_t *conn; /* the command connection, once opened */
+    int closed;         /* luar_redis_module_close ran: no new connection */
     luar_redis_stats_t last_stats;
 } mod;
 
@@ -195,8 +195,7 @@ static uint64_t read_u64(struct reader *rd)
     return v;
 }
 
-int luar_redis_flat_peek(const luar_buf_t *flat, const char **str, size_t *len,
-                         long long *integer)
+int luar_redis_flat_peek(const luar_buf_t *flat, const char **str, size_t *len, long long *integer)
 {
     if (flat->len == 0)
         return -1;
@@ -336,8 +335,7 @@ int luar_redis_yield(lua_State *L, const char *what, int argc, const char **argv
     if (rc) {
         c->fired = 1;
         c->wait.rc = rc;
-        snprintf(c->wait.why, sizeof c->wait.why, "%s",
-                 why.len ? why.data : luar_strerror(rc));
+        snprintf(c->wait.why, sizeof c->wait.why, "%s", why.len ? why.data : luar_strerror(rc));
         luar_bridge_complete(op);
     }
     luar_buf_free(&why);
@@ -400,16 +398,17 @@ static void check_command(lua_State *L, int argc, const char **argv, const size_
     for (const struct refused *r = refused; r->name; r++)
         if (strlen(r->name) == lens[0] && strncasecmp(argv[0], r->name, lens[0]) == 0)
             luaL_error(L, "redis.call: %s is not allowed (%s)", r->name, r->why);
-    if (lens[0] == 6 && strncasecmp(argv[0], "CLIENT", 6) == 0 && argc > 1 &&
-        lens[1] == 5 && strncasecmp(argv[1], "REPLY", 5) == 0)
+    if (lens[0] == 6 && strncasecmp(argv[0], "CLIENT", 6) == 0 && argc > 1 && lens[1] == 5 &&
+        strncasecmp(argv[1], "REPLY", 5) == 0)
         luaL_error(L, "redis.call: CLIENT REPLY is not allowed (replies are matched to "
                       "callers in order)");
     if ((lens[0] == 5 && strncasecmp(argv[0], "XREAD", 5) == 0) ||
         (lens[0] == 10 && strncasecmp(argv[0], "XREADGROUP", 10) == 0)) {
         for (int i = 1; i < argc; i++)
             if (lens[i] == 5 && strncasecmp(argv[i], "BLOCK", 5) == 0)
-                luaL_error(L, "redis.call: %s BLOCK is not allowed (a blocking command would "
-                              "hold the connection every coroutine shares)",
+                luaL_error(L,
+                           "redis.call: %s BLOCK is not allowed (a blocking command would "
+                           "hold the connection every coroutine shares)",
                            lens[0] == 5 ? "XREAD" : "XREADGROUP");
     }
 }
@@ -453,8 +452,8 @@ static int collect_args(lua_State *L, const char *what, int first, const char **
             lua_replace(L, idx);
             break;
         default:
-            return luaL_error(L, "%s: argument #%d: expected a string or number, got %s", what,
-                              idx, luaL_typename(L, idx));
+            return luaL_error(L, "%s: argument #%d: expected a string or number, got %s", what, idx,
+                              luaL_typename(L, idx));
         }
         argv[i] = lua_tolstring(L, idx, &lens[i]);
     }

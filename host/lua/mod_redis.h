@@ -83,8 +83,7 @@ int luar_redis_push_flat(lua_State *L, const luar_buf_t *flat);
  * The top of a flattened reply: its REDIS_REPLY_* type, and its string (status, error,
  * bulk; not NUL-terminated) or integer. Returns the type, or -1 when `flat` is empty.
  */
-int luar_redis_flat_peek(const luar_buf_t *flat, const char **str, size_t *len,
-                         long long *integer);
+int luar_redis_flat_peek(const luar_buf_t *flat, const char **str, size_t *len, long long *integer);
 
 /*
  * Sends a command on the command connection and yields until its reply; `push` then gets

@@ -48,15 +48,15 @@ typedef struct watchdog watchdog_t;
 
 /* The handle the Lua part holds for one lock call (a userdata). */
 typedef struct lock_handle {
-    char *key;          /* <prefix>lock:<name>, malloc'ed */
+    char *key; /* <prefix>lock:<name>, malloc'ed */
     size_t key_len;
-    const char *name;   /* inside key */
+    const char *name; /* inside key */
     char token[33];
     long long ttl_ms;
-    double wait;        /* seconds */
+    double wait; /* seconds */
     uint64_t started_ms, backoff_ms;
-    int held;           /* acquired and not yet released */
-    watchdog_t *wd;     /* while held */
+    int held;       /* acquired and not yet released */
+    watchdog_t *wd; /* while held */
 } lock_handle_t;
 
 /* Extends a held lock; outlives the handle when a command is in flight. */
@@ -163,7 +163,8 @@ static void wd_tick(uv_timer_t *t)
         /* The holder was cancelled (job timeout, shutdown): fn will never finish. */
         if (send_script(release_script, wd->key, wd->key_len, wd->token, NULL, ignore_reply,
                         NULL) == 0)
-            luar_logf(LUAR_LOG_WARN, "redis.lock: released \"%.*s\": its holder ended "
+            luar_logf(LUAR_LOG_WARN,
+                      "redis.lock: released \"%.*s\": its holder ended "
                       "without releasing it",
                       (int)(wd->key_len > 200 ? 200 : wd->key_len), wd->key);
         if (wd->handle)
@@ -376,8 +377,8 @@ static int lock_try(lua_State *L)
     luar_buf_init(&why, 0);
     luar_redis_t *conn = t->key ? luar_redis_module_conn(&why) : NULL;
     int rc = t->key == NULL ? LUAR_ENOMEM
-             : conn        ? luar_redis_send(conn, 6, argv, lens, try_cb, op)
-                           : LUAR_ECLOSED;
+             : conn         ? luar_redis_send(conn, 6, argv, lens, try_cb, op)
+                            : LUAR_ECLOSED;
     if (rc) {
         t->fired = 1;
         t->rc = rc;
@@ -398,8 +399,10 @@ static int lock_backoff(lua_State *L)
     if (waited >= limit) {
         char secs[32]; /* lua_pushfstring has no %g */
         snprintf(secs, sizeof secs, "%.3g", (double)waited / 1000.0);
-        return luar_lua_fail(L, "locked", "redis.lock: \"%s\" is held by another holder "
-                             "(waited %s s)", h->name, secs);
+        return luar_lua_fail(L, "locked",
+                             "redis.lock: \"%s\" is held by another holder "
+                             "(waited %s s)",
+                             h->name, secs);
     }
     h->backoff_ms = h->backoff_ms == 0 ? BACKOFF_FIRST_MS : h->backoff_ms * 2;
     if (h->backoff_ms > BACKOFF_MAX_MS)
@@ -424,16 +427,20 @@ static int release_push(lua_State *L, luar_bridge_op_t *op)
     size_t len;
     long long n;
     if (w->rc) {
-        luar_logf(LUAR_LOG_WARN, "redis.lock: cannot release \"%s\" (%s); it expires in "
-                  "at most %lld ms", h->name, w->why, h->ttl_ms);
+        luar_logf(LUAR_LOG_WARN,
+                  "redis.lock: cannot release \"%s\" (%s); it expires in "
+                  "at most %lld ms",
+                  h->name, w->why, h->ttl_ms);
     } else {
         int type = luar_redis_flat_peek(&w->reply, &str, &len, &n);
         if (type == REDIS_REPLY_INTEGER && n == 0)
-            luar_logf(LUAR_LOG_WARN, "redis.lock: \"%s\" was no longer held at release (it "
-                      "expired or was deleted while its holder ran)", h->name);
+            luar_logf(LUAR_LOG_WARN,
+                      "redis.lock: \"%s\" was no longer held at release (it "
+                      "expired or was deleted while its holder ran)",
+                      h->name);
         else if (type == REDIS_REPLY_ERROR)
-            luar_logf(LUAR_LOG_WARN, "redis.lock: cannot release \"%s\": %.*s", h->name,
-                      (int)len, str);
+            luar_logf(LUAR_LOG_WARN, "redis.lock: cannot release \"%s\": %.*s", h->name, (int)len,
+                      str);
     }
     lua_pushboolean(L, w->rc == 0);
     return 1;

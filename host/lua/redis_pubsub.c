@@ -60,8 +60,8 @@ static const char subs_key = 0; /* the registry key of a VM's subs_t */
 
 static struct {
     luar_redis_t *conn;
-    luar_vm_t *vm;  /* the live generation, held */
-    subs_t *subs;   /* its subscriptions */
+    luar_vm_t *vm; /* the live generation, held */
+    subs_t *subs;  /* its subscriptions */
     active_t *active;
     size_t nactive, cap;
     size_t pending; /* SUBSCRIBE replies still expected on this connection */
@@ -130,8 +130,10 @@ static int declare(lua_State *L)
     luaL_checktype(L, 2, LUA_TFUNCTION);
     luar_vm_t *vm = luar_vm_of(L);
     if (!vm->loading && !vm->scripting)
-        return luaL_error(L, "%s: subscriptions are declared while the scripts load (in "
-                             "main.lua or a module it requires), like routes", what);
+        return luaL_error(L,
+                          "%s: subscriptions are declared while the scripts load (in "
+                          "main.lua or a module it requires), like routes",
+                          what);
     subs_t *s = subs_here(L);
     if (s->n == s->cap) {
         size_t cap = s->cap ? 2 * s->cap : 8;
@@ -223,9 +225,10 @@ static void run_handler(const sub_t *s, struct message *m)
         uint64_t now = uv_hrtime();
         if (now - last_drop_log > 1000000000ull) {
             last_drop_log = now;
-            luar_logf(LUAR_LOG_WARN, "redis: %d message handlers already run; dropping "
-                      "messages on \"%.*s\" until some finish", MAX_INFLIGHT,
-                      (int)(m->channel_len > 100 ? 100 : m->channel_len), m->channel);
+            luar_logf(LUAR_LOG_WARN,
+                      "redis: %d message handlers already run; dropping "
+                      "messages on \"%.*s\" until some finish",
+                      MAX_INFLIGHT, (int)(m->channel_len > 100 ? 100 : m->channel_len), m->channel);
         }
         return;
     }
@@ -430,9 +433,11 @@ static void open_conn(void)
     const luar_redis_url_t *url = luar_redis_module_url();
     uv_loop_t *loop = luar_redis_module_loop();
     if (url == NULL || loop == NULL) {
-        luar_logf(LUAR_LOG_ERROR, "redis.subscribe: no Redis configured for luar.redis (set "
+        luar_logf(LUAR_LOG_ERROR,
+                  "redis.subscribe: no Redis configured for luar.redis (set "
                   "redis = { url = \"redis://host:6379/0\" } in the configuration, or use a "
-                  "redis:// queue): %zu subscriptions are inactive", ps.subs->n);
+                  "redis:// queue): %zu subscriptions are inactive",
+                  ps.subs->n);
         return;
     }
     luar_buf_t err;

@@ -155,17 +155,21 @@ TEST(redis_call_converts_every_reply_type)
 {
     setup(url, NULL);
     luar_vm_t *vm = new_vm(NULL);
-    const char *r = run(vm,
+    const char *r = run(
+        vm,
         "redis.call('FLUSHDB')\n"
         "eq(redis.call('SET', 'k', 'v'), 'OK', 'status')\n"
         "eq(redis.call('PING'), 'PONG', 'ping')\n"
         "eq(redis.call('GET', 'k'), 'v', 'bulk')\n"
         "local v, err = redis.call('GET', 'missing')\n"
         "eq(v, nil, 'nil') eq(err, nil, 'nil err') eq(select('#', redis.call('GET', 'x')), 1)\n"
-        "eq(redis.call('INCRBY', 'n', 41), 41, 'integer') eq(math.type(redis.call('INCR', 'n')), 'integer')\n"
-        "eq(redis.call('SET', 'big', 4611686018427387904), 'OK') eq(redis.call('INCR', 'big'), 4611686018427387905)\n"
+        "eq(redis.call('INCRBY', 'n', 41), 41, 'integer') eq(math.type(redis.call('INCR', 'n')), "
+        "'integer')\n"
+        "eq(redis.call('SET', 'big', 4611686018427387904), 'OK') eq(redis.call('INCR', 'big'), "
+        "4611686018427387905)\n"
         "eq(redis.call('SET', 'f', 0.1), 'OK') eq(redis.call('GET', 'f'), '0.1', 'float arg')\n"
-        "eq(redis.call('SET', 'bin', 'a\\0b'), 'OK') eq(redis.call('GET', 'bin'), 'a\\0b', 'binary')\n"
+        "eq(redis.call('SET', 'bin', 'a\\0b'), 'OK') eq(redis.call('GET', 'bin'), 'a\\0b', "
+        "'binary')\n"
         "eq(redis.call('SET', 'empty', ''), 'OK') eq(redis.call('GET', 'empty'), '', 'empty')\n"
         "local m = redis.call('MGET', 'k', 'missing', 'n')\n"
         "eq(#m, 3) eq(m[1], 'v') eq(m[2], redis.null, 'nil in array') eq(m[3], '42')\n"
@@ -173,8 +177,10 @@ TEST(redis_call_converts_every_reply_type)
         "local e = redis.call('LRANGE', 'nolist', 0, -1) eq(type(e), 'table') eq(#e, 0)\n"
         "local t = redis.call('EVAL', \"return {1, {2, {'x', {}}}, redis.status_reply('FINE'), \"\n"
         "  .. \"redis.error_reply('MYERR nested'), false}\", 0)\n"
-        "eq(#t, 5, 'nested length') eq(t[5], redis.null, 'false is nil') eq(t[1], 1) eq(t[2][1], 2) eq(t[2][2][1], 'x') eq(#t[2][2][2], 0)\n"
-        "eq(t[3], 'FINE') eq(t[4].kind, 'redis') eq(t[4].code, 'MYERR') eq(t[4].message, 'MYERR nested')\n"
+        "eq(#t, 5, 'nested length') eq(t[5], redis.null, 'false is nil') eq(t[1], 1) eq(t[2][1], "
+        "2) eq(t[2][2][1], 'x') eq(#t[2][2][2], 0)\n"
+        "eq(t[3], 'FINE') eq(t[4].kind, 'redis') eq(t[4].code, 'MYERR') eq(t[4].message, 'MYERR "
+        "nested')\n"
         "local v2, e2 = redis.call('LPUSH', 'k', 'x')\n"
         "eq(v2, nil) eq(e2.kind, 'redis') eq(e2.code, 'WRONGTYPE')\n"
         "assert(e2.message:find('^WRONGTYPE Operation against a key'), e2.message)\n"
@@ -192,23 +198,24 @@ TEST(redis_call_refuses_what_would_break_the_shared_connection)
 {
     setup(url, NULL);
     luar_vm_t *vm = new_vm(NULL);
-    const char *r = run(vm,
-        "local function refused(want, ...)\n"
-        "  local ok, err = pcall(redis.call, ...)\n"
-        "  assert(not ok, 'allowed: ' .. tostring((...)))\n"
-        "  assert(err:find(want, 1, true), err)\n"
-        "end\n"
-        "refused('MULTI is not allowed (a transaction', 'multi')\n"
-        "refused('BLPOP is not allowed (a blocking command', 'BLPOP', 'q', 0)\n"
-        "refused('SELECT is not allowed', 'SELECT', 1)\n"
-        "refused('SUBSCRIBE is not allowed (use redis.subscribe', 'SUBSCRIBE', 'c')\n"
-        "refused('XREAD BLOCK is not allowed', 'XREAD', 'BLOCK', 0, 'STREAMS', 's', '$')\n"
-        "refused('CLIENT REPLY is not allowed', 'CLIENT', 'REPLY', 'OFF')\n"
-        "refused('argument #2: expected a string or number, got table', 'GET', {})\n"
-        "refused('argument #3: expected a string or number, got boolean', 'SET', 'k', true)\n"
-        "assert(not pcall(redis.call))\n"
-        "eq(redis.call('XREAD', 'COUNT', 1, 'STREAMS', 'nostream', '0'), nil, 'xread without block')\n"
-        "return 'ok'\n");
+    const char *r = run(
+        vm, "local function refused(want, ...)\n"
+            "  local ok, err = pcall(redis.call, ...)\n"
+            "  assert(not ok, 'allowed: ' .. tostring((...)))\n"
+            "  assert(err:find(want, 1, true), err)\n"
+            "end\n"
+            "refused('MULTI is not allowed (a transaction', 'multi')\n"
+            "refused('BLPOP is not allowed (a blocking command', 'BLPOP', 'q', 0)\n"
+            "refused('SELECT is not allowed', 'SELECT', 1)\n"
+            "refused('SUBSCRIBE is not allowed (use redis.subscribe', 'SUBSCRIBE', 'c')\n"
+            "refused('XREAD BLOCK is not allowed', 'XREAD', 'BLOCK', 0, 'STREAMS', 's', '$')\n"
+            "refused('CLIENT REPLY is not allowed', 'CLIENT', 'REPLY', 'OFF')\n"
+            "refused('argument #2: expected a string or number, got table', 'GET', {})\n"
+            "refused('argument #3: expected a string or number, got boolean', 'SET', 'k', true)\n"
+            "assert(not pcall(redis.call))\n"
+            "eq(redis.call('XREAD', 'COUNT', 1, 'STREAMS', 'nostream', '0'), nil, 'xread without "
+            "block')\n"
+            "return 'ok'\n");
     CHECK_EQ_STR(r, "ok");
     teardown(vm);
 }
@@ -225,8 +232,7 @@ TEST(redis_thousand_coroutines_share_round_trips)
     memset(cs, 0, sizeof cs);
     for (int i = 0; i < N; i++) {
         cs[i].code = "return tostring(redis.call('INCR', 'counter'))";
-        CHECK_EQ_INT(luar_task_spawn(vm, NULL, chunk_setup, &cs[i], chunk_done, &cs[i], NULL,
-                                     NULL),
+        CHECK_EQ_INT(luar_task_spawn(vm, NULL, chunk_setup, &cs[i], chunk_done, &cs[i], NULL, NULL),
                      0);
     }
     wait_chunks(cs, N);
@@ -255,13 +261,13 @@ TEST(redis_without_a_configured_server_is_a_backend_error)
     setup(NULL, "sqlite:/tmp/nothing.db");
     CHECK(luar_redis_module_url() == NULL);
     luar_vm_t *vm = new_vm(NULL);
-    const char *r = run(vm,
-        "local v, err = redis.call('PING')\n"
-        "eq(v, nil) eq(err.kind, 'backend')\n"
-        "assert(err.message:find('no Redis configured for luar.redis: set redis = { url = ', 1, true), err.message)\n"
-        "local ok, e2 = redis.lock('x', 1, function() end)\n"
-        "eq(ok, nil) eq(e2.kind, 'backend')\n"
-        "return 'ok'\n");
+    const char *r = run(vm, "local v, err = redis.call('PING')\n"
+                            "eq(v, nil) eq(err.kind, 'backend')\n"
+                            "assert(err.message:find('no Redis configured for luar.redis: set "
+                            "redis = { url = ', 1, true), err.message)\n"
+                            "local ok, e2 = redis.lock('x', 1, function() end)\n"
+                            "eq(ok, nil) eq(e2.kind, 'backend')\n"
+                            "return 'ok'\n");
     CHECK_EQ_STR(r, "ok");
     teardown(vm);
     /* The queue's URL is used when it is Redis, with its prefix. */
@@ -290,20 +296,20 @@ TEST(redis_outage_fails_fast_and_service_resumes)
     CHECK_EQ_STR(run(vm, "return redis.call('PING')"), "PONG");
     redis_kill(&server);
     /* The first command notices the broken connection; the ones after fail at once. */
-    const char *r = run(vm,
-        "local v, err = redis.call('PING')\n"
-        "eq(v, nil) eq(err.kind, 'backend')\n"
-        "local t0 = time.monotonic()\n"
-        "for i = 1, 20 do\n"
-        "  local v2, e2 = redis.call('PING')\n"
-        "  eq(v2, nil) eq(e2.kind, 'backend')\n"
-        "  assert(e2.message:find('redis 127.0.0.1:'), e2.message)\n"
-        "end\n"
-        "local took = time.monotonic() - t0\n"
-        "assert(took < 0.5, 'outage errors took ' .. took .. ' s')\n"
-        "local ok, e3 = redis.lock('down', 1, function() error('ran without a lock') end)\n"
-        "eq(ok, nil) eq(e3.kind, 'backend')\n"
-        "return 'ok'\n");
+    const char *r =
+        run(vm, "local v, err = redis.call('PING')\n"
+                "eq(v, nil) eq(err.kind, 'backend')\n"
+                "local t0 = time.monotonic()\n"
+                "for i = 1, 20 do\n"
+                "  local v2, e2 = redis.call('PING')\n"
+                "  eq(v2, nil) eq(e2.kind, 'backend')\n"
+                "  assert(e2.message:find('redis 127.0.0.1:'), e2.message)\n"
+                "end\n"
+                "local took = time.monotonic() - t0\n"
+                "assert(took < 0.5, 'outage errors took ' .. took .. ' s')\n"
+                "local ok, e3 = redis.lock('down', 1, function() error('ran without a lock') end)\n"
+                "eq(ok, nil) eq(e3.kind, 'backend')\n"
+                "return 'ok'\n");
     CHECK_EQ_STR(r, "ok");
     CHECK_EQ_INT(redis_start(&server, NULL), 0);
     r = run(vm, "until_true(function() return redis.call('PING') == 'PONG' end, 'redis') "
@@ -316,28 +322,28 @@ TEST(redis_lock_runs_fn_returns_its_results_and_releases)
 {
     setup(url, NULL);
     luar_vm_t *vm = new_vm(NULL);
-    const char *r = run(vm,
-        "local key\n"
-        "local a, b, c, d = redis.lock('job', 0.3, function(l)\n"
-        "  key = l.key\n"
-        "  eq(l.name, 'job') eq(#l.token, 32)\n"
-        "  eq(redis.call('GET', l.key), l.token, 'held')\n"
-        "  time.sleep(1.0) -- more than three ttls: the watchdog keeps it\n"
-        "  eq(redis.call('GET', l.key), l.token, 'still held')\n"
-        "  assert(redis.call('PTTL', l.key) > 0)\n"
-        "  return 1, nil, 'x', false\n"
-        "end)\n"
-        "eq(a, 1) eq(b, nil) eq(c, 'x') eq(d, false)\n"
-        "eq(key, 'luar:lock:job')\n"
-        "eq(redis.call('EXISTS', key), 0, 'released')\n"
-        "local ok, err = pcall(redis.lock, 'job', 1, function() error({ code = 7 }) end)\n"
-        "eq(ok, false) eq(err.code, 7, 'error object raised again')\n"
-        "eq(redis.call('EXISTS', key), 0, 'released after an error')\n"
-        "assert(not pcall(redis.lock, 'job', 0.01, function() end), 'ttl too small')\n"
-        "assert(not pcall(redis.lock, '', 1, function() end), 'empty name')\n"
-        "assert(not pcall(redis.lock, 'x', { wait = 1 }, function() end), 'no ttl')\n"
-        "assert(not pcall(redis.lock, 'x', 1), 'no fn')\n"
-        "return 'ok'\n");
+    const char *r =
+        run(vm, "local key\n"
+                "local a, b, c, d = redis.lock('job', 0.3, function(l)\n"
+                "  key = l.key\n"
+                "  eq(l.name, 'job') eq(#l.token, 32)\n"
+                "  eq(redis.call('GET', l.key), l.token, 'held')\n"
+                "  time.sleep(1.0) -- more than three ttls: the watchdog keeps it\n"
+                "  eq(redis.call('GET', l.key), l.token, 'still held')\n"
+                "  assert(redis.call('PTTL', l.key) > 0)\n"
+                "  return 1, nil, 'x', false\n"
+                "end)\n"
+                "eq(a, 1) eq(b, nil) eq(c, 'x') eq(d, false)\n"
+                "eq(key, 'luar:lock:job')\n"
+                "eq(redis.call('EXISTS', key), 0, 'released')\n"
+                "local ok, err = pcall(redis.lock, 'job', 1, function() error({ code = 7 }) end)\n"
+                "eq(ok, false) eq(err.code, 7, 'error object raised again')\n"
+                "eq(redis.call('EXISTS', key), 0, 'released after an error')\n"
+                "assert(not pcall(redis.lock, 'job', 0.01, function() end), 'ttl too small')\n"
+                "assert(not pcall(redis.lock, '', 1, function() end), 'empty name')\n"
+                "assert(not pcall(redis.lock, 'x', { wait = 1 }, function() end), 'no ttl')\n"
+                "assert(not pcall(redis.lock, 'x', 1), 'no fn')\n"
+                "return 'ok'\n");
     CHECK_EQ_STR(r, "ok");
     teardown(vm);
 }
@@ -346,7 +352,8 @@ TEST(redis_lock_waits_then_reports_locked)
 {
     setup(url, NULL);
     luar_vm_t *vm = new_vm(NULL);
-    const char *r = run(vm,
+    const char *r = run(
+        vm,
         "redis.call('SET', 'luar:lock:busy', 'someone-else')\n"
         "local t0 = time.monotonic()\n"
         "local v, err = redis.lock('busy', { ttl = 5, wait = 0.3 }, function() error('ran') end)\n"
@@ -368,13 +375,13 @@ TEST(redis_lock_release_is_fenced_by_the_token)
 {
     setup(url, NULL);
     luar_vm_t *vm = new_vm(NULL);
-    const char *r = run(vm,
-        "redis.lock('fenced', 1, function(l)\n"
-        "  -- our lock is lost (as if it expired) and someone else takes it\n"
-        "  redis.call('SET', l.key, 'other-holder', 'PX', 5000)\n"
-        "end)\n"
-        "eq(redis.call('GET', 'luar:lock:fenced'), 'other-holder', 'not released: not ours')\n"
-        "return 'ok'\n");
+    const char *r = run(
+        vm, "redis.lock('fenced', 1, function(l)\n"
+            "  -- our lock is lost (as if it expired) and someone else takes it\n"
+            "  redis.call('SET', l.key, 'other-holder', 'PX', 5000)\n"
+            "end)\n"
+            "eq(redis.call('GET', 'luar:lock:fenced'), 'other-holder', 'not released: not ours')\n"
+            "return 'ok'\n");
     CHECK_EQ_STR(r, "ok");
     teardown(vm);
 }
@@ -386,8 +393,8 @@ TEST(redis_lock_of_a_cancelled_holder_is_released)
     struct chunk holder = {0};
     holder.code = "redis.lock('abandoned', 0.3, function() time.sleep(60) end)";
     luar_task_t *task = NULL;
-    CHECK_EQ_INT(
-        luar_task_spawn(vm, NULL, chunk_setup, &holder, chunk_done, &holder, &task, NULL), 0);
+    CHECK_EQ_INT(luar_task_spawn(vm, NULL, chunk_setup, &holder, chunk_done, &holder, &task, NULL),
+                 0);
     CHECK_EQ_STR(run(vm, "until_true(function() return redis.call('EXISTS', "
                          "'luar:lock:abandoned') == 1 end, 'the lock') return 'ok'"),
                  "ok");
@@ -400,30 +407,30 @@ TEST(redis_lock_of_a_cancelled_holder_is_released)
     teardown(vm);
 }
 
-static const char subscriber_main[] =
-    "got = {}\n"
-    "redis.subscribe('orders', function(msg, ch)\n"
-    "  if msg == 'boom' then error('handler boom') end\n"
-    "  got[#got + 1] = ch .. ':' .. msg\n"
-    "end)\n"
-    "redis.psubscribe('ev.*', function(msg, ch, pat) got[#got + 1] = pat .. '/' .. ch .. ':' .. msg end)\n";
+static const char subscriber_main[] = "got = {}\n"
+                                      "redis.subscribe('orders', function(msg, ch)\n"
+                                      "  if msg == 'boom' then error('handler boom') end\n"
+                                      "  got[#got + 1] = ch .. ':' .. msg\n"
+                                      "end)\n"
+                                      "redis.psubscribe('ev.*', function(msg, ch, pat) got[#got + "
+                                      "1] = pat .. '/' .. ch .. ':' .. msg end)\n";
 
 TEST(redis_subscribe_delivers_in_order_past_a_raising_handler)
 {
     setup(url, NULL);
     luar_vm_t *vm = new_vm(subscriber_main);
     luar_redis_module_use_vm(vm);
-    const char *r = run(vm,
-        "until_true(function() return numsub('orders') == 1 end, 'the subscription')\n"
-        "for i = 1, 200 do\n"
-        "  redis.publish('orders', tostring(i))\n"
-        "  if i == 100 then redis.publish('orders', 'boom') end\n"
-        "end\n"
-        "eq(redis.publish('ev.created', 'p'), 1, 'pattern receivers')\n"
-        "until_true(function() return #got == 201 end, 'the messages')\n"
-        "for i = 1, 200 do eq(got[i], 'orders:' .. i, 'message ' .. i) end\n"
-        "eq(got[201], 'ev.*/ev.created:p')\n"
-        "return 'ok'\n");
+    const char *r =
+        run(vm, "until_true(function() return numsub('orders') == 1 end, 'the subscription')\n"
+                "for i = 1, 200 do\n"
+                "  redis.publish('orders', tostring(i))\n"
+                "  if i == 100 then redis.publish('orders', 'boom') end\n"
+                "end\n"
+                "eq(redis.publish('ev.created', 'p'), 1, 'pattern receivers')\n"
+                "until_true(function() return #got == 201 end, 'the messages')\n"
+                "for i = 1, 200 do eq(got[i], 'orders:' .. i, 'message ' .. i) end\n"
+                "eq(got[201], 'ev.*/ev.created:p')\n"
+                "return 'ok'\n");
     CHECK_EQ_STR(r, "ok");
     luar_buf_t m;
     luar_buf_init(&m, 0);
@@ -473,12 +480,12 @@ TEST(redis_subscriber_subscribes_again_after_a_restart)
                  "ok");
     redis_kill(&server);
     CHECK_EQ_INT(redis_start(&server, NULL), 0);
-    const char *r = run(vm,
-        "until_true(function() local ok, n = pcall(numsub, 'orders') return ok and n == 1 end, "
-        "'the subscription after the restart')\n"
-        "redis.publish('orders', 'after')\n"
-        "until_true(function() return #got == 1 end, 'the message')\n"
-        "return got[1]\n");
+    const char *r = run(
+        vm, "until_true(function() local ok, n = pcall(numsub, 'orders') return ok and n == 1 end, "
+            "'the subscription after the restart')\n"
+            "redis.publish('orders', 'after')\n"
+            "until_true(function() return #got == 1 end, 'the message')\n"
+            "return got[1]\n");
     CHECK_EQ_STR(r, "orders:after");
     luar_redis_stats_t cmd, sub;
     luar_redis_module_stats(&cmd, &sub);
