@@ -4,10 +4,10 @@
  * goes through the bridge like every other.
  *
  * Values are stored as bytes with a one-character tag, so that a get gives back the type
- * that was set: "s…" a string, "f…" a float (%.17g), "b1"/"b0" a boolean, "j…" a table as
- * JSON (lua-cjson, luar.json's instance), and an integer as its bare canonical decimal,
- * which is what the backends' incr reads and writes. The cap on a value (cache.max_value)
- * applies to the stored bytes.
+ * that was set: "s…" a string, "f…" a float (%.17g), "b1"/"b0" a boolean, "j…" a table
+ * (or luar.json.null) as JSON (lua-cjson, luar.json's instance); an integer is its bare
+ * canonical decimal, which is what the backends' incr reads and writes. The cap on a value
+ * (cache.max_value) applies to the stored bytes.
  *
  * remember is Lua (below) over a few private C functions. Its single flight is per VM: a
  * table from key to the flight of the call computing it, which later callers join instead
@@ -105,9 +105,16 @@ static int encode_value(lua_State *L, int idx, int strict, const char *what)
         lua_insert(L, -2);
         lua_concat(L, 2);
         return 1;
+    case LUA_TLIGHTUSERDATA:
+        /* luar.json.null, as JSON data decoded by a handler holds it. */
+        if (lua_touserdata(L, idx) == NULL) {
+            lua_pushliteral(L, "jnull");
+            return 1;
+        }
+        /* fall through */
     default:
         if (strict)
-            return luaL_typeerror(L, idx, "string, number, boolean or table");
+            return luaL_typeerror(L, idx, "string, number, boolean, table or json.null");
         return luar_lua_fail(L, "invalid", "%s: a %s cannot be stored", what,
                              luaL_typename(L, idx));
     }
