@@ -7,10 +7,12 @@ cache.max_value are refused with too_large; the calls are counted in
 luar_cache_operations_total."""
 import concurrent.futures
 import json
+import shutil
+import tempfile
 import threading
 import time
 
-from luar_e2e import Luar, main
+from luar_e2e import Luar, main, run_cli, write_files
 
 CONFIG = '''return {
   reload = { watch = false },
@@ -262,6 +264,36 @@ def test_values_over_max_value_are_too_large():
         assert metric(luar, "set", "too_large") == 2
 
 
+def test_config_errors_name_the_cache_key():
+    cases = [
+        ('cache = { max_value = "2MiB", max_bytes = "1MiB" }',
+         "luar.conf.lua:1: cache.max_value: must not be more than cache.max_bytes"),
+        ('cache = { max_bytes = "lots" }', "cache.max_bytes: expected a size"),
+        ('cache = { max_value = 0 }', "cache.max_value: must be from 1 byte to 512MiB"),
+        ('cache = { max_value = "1GiB", max_bytes = "2GiB" }', "cache.max_value: must be from"),
+        ('cache = { size = 10 }', "cache.size: unknown key"),
+        ('cache = 5', "cache: expected a table"),
+    ]
+    for conf, want in cases:
+        d = tempfile.mkdtemp(prefix="luar-e2e-")
+        try:
+            write_files(d, {"luar.conf.lua": "return { " + conf + " }\n",
+                            "scripts/main.lua": ""})
+            rc, out, err = run_cli(["check"], cwd=d)
+            assert rc == 2 and want in err, (conf, rc, err)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+    # A small cache alone caps values with it.
+    d = tempfile.mkdtemp(prefix="luar-e2e-")
+    try:
+        write_files(d, {"luar.conf.lua": 'return { cache = { max_bytes = "4KiB" } }\n',
+                        "scripts/main.lua": ""})
+        rc, out, err = run_cli(["check"], cwd=d)
+        assert rc == 0, (rc, out, err)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 if __name__ == "__main__":
     main([test_values_round_trip_with_their_types,
           test_ttl_expires_and_no_ttl_stays,
@@ -269,4 +301,5 @@ if __name__ == "__main__":
           test_remember_runs_fn_once_for_50_concurrent_requests,
           test_remember_error_reaches_every_waiter_and_stores_nothing,
           test_remember_waiters_are_released_when_the_leader_is_cancelled,
-          test_values_over_max_value_are_too_large])
+          test_values_over_max_value_are_too_large,
+          test_config_errors_name_the_cache_key])
