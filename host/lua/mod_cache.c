@@ -197,8 +197,9 @@ struct cache_wait {
     int canceled, fired;
     int op;
     int rc;
-    int count;   /* counts the call in the metric (not remember's own steps) */
-    char *value; /* get: a copy of the value (NUL-terminated), NULL when absent */
+    int count;        /* counts the call in the metric (not remember's own steps) */
+    const char *what; /* the call for messages: "cache.get", or "cache.remember" */
+    char *value;      /* get: a copy of the value (NUL-terminated), NULL when absent */
     size_t len;
     int64_t number; /* incr */
 };
@@ -267,7 +268,7 @@ static void wait_cleanup(luar_bridge_op_t *op, int canceled)
 /* Pushes nil and the error for a failed backend call, counting it. [-0, +2] */
 static int fail_rc(lua_State *L, struct cache_wait *w)
 {
-    const char *what = op_whats[w->op];
+    const char *what = w->what;
     const char *kind = "backend";
     if (w->rc == LUAR_EINVAL && w->op == OP_INCR)
         kind = "invalid";
@@ -295,7 +296,7 @@ static int push_get(lua_State *L, luar_bridge_op_t *op)
         lua_pushnil(L);
         return 1;
     }
-    int n = decode_value(L, w->value, w->len, "cache.get");
+    int n = decode_value(L, w->value, w->len, w->what);
     if (w->count)
         count("get", n == 1 ? "hit" : "invalid");
     return n;
@@ -318,17 +319,20 @@ static int push_done(lua_State *L, luar_bridge_op_t *op)
 
 /*
  * Starts operation `opk` on the backend and yields until it answers. `value`/`len` for
- * set, `delta` for incr, `ttl` for both. Everything that may raise is done before: once
- * the op exists the call must yield.
+ * set, `delta` for incr, `ttl` for both. `counted`: a call of the API (counted in the
+ * metric, named in messages), else a step of remember. Everything that may raise is done before:
+ * once the op exists the call must yield.
  */
 static int wait_backend(lua_State *L, int opk, int counted, const char *key, const char *value,
                         size_t len, int64_t delta, double ttl)
 {
-    luar_bridge_op_t *op = luar_bridge_op_new(L, op_whats[opk], sizeof(struct cache_wait));
+    const char *what = counted ? op_whats[opk] : "cache.remember";
+    luar_bridge_op_t *op = luar_bridge_op_new(L, what, sizeof(struct cache_wait));
     luar_bridge_op_set_cleanup(op, wait_cleanup);
     struct cache_wait *w = luar_bridge_op_data(op);
     w->op = opk;
     w->count = counted;
+    w->what = what;
     luar_queue_t *q = luar_jobs_queue();
     int rc = LUAR_ECLOSED;
     if (q != NULL) {
