@@ -473,6 +473,7 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
         status = 1;
         goto fail;
     }
+    luar_queue_set_cache_limits(app->queue, cfg->cache.max_bytes, cfg->cache.max_value);
     luar_jobs_set_host(app->queue, NULL, &cfg->jobs);
     if (reload(app, &err)) {
         fprintf(stderr, "%s", err.data ? err.data : "scripts failed to load\n");

@@ -69,6 +69,7 @@ struct luar_task {
     char job_id[65];
     luar_task_t *prev, *next; /* the VM's live tasks */
     luar_task_t *qnext;       /* the VM's resume queue */
+    luar_task_end_t *on_end;  /* luar_task_on_end */
 };
 
 struct http_router; /* mod_http.c */
