@@ -4,6 +4,7 @@ instance killed with SIGKILL has its jobs run again by the others after the leas
 two runs of a job at once; a per-second cron fires once per tick; a rate limit of N per
 minute allows exactly N across the three. Jobs record their runs in a shared file
 (job_runs.py), which is what the assertions read."""
+import base64
 import contextlib
 import http.client
 import json
@@ -23,6 +24,7 @@ APP = job_runs.LUA_RECORD + r'''
 local http = require "luar.http"
 local jobs = require "luar.jobs"
 local ratelimit = require "luar.ratelimit"
+local webhooks = require "luar.webhooks"
 
 -- A job records its start and end; `ms` makes it last that long, alive all along.
 jobs.define("work", { retries = 25, backoff = 0.05 }, function(args, job)
@@ -41,6 +43,18 @@ http.route("POST", "/enqueue", function(req)
     ids[i] = id
   end
   return { status = 200, json = { ids = ids } }
+end)
+
+-- POST /unique?key=K: a job due in an hour under unique key K; answers its id.
+http.route("POST", "/unique", function(req)
+  local id, err = jobs.enqueue("work", {}, { key = req.query.key, delay = 3600 })
+  if not id then return { status = 503, json = { error = tostring(err) } } end
+  return { status = 200, json = { id = id } }
+end)
+
+webhooks.route("/hooks/in", { scheme = "standard", secret = os.getenv("WH_SECRET") })
+webhooks.on("/hooks/in", "#", function(event, meta)
+  record("end", meta.id, run_name(meta.attempt), meta.job_id)
 end)
 
 if os.getenv("E2E_CRON") == "1" then
@@ -69,6 +83,9 @@ CONFIG_SHORT = ('return { reload = { watch = false },\n'
                 '  jobs = { lease = 1, heartbeat = 0.25, poll = 0.05, concurrency = 4 } }\n')
 
 
+SECRET = "whsec_" + base64.b64encode(b"luar-e2e-redis-cluster-secret-1").decode()
+
+
 @contextlib.contextmanager
 def cluster(n, config, extra_env=None, aof=False):
     """A redis-server and n instances on it; yields (redis, url, runs path, [Luar])."""
@@ -76,8 +93,9 @@ def cluster(n, config, extra_env=None, aof=False):
     runs_path = os.path.join(base, "runs.txt")
     with RedisServer(aof=aof) as redis, contextlib.ExitStack() as stack:
         url = redis.url(prefix="cl:")
+        env = dict(extra_env or {}, WH_SECRET=SECRET)
         nodes = [stack.enter_context(job_runs.start_instance(
-            "abc"[i], url, runs_path, {"main.lua": APP}, config, extra_env))
+            "abc"[i], url, runs_path, {"main.lua": APP}, config, env))
             for i in range(n)]
         yield redis, url, runs_path, nodes
     shutil.rmtree(base, ignore_errors=True)
@@ -323,8 +341,53 @@ def test_rate_limit_is_exact_across_three_instances():
         print("  12 of 48 allowed on each limit, in %.2f s" % elapsed)
 
 
+def at_once(nodes, fn):
+    """Calls fn(node) on every node from its own thread, released together; the answers."""
+    barrier = threading.Barrier(len(nodes))
+    out = [None] * len(nodes)
+
+    def one(k):
+        barrier.wait(10)
+        out[k] = fn(nodes[k])
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(len(nodes))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return out
+
+
+def test_one_delivery_or_key_sent_to_three_instances_at_once_is_stored_once():
+    with cluster(3, CONFIG_SHORT) as (_, url, runs_path, nodes):
+        # The same webhook delivered to the three instances at the same moment, 40 times:
+        # one is stored (its handler runs once), the others are duplicates.
+        now = int(time.time())
+        events = [("dup_%d" % i, json.dumps({"type": "order.paid", "data": {"n": i}}))
+                  for i in range(40)]
+        signed = job_runs.sign(SECRET, [(i, now, b) for i, b in events])
+        for (id_, body), headers in zip(events, signed):
+            h = dict(headers, **{"Content-Type": "application/json"})
+            answers = at_once(nodes, lambda n: n.request("POST", "/hooks/in", body=body.encode(),
+                                                         headers=h))
+            assert [a[0] for a in answers] == [200] * 3, answers
+            fresh = [json.loads(a[2]) for a in answers if not json.loads(a[2]).get("duplicate")]
+            assert len(fresh) == 1 and fresh[0]["jobs"] == 1, answers
+        want = {i for i, _ in events}
+        wait_until(lambda: want <= job_runs.ended(runs_path), "the 40 handlers")
+        handled = [rec[1] for rec in job_runs.read(runs_path) if rec[1] in want]
+        assert sorted(handled) == sorted(want), sorted(handled)
+        # The same unique key enqueued on the three at once: one job, the same id for all.
+        for k in range(20):
+            answers = at_once(nodes, lambda n: n.request("POST", "/unique?key=u%d" % k))
+            ids = {json.loads(a[2])["id"] for a in answers if a[0] == 200}
+            assert [a[0] for a in answers] == [200] * 3 and len(ids) == 1, answers
+        assert stats(url)["scheduled"] == 20
+
+
 if __name__ == "__main__":
     main([test_ten_thousand_jobs_through_three_instances_run_exactly_once,
           test_sigkilled_instance_jobs_rerun_after_the_lease_never_concurrently,
           test_cron_every_second_fires_once_per_tick_across_three_instances,
-          test_rate_limit_is_exact_across_three_instances])
+          test_rate_limit_is_exact_across_three_instances,
+          test_one_delivery_or_key_sent_to_three_instances_at_once_is_stored_once])
