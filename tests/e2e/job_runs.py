@@ -7,6 +7,7 @@ A line is `<kind> <job or event id> <run> <unix time> [extra…]`: kind `start`,
 `<instance>:<process uuid>/<attempt>`. Appends of one short line with O_APPEND are atomic,
 so lines of concurrent processes never mix. Standard library only.
 """
+import json
 import os
 import subprocess
 
@@ -110,7 +111,6 @@ def start_instance(name, queue_url, runs_path, scripts, config, env=None):
 def sign(secret, messages):
     """Standard Webhooks headers for each (id, timestamp, body), made by the independent
     `standardwebhooks` npm package (webhook_sign.js), as test_webhooks_ingest.py does."""
-    import json
     here = os.path.dirname(os.path.abspath(__file__))
     req = {"secret": secret,
            "messages": [{"id": i, "timestamp": ts, "body": body} for i, ts, body in messages]}

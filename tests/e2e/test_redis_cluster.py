@@ -2,8 +2,9 @@
 the test on a free port): 10,000 jobs enqueued through all three run exactly once; an
 instance killed with SIGKILL has its jobs run again by the others after the lease, never
 two runs of a job at once; a per-second cron fires once per tick; a rate limit of N per
-minute allows exactly N across the three. Jobs record their runs in a shared file
-(job_runs.py), which is what the assertions read."""
+minute allows exactly N across the three; one webhook or one unique key sent to the three
+at once is stored once. Jobs record their runs in a shared file (job_runs.py), which is
+what the assertions read."""
 import base64
 import contextlib
 import http.client
@@ -17,7 +18,7 @@ import threading
 import time
 
 import job_runs
-from luar_e2e import DEFAULT_TIMEOUT, main, run_cli
+from luar_e2e import main, run_cli, wait_until
 from redis_server import RedisServer
 
 APP = job_runs.LUA_RECORD + r'''
@@ -105,17 +106,6 @@ def stats(url):
     rc, out, err = run_cli(["jobs", "stats", "--json"], env={"LUAR_QUEUE": url})
     assert rc == 0, err
     return json.loads(out)["total"]
-
-
-def wait_until(pred, what, timeout=DEFAULT_TIMEOUT, every=0.1):
-    """A bounded poll of state that announces nothing (a file other processes append to)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        assert time.monotonic() < deadline, "timed out waiting for " + what
-        time.sleep(every)
 
 
 def enqueue_through(nodes, total, per_request, ms=0, threads_per_node=2):
@@ -233,7 +223,7 @@ def test_sigkilled_instance_jobs_rerun_after_the_lease_never_concurrently():
         assert len(held) >= 4, held
         # Each becomes claimable by the others once its lease has ended, at most one
         # heartbeat later (SPEC §8; the sweep runs every heartbeat in every process), plus
-        # this poll's period and slack for a loaded machine.
+        # this poll's period and slack for a loaded machine (2 s).
         freed = {}
 
         def all_freed():
@@ -247,7 +237,7 @@ def test_sigkilled_instance_jobs_rerun_after_the_lease_never_concurrently():
         wait_until(all_freed, "b's jobs to be reclaimed", every=0.02)
         for job, (_, until) in held.items():
             # Seen freed after the moment it was freed: never before the lease ended.
-            assert until <= freed[job] <= until + heartbeat + 1.0, (job, until, freed[job])
+            assert until <= freed[job] <= until + heartbeat + 2.0, (job, until, freed[job])
         wait_until(lambda: want <= job_runs.ended(runs_path), "every job to end", timeout=60)
         by_job = job_runs.runs(runs_path)
 

@@ -17,7 +17,7 @@ import threading
 import time
 
 import job_runs
-from luar_e2e import DEFAULT_TIMEOUT, main, run_cli
+from luar_e2e import main, run_cli, wait_until
 from redis_server import RedisServer
 
 SECRET = "whsec_" + base64.b64encode(b"luar-e2e-redis-outage-secret-01").decode()
@@ -42,17 +42,6 @@ OUTAGE = 3.0  # seconds Redis stays down
 def readyz(node):
     status, _, body = node.request("GET", "/readyz")
     return status, json.loads(body)
-
-
-def wait_until(pred, what, timeout=DEFAULT_TIMEOUT, every=0.05):
-    """A bounded poll of state that announces nothing (/readyz, a file others append to)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        assert time.monotonic() < deadline, "timed out waiting for " + what
-        time.sleep(every)
 
 
 class Provider:
@@ -216,14 +205,15 @@ def outage(kind):
             assert rs[-1].end is not None, rs
             # Once, unless a run could not be recorded as finished while Redis was away:
             # then it ran again (SPEC: at least once).
+            # (2 s before the outage: a completion written late by a loaded process)
             for r in rs[:-1]:
-                assert t_down - 0.5 <= r.last <= t_ready, (t_down, t_ready, rs)
+                assert t_down - 2.0 <= r.last <= t_ready, (t_down, t_ready, rs)
             assert [r.attempt for r in rs] == list(range(rs[0].attempt, rs[0].attempt + len(rs))), rs
         found = job_runs.overlaps(by_event)
         assert not found, found[:3]
         # The runners paused while Redis was away, and resumed.
         started_during = [rs for rs in by_event.values() for r in rs
-                          if t_down + 0.5 < r.start < t_up]
+                          if t_down + 1.0 < r.start < t_up]
         assert not started_during, started_during[:3]
         assert any(r.start > t_up for rs in by_event.values() for r in rs)
         # The slow handlers, running across the outage, were stopped before their lease ran
