@@ -172,7 +172,11 @@ static void wake_at(luar_runner_t *r, double at)
  * healthy heartbeat leaves: with heartbeats every `heartbeat` seconds a renewed lease never
  * has less than lease - heartbeat to run, so a job is only stopped after its heartbeats
  * failed (or went unanswered) for (lease - heartbeat) / 2 seconds — 10 s of the default
- * 30 s lease and 10 s heartbeat.
+ * 30 s lease and 10 s heartbeat. (The backend fences writes by owner, and the owner is the
+ * process: a run that outlived its lease would also pass the fence for a later attempt of
+ * the same job claimed by this process, and write its outcome over that attempt's.)
+ * The timer runs before a loop iteration's I/O, so after a stall the runs whose lease ran
+ * out are stopped before any claim answer is read.
  */
 static double lease_margin(const luar_runner_t *r)
 {
@@ -528,18 +532,6 @@ static double take_token(luar_runner_t *r, const luar_job_def_t *def)
 
 static void start_job(luar_runner_t *r, luar_vm_t *vm, const luar_job_t *job, double lease_until)
 {
-    /* This worker still running an earlier attempt of the job means that run's lease was
-     * reclaimed (its stop came too late: a stalled loop). Owners are per process, so the
-     * old run's outcome would pass the backend's fence: stop it before the new one starts. */
-    for (running_job_t *o = r->jobs; o; o = o->next) {
-        if (o->task && strcmp(o->id, job->id) == 0) {
-            luar_logf(LUAR_LOG_WARN, "job %s (%s) stopped: claimed again after its lease "
-                      "ended (attempt %d)", o->id, o->name, job->attempt);
-            o->lease_lost = 1;
-            luar_task_cancel(o->task, "the job's lease was lost");
-            break;
-        }
-    }
     running_job_t *j = calloc(1, sizeof *j);
     if (j == NULL)
         return; /* the lease expires and another attempt follows */
