@@ -65,11 +65,41 @@ static void respond_json(luar_http_req_t *req, int status, const char *body)
     luar_http_respond(req, status, &json_type, 1, body, strlen(body));
 }
 
+/* A /readyz waiting for the backend's answer to a ping. */
+typedef struct ready_check {
+    luar_http_req_t *req;
+    luar_queue_t *queue;
+} ready_check_t;
+
+/* 503 naming why the backend does not answer ("redis 10.0.0.5:6379: connection refused",
+ * a file that cannot be written): the operator reading a failed health check needs the
+ * reason, not only that there is one. */
+static void respond_not_ready(luar_http_req_t *req, luar_queue_t *q, int rc)
+{
+    const char *why = rc == LUAR_EIO && q ? luar_queue_last_error(q) : luar_strerror(rc);
+    luar_buf_t b;
+    luar_buf_init(&b, 0);
+    luar_buf_puts(&b, "{\"error\":");
+    char msg[700];
+    snprintf(msg, sizeof msg, "the queue backend does not answer: %s",
+             why && *why ? why : luar_strerror(rc));
+    luar_buf_append_json_string(&b, msg, strlen(msg));
+    luar_buf_puts(&b, "}");
+    if (b.data)
+        respond_json(req, 503, b.data);
+    else
+        respond_json(req, 503, "{\"error\":\"the queue backend does not answer\"}");
+    luar_buf_free(&b);
+}
+
 static void on_ready_ping(void *arg, int rc)
 {
-    luar_http_req_t *req = arg;
+    ready_check_t *c = arg;
+    luar_http_req_t *req = c->req;
+    luar_queue_t *q = c->queue;
+    free(c);
     if (rc)
-        respond_json(req, 503, "{\"error\":\"the queue backend does not answer\"}");
+        respond_not_ready(req, q, rc);
     else
         respond_json(req, 200, "{\"status\":\"ready\"}");
 }
@@ -95,6 +125,22 @@ static void on_counts(void *arg, int rc, const luar_queue_count_t *counts, size_
     respond_metrics(arg);
 }
 
+static void ready_check(app_t *app, luar_http_req_t *req)
+{
+    ready_check_t *c = malloc(sizeof *c);
+    if (c == NULL) {
+        respond_json(req, 503, "{\"error\":\"out of memory\"}");
+        return;
+    }
+    c->req = req;
+    c->queue = app->queue;
+    int rc = luar_queue_ping(app->queue, on_ready_ping, c);
+    if (rc) {
+        free(c);
+        respond_not_ready(req, app->queue, rc);
+    }
+}
+
 /* GET /healthz, /readyz, /metrics; returns 0 when `req` is not one of them. */
 static int builtin(app_t *app, luar_http_req_t *req)
 {
@@ -116,8 +162,8 @@ static int builtin(app_t *app, luar_http_req_t *req)
             respond_json(req, 503, "{\"error\":\"shutting down\"}");
         else if (app->vm == NULL)
             respond_json(req, 503, "{\"error\":\"scripts not loaded\"}");
-        else if (luar_queue_ping(app->queue, on_ready_ping, req))
-            respond_json(req, 503, "{\"error\":\"the queue backend does not answer\"}");
+        else
+            ready_check(app, req);
     } else if (luar_queue_counts(app->queue, on_counts, req)) {
         respond_metrics(req);
     }
@@ -477,6 +523,7 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
         status = 1;
         goto fail;
     }
+    luar_queue_set_cache_limits(app->queue, cfg->cache.max_bytes, cfg->cache.max_value);
     luar_jobs_set_host(app->queue, NULL, &cfg->jobs);
     if (luar_redis_module_setup(&app->loop, cfg->redis_url, cfg->queue, &err)) {
         fprintf(stderr, "luar: %s\n", err.data);

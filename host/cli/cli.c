@@ -305,8 +305,10 @@ static int cmd_script(const args_t *a, int tests)
     run_state_t rs = {0, 1};
     int rc;
     /* `luar run` scripts may enqueue and read jobs; `luar test` gets its doubles later. */
-    if (!tests && luar_queue_open(&loop, cfg.queue, &queue, &err) == 0)
+    if (!tests && luar_queue_open(&loop, cfg.queue, &queue, &err) == 0) {
+        luar_queue_set_cache_limits(queue, cfg.cache.max_bytes, cfg.cache.max_value);
         luar_jobs_set_host(queue, NULL, &cfg.jobs);
+    }
     luar_buf_reset(&err);
     /* ... and use luar.redis (config.c checked the URL already). */
     if (!tests)

@@ -2,6 +2,7 @@
 #include "common/error.h"
 #include "common/units.h"
 #include "lua/vm.h"
+#include "queue/queue.h"
 #include "redis/url.h"
 
 #include <ctype.h>
@@ -28,8 +29,8 @@ typedef struct loader {
 
 static const char *const known_keys[] = {
     "listen", "scripts", "data", "queue", "workers", "admin", "limits", "log", "reload",
-    "plugins", "secrets", "jobs", "webhooks", "public_url", "shutdown", "oauth", "audit", "redis",
-    NULL,
+    "plugins", "secrets", "jobs", "webhooks", "public_url", "shutdown", "oauth", "audit",
+    "cache", "redis", NULL,
 };
 
 /*
@@ -398,6 +399,31 @@ static void read_redis(loader_t *ld, lua_State *L)
 }
 
 /* Reads the table at the top of the stack into ld->cfg. */
+/* cache = { max_bytes, max_value } (luar.cache). */
+static void read_cache(loader_t *ld, lua_State *L)
+{
+    static const char *const known[] = {"max_bytes", "max_value", NULL};
+    if (!enter(ld, L, "cache"))
+        return;
+    check_keys(ld, L, known, "cache");
+    size_t *max_bytes = &ld->cfg->cache.max_bytes, *max_value = &ld->cfg->cache.max_value;
+    int value_given = lua_getfield(L, -1, "max_value") != LUA_TNIL;
+    lua_pop(L, 1);
+    read_size(ld, L, "max_bytes", "cache.max_bytes", max_bytes);
+    read_size(ld, L, "max_value", "cache.max_value", max_value);
+    if (*max_bytes < 1)
+        fail_key(ld, "cache.max_bytes", "must be at least 1 byte");
+    else if (!value_given && *max_value > *max_bytes)
+        *max_value = *max_bytes; /* a small cache caps its values with it */
+    /* 512 MiB is Redis's own limit on a string. */
+    if (*max_value < 1 || *max_value > ((size_t)512 << 20))
+        fail_key(ld, "cache.max_value", "must be from 1 byte to 512MiB");
+    else if (*max_value > *max_bytes && *max_bytes >= 1)
+        fail_key(ld, "cache.max_value", "must not be more than cache.max_bytes (%zu bytes)",
+                 *max_bytes);
+    lua_pop(L, 1);
+}
+
 static void read_table(loader_t *ld, lua_State *L)
 {
     luar_config_t *cfg = ld->cfg;
@@ -505,6 +531,7 @@ static void read_table(loader_t *ld, lua_State *L)
         lua_pop(L, 1);
     }
     read_secrets(ld, L);
+    read_cache(ld, L);
 }
 
 static char *read_file(const char *path)
@@ -632,6 +659,8 @@ int luar_config_load(luar_config_t *cfg, const luar_config_flags_t *flags, luar_
     cfg->jobs.dead_ttl = 2592000;
     cfg->jobs.poll = 0.5;
     cfg->jobs.concurrency = 10;
+    cfg->cache.max_bytes = LUAR_QUEUE_CACHE_DEFAULT_MAX_BYTES;
+    cfg->cache.max_value = LUAR_QUEUE_CACHE_DEFAULT_MAX_VALUE;
     luar_webhooks_config_init(&cfg->webhooks);
     cfg->scripts = strdup("scripts");
     cfg->data = strdup("luar-data");

@@ -80,6 +80,10 @@ typedef struct luar_config {
     char *secrets_file;     /* secrets.file; default <data>/secrets.enc */
     luar_secrets_key_t secrets_key; /* LUAR_SECRETS_KEY, else secrets.key; wiped on free */
     char *audit_file;       /* audit.file; default <data>/audit.log */
+    struct {
+        size_t max_bytes; /* cache.max_bytes: the in-process cache's bound (64 MiB) */
+        size_t max_value; /* cache.max_value: the largest value luar.cache stores (1 MiB) */
+    } cache;
     char *redis_url;        /* redis.url: luar.redis's server; NULL: the queue's when Redis */
 } luar_config_t;
 

@@ -6,6 +6,9 @@
  * with full jitter) or dead, or release without counting the attempt (jobs.retry_in, rate
  * limit, shutdown). Leases are renewed every heartbeat; a job whose lease was lost (the
  * sweep of another process reclaimed it) is cancelled here, so it never runs twice at once.
+ * So is a job whose lease this worker could not renew (the backend is down or does not
+ * answer): it is stopped before the lease ends, since from then on another worker may claim
+ * it (see lease_margin).
  *
  * When does it look for work: after a local enqueue commits (luar_jobs_kick), after a job
  * ends (a slot freed), after a sweep reclaimed something, and every `poll` seconds (work
@@ -53,6 +56,8 @@ typedef struct running_job {
     uv_timer_t timeout;
     int timed_out, shutdown, lease_lost;
     double timeout_s;
+    double lease_until; /* the lease this worker knows it holds (queue clock) */
+    unsigned hb_round;  /* the last heartbeat that asked to renew it */
     uint64_t start_ns;
     struct running_job *prev, *next;
 } running_job_t;
@@ -74,7 +79,13 @@ struct luar_runner {
     int closing_jobs; /* finished jobs whose timer handle is still closing */
     int stopping;
     int heartbeating;
+    unsigned hb_round; /* heartbeats sent */
+    double hb_sent;    /* when the heartbeat in flight was sent (queue clock) */
+    int claim_failing; /* claims fail (backend down): logged once, then every 10 s */
+    uint64_t claim_logged_ms;
+    unsigned claim_failures;
     uv_timer_t poll, heartbeat, grace;
+    uv_timer_t lease; /* stops jobs whose lease could not be renewed in time */
     uv_timer_t due; /* the earliest retry/release time this worker wrote, to look then */
     double due_at;
     int closing;
@@ -150,6 +161,67 @@ static void wake_at(luar_runner_t *r, double at)
         return; /* the poll comes first anyway */
     r->due_at = at;
     uv_timer_start(&r->due, on_due, ms < 1 ? 1 : (uint64_t)ms + 1, 0);
+}
+
+/* ---- leases ------------------------------------------------------------------------- */
+
+/*
+ * How long before its lease ends a job whose lease could not be renewed is stopped. Other
+ * workers' sweeps reclaim it once the lease has ended (by their clock), so it must be
+ * stopped before, with room for a late timer and small clock differences. Half of what a
+ * healthy heartbeat leaves: with heartbeats every `heartbeat` seconds a renewed lease never
+ * has less than lease - heartbeat to run, so a job is only stopped after its heartbeats
+ * failed (or went unanswered) for (lease - heartbeat) / 2 seconds — 10 s of the default
+ * 30 s lease and 10 s heartbeat. (The backend fences writes by owner, and the owner is the
+ * process: a run that outlived its lease would also pass the fence for a later attempt of
+ * the same job claimed by this process, and write its outcome over that attempt's.)
+ * The timer runs before a loop iteration's I/O, so after a stall the runs whose lease ran
+ * out are stopped before any claim answer is read.
+ */
+static double lease_margin(const luar_runner_t *r)
+{
+    double m = (r->cfg.lease - r->cfg.heartbeat) / 2;
+    return m > 0 ? m : r->cfg.lease / 4;
+}
+
+static void on_lease_timer(uv_timer_t *t);
+
+/* Arms the lease timer for the earliest job that would have to stop. */
+static void arm_lease_timer(luar_runner_t *r)
+{
+    if (r->closing)
+        return;
+    double first = 0;
+    for (running_job_t *j = r->jobs; j; j = j->next)
+        if (j->task && (first == 0 || j->lease_until < first))
+            first = j->lease_until;
+    if (first == 0) {
+        uv_timer_stop(&r->lease);
+        return;
+    }
+    double ms = (first - lease_margin(r) - luar_queue_now(r->queue)) * 1000;
+    uv_timer_start(&r->lease, on_lease_timer, ms < 1 ? 1 : (uint64_t)ms + 1, 0);
+}
+
+static void on_lease_timer(uv_timer_t *t)
+{
+    luar_runner_t *r = t->data;
+    double now = luar_queue_now(r->queue), margin = lease_margin(r);
+    running_job_t *j = r->jobs;
+    while (j) {
+        running_job_t *next = j->next; /* cancelling unlinks j */
+        if (j->task && now >= j->lease_until - margin) {
+            luar_logf(LUAR_LOG_WARN, "job %s (%s) stopped: its lease ends in %.3f s and could "
+                      "not be renewed (%s); it runs again once the lease has ended",
+                      j->id, j->name, j->lease_until - now,
+                      *luar_queue_last_error(r->queue) ? luar_queue_last_error(r->queue)
+                                                       : "no answer from the queue backend");
+            j->lease_lost = 2; /* said here; job_done need not say it again */
+            luar_task_cancel(j->task, "the job's lease could not be renewed");
+        }
+        j = next;
+    }
+    arm_lease_timer(r);
 }
 
 /* ---- writing outcomes ---------------------------------------------------------------- */
@@ -354,7 +426,7 @@ static void job_done(luar_task_t *task, int status, void *arg)
     } else if (status == LUAR_ECANCELED && (j->shutdown || j->lease_lost)) {
         if (j->shutdown)
             write_release(j, luar_queue_now(r->queue)); /* back to the queue, not an attempt */
-        else
+        else if (j->lease_lost == 1)
             luar_logf(LUAR_LOG_WARN, "job %s (%s) stopped: its lease was lost", j->id, j->name);
     } else {
         char msg[128];
@@ -458,7 +530,7 @@ static double take_token(luar_runner_t *r, const luar_job_def_t *def)
     return 0;
 }
 
-static void start_job(luar_runner_t *r, luar_vm_t *vm, const luar_job_t *job)
+static void start_job(luar_runner_t *r, luar_vm_t *vm, const luar_job_t *job, double lease_until)
 {
     running_job_t *j = calloc(1, sizeof *j);
     if (j == NULL)
@@ -472,6 +544,7 @@ static void start_job(luar_runner_t *r, luar_vm_t *vm, const luar_job_t *job)
     j->max_attempts = job->max_attempts;
     j->enqueued_at = job->enqueued_at;
     j->run_at = job->run_at;
+    j->lease_until = job->lease_expires_at > 0 ? job->lease_expires_at : lease_until;
     j->start_ns = uv_hrtime();
     uv_timer_init(r->loop, &j->timeout);
     j->timeout.data = j;
@@ -512,6 +585,8 @@ static void start_job(luar_runner_t *r, luar_vm_t *vm, const luar_job_t *job)
         luar_task_set_deadline(j->task, def->timeout, msg);
         uv_timer_start(&j->timeout, on_timeout, (uint64_t)(def->timeout * 1000), 0);
     }
+    if (j->task)
+        arm_lease_timer(r);
     luar_buf_free(&err);
 }
 
@@ -521,6 +596,7 @@ struct claim {
     luar_runner_t *r;
     qstate_t *q;
     size_t asked;
+    double sent; /* the lease runs from here if the backend does not say */
 };
 
 static void on_claimed(void *arg, int rc, const luar_job_t *jobs, size_t n)
@@ -530,16 +606,30 @@ static void on_claimed(void *arg, int rc, const luar_job_t *jobs, size_t n)
     c->q->claiming = 0;
     r->writes--;
     if (rc) {
-        luar_logf(LUAR_LOG_ERROR, "jobs: claiming from queue %s failed: %s", c->q->name,
-                  rc == LUAR_EIO ? luar_queue_last_error(r->queue) : luar_strerror(rc));
+        /* Every poll retries: while the backend is down, say so once, then every 10 s. */
+        uint64_t now_ms = uv_now(r->loop);
+        r->claim_failures++;
+        if (!r->claim_failing || now_ms - r->claim_logged_ms >= 10000) {
+            luar_logf(LUAR_LOG_ERROR, "jobs: claiming from queue %s failed: %s (%u failed "
+                      "claims; retrying every %g s)", c->q->name,
+                      rc == LUAR_EIO ? luar_queue_last_error(r->queue) : luar_strerror(rc),
+                      r->claim_failures, r->cfg.poll);
+            r->claim_logged_ms = now_ms;
+        }
+        r->claim_failing = 1;
     } else {
+        if (r->claim_failing)
+            luar_logf(LUAR_LOG_INFO, "jobs: the queue backend answers again; claiming resumes "
+                      "(after %u failed claims)", r->claim_failures);
+        r->claim_failing = 0;
+        r->claim_failures = 0;
         luar_vm_t *vm = r->current_vm(r->vm_arg);
         for (size_t i = 0; i < n; i++) {
             if (r->stopping) /* claimed as the stop began: give it straight back */
                 luar_queue_release(r->queue, jobs[i].id, r->owner, luar_queue_now(r->queue),
                                    NULL, NULL);
             else
-                start_job(r, vm, &jobs[i]);
+                start_job(r, vm, &jobs[i], c->sent + r->cfg.lease);
         }
     }
     size_t asked = c->asked;
@@ -577,7 +667,7 @@ static void pump_some(luar_runner_t *r, int eager)
         struct claim *c = malloc(sizeof *c);
         if (c == NULL)
             return;
-        *c = (struct claim){r, q, (size_t)free_slots};
+        *c = (struct claim){r, q, (size_t)free_slots, luar_queue_now(r->queue)};
         q->claiming = 1;
         r->writes++;
         if (luar_queue_claim(r->queue, q->name, (size_t)free_slots, r->owner, r->cfg.lease,
@@ -615,6 +705,12 @@ static void on_lost(void *arg, int rc, const char *const *ids, size_t n)
             }
         }
     }
+    /* The others' leases now run from when the heartbeat was sent (the backend's `now`). */
+    double until = r->hb_sent + r->cfg.lease;
+    for (running_job_t *j = r->jobs; rc == 0 && j; j = j->next)
+        if (j->task && j->hb_round == r->hb_round && until > j->lease_until)
+            j->lease_until = until;
+    arm_lease_timer(r);
     maybe_stopped(r);
 }
 
@@ -636,8 +732,12 @@ static void on_heartbeat(uv_timer_t *t)
     if (r->running && !r->heartbeating) {
         const char **ids = malloc((size_t)r->running * sizeof *ids);
         size_t n = 0;
-        for (running_job_t *j = r->jobs; ids && j; j = j->next)
+        r->hb_round++;
+        r->hb_sent = luar_queue_now(r->queue);
+        for (running_job_t *j = r->jobs; ids && j; j = j->next) {
             ids[n++] = j->id;
+            j->hb_round = r->hb_round;
+        }
         r->heartbeating = 1;
         r->writes++;
         if (ids == NULL || luar_queue_heartbeat(r->queue, ids, n, r->owner, r->cfg.lease,
@@ -679,7 +779,8 @@ int luar_runner_new(uv_loop_t *loop, luar_queue_t *queue, const luar_jobs_config
     uv_timer_init(loop, &r->heartbeat);
     uv_timer_init(loop, &r->grace);
     uv_timer_init(loop, &r->due);
-    r->poll.data = r->heartbeat.data = r->grace.data = r->due.data = r;
+    uv_timer_init(loop, &r->lease);
+    r->poll.data = r->heartbeat.data = r->grace.data = r->due.data = r->lease.data = r;
     luar_jobs_metrics_init();
     *out = r;
     return 0;
@@ -723,7 +824,8 @@ static void maybe_stopped(luar_runner_t *r)
 {
     if (!r->stopping || r->closing || r->running || r->writes || r->closing_jobs)
         return;
-    r->closing = 4;
+    r->closing = 5;
+    uv_close((uv_handle_t *)&r->lease, runner_handle_closed);
     uv_close((uv_handle_t *)&r->due, runner_handle_closed);
     uv_close((uv_handle_t *)&r->poll, runner_handle_closed);
     uv_close((uv_handle_t *)&r->heartbeat, runner_handle_closed);

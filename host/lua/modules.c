@@ -26,6 +26,7 @@ static const luar_lua_module_t modules[] = {
     {"luar.webhooks", luaopen_luar_webhooks},
     {"luar.secrets", luaopen_luar_secrets},
     {"luar.ratelimit", luaopen_luar_ratelimit},
+    {"luar.cache", luaopen_luar_cache},
     {"luar.redis", luaopen_luar_redis},
     {"cjson", luaopen_cjson},
     {"cjson.safe", luaopen_cjson_safe},

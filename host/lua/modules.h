@@ -19,6 +19,7 @@ int luaopen_luar_events(lua_State *L);
 int luaopen_luar_webhooks(lua_State *L);
 int luaopen_luar_secrets(lua_State *L);
 int luaopen_luar_ratelimit(lua_State *L);
+int luaopen_luar_cache(lua_State *L);
 int luaopen_luar_redis(lua_State *L);
 
 /* Sets package.preload[name] = open for every module of the table. Stack [-0, +0]. */

@@ -110,6 +110,12 @@ static void task_finish(luar_task_t *t, int status)
         t->error = strdup("error");
     if (t->traceback == NULL && status != 0)
         t->traceback = strdup("");
+    while (t->on_end != NULL) {
+        luar_task_end_t *e = t->on_end;
+        t->on_end = e->next;
+        e->next = NULL;
+        e->fn(e, t);
+    }
     if (t->done != NULL)
         t->done(t, status, t->done_arg);
     task_free(t);
@@ -277,6 +283,23 @@ int luar_task_spawn(luar_vm_t *vm, const luar_task_opts_t *opts, luar_task_setup
     if (out != NULL)
         *out = t;
     return 0;
+}
+
+void luar_task_on_end(luar_task_t *t, luar_task_end_t *node)
+{
+    node->next = t->on_end;
+    t->on_end = node;
+}
+
+void luar_task_on_end_remove(luar_task_t *t, luar_task_end_t *node)
+{
+    for (luar_task_end_t **pp = &t->on_end; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == node) {
+            *pp = node->next;
+            node->next = NULL;
+            return;
+        }
+    }
 }
 
 void luar_task_cancel(luar_task_t *t, const char *reason)

@@ -59,6 +59,25 @@ void luar_task_cancel(luar_task_t *task, const char *reason);
  */
 void luar_task_set_deadline(luar_task_t *task, double seconds, const char *message);
 
+/*
+ * A callback run once when a task ends, however it ends (returned, raised, over its budget,
+ * cancelled while it waits, its VM closed), just before the task's `done`: for C state
+ * that must not outlive the task's work, such as luar.cache's single-flight, whose
+ * waiters would otherwise wait for a result nobody computes any more. `fn` must not run
+ * Lua code (it may complete bridge ops). The caller owns the node and keeps it alive
+ * until `fn` has run or luar_task_on_end_remove() took it back.
+ */
+typedef struct luar_task_end {
+    struct luar_task_end *next; /* the task's */
+    void (*fn)(struct luar_task_end *node, luar_task_t *task);
+} luar_task_end_t;
+
+/* Registers `node` on `task` (which must not have ended). */
+void luar_task_on_end(luar_task_t *task, luar_task_end_t *node);
+
+/* Takes `node` back before the task ends; no-op when it is not registered. */
+void luar_task_on_end_remove(luar_task_t *task, luar_task_end_t *node);
+
 /* The task's coroutine. */
 lua_State *luar_task_thread(const luar_task_t *task);
 

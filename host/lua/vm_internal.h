@@ -71,6 +71,7 @@ struct luar_task {
                                  the same address (luar_task_alive) */
     luar_task_t *prev, *next; /* the VM's live tasks */
     luar_task_t *qnext;       /* the VM's resume queue */
+    luar_task_end_t *on_end;  /* luar_task_on_end */
 };
 
 struct http_router; /* mod_http.c */

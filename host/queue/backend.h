@@ -37,9 +37,13 @@ typedef enum luar_qop_kind {
     LUAR_QOP_NEXT_DUE,
     LUAR_QOP_PING,
     LUAR_QOP_RATE,
+    LUAR_QOP_CACHE_GET,
+    LUAR_QOP_CACHE_SET,
+    LUAR_QOP_CACHE_DELETE,
+    LUAR_QOP_CACHE_INCR,
 } luar_qop_kind_t;
 
-#define LUAR_QOP_KINDS 17
+#define LUAR_QOP_KINDS 21
 
 /* A block of the per-operation arena (see luar_qop_alloc). */
 typedef struct luar_qop_block luar_qop_block_t;
@@ -77,6 +81,11 @@ typedef struct luar_qop {
     const char *rate_key;     /* rate */
     luar_gcra_t limit;        /* rate */
     int64_t cost;             /* rate: 1 <= cost <= limit.burst */
+    const char *cache_key;    /* cache_*: 1..LUAR_QUEUE_CACHE_MAX_KEY bytes, no NUL */
+    const char *value;        /* cache_set: value_len bytes (NUL-terminated in the arena) */
+    size_t value_len;
+    int64_t delta; /* cache_incr */
+    /* cache_set, cache_incr: `ttl` above, seconds, 0 for none */
 
     /* ---- outputs ---- */
     int rc;               /* 0 or a LUAR_E code */
@@ -93,6 +102,9 @@ typedef struct luar_qop {
     size_t count2; /* sweep: expired */
     double time;   /* next_due */
     luar_gcra_result_t rate; /* rate */
+    const char *out_value;   /* cache_get: the value (in the arena), NULL when absent */
+    size_t out_value_len;
+    int64_t number; /* cache_incr: the new value */
 
     luar_qop_block_t *arena;
 } luar_qop_t;
@@ -127,6 +139,8 @@ struct luar_queue {
     void (*close_done)(void *arg); /* luar_queue_close's callback */
     void *close_arg;
     char last_error[256]; /* luar_queue_last_error */
+    size_t cache_max_bytes; /* luar_queue_set_cache_limits: an in-process cache's bound */
+    size_t cache_max_value; /* and the largest value (checked by queue.c) */
 };
 
 /* The SQLite backend (sqlite.c). */
@@ -157,6 +171,9 @@ void luar_qop_free(luar_qop_t *op);
 
 /* Nonzero when the kind only reads (a backend may run it without a write lock). */
 int luar_qop_is_read(luar_qop_kind_t kind);
+
+/* Nonzero for the cache kinds (LUAR_QOP_CACHE_*). */
+int luar_qop_is_cache(luar_qop_kind_t kind);
 
 /*
  * Writes a new job id for time `now` into out (27 bytes: 26 characters and a NUL): 48 bits

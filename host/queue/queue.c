@@ -113,7 +113,13 @@ void luar_qop_free(luar_qop_t *op)
 int luar_qop_is_read(luar_qop_kind_t kind)
 {
     return kind == LUAR_QOP_GET || kind == LUAR_QOP_LIST || kind == LUAR_QOP_COUNTS ||
-           kind == LUAR_QOP_NEXT_DUE || kind == LUAR_QOP_PING;
+           kind == LUAR_QOP_NEXT_DUE || kind == LUAR_QOP_PING || kind == LUAR_QOP_CACHE_GET;
+}
+
+int luar_qop_is_cache(luar_qop_kind_t kind)
+{
+    return kind == LUAR_QOP_CACHE_GET || kind == LUAR_QOP_CACHE_SET ||
+           kind == LUAR_QOP_CACHE_DELETE || kind == LUAR_QOP_CACHE_INCR;
 }
 
 void luar_qop_complete(luar_qop_t *op)
@@ -145,6 +151,8 @@ void luar_qop_complete(luar_qop_t *op)
     case LUAR_QOP_RETRY:
     case LUAR_QOP_DELETE:
     case LUAR_QOP_PING:
+    case LUAR_QOP_CACHE_SET:
+    case LUAR_QOP_CACHE_DELETE:
         ((luar_queue_done_cb)op->cb)(op->arg, rc);
         break;
     case LUAR_QOP_SWEEP:
@@ -166,6 +174,13 @@ void luar_qop_complete(luar_qop_t *op)
         break;
     case LUAR_QOP_RATE:
         ((luar_queue_rate_cb)op->cb)(op->arg, rc, ok ? &op->rate : NULL);
+        break;
+    case LUAR_QOP_CACHE_GET:
+        ((luar_queue_cache_get_cb)op->cb)(op->arg, rc, ok ? op->out_value : NULL,
+                                          ok && op->out_value ? op->out_value_len : 0);
+        break;
+    case LUAR_QOP_CACHE_INCR:
+        ((luar_queue_cache_incr_cb)op->cb)(op->arg, rc, ok ? op->number : 0);
         break;
     }
     luar_qop_free(op);
@@ -287,6 +302,8 @@ int luar_queue_open(uv_loop_t *loop, const char *url, luar_queue_t **out, luar_b
     q->backend = be;
     q->loop = loop;
     q->dead_ttl = DEFAULT_DEAD_TTL;
+    q->cache_max_bytes = LUAR_QUEUE_CACHE_DEFAULT_MAX_BYTES;
+    q->cache_max_value = LUAR_QUEUE_CACHE_DEFAULT_MAX_VALUE;
     int rc = be->open(q, url + strlen(be->scheme), err);
     if (rc)
         goto fail;
@@ -655,5 +672,83 @@ int luar_queue_rate_check(luar_queue_t *q, const char *key, const luar_gcra_t *l
     op->limit = *limit;
     op->cost = cost;
     rc = op_str(op, &op->rate_key, key);
+    return op_submit(op, rc);
+}
+
+/* ---- cache -------------------------------------------------------------------------- */
+
+void luar_queue_set_cache_limits(luar_queue_t *q, size_t max_bytes, size_t max_value)
+{
+    if (max_bytes)
+        q->cache_max_bytes = max_bytes;
+    if (max_value)
+        q->cache_max_value = max_value;
+}
+
+size_t luar_queue_cache_max_value(luar_queue_t *q)
+{
+    return q->cache_max_value;
+}
+
+/* 1..LUAR_QUEUE_CACHE_MAX_KEY bytes (so no NUL inside: the key is a C string). */
+static int cache_key_ok(const char *key)
+{
+    return key != NULL && key[0] != '\0' &&
+           strnlen(key, LUAR_QUEUE_CACHE_MAX_KEY + 1) <= LUAR_QUEUE_CACHE_MAX_KEY;
+}
+
+/* A ttl: 0 (none) or a positive number of seconds up to LUAR_QUEUE_CACHE_MAX_TTL. */
+static int ttl_ok(double ttl)
+{
+    return ttl >= 0 && ttl <= LUAR_QUEUE_CACHE_MAX_TTL;
+}
+
+int luar_queue_cache_get(luar_queue_t *q, const char *key, luar_queue_cache_get_cb cb, void *arg)
+{
+    if (!cache_key_ok(key))
+        return LUAR_EINVAL;
+    START(LUAR_QOP_CACHE_GET, cb);
+    rc = op_str(op, &op->cache_key, key);
+    return op_submit(op, rc);
+}
+
+int luar_queue_cache_set(luar_queue_t *q, const char *key, const char *value, size_t len,
+                         double ttl, luar_queue_done_cb cb, void *arg)
+{
+    if (!cache_key_ok(key) || (value == NULL && len > 0) || !ttl_ok(ttl))
+        return LUAR_EINVAL;
+    if (q != NULL && len > q->cache_max_value)
+        return LUAR_ETOOBIG;
+    START(LUAR_QOP_CACHE_SET, cb);
+    op->ttl = ttl;
+    rc = op_str(op, &op->cache_key, key);
+    char *copy = luar_qop_alloc(op, len + 1);
+    if (copy == NULL)
+        rc = LUAR_ENOMEM;
+    else if (len)
+        memcpy(copy, value, len);
+    op->value = copy;
+    op->value_len = len;
+    return op_submit(op, rc);
+}
+
+int luar_queue_cache_delete(luar_queue_t *q, const char *key, luar_queue_done_cb cb, void *arg)
+{
+    if (!cache_key_ok(key))
+        return LUAR_EINVAL;
+    START(LUAR_QOP_CACHE_DELETE, cb);
+    rc = op_str(op, &op->cache_key, key);
+    return op_submit(op, rc);
+}
+
+int luar_queue_cache_incr(luar_queue_t *q, const char *key, int64_t delta, double ttl,
+                          luar_queue_cache_incr_cb cb, void *arg)
+{
+    if (!cache_key_ok(key) || !ttl_ok(ttl))
+        return LUAR_EINVAL;
+    START(LUAR_QOP_CACHE_INCR, cb);
+    op->delta = delta;
+    op->ttl = ttl;
+    rc = op_str(op, &op->cache_key, key);
     return op_submit(op, rc);
 }

@@ -268,4 +268,61 @@ typedef void (*luar_queue_rate_cb)(void *arg, int rc, const luar_gcra_result_t *
 int luar_queue_rate_check(luar_queue_t *q, const char *key, const luar_gcra_t *limit,
                           int64_t cost, luar_queue_rate_cb cb, void *arg);
 
+/* ---- cache (luar.cache) ------------------------------------------------------------- */
+
+/*
+ * A key-value cache with a time to live per entry, for luar.cache. Where it lives is the
+ * backend's choice: the SQLite backend keeps it in process (a byte-bounded LRU per queue
+ * handle, i.e. per process, answered on the loop thread without touching the file); the
+ * Redis backend keeps it on the server, shared by every process and instance.
+ *
+ * Keys are C strings of 1 to LUAR_QUEUE_CACHE_MAX_KEY bytes, opaque to the backend (the
+ * Redis backend prefixes them); values are bytes (any, NUL included) of at most the
+ * queue's max_value, opaque to the backend too except for incr, which reads and writes the
+ * canonical decimal text of a signed 64-bit integer (cache/lru.h; what Redis's INCRBY
+ * reads and writes). A ttl is in seconds (> 0; fractions allowed, rounded up to the
+ * millisecond by Redis), 0 for none: the entry then lasts until deleted, replaced or
+ * evicted. Cache state is not durable: a backend may lose it at any
+ * time (eviction, restart); a value larger than an in-process cache's whole bound is taken
+ * and not kept, as if evicted at once. Bad arguments (an empty or too long key, a ttl < 0 or over
+ * LUAR_QUEUE_CACHE_MAX_TTL) fail with LUAR_EINVAL and a value over max_value with LUAR_ETOOBIG,
+ * synchronously.
+ */
+#define LUAR_QUEUE_CACHE_MAX_KEY 512
+#define LUAR_QUEUE_CACHE_MAX_TTL 1e10 /* seconds, about 317 years */
+#define LUAR_QUEUE_CACHE_DEFAULT_MAX_BYTES ((size_t)64 << 20)
+#define LUAR_QUEUE_CACHE_DEFAULT_MAX_VALUE ((size_t)1 << 20)
+
+/*
+ * Sets the bound of an in-process cache (`max_bytes`, ignored by a backend that keeps the
+ * cache elsewhere) and the largest value a set takes (`max_value`, every backend); 0 keeps
+ * the current setting. Defaults: LUAR_QUEUE_CACHE_DEFAULT_MAX_BYTES and _MAX_VALUE.
+ */
+void luar_queue_set_cache_limits(luar_queue_t *q, size_t max_bytes, size_t max_value);
+
+/* The largest value luar_queue_cache_set takes (bytes). */
+size_t luar_queue_cache_max_value(luar_queue_t *q);
+
+/* cb(arg, rc, value, len): value is NULL when the key is absent (or expired). */
+typedef void (*luar_queue_cache_get_cb)(void *arg, int rc, const char *value, size_t len);
+int luar_queue_cache_get(luar_queue_t *q, const char *key, luar_queue_cache_get_cb cb, void *arg);
+
+/* Stores `len` bytes of `value` under `key` for `ttl` seconds (0: no expiry), replacing
+ * what was there (its expiry included). cb(arg, rc). */
+int luar_queue_cache_set(luar_queue_t *q, const char *key, const char *value, size_t len,
+                         double ttl, luar_queue_done_cb cb, void *arg);
+
+/* Removes `key` (absent is not an error). cb(arg, rc). */
+int luar_queue_cache_delete(luar_queue_t *q, const char *key, luar_queue_done_cb cb, void *arg);
+
+/*
+ * Adds `delta` to the integer under `key`, atomically with respect to every handle sharing
+ * the cache. An absent key starts at 0 and gets `ttl` (0: none); an existing key keeps its
+ * expiry. cb(arg, rc, value): the new value; rc LUAR_EINVAL when the value there is not an
+ * integer or the sum would overflow (nothing is changed).
+ */
+typedef void (*luar_queue_cache_incr_cb)(void *arg, int rc, int64_t value);
+int luar_queue_cache_incr(luar_queue_t *q, const char *key, int64_t delta, double ttl,
+                          luar_queue_cache_incr_cb cb, void *arg);
+
 #endif

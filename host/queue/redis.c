@@ -22,6 +22,7 @@
 #include "redis_queue_lua.h" /* generated from redis_queue.lua: luar_redis_queue_lua[] */
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +108,19 @@ static void arg_opt(call_t *c, const char *s)
 {
     arg(c, s ? "1" : "0");
     arg(c, s ? s : "");
+}
+
+/* The key <prefix>cache:<key> of a cache entry, in the record's arena. */
+static void argf_key(call_t *c, const rq_t *rq, const char *key)
+{
+    size_t plen = strlen(rq->prefix), klen = strlen(key);
+    char *k = luar_qop_alloc(c->op, plen + 6 + klen + 1);
+    if (k != NULL) {
+        memcpy(k, rq->prefix, plen);
+        memcpy(k + plen, "cache:", 6);
+        memcpy(k + plen + 6, key, klen + 1);
+    }
+    arg_n(c, k, plen + 6 + klen);
 }
 
 /* Starts a call of the script's operation `name` with room for `extra` more arguments. */
@@ -432,6 +446,31 @@ static int read_reply(call_t *c, const redisReply *reply)
         return 0;
     case LUAR_QOP_PING:
         return reply->type == REDIS_REPLY_STATUS ? 0 : LUAR_EPARSE;
+    case LUAR_QOP_CACHE_GET: {
+        if (reply->type == REDIS_REPLY_NIL)
+            return 0; /* absent: out_value stays NULL */
+        if (reply->type != REDIS_REPLY_STRING)
+            return LUAR_EPARSE;
+        int nomem = 0;
+        op->out_value = rstr(op, reply, &nomem);
+        op->out_value_len = reply->len;
+        return nomem ? LUAR_ENOMEM : 0;
+    }
+    case LUAR_QOP_CACHE_SET:
+        return reply->type == REDIS_REPLY_STATUS ? 0 : LUAR_EPARSE;
+    case LUAR_QOP_CACHE_DELETE:
+        return reply->type == REDIS_REPLY_INTEGER ? 0 : LUAR_EPARSE;
+    case LUAR_QOP_CACHE_INCR:
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1)
+            return LUAR_EPARSE;
+        if (rint64(reply->element[0]) == 0) {
+            op->rc = LUAR_EINVAL; /* not an integer, or out of range */
+            return 0;
+        }
+        if (reply->elements != 2 || reply->element[1]->type != REDIS_REPLY_STRING)
+            return LUAR_EPARSE;
+        op->number = rint64(reply->element[1]); /* the value as text: exact beyond 2^53 */
+        return 0;
     case LUAR_QOP_RATE:
         if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 6)
             return LUAR_EPARSE;
@@ -624,6 +663,35 @@ static call_t *build(rq_t *rq, luar_qop_t *op)
             arg(c, "0");
             arg(c, "WITHSCORES");
         }
+        return c;
+    case LUAR_QOP_CACHE_GET:
+    case LUAR_QOP_CACHE_SET:
+    case LUAR_QOP_CACHE_DELETE: {
+        /* Plain commands on <prefix>cache:<key>; ttls run on Redis's clock. */
+        c = script_call(rq, op, NULL, 0);
+        if (c == NULL)
+            return NULL;
+        const char *cmd = op->kind == LUAR_QOP_CACHE_GET   ? "GET"
+                          : op->kind == LUAR_QOP_CACHE_SET ? "SET"
+                                                           : "DEL";
+        arg(c, cmd);
+        argf_key(c, rq, op->cache_key);
+        if (op->kind == LUAR_QOP_CACHE_SET) {
+            arg_n(c, op->value, op->value_len);
+            if (op->ttl > 0) {
+                arg(c, "PX");
+                argf(c, "%.0f", ceil(op->ttl * 1000)); /* rounded up: never shorter */
+            }
+        }
+        return c;
+    }
+    case LUAR_QOP_CACHE_INCR:
+        c = script_call(rq, op, "cache_incr", 3);
+        if (c == NULL)
+            return NULL;
+        arg(c, op->cache_key);
+        argf(c, "%" PRId64, op->delta);
+        argf(c, "%.0f", op->ttl > 0 ? ceil(op->ttl * 1000) : 0);
         return c;
     case LUAR_QOP_RATE: {
         if (op->limit.burst > RATE_TOLERANCE_MAX / op->limit.interval_ns) {

@@ -29,6 +29,7 @@
 --   P dedupe               zset score expires_at: dedupe keys (webhooks, events, cron ticks)
 --   P rate                 hash rate key -> GCRA TAT (unix ns, decimal string)
 --   P rate:tat             zset score TAT in seconds: what the sweep deletes
+--   P cache:<key>          string: a luar.cache value (SET PX / GET / DEL from C; incr here)
 
 local op, P, now = ARGV[1], ARGV[2], ARGV[3]
 local nown = tonumber(now)
@@ -523,6 +524,19 @@ elseif op == 'rate' then
     local new_tat = ns_add(now_ns, new_d)
     rate_store(key, new_tat)
     return { 1, 1, new_tat, '0', int(new_d), int(quot(-allow_d, T)) }
+end
+
+if op == 'cache_incr' then
+    -- key, delta, ttl_ms (decimal integers): { 1, value as text } or { 0 } when the value
+    -- is not an integer or the sum is out of range. The ttl applies only to a key this
+    -- call creates. The value is read back with GET: INCRBY's integer reply would pass
+    -- through a Lua double here and lose precision beyond 2^53.
+    local k, delta, ttl = P .. 'cache:' .. ARGV[4], ARGV[5], tonumber(ARGV[6])
+    local existed = call('EXISTS', k)
+    local r = redis.pcall('INCRBY', k, delta)
+    if type(r) == 'table' and r.err then return { 0 } end
+    if existed == 0 and ttl > 0 then call('PEXPIRE', k, ttl) end
+    return { 1, call('GET', k) }
 end
 
 return redis.error_reply('luar: unknown queue operation ' .. tostring(op))

@@ -213,6 +213,7 @@ static void writer_main(void *arg)
 
 static void free_sq(luar_sq_t *s)
 {
+    luar_lru_free(s->cache);
     free(s->path);
     free(s);
 }
@@ -268,6 +269,20 @@ static void sq_submit(luar_queue_t *q, luar_qop_t *op)
     op->next = NULL;
     if (s->inflight++ == 0)
         uv_ref((uv_handle_t *)&s->async);
+    if (luar_qop_is_cache(op->kind)) {
+        /* Done now, on this thread; handed back through the done list like the others,
+         * so the callback still runs after submit returns. */
+        luar_sq_cache_exec(s, op);
+        uv_mutex_lock(&s->lock);
+        if (s->done_tail)
+            s->done_tail->next = op;
+        else
+            s->done = op;
+        s->done_tail = op;
+        uv_mutex_unlock(&s->lock);
+        uv_async_send(&s->async);
+        return;
+    }
     uv_mutex_lock(&s->lock);
     if (s->pending_tail)
         s->pending_tail->next = op;
@@ -402,6 +417,8 @@ int luar_queue_sqlite_stats(luar_queue_t *q, luar_queue_sqlite_stats_t *out)
     uv_mutex_lock(&s->lock);
     *out = s->stats;
     uv_mutex_unlock(&s->lock);
+    if (s->cache)
+        luar_lru_stats(s->cache, &out->cache);
     return 0;
 }
 

@@ -6,6 +6,7 @@
 #ifndef LUAR_QUEUE_SQLITE_H
 #define LUAR_QUEUE_SQLITE_H
 
+#include "cache/lru.h"
 #include "queue/backend.h"
 
 #include <sqlite3.h>
@@ -20,6 +21,7 @@ typedef struct luar_queue_sqlite_stats {
     uint64_t ops;           /* operations run */
     int schema_version;     /* PRAGMA user_version after open */
     int migrations_applied; /* migrations this handle ran at open (0 when already current) */
+    luar_lru_stats_t cache; /* the in-process cache (sqlite_cache.c); zero before first use */
 } luar_queue_sqlite_stats_t;
 
 /*
@@ -94,6 +96,7 @@ typedef struct luar_sq {
     size_t inflight;                    /* submitted, callback not yet run (loop thread) */
     void (*close_done)(void *arg);
     void *close_arg;
+    luar_lru_t *cache; /* luar.cache, created at first use (loop thread; sqlite_cache.c) */
 
     luar_queue_sqlite_stats_t stats;
 } luar_sq_t;
@@ -126,5 +129,12 @@ void luar_sq_finalize(luar_sq_t *s);
  * decides whether the operation fails alone or the whole transaction rolls back).
  */
 int luar_sq_exec(luar_sq_t *s, luar_qop_t *op);
+
+/*
+ * Runs a cache operation (luar_qop_is_cache) on the in-process cache at once, on the loop
+ * thread, setting op->rc and the outputs (sqlite_cache.c). The caller hands the record
+ * back afterwards, as for any operation.
+ */
+void luar_sq_cache_exec(luar_sq_t *s, luar_qop_t *op);
 
 #endif

@@ -179,6 +179,19 @@ class Luar:
             self.close()
 
 
+def wait_until(pred, what, timeout=DEFAULT_TIMEOUT, every=0.1):
+    """Polls pred() until it returns something true (returned), at most `timeout` seconds:
+    for state that announces nothing (/readyz, a file other processes append to, a key in
+    Redis). Log lines are events: wait for them with Luar.wait_log instead."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        time.sleep(every)
+
+
 def run_cli(args, cwd=None, env=None, timeout=60, input=None):
     """Runs `luar ARGS`; returns (exit status, stdout, stderr) as text."""
     e = dict(os.environ)

@@ -122,8 +122,10 @@ def test_redis_down_is_503_and_service_resumes():
         with Luar(scripts=SCRIPTS, args=["--queue", url]) as srv:
             wait_ready(srv, 200)
             redis.kill()
-            body = wait_ready(srv, 503)
-            assert b"backend" in body, body
+            body = json.loads(wait_ready(srv, 503))
+            # The reason, not only that there is one (luar_queue_last_error).
+            assert body["error"].startswith("the queue backend does not answer: redis "
+                                            "127.0.0.1:%d: " % redis.port), body
             out, err = cli(["jobs", "stats"], srv, env, expect=1)
             assert "redis 127.0.0.1:%d: " % redis.port in err, err
             out, err = cli(["enqueue", "greet"], srv, env, expect=1)

@@ -4,70 +4,15 @@ raising handler, resubscription after a Redis restart and across a reload, lock 
 exclusion across two `luar serve` processes, fencing of a holder whose lock expired (the
 process frozen with SIGSTOP), fast "backend" errors during an outage and recovery, the
 `redis = { url }` setting with a SQLite queue, the queue's Redis by default, and an ACL user.
-A small RESP client (standard library) looks at Redis from outside."""
+A kept RESP connection (redis_server.py) looks at Redis from outside."""
 import concurrent.futures
 import json
 import os
 import signal
-import socket
 import time
 
 from luar_e2e import DEFAULT_TIMEOUT, Luar, main, write_files
 from redis_server import RedisServer
-
-
-class RespError(Exception):
-    pass
-
-
-class Resp:
-    """One blocking RESP2 connection to 127.0.0.1:port; error replies come back as RespError
-    values (not raised)."""
-
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.f = self.sock.makefile("rb")
-
-    @staticmethod
-    def encode(args):
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-        return b"".join(out)
-
-    def read(self):
-        line = self.f.readline()
-        kind, rest = line[:1], line[1:-2]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            return RespError(rest.decode())
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            data = self.f.read(n + 2)[:-2]
-            return data.decode("utf-8", "replace")
-        if kind == b"*":
-            n = int(rest)
-            return None if n < 0 else [self.read() for _ in range(n)]
-        raise AssertionError("bad RESP line %r" % line)
-
-    def __call__(self, *args):
-        self.sock.sendall(self.encode(args))
-        return self.read()
-
-    def pipeline(self, commands):
-        """Sends every command in one write, then reads every reply."""
-        self.sock.sendall(b"".join(self.encode(c) for c in commands))
-        return [self.read() for _ in commands]
-
-    def close(self):
-        self.f.close()
-        self.sock.close()
 
 
 def until(pred, what, timeout=DEFAULT_TIMEOUT):
@@ -122,7 +67,7 @@ end)
 
 def test_call_round_trips_every_reply_type():
     with RedisServer() as redis:
-        r = Resp(redis.port)
+        r = redis.connect()
         r("RPUSH", "list", "a", "b", "c")
         r("SET", "str", 5)  # LPUSH on it is a WRONGTYPE error reply
         with Luar(scripts=CALLS, config=config(redis.url())) as srv:
@@ -171,7 +116,7 @@ end)
 def test_publish_subscribe_in_order_past_a_raising_handler():
     with RedisServer() as redis, Luar(scripts=PUBSUB, config=config(redis.url())) as srv:
         srv.wait_log(lambda x: x.get("msg") == "redis subscriptions active")
-        r = Resp(redis.port)
+        r = redis.connect()
         assert numsub(r, "orders") == 1
         msgs = [str(i) for i in range(1, 501)]
         commands = [("PUBLISH", "orders", m) for m in msgs[:250]] + \
@@ -193,7 +138,7 @@ def test_publish_subscribe_in_order_past_a_raising_handler():
 def test_thousand_concurrent_calls_from_coroutines():
     with RedisServer() as redis, Luar(scripts=PUBSUB, config=config(redis.url())) as srv:
         srv.wait_log(lambda x: x.get("msg") == "redis subscriptions active")
-        r = Resp(redis.port)
+        r = redis.connect()
         t0 = time.monotonic()
         assert r.pipeline([("PUBLISH", "load", str(i)) for i in range(1000)]) == [1] * 1000
         until(lambda: r("SCARD", "load:done") == 1000 and r("GET", "load:running") == "0",
@@ -214,7 +159,7 @@ def test_subscription_resumes_after_a_redis_restart():
         redis.kill()
         redis.start()  # same port, empty
         srv.wait_log(lambda x: x.get("msg") == "redis subscriptions active", start=n)
-        r = Resp(redis.port)
+        r = redis.connect()
         assert r("PUBLISH", "orders", "again") == 1
         until(lambda: r("LRANGE", "got", 0, -1) == ["orders:again"], "the message")
         r.close()
@@ -223,7 +168,7 @@ def test_subscription_resumes_after_a_redis_restart():
 def test_reload_replaces_subscriptions_on_the_same_connection():
     with RedisServer() as redis, Luar(scripts=PUBSUB, config=config(redis.url())) as srv:
         srv.wait_log(lambda x: x.get("msg") == "redis subscriptions active")
-        r = Resp(redis.port)
+        r = redis.connect()
         before = r("CLIENT", "LIST", "TYPE", "pubsub")
         assert before.count("\n") == 1, before
         n = len(srv.lines)
@@ -293,7 +238,7 @@ def test_lock_mutual_exclusion_across_two_serve_processes():
     with RedisServer() as redis:
         cfg = config(redis.url(prefix="mx:"))
         with Luar(scripts=CRITICAL, config=cfg) as a, Luar(scripts=CRITICAL, config=cfg) as b:
-            r = Resp(redis.port)
+            r = redis.connect()
             # The detector works: without the lock, the sections overlap.
             results = hammer([a, b], "/unlocked", 20)
             assert all(s == 200 for s, _ in results), results
@@ -311,7 +256,7 @@ def test_expired_lock_holder_cannot_release_anothers():
     with RedisServer() as redis:
         cfg = config(redis.url(prefix="fx:"))
         with Luar(scripts=CRITICAL, config=cfg) as a, Luar(scripts=CRITICAL, config=cfg) as b:
-            r = Resp(redis.port)
+            r = redis.connect()
             with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
                 held = pool.submit(a.request, "POST", "/hold", None, None, 60)
                 a_token = until(lambda: r("GET", "a:token"), "A holding the lock")
@@ -371,7 +316,7 @@ def test_redis_url_setting_with_a_sqlite_queue():
         with Luar(scripts=OUTAGE, config=config(redis.url(db=3))) as srv:
             assert srv.get_json("/set?k=from-luar") == {"value": "OK"}
             assert os.path.exists(os.path.join(srv.data, "luar.db"))  # the queue is SQLite
-        r = Resp(redis.port)
+        r = redis.connect()
         assert r("EXISTS", "from-luar") == 0
         r("SELECT", 3)
         assert r("GET", "from-luar") == "v"  # raw keys carry no prefix
@@ -382,7 +327,7 @@ def test_queue_redis_is_used_when_no_redis_url_and_none_is_a_clear_error():
     with RedisServer() as redis:
         with Luar(scripts=OUTAGE, args=["--queue", redis.url(db=2, prefix="q:")]) as srv:
             assert srv.get_json("/set?k=via-queue") == {"value": "OK"}
-        r = Resp(redis.port)
+        r = redis.connect()
         r("SELECT", 2)
         assert r("GET", "via-queue") == "v"
         r.close()
@@ -415,7 +360,7 @@ end)
 
 def test_acl_user_confined_to_its_prefix():
     with RedisServer() as redis:
-        r = Resp(redis.port)
+        r = redis.connect()
         assert r("ACL", "SETUSER", "app", "on", ">s3cret", "resetkeys", "~app:*",
                  "resetchannels", "&app:*", "+@all", "-@dangerous") == "OK"
         url = "redis://app:s3cret@127.0.0.1:%d/0?prefix=app:" % redis.port

@@ -10,7 +10,9 @@
  * failing disks.
  *
  * Every wait runs the uv loop until a callback sets a flag, bounded by a deadline; time
- * moves only through the test clock (test_now).
+ * moves only through the test clock (test_now), except for cache ttls, which a server
+ * keeps by its own clock: those tests move the test clock and let as much real time pass
+ * (let_time_pass).
  */
 #include "common/buf.h"
 #include "common/error.h"
@@ -32,6 +34,7 @@ typedef struct backend {
     const char *name;
     luar_queue_t *(*fresh)(void); /* an empty backend */
     luar_queue_t *(*again)(void); /* another handle on the last fresh one */
+    int cache_in_process;         /* each handle has its own cache (SQLite); 0: shared */
 } backend_t;
 
 static uv_loop_t loop;
@@ -1465,6 +1468,299 @@ TEST(contract_sweep_deletes_rate_state_whose_time_has_passed)
     close_q(q);
 }
 
+/* ---- the cache ---------------------------------------------------------------------- */
+
+typedef struct cache_res {
+    int done, rc, found;
+    char value[2048];
+    size_t len;
+    int64_t number;
+} cache_res_t;
+
+static void on_cache_get(void *arg, int rc, const char *value, size_t len)
+{
+    cache_res_t *r = arg;
+    r->rc = rc;
+    r->found = value != NULL;
+    r->len = len;
+    if (value)
+        memcpy(r->value, value, len < sizeof r->value ? len : sizeof r->value);
+    r->done = 1;
+}
+
+static void on_cache_done(void *arg, int rc)
+{
+    cache_res_t *r = arg;
+    r->rc = rc;
+    r->done = 1;
+}
+
+static void on_cache_incr(void *arg, int rc, int64_t value)
+{
+    cache_res_t *r = arg;
+    r->rc = rc;
+    r->number = value;
+    r->done = 1;
+}
+
+/* The value of `key` as a string, "<absent>", or "<error N>". */
+static const char *cache_get(luar_queue_t *q, const char *key)
+{
+    static char out[2100];
+    cache_res_t r = {0};
+    int rc = luar_queue_cache_get(q, key, on_cache_get, &r);
+    if (rc == 0 && wait_for(&r.done))
+        rc = r.rc;
+    if (rc)
+        snprintf(out, sizeof out, "<error %d>", rc);
+    else if (!r.found)
+        snprintf(out, sizeof out, "<absent>");
+    else
+        snprintf(out, sizeof out, "%.*s", (int)r.len, r.value);
+    return out;
+}
+
+static int cache_set(luar_queue_t *q, const char *key, const char *value, double ttl)
+{
+    cache_res_t r = {0};
+    int rc = luar_queue_cache_set(q, key, value, strlen(value), ttl, on_cache_done, &r);
+    if (rc == 0 && wait_for(&r.done))
+        rc = r.rc;
+    return rc;
+}
+
+static int cache_delete(luar_queue_t *q, const char *key)
+{
+    cache_res_t r = {0};
+    int rc = luar_queue_cache_delete(q, key, on_cache_done, &r);
+    if (rc == 0 && wait_for(&r.done))
+        rc = r.rc;
+    return rc;
+}
+
+static int cache_incr(luar_queue_t *q, const char *key, int64_t delta, double ttl, int64_t *out)
+{
+    cache_res_t r = {0};
+    int rc = luar_queue_cache_incr(q, key, delta, ttl, on_cache_incr, &r);
+    if (rc == 0 && wait_for(&r.done))
+        rc = r.rc;
+    if (rc == 0)
+        *out = r.number;
+    return rc;
+}
+
+static void on_wait_timer(uv_timer_t *t)
+{
+    *(int *)t->data = 1;
+}
+
+/* Moves the test clock by `seconds` and lets as much real time pass on the loop. */
+static void let_time_pass(double seconds)
+{
+    test_now += seconds;
+    uv_timer_t t;
+    int fired = 0;
+    uv_timer_init(&loop, &t);
+    t.data = &fired;
+    uv_timer_start(&t, on_wait_timer, (uint64_t)(seconds * 1000) + 1, 0);
+    wait_for(&fired);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+TEST(contract_cache_stores_replaces_and_deletes_bytes)
+{
+    luar_queue_t *q = open_fresh();
+    CHECK_EQ_STR(cache_get(q, "a"), "<absent>");
+    CHECK_EQ_INT(cache_set(q, "a", "one", 0), 0);
+    CHECK_EQ_STR(cache_get(q, "a"), "one");
+    CHECK_EQ_INT(cache_set(q, "a", "two", 0), 0);
+    CHECK_EQ_STR(cache_get(q, "a"), "two");
+    /* Values are bytes: NULs inside, and empty is not absent. */
+    cache_res_t r = {0};
+    CHECK_EQ_INT(luar_queue_cache_set(q, "bin", "x\0y\0", 4, 0, on_cache_done, &r), 0);
+    CHECK(wait_for(&r.done));
+    memset(&r, 0, sizeof r);
+    CHECK_EQ_INT(luar_queue_cache_get(q, "bin", on_cache_get, &r), 0);
+    CHECK(wait_for(&r.done));
+    CHECK_EQ_INT(r.found, 1);
+    CHECK_EQ_INT(r.len, 4);
+    CHECK(memcmp(r.value, "x\0y\0", 4) == 0);
+    CHECK_EQ_INT(cache_set(q, "empty", "", 0), 0);
+    memset(&r, 0, sizeof r);
+    CHECK_EQ_INT(luar_queue_cache_get(q, "empty", on_cache_get, &r), 0);
+    CHECK(wait_for(&r.done));
+    CHECK_EQ_INT(r.rc, 0);
+    CHECK_EQ_INT(r.found, 1);
+    CHECK_EQ_INT(r.len, 0);
+    /* Keys are exact: case, prefixes and the longest key are their own. */
+    CHECK_EQ_STR(cache_get(q, "A"), "<absent>");
+    CHECK_EQ_STR(cache_get(q, "bi"), "<absent>");
+    char longest[LUAR_QUEUE_CACHE_MAX_KEY + 1];
+    memset(longest, 'k', LUAR_QUEUE_CACHE_MAX_KEY);
+    longest[LUAR_QUEUE_CACHE_MAX_KEY] = '\0';
+    CHECK_EQ_INT(cache_set(q, longest, "long", 0), 0);
+    CHECK_EQ_STR(cache_get(q, longest), "long");
+    /* Delete: gone; deleting what is absent is no error. */
+    CHECK_EQ_INT(cache_delete(q, "a"), 0);
+    CHECK_EQ_STR(cache_get(q, "a"), "<absent>");
+    CHECK_EQ_INT(cache_delete(q, "a"), 0);
+    CHECK_EQ_INT(cache_delete(q, "never-set"), 0);
+    /* Close completes cache operations already submitted. */
+    cache_res_t last = {0};
+    CHECK_EQ_INT(luar_queue_cache_get(q, "empty", on_cache_get, &last), 0);
+    int closed = 0;
+    luar_queue_close(q, on_closed, &closed);
+    CHECK(wait_for(&closed));
+    CHECK_EQ_INT(last.done, 1);
+    CHECK_EQ_INT(last.rc, 0);
+}
+
+TEST(contract_cache_bad_arguments_fail_synchronously)
+{
+    luar_queue_t *q = open_fresh();
+    cache_res_t r = {0};
+    char too_long[LUAR_QUEUE_CACHE_MAX_KEY + 2];
+    memset(too_long, 'k', LUAR_QUEUE_CACHE_MAX_KEY + 1);
+    too_long[LUAR_QUEUE_CACHE_MAX_KEY + 1] = '\0';
+    CHECK_EQ_INT(luar_queue_cache_get(q, "", on_cache_get, &r), LUAR_EINVAL);
+    CHECK_EQ_INT(luar_queue_cache_get(q, NULL, on_cache_get, &r), LUAR_EINVAL);
+    CHECK_EQ_INT(luar_queue_cache_get(q, too_long, on_cache_get, &r), LUAR_EINVAL);
+    CHECK_EQ_INT(luar_queue_cache_get(q, "k", NULL, &r), LUAR_EINVAL);
+    CHECK_EQ_INT(luar_queue_cache_set(q, too_long, "v", 1, 0, on_cache_done, &r), LUAR_EINVAL);
+    CHECK_EQ_INT(luar_queue_cache_set(q, "k", NULL, 1, 0, on_cache_done, &r), LUAR_EINVAL);
+    CHECK_EQ_INT(luar_queue_cache_set(q, "k", "v", 1, -1, on_cache_done, &r), LUAR_EINVAL);
+    CHECK_EQ_INT(luar_queue_cache_set(q, "k", "v", 1, 0.0 / 0.0, on_cache_done, &r), LUAR_EINVAL);
+    CHECK_EQ_INT(
+        luar_queue_cache_set(q, "k", "v", 1, 2 * LUAR_QUEUE_CACHE_MAX_TTL, on_cache_done, &r),
+        LUAR_EINVAL);
+    CHECK_EQ_INT(luar_queue_cache_delete(q, "", on_cache_done, &r), LUAR_EINVAL);
+    CHECK_EQ_INT(luar_queue_cache_incr(q, "", 1, 0, on_cache_incr, &r), LUAR_EINVAL);
+    CHECK_EQ_INT(luar_queue_cache_incr(q, "k", 1, -5, on_cache_incr, &r), LUAR_EINVAL);
+    /* The cap on a value: at most max_value bytes, for every backend. */
+    CHECK_EQ_INT(luar_queue_cache_max_value(q), LUAR_QUEUE_CACHE_DEFAULT_MAX_VALUE);
+    luar_queue_set_cache_limits(q, 0, 100);
+    CHECK_EQ_INT(luar_queue_cache_max_value(q), 100);
+    char value[101];
+    memset(value, 'v', sizeof value);
+    CHECK_EQ_INT(luar_queue_cache_set(q, "k", value, 101, 0, on_cache_done, &r), LUAR_ETOOBIG);
+    CHECK_EQ_INT(r.done, 0); /* no callback for any of them */
+    CHECK_EQ_INT(luar_queue_cache_set(q, "k", value, 100, 0, on_cache_done, &r), 0);
+    CHECK(wait_for(&r.done));
+    CHECK_EQ_INT(r.rc, 0);
+    CHECK_EQ_INT(strlen(cache_get(q, "k")), 100);
+    close_q(q);
+}
+
+TEST(contract_cache_incr_creates_at_zero_and_refuses_non_integers)
+{
+    luar_queue_t *q = open_fresh();
+    int64_t v = -1;
+    CHECK_EQ_INT(cache_incr(q, "n", 5, 0, &v), 0);
+    CHECK_EQ_INT(v, 5);
+    CHECK_EQ_INT(cache_incr(q, "n", -7, 0, &v), 0);
+    CHECK_EQ_INT(v, -2);
+    CHECK_EQ_INT(cache_incr(q, "n", 0, 0, &v), 0);
+    CHECK_EQ_INT(v, -2);
+    CHECK_EQ_STR(cache_get(q, "n"), "-2"); /* the canonical decimal, as set by anyone */
+    CHECK_EQ_INT(cache_set(q, "m", "41", 0), 0);
+    CHECK_EQ_INT(cache_incr(q, "m", 1, 0, &v), 0);
+    CHECK_EQ_INT(v, 42);
+    /* Not an integer: refused, unchanged. */
+    static const char *const not_int[] = {"s41", "f1.5", "4.0", "", " 1", "01"};
+    for (size_t i = 0; i < sizeof not_int / sizeof not_int[0]; i++) {
+        CHECK_EQ_INT(cache_set(q, "x", not_int[i], 0), 0);
+        CHECK_EQ_INT(cache_incr(q, "x", 1, 0, &v), LUAR_EINVAL);
+        CHECK_EQ_STR(cache_get(q, "x"), not_int[i]);
+    }
+    /* Overflow: refused, unchanged; the other way still works. */
+    CHECK_EQ_INT(cache_set(q, "max", "9223372036854775807", 0), 0);
+    CHECK_EQ_INT(cache_incr(q, "max", 1, 0, &v), LUAR_EINVAL);
+    CHECK_EQ_STR(cache_get(q, "max"), "9223372036854775807");
+    CHECK_EQ_INT(cache_incr(q, "max", -9223372036854775807LL, 0, &v), 0);
+    CHECK_EQ_INT(v, 0);
+    CHECK_EQ_INT(cache_set(q, "min", "-9223372036854775808", 0), 0);
+    CHECK_EQ_INT(cache_incr(q, "min", -1, 0, &v), LUAR_EINVAL);
+    close_q(q);
+}
+
+TEST(contract_cache_incr_in_flight_together_is_exact)
+{
+    /* 200 increments submitted at once (from two handles when they share the cache):
+     * every one counted once, each sees its own value. */
+    enum { N = 200 };
+    luar_queue_t *qs[2];
+    int nq = B->cache_in_process ? 1 : 2;
+    qs[0] = open_fresh();
+    if (nq == 2)
+        qs[1] = open_again();
+    cache_res_t *r = calloc(N, sizeof *r);
+    for (int i = 0; i < N; i++)
+        CHECK_EQ_INT(luar_queue_cache_incr(qs[i % nq], "hits", 1, 60, on_cache_incr, &r[i]), 0);
+    int seen[N + 1];
+    memset(seen, 0, sizeof seen);
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        CHECK(wait_for(&r[i].done));
+        if (r[i].rc != 0 || r[i].number < 1 || r[i].number > N || seen[r[i].number]++)
+            bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_STR(cache_get(qs[0], "hits"), "200");
+    free(r);
+    for (int i = 0; i < nq; i++)
+        close_q(qs[i]);
+}
+
+TEST(contract_cache_is_shared_by_handles_unless_in_process)
+{
+    luar_queue_t *a = open_fresh();
+    luar_queue_t *b = open_again();
+    CHECK_EQ_INT(cache_set(a, "shared", "yes", 0), 0);
+    int64_t v = 0;
+    CHECK_EQ_INT(cache_incr(b, "count", 1, 0, &v), 0);
+    if (B->cache_in_process) {
+        /* SQLite: a cache per handle (per process); the file holds none of it. */
+        CHECK_EQ_STR(cache_get(b, "shared"), "<absent>");
+        CHECK_EQ_STR(cache_get(a, "count"), "<absent>");
+    } else {
+        CHECK_EQ_STR(cache_get(b, "shared"), "yes");
+        CHECK_EQ_STR(cache_get(a, "count"), "1");
+        CHECK_EQ_INT(cache_delete(b, "shared"), 0);
+        CHECK_EQ_STR(cache_get(a, "shared"), "<absent>");
+    }
+    close_q(a);
+    close_q(b);
+}
+
+TEST(contract_cache_entries_expire_after_their_ttl)
+{
+    luar_queue_t *q = open_fresh();
+    CHECK_EQ_INT(cache_set(q, "short", "s", 0.4), 0);
+    CHECK_EQ_INT(cache_set(q, "long", "l", 600), 0);
+    CHECK_EQ_INT(cache_set(q, "none", "n", 0), 0);
+    CHECK_EQ_INT(cache_set(q, "was_short", "w", 0.4), 0);
+    CHECK_EQ_INT(cache_set(q, "was_short", "w2", 0), 0); /* a set replaces the expiry */
+    int64_t v = 0;
+    CHECK_EQ_INT(cache_incr(q, "counter", 1, 0.4, &v), 0); /* created with a ttl */
+    CHECK_EQ_INT(cache_incr(q, "counter", 1, 600, &v), 0); /* kept: not extended */
+    CHECK_EQ_INT(v, 2);
+    CHECK_EQ_INT(cache_incr(q, "plain", 1, 0, &v), 0);
+    CHECK_EQ_INT(cache_incr(q, "plain", 1, 0.4, &v), 0); /* exists: gets no ttl */
+    CHECK_EQ_STR(cache_get(q, "short"), "s");
+    let_time_pass(0.6);
+    CHECK_EQ_STR(cache_get(q, "short"), "<absent>");
+    CHECK_EQ_STR(cache_get(q, "counter"), "<absent>");
+    CHECK_EQ_STR(cache_get(q, "long"), "l");
+    CHECK_EQ_STR(cache_get(q, "none"), "n");
+    CHECK_EQ_STR(cache_get(q, "was_short"), "w2");
+    CHECK_EQ_STR(cache_get(q, "plain"), "2");
+    /* An expired counter starts again at 0. */
+    CHECK_EQ_INT(cache_incr(q, "counter", 1, 0, &v), 0);
+    CHECK_EQ_INT(v, 1);
+    close_q(q);
+}
+
 /* Runs the whole contract against backend `b`. */
 static void run_contract(const backend_t *b)
 {
@@ -1500,6 +1796,12 @@ static void run_contract(const backend_t *b)
     RUN(contract_rate_check_is_exact_across_two_handles);
     RUN(contract_rate_check_bad_arguments_fail_synchronously);
     RUN(contract_sweep_deletes_rate_state_whose_time_has_passed);
+    RUN(contract_cache_stores_replaces_and_deletes_bytes);
+    RUN(contract_cache_bad_arguments_fail_synchronously);
+    RUN(contract_cache_incr_creates_at_zero_and_refuses_non_integers);
+    RUN(contract_cache_incr_in_flight_together_is_exact);
+    RUN(contract_cache_is_shared_by_handles_unless_in_process);
+    RUN(contract_cache_entries_expire_after_their_ttl);
 }
 
 #ifndef QUEUE_CONTRACT_NO_MAIN
@@ -1552,7 +1854,7 @@ static luar_queue_t *sqlite_again(void)
     return q;
 }
 
-static const backend_t sqlite_backend = {"sqlite", sqlite_fresh, sqlite_again};
+static const backend_t sqlite_backend = {"sqlite", sqlite_fresh, sqlite_again, 1};
 
 static luar_queue_sqlite_stats_t stats_of(luar_queue_t *q)
 {
@@ -1729,6 +2031,53 @@ TEST(sqlite_enqueues_are_synchronous_and_bookkeeping_is_lazy)
 
 /* Rate checks do not wait for the disk (gcra state is not worth an fsync each), and a
  * refused one writes nothing. */
+TEST(sqlite_cache_is_in_process_bounded_and_never_touches_the_file)
+{
+    luar_queue_t *q = sqlite_fresh();
+    luar_queue_sqlite_stats_t before = stats_of(q);
+    CHECK_EQ_INT(before.cache.entries, 0);
+    /* Room for about 10 entries of 1000 bytes. */
+    size_t bound = 10 * luar_lru_entry_size(8, 1000) + 100;
+    luar_queue_set_cache_limits(q, bound, 1000);
+    char value[1001];
+    memset(value, 'v', 1000);
+    value[1000] = '\0';
+    enum { N = 2000 };
+    cache_res_t *r = calloc(N, sizeof *r);
+    char key[16];
+    uint64_t t0 = uv_hrtime();
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "k%07d", i);
+        CHECK_EQ_INT(luar_queue_cache_set(q, key, value, 1000, 0, on_cache_done, &r[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        CHECK(wait_for(&r[i].done));
+    double secs = (double)(uv_hrtime() - t0) / 1e9;
+    luar_queue_sqlite_stats_t st = stats_of(q);
+    fprintf(stderr, "  %d cache sets of 1000 bytes, %.0f/s, %zu held in %zu bytes\n", N, N / secs,
+            st.cache.entries, st.cache.bytes);
+    CHECK(st.cache.bytes <= bound);
+    CHECK_EQ_INT(st.cache.entries, 10);
+    CHECK_EQ_INT(st.cache.evictions, N - 10);
+    /* The newest are there, the oldest were evicted first. */
+    snprintf(key, sizeof key, "k%07d", N - 1);
+    CHECK_EQ_INT(strlen(cache_get(q, key)), 1000);
+    CHECK_EQ_STR(cache_get(q, "k0000000"), "<absent>");
+    /* Not one of them reached the writer thread or the file. */
+    CHECK_EQ_INT(st.ops, before.ops);
+    CHECK_EQ_INT(st.commits, before.commits);
+    /* A smaller bound set later applies at the next operation. */
+    luar_queue_set_cache_limits(q, luar_lru_entry_size(8, 1000), 0);
+    CHECK_EQ_INT(strlen(cache_get(q, key)), 1000);
+    CHECK_EQ_INT(stats_of(q).cache.entries, 1);
+    /* A value larger than the whole bound (but within max_value) is taken, not kept. */
+    luar_queue_set_cache_limits(q, 100, 1000);
+    CHECK_EQ_INT(cache_set(q, "big", value, 0), 0);
+    CHECK_EQ_STR(cache_get(q, "big"), "<absent>");
+    free(r);
+    close_q(q);
+}
+
 TEST(sqlite_rate_checks_are_lazy)
 {
     luar_queue_t *q = sqlite_fresh();
@@ -1991,6 +2340,7 @@ int main(void)
     RUN(sqlite_durability_settings);
     RUN(sqlite_enqueues_are_synchronous_and_bookkeeping_is_lazy);
     RUN(sqlite_rate_checks_are_lazy);
+    RUN(sqlite_cache_is_in_process_bounded_and_never_touches_the_file);
     RUN(sqlite_idle_queue_lets_the_loop_end_and_work_keeps_it_running);
     RUN(sqlite_two_processes_share_the_file_and_claim_each_job_once);
     RUN(sqlite_open_failures_name_the_file);

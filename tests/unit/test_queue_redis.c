@@ -56,7 +56,7 @@ static luar_queue_t *redis_again(void)
     return q;
 }
 
-static const backend_t redis_backend = {"redis", redis_fresh, redis_again};
+static const backend_t redis_backend = {"redis", redis_fresh, redis_again, 0};
 
 /* ---- a raw connection, for what the tests do to the server -------------------------- */
 
