@@ -33,6 +33,8 @@ enum {
     SQ_DEDUPE_PUT,
     SQ_FIND_KEY,
     SQ_INSERT,
+    SQ_ARGS_PUT,
+    SQ_ARGS_DROP,
     SQ_CLAIM_ANY,
     SQ_CLAIM_QUEUE,
     SQ_TAKE,
