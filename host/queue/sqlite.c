@@ -160,6 +160,8 @@ static void run_batch(luar_sq_t *s, luar_qop_t *batch)
         what = "cannot commit";
         goto fail;
     }
+    if (write)
+        luar_sq_checkpoint_after_commit(s);
     uv_mutex_lock(&s->lock);
     s->stats.batches++;
     s->stats.commits += write;
@@ -243,6 +245,7 @@ static void on_async(uv_async_t *h)
             if (finished && !s->closed) {
                 s->closed = 1;
                 uv_thread_join(&s->thread);
+                luar_sq_checkpointer_stop(s);
                 luar_sq_finalize(s);
                 sqlite3_close(s->db);
                 s->db = NULL;
@@ -353,6 +356,8 @@ static int sq_open(luar_queue_t *q, const char *rest, luar_buf_t *err)
         goto fail;
     }
     rc = luar_sq_setup(s, err);
+    if (rc == 0)
+        rc = luar_sq_checkpointer_start(s, err);
     if (rc)
         goto fail;
     if (uv_mutex_init(&s->lock) != 0) {
@@ -371,6 +376,7 @@ static int sq_open(luar_queue_t *q, const char *rest, luar_buf_t *err)
         if (uv_is_active((uv_handle_t *)&s->async)) {
             s->async.data = s;
             s->closed = 1;
+            luar_sq_checkpointer_stop(s);
             luar_sq_finalize(s);
             sqlite3_close(s->db);
             s->db = NULL;
@@ -387,6 +393,7 @@ static int sq_open(luar_queue_t *q, const char *rest, luar_buf_t *err)
     q->impl = s;
     return 0;
 fail:
+    luar_sq_checkpointer_stop(s);
     luar_sq_finalize(s);
     if (s->db)
         sqlite3_close(s->db);
@@ -402,6 +409,7 @@ int luar_queue_sqlite_stats(luar_queue_t *q, luar_queue_sqlite_stats_t *out)
     uv_mutex_lock(&s->lock);
     *out = s->stats;
     uv_mutex_unlock(&s->lock);
+    luar_sq_checkpoint_stats(s, &out->checkpoints, &out->catchups);
     return 0;
 }
 

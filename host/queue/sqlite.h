@@ -20,6 +20,8 @@ typedef struct luar_queue_sqlite_stats {
     uint64_t ops;           /* operations run */
     int schema_version;     /* PRAGMA user_version after open */
     int migrations_applied; /* migrations this handle ran at open (0 when already current) */
+    uint64_t checkpoints;   /* WAL checkpoints run by the checkpointer thread */
+    uint64_t catchups;      /* WAL checkpoints the writer thread ran itself */
 } luar_queue_sqlite_stats_t;
 
 /*
@@ -69,6 +71,9 @@ enum {
     SQ_STMTS
 };
 
+/* The checkpointer of a queue's WAL (sqlite_checkpoint.c). */
+typedef struct luar_sq_ckpt luar_sq_ckpt_t;
+
 /*
  * One SQLite queue. The connection is used by the writer thread only (and by the loop
  * thread at open, before the thread starts, and at close, after it ended). `lock` guards
@@ -96,6 +101,7 @@ typedef struct luar_sq {
     size_t inflight;                    /* submitted, callback not yet run (loop thread) */
     void (*close_done)(void *arg);
     void *close_arg;
+    luar_sq_ckpt_t *ckpt; /* WAL checkpoints (sqlite_checkpoint.c) */
 
     luar_queue_sqlite_stats_t stats;
 } luar_sq_t;
@@ -128,5 +134,19 @@ void luar_sq_finalize(luar_sq_t *s);
  * decides whether the operation fails alone or the whole transaction rolls back).
  */
 int luar_sq_exec(luar_sq_t *s, luar_qop_t *op);
+
+/*
+ * WAL checkpoints off the commit path (sqlite_checkpoint.c). start opens the checkpointer's
+ * connection and thread and takes over the writer connection's WAL hook (at open, before
+ * the writer thread runs); returns 0, or LUAR_EIO/LUAR_ENOMEM with a message in `err`.
+ * after_commit is called by the writer thread after each write commit: it asks for a
+ * background checkpoint, or runs a small or overdue one itself. stop ends the thread and
+ * closes its connection (after the writer thread ended, before its connection closes).
+ * stats copies the counters (any thread).
+ */
+int luar_sq_checkpointer_start(luar_sq_t *s, luar_buf_t *err);
+void luar_sq_checkpoint_after_commit(luar_sq_t *s);
+void luar_sq_checkpointer_stop(luar_sq_t *s);
+void luar_sq_checkpoint_stats(luar_sq_t *s, uint64_t *passes, uint64_t *catchups);
 
 #endif

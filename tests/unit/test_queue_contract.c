@@ -1850,6 +1850,53 @@ TEST(sqlite_arguments_live_and_die_with_their_jobs)
     free(big);
 }
 
+/* The WAL is checkpointed by the checkpointer thread and stays bounded under a writer that
+ * never pauses: 512-byte pages make the thresholds (in frames) a few megabytes. */
+TEST(sqlite_wal_is_checkpointed_off_the_writer_and_stays_bounded)
+{
+    snprintf(last_path, sizeof last_path, "%s/wal.db", tmpdir);
+    sqlite3 *db = NULL;
+    CHECK_EQ_INT(sqlite3_open(last_path, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db, "PRAGMA page_size = 512; VACUUM;", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    luar_queue_t *q = sqlite_open(last_path, NULL, NULL);
+    CHECK(q != NULL);
+    if (q == NULL)
+        return;
+    enum { BATCHES = 60, PER = 500 };
+    char args[400];
+    memset(args, 'x', sizeof args);
+    args[0] = args[sizeof args - 2] = '"';
+    args[sizeof args - 1] = '\0';
+    luar_job_spec_t *specs = calloc(PER, sizeof *specs);
+    for (int i = 0; i < PER; i++)
+        specs[i] = (luar_job_spec_t){.name = "w", .queue = "wal", .args = args};
+    char wal[600];
+    snprintf(wal, sizeof wal, "%s-wal", last_path);
+    off_t most = 0;
+    for (int b = 0; b < BATCHES; b++) {
+        res_t r;
+        CHECK_EQ_INT(enqueue_batch(q, specs, PER, NULL, 0, &r), 0);
+        res_free(&r);
+        struct stat st;
+        if (stat(wal, &st) == 0 && st.st_size > most)
+            most = st.st_size;
+    }
+    luar_queue_sqlite_stats_t stats = stats_of(q);
+    CHECK(stats.checkpoints > 0);
+    /* Every job is there; the WAL never held much more than the writer's hard limit (16000
+     * frames of 536 bytes) although the jobs took far more frames than that. */
+    CHECK_EQ_INT(count_of(q, "wal", LUAR_JOB_QUEUED), BATCHES * PER);
+    long long pages = sql_int("PRAGMA page_count");
+    CHECK(most > 0 && most <= 12 * 1024 * 1024);
+    CHECK(pages * 536 > 3 * (long long)most / 2);
+    fprintf(stderr, "  wal: %llu background checkpoints, %llu by the writer, at most %lld bytes "
+            "for %lld pages\n", (unsigned long long)stats.checkpoints,
+            (unsigned long long)stats.catchups, (long long)most, pages);
+    free(specs);
+    close_q(q);
+}
+
 TEST(sqlite_schema_is_versioned_and_migrated_once)
 {
     luar_queue_t *q1 = sqlite_fresh();
@@ -2181,6 +2228,7 @@ int main(void)
     RUN(sqlite_old_file_is_migrated_with_its_jobs);
     RUN(sqlite_v6_file_is_migrated_with_arguments_states_and_owners);
     RUN(sqlite_arguments_live_and_die_with_their_jobs);
+    RUN(sqlite_wal_is_checkpointed_off_the_writer_and_stays_bounded);
     RUN(sqlite_durability_settings);
     RUN(sqlite_enqueues_are_synchronous_and_bookkeeping_is_lazy);
     RUN(sqlite_rate_checks_are_lazy);
