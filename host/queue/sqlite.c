@@ -22,6 +22,7 @@
 #include "common/error.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,6 +179,7 @@ fail:
 static void writer_main(void *arg)
 {
     luar_sq_t *s = arg;
+    pthread_setname_np(pthread_self(), "luar-sqlite"); /* for top -H and perf */
     uv_mutex_lock(&s->lock);
     for (;;) {
         while (s->pending == NULL && !s->stopping)

@@ -24,6 +24,7 @@
 #include "queue/sqlite.h"
 #include "common/error.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -66,6 +67,7 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int frames)
 static void ckpt_main(void *arg)
 {
     luar_sq_ckpt_t *c = arg;
+    pthread_setname_np(pthread_self(), "luar-checkpoint");
     uv_mutex_lock(&c->lock);
     for (;;) {
         while (!c->asked && !c->stopping)
