@@ -102,6 +102,13 @@ typedef struct luar_sq {
     void (*close_done)(void *arg);
     void *close_arg;
     luar_sq_ckpt_t *ckpt; /* WAL checkpoints (sqlite_checkpoint.c) */
+    /* Reads (get, list, counts, next_due) on a connection and thread of their own, so a
+     * long one never holds up a commit: `reader` is that connection's own luar_sq_t (its
+     * pending list, lock and statements); it hands results back through this one's done
+     * list. reader_exited is under `lock`. */
+    struct luar_sq *reader;
+    uv_thread_t reader_thread;
+    int reader_exited;
 
     luar_queue_sqlite_stats_t stats;
 } luar_sq_t;
