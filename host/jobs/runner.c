@@ -472,7 +472,7 @@ static int job_setup(lua_State *L, void *arg)
     if (s->def->is_event) {
         /* args = {topic, payload, published_at, event_id}: unpack into payload, meta. */
         lua_getfield(L, -1, "payload");
-        lua_newtable(L);
+        lua_createtable(L, 0, 5);
         lua_getfield(L, -3, "topic");
         lua_setfield(L, -2, "topic");
         lua_getfield(L, -3, "published_at");
@@ -486,7 +486,7 @@ static int job_setup(lua_State *L, void *arg)
         lua_remove(L, -3);
         return 2;
     }
-    lua_newtable(L);
+    lua_createtable(L, 0, 7);
     lua_pushstring(L, j->id);
     lua_setfield(L, -2, "id");
     lua_pushstring(L, j->name);

@@ -22,6 +22,7 @@
 #include "common/error.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +161,8 @@ static void run_batch(luar_sq_t *s, luar_qop_t *batch)
         what = "cannot commit";
         goto fail;
     }
+    if (write)
+        luar_sq_checkpoint_after_commit(s);
     uv_mutex_lock(&s->lock);
     s->stats.batches++;
     s->stats.commits += write;
@@ -176,6 +179,7 @@ fail:
 static void writer_main(void *arg)
 {
     luar_sq_t *s = arg;
+    pthread_setname_np(pthread_self(), "luar-sqlite"); /* for top -H and perf */
     uv_mutex_lock(&s->lock);
     for (;;) {
         while (s->pending == NULL && !s->stopping)
@@ -209,6 +213,119 @@ static void writer_main(void *arg)
     uv_async_send(&s->async);
 }
 
+/*
+ * The reader thread: the same rounds as the writer's, on reads only, with the reader's own
+ * connection (a WAL reader: it neither waits for the writer nor holds it up). Results go to
+ * the queue's done list like the writer's.
+ */
+static void reader_main(void *arg)
+{
+    luar_sq_t *s = arg, *r = s->reader;
+    pthread_setname_np(pthread_self(), "luar-reader");
+    uv_mutex_lock(&r->lock);
+    for (;;) {
+        while (r->pending == NULL && !r->stopping)
+            uv_cond_wait(&r->wake, &r->lock);
+        if (r->pending == NULL)
+            break;
+        luar_qop_t *batch = r->pending, *last = batch;
+        for (size_t n = 1; n < BATCH_MAX && last->next; n++)
+            last = last->next;
+        r->pending = last->next;
+        if (r->pending == NULL)
+            r->pending_tail = NULL;
+        last->next = NULL;
+        uv_mutex_unlock(&r->lock);
+
+        run_batch(r, batch);
+
+        uv_mutex_lock(&s->lock);
+        if (s->done_tail)
+            s->done_tail->next = batch;
+        else
+            s->done = batch;
+        s->done_tail = last;
+        uv_mutex_unlock(&s->lock);
+        uv_async_send(&s->async);
+        uv_mutex_lock(&r->lock);
+    }
+    uv_mutex_unlock(&r->lock);
+    uv_mutex_lock(&s->lock);
+    s->reader_exited = 1;
+    uv_mutex_unlock(&s->lock);
+    uv_async_send(&s->async);
+}
+
+/* Operations the reader takes: reads, but a ping, which answers for the writer. */
+static int for_reader(const luar_sq_t *s, const luar_qop_t *op)
+{
+    return s->reader != NULL && luar_qop_is_read(op->kind) && op->kind != LUAR_QOP_PING;
+}
+
+/* Closes the reader's connection and frees it (its thread has ended or never started). */
+static void reader_free(luar_sq_t *s)
+{
+    luar_sq_t *r = s->reader;
+    if (r == NULL)
+        return;
+    luar_sq_finalize(r);
+    sqlite3_close(r->db);
+    uv_cond_destroy(&r->wake);
+    uv_mutex_destroy(&r->lock);
+    free(r); /* r->path is s->path */
+    s->reader = NULL;
+}
+
+/* Opens the reader's connection (at open, after setup; its thread starts after the
+ * writer's). */
+static int reader_open(luar_sq_t *s, luar_buf_t *err)
+{
+    luar_sq_t *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return LUAR_ENOMEM;
+    r->q = s->q;
+    r->path = s->path;
+    int src = sqlite3_open_v2(s->path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (src == SQLITE_OK) {
+        sqlite3_extended_result_codes(r->db, 1);
+        sqlite3_busy_timeout(r->db, 5000);
+        src = sqlite3_exec(r->db, "PRAGMA query_only = ON; PRAGMA temp_store = MEMORY;", NULL,
+                           NULL, NULL);
+    }
+    if (src != SQLITE_OK) {
+        luar_buf_appendf(err, "%s: cannot open the reader's connection: %s", s->path,
+                         r->db ? sqlite3_errmsg(r->db) : sqlite3_errstr(src));
+        sqlite3_close(r->db);
+        free(r);
+        return LUAR_EIO;
+    }
+    if (uv_mutex_init(&r->lock) != 0) {
+        sqlite3_close(r->db);
+        free(r);
+        return LUAR_ENOMEM;
+    }
+    if (uv_cond_init(&r->wake) != 0) {
+        uv_mutex_destroy(&r->lock);
+        sqlite3_close(r->db);
+        free(r);
+        return LUAR_ENOMEM;
+    }
+    s->reader = r;
+    return 0;
+}
+
+/* Asks the reader thread to end once its pending reads are done. */
+static void reader_stop(luar_sq_t *s)
+{
+    luar_sq_t *r = s->reader;
+    if (r == NULL)
+        return;
+    uv_mutex_lock(&r->lock);
+    r->stopping = 1;
+    uv_cond_signal(&r->wake);
+    uv_mutex_unlock(&r->lock);
+}
+
 /* ---- the loop side ------------------------------------------------------------------ */
 
 static void free_sq(luar_sq_t *s)
@@ -238,12 +355,16 @@ static void on_async(uv_async_t *h)
         uv_mutex_lock(&s->lock);
         luar_qop_t *op = s->done;
         s->done = s->done_tail = NULL;
-        int finished = s->exited && s->pending == NULL;
+        int finished = s->exited && s->pending == NULL && (s->reader == NULL || s->reader_exited);
         uv_mutex_unlock(&s->lock);
         if (op == NULL) {
             if (finished && !s->closed) {
                 s->closed = 1;
                 uv_thread_join(&s->thread);
+                if (s->reader != NULL)
+                    uv_thread_join(&s->reader_thread);
+                reader_free(s);
+                luar_sq_checkpointer_stop(s);
                 luar_sq_finalize(s);
                 sqlite3_close(s->db);
                 s->db = NULL;
@@ -283,6 +404,18 @@ static void sq_submit(luar_queue_t *q, luar_qop_t *op)
         uv_async_send(&s->async);
         return;
     }
+    if (for_reader(s, op)) {
+        luar_sq_t *r = s->reader;
+        uv_mutex_lock(&r->lock);
+        if (r->pending_tail)
+            r->pending_tail->next = op;
+        else
+            r->pending = op;
+        r->pending_tail = op;
+        uv_cond_signal(&r->wake);
+        uv_mutex_unlock(&r->lock);
+        return;
+    }
     uv_mutex_lock(&s->lock);
     if (s->pending_tail)
         s->pending_tail->next = op;
@@ -304,6 +437,7 @@ static void sq_close(luar_queue_t *q, void (*done)(void *arg), void *arg)
     s->stopping = 1;
     uv_cond_signal(&s->wake);
     uv_mutex_unlock(&s->lock);
+    reader_stop(s);
 }
 
 /* ---- opening ------------------------------------------------------------------------ */
@@ -368,6 +502,10 @@ static int sq_open(luar_queue_t *q, const char *rest, luar_buf_t *err)
         goto fail;
     }
     rc = luar_sq_setup(s, err);
+    if (rc == 0)
+        rc = luar_sq_checkpointer_start(s, err);
+    if (rc == 0)
+        rc = reader_open(s, err);
     if (rc)
         goto fail;
     if (uv_mutex_init(&s->lock) != 0) {
@@ -386,6 +524,8 @@ static int sq_open(luar_queue_t *q, const char *rest, luar_buf_t *err)
         if (uv_is_active((uv_handle_t *)&s->async)) {
             s->async.data = s;
             s->closed = 1;
+            reader_free(s);
+            luar_sq_checkpointer_stop(s);
             luar_sq_finalize(s);
             sqlite3_close(s->db);
             s->db = NULL;
@@ -398,10 +538,28 @@ static int sq_open(luar_queue_t *q, const char *rest, luar_buf_t *err)
         goto fail;
     }
     s->async.data = s;
+    if (uv_thread_create(&s->reader_thread, reader_main, s) != 0) {
+        luar_buf_appendf(err, "%s: cannot start the reader thread", s->path);
+        uv_mutex_lock(&s->lock);
+        s->stopping = 1;
+        uv_cond_signal(&s->wake);
+        uv_mutex_unlock(&s->lock);
+        uv_thread_join(&s->thread);
+        s->closed = 1;
+        reader_free(s);
+        luar_sq_checkpointer_stop(s);
+        luar_sq_finalize(s);
+        sqlite3_close(s->db);
+        s->db = NULL;
+        uv_close((uv_handle_t *)&s->async, on_async_closed);
+        return LUAR_EIO;
+    }
     uv_unref((uv_handle_t *)&s->async);
     q->impl = s;
     return 0;
 fail:
+    reader_free(s);
+    luar_sq_checkpointer_stop(s);
     luar_sq_finalize(s);
     if (s->db)
         sqlite3_close(s->db);
@@ -419,6 +577,13 @@ int luar_queue_sqlite_stats(luar_queue_t *q, luar_queue_sqlite_stats_t *out)
     uv_mutex_unlock(&s->lock);
     if (s->cache)
         luar_lru_stats(s->cache, &out->cache);
+    if (s->reader != NULL) {
+        uv_mutex_lock(&s->reader->lock);
+        out->batches += s->reader->stats.batches;
+        out->ops += s->reader->stats.ops;
+        uv_mutex_unlock(&s->reader->lock);
+    }
+    luar_sq_checkpoint_stats(s, &out->checkpoints, &out->catchups);
     return 0;
 }
 

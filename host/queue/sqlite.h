@@ -22,6 +22,8 @@ typedef struct luar_queue_sqlite_stats {
     int schema_version;     /* PRAGMA user_version after open */
     int migrations_applied; /* migrations this handle ran at open (0 when already current) */
     luar_lru_stats_t cache; /* the in-process cache (sqlite_cache.c); zero before first use */
+    uint64_t checkpoints;   /* WAL checkpoints run by the checkpointer thread */
+    uint64_t catchups;      /* WAL checkpoints the writer thread ran itself */
 } luar_queue_sqlite_stats_t;
 
 /*
@@ -35,6 +37,8 @@ enum {
     SQ_DEDUPE_PUT,
     SQ_FIND_KEY,
     SQ_INSERT,
+    SQ_ARGS_PUT,
+    SQ_ARGS_DROP,
     SQ_CLAIM_ANY,
     SQ_CLAIM_QUEUE,
     SQ_TAKE,
@@ -69,6 +73,9 @@ enum {
     SQ_STMTS
 };
 
+/* The checkpointer of a queue's WAL (sqlite_checkpoint.c). */
+typedef struct luar_sq_ckpt luar_sq_ckpt_t;
+
 /*
  * One SQLite queue. The connection is used by the writer thread only (and by the loop
  * thread at open, before the thread starts, and at close, after it ended). `lock` guards
@@ -97,6 +104,14 @@ typedef struct luar_sq {
     void (*close_done)(void *arg);
     void *close_arg;
     luar_lru_t *cache; /* luar.cache, created at first use (loop thread; sqlite_cache.c) */
+    luar_sq_ckpt_t *ckpt; /* WAL checkpoints (sqlite_checkpoint.c) */
+    /* Reads (get, list, counts, next_due) on a connection and thread of their own, so a
+     * long one never holds up a commit: `reader` is that connection's own luar_sq_t (its
+     * pending list, lock and statements); it hands results back through this one's done
+     * list. reader_exited is under `lock`. */
+    struct luar_sq *reader;
+    uv_thread_t reader_thread;
+    int reader_exited;
 
     luar_queue_sqlite_stats_t stats;
 } luar_sq_t;
@@ -136,5 +151,19 @@ int luar_sq_exec(luar_sq_t *s, luar_qop_t *op);
  * back afterwards, as for any operation.
  */
 void luar_sq_cache_exec(luar_sq_t *s, luar_qop_t *op);
+
+/*
+ * WAL checkpoints off the commit path (sqlite_checkpoint.c). start opens the checkpointer's
+ * connection and thread and takes over the writer connection's WAL hook (at open, before
+ * the writer thread runs); returns 0, or LUAR_EIO/LUAR_ENOMEM with a message in `err`.
+ * after_commit is called by the writer thread after each write commit: it asks for a
+ * background checkpoint, or runs a small or overdue one itself. stop ends the thread and
+ * closes its connection (after the writer thread ended, before its connection closes).
+ * stats copies the counters (any thread).
+ */
+int luar_sq_checkpointer_start(luar_sq_t *s, luar_buf_t *err);
+void luar_sq_checkpoint_after_commit(luar_sq_t *s);
+void luar_sq_checkpointer_stop(luar_sq_t *s);
+void luar_sq_checkpoint_stats(luar_sq_t *s, uint64_t *passes, uint64_t *catchups);
 
 #endif

@@ -11,10 +11,11 @@
 #include <stdio.h>
 #include <string.h>
 
+/* A job's arguments are in job_args (migration 7), read with the row by its args_id. */
 #define JOB_COLUMNS                                                                                \
-    "id, name, queue, args, key, priority, state, attempt, max_attempts, enqueued_at, "            \
-    "run_at, started_at, finished_at, lease_expires_at, owner, result, last_error, "               \
-    "traceback, expires_at"
+    "id, name, queue, (SELECT args FROM job_args WHERE job_args.id = jobs.args_id), key, "         \
+    "priority, state, attempt, max_attempts, enqueued_at, run_at, started_at, finished_at, "       \
+    "lease_expires_at, owner, result, last_error, traceback, expires_at"
 
 /* State predicates, written exactly as in the partial indexes of the schema (without IN
  * lists, which cost an ephemeral table per evaluation) so the planner can use them. */
@@ -38,9 +39,11 @@ static const char *const sql[SQ_STMTS] = {
                       "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at "
                       "WHERE dedupe.expires_at <= ?3",
     [SQ_FIND_KEY] = "SELECT id FROM jobs WHERE key = ?1 AND " UNFINISHED,
-    [SQ_INSERT] = "INSERT INTO jobs (id, name, queue, args, key, priority, state, "
+    [SQ_INSERT] = "INSERT INTO jobs (id, name, queue, args_id, key, priority, state, "
                   "max_attempts, enqueued_at, run_at) "
                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [SQ_ARGS_PUT] = "INSERT INTO job_args (args) VALUES (?1)",
+    [SQ_ARGS_DROP] = "DELETE FROM job_args WHERE id = ?1",
     [SQ_CLAIM_ANY] =
         "SELECT " JOB_COLUMNS " FROM jobs INDEXED BY jobs_claim_queue WHERE " CLAIMABLE
         " AND run_at <= ?1 ORDER BY priority DESC, run_at, id LIMIT ?2",
@@ -257,11 +260,17 @@ static int do_enqueue(luar_sq_t *s, luar_qop_t *op)
             return SQLITE_NOMEM;
         luar_queue_new_id(op->now, id);
         int later = spec->run_at > op->now;
+        STMT(put, SQ_ARGS_PUT);
+        sqlite3_bind_text(put, 1, spec->args, -1, SQLITE_STATIC);
+        src = step_done(put);
+        if (src != SQLITE_OK)
+            return src;
+        sqlite3_int64 args_id = sqlite3_last_insert_rowid(s->db);
         STMT(st, SQ_INSERT);
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, spec->name, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, spec->queue, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, spec->args, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, args_id);
         bind_text(st, 5, spec->key);
         sqlite3_bind_int(st, 6, spec->priority);
         sqlite3_bind_int(st, 7, later ? LUAR_JOB_SCHEDULED : LUAR_JOB_QUEUED);
@@ -270,8 +279,14 @@ static int do_enqueue(luar_sq_t *s, luar_qop_t *op)
         /* A past run_at (a cron tick, a catch-up) is kept: it is job.scheduled_at. */
         sqlite3_bind_double(st, 10, spec->run_at > 0 ? spec->run_at : op->now);
         src = step_done(st);
-        if (src != SQLITE_OK)
-            return src;
+        if (src != SQLITE_OK) {
+            /* The job was refused alone (its statement rolled back): so are its arguments.
+             * An enqueue of several jobs has a savepoint for the whole; this covers one. */
+            STMT(drop, SQ_ARGS_DROP);
+            sqlite3_bind_int64(drop, 1, args_id);
+            int dsrc = step_done(drop);
+            return dsrc != SQLITE_OK ? dsrc : src;
+        }
         op->out_ids[i] = id;
     }
     op->nout_ids = op->nspecs;

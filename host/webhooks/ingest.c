@@ -588,6 +588,18 @@ static int build_args(const luar_webhook_route_t *r, const luar_http_req_t *req,
     return rc;
 }
 
+/* The request's headers as the JSON object of meta.headers, built on first use into the
+ * empty buffer `out` (once per request: every event of a batch shares them). */
+static int request_headers(const luar_webhook_route_t *r, const luar_http_req_t *req,
+                           luar_buf_t *out)
+{
+    if (out->len > 0)
+        return 0;
+    return luar_webhook_headers_json(req->headers, req->nheaders,
+                                     r->has_verifier ? &r->verifier : NULL,
+                                     (const char *const *)r->strip, out);
+}
+
 /* Answers a sync route: the first handler matching the (single) event runs inline. */
 static void ingest_sync(luar_webhook_route_t *r, luar_http_req_t *req,
                         const luar_webhook_event_t *ev, const char *type, const char *args,
@@ -700,13 +712,6 @@ void luar_webhook_ingest(luar_webhook_route_t *r, luar_http_req_t *req)
             goto done;
         }
     }
-    if (luar_webhook_headers_json(req->headers, req->nheaders,
-                                  r->has_verifier ? &r->verifier : NULL,
-                                  (const char *const *)r->strip, &headers) != 0) {
-        reject(req, 503, "rejected", "out of memory", NULL, 0, NULL, 0);
-        goto done;
-    }
-
     if (r->sync) {
         if (nev != 1) {
             reject(req, 400, "malformed",
@@ -716,7 +721,8 @@ void luar_webhook_ingest(luar_webhook_route_t *r, luar_http_req_t *req)
             goto done;
         }
         char *type = strndup(evs[0].type, evs[0].type_len);
-        if (type == NULL || build_args(r, req, &evs[0], received_at, &headers, &args) != 0)
+        if (type == NULL || request_headers(r, req, &headers) != 0 ||
+            build_args(r, req, &evs[0], received_at, &headers, &args) != 0)
             reject(req, 503, "rejected", "out of memory", NULL, 0, NULL, 0);
         else
             ingest_sync(r, req, &evs[0], type, args.data, args.len);
@@ -756,8 +762,6 @@ void luar_webhook_ingest(luar_webhook_route_t *r, luar_http_req_t *req)
         luar_buf_reset(&key);
         rc = e->id == NULL || e->type == NULL ? LUAR_ENOMEM : 0;
         if (rc == 0)
-            rc = build_args(r, req, ev, received_at, &headers, &args);
-        if (rc == 0)
             rc = luar_buf_appendf(&key, "webhook:%s:", r->path);
         if (rc == 0)
             rc = luar_buf_append(&key, ev->id, ev->id_len);
@@ -768,11 +772,16 @@ void luar_webhook_ingest(luar_webhook_route_t *r, luar_http_req_t *req)
                 continue;
             specs[n] = (luar_job_spec_t){.name = hd->job,
                                          .queue = hd->queue,
-                                         .args = args.data,
                                          .priority = hd->priority,
                                          .max_attempts = hd->max_attempts};
             n++;
         }
+        /* The arguments (and the headers they carry) only for an event some handler
+         * takes: one no handler matches stores its dedupe record alone. */
+        if (rc == 0 && n > 0 && (rc = request_headers(r, req, &headers)) == 0)
+            rc = build_args(r, req, ev, received_at, &headers, &args);
+        for (size_t j = 0; j < n; j++)
+            specs[j].args = args.data;
         e->njobs = n;
         /* Zero jobs (no handler matches the type) still records the id: the event was
          * received, and a redelivery is a duplicate. */

@@ -228,6 +228,62 @@ TEST(test_json_unquote)
     luar_buf_free(&b);
 }
 
+/*
+ * Strings are scanned eight plain bytes at a time, then byte by byte: every special byte
+ * (quote, backslash, control, non-ASCII) is judged exactly wherever it falls in or after
+ * an eight-byte block, and a refusal names its exact offset.
+ */
+TEST(test_json_string_fast_path_boundaries)
+{
+    static const char *const good[] = {
+        "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\x7f", "\\n", "\\\"", "\\\\",
+        "\\u00e9", "\\uD83D\\uDE00", " ", "~", "!", "#", "[", "]",
+    };
+    static const char *const bad[] = {
+        "\xff", "\xc3", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\x80",
+        "\x01", "\x1f", "\t", "\n", "\\x", "\\uD83D", "\\uDE00", "\\u12g4", "\xc3\x28",
+    };
+    char text[128], want[64];
+    luar_buf_t why;
+    luar_buf_init(&why, 0);
+    for (int k = 0; k <= 24; k++) {
+        for (int m = 0; m <= 17; m += 1) {
+            for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+                int n = snprintf(text, sizeof text, "\"%.*s%s%.*s\"", k,
+                                 "aaaaaaaaaaaaaaaaaaaaaaaaa", good[i], m, "bbbbbbbbbbbbbbbbbb");
+                CHECK(valid_n(text, (size_t)n));
+            }
+            for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+                int n = snprintf(text, sizeof text, "\"%.*s%s%.*s\"", k,
+                                 "aaaaaaaaaaaaaaaaaaaaaaaaa", bad[i], m, "bbbbbbbbbbbbbbbbbb");
+                luar_buf_reset(&why);
+                CHECK_EQ_INT(luar_json_validate(text, (size_t)n, 0, &why), LUAR_EPARSE);
+                /* Raw bytes are refused where they start; escapes at or after their
+                 * backslash. */
+                if (bad[i][0] != '\\') {
+                    snprintf(want, sizeof want, "at byte %d:", 1 + k);
+                    CHECK(why.data && strstr(why.data, want) == why.data);
+                }
+            }
+        }
+        /* A quote ends the string wherever it falls: what follows is extra text. */
+        int n = snprintf(text, sizeof text, "\"%.*s\"x\"", k, "aaaaaaaaaaaaaaaaaaaaaaaaa");
+        luar_buf_reset(&why);
+        CHECK_EQ_INT(luar_json_validate(text, (size_t)n, 0, &why), LUAR_EPARSE);
+        snprintf(want, sizeof want, "at byte %d:", 2 + k);
+        CHECK(why.data && strstr(why.data, want) == why.data);
+        /* Unterminated, whatever its length; a NUL inside is a control character. */
+        n = snprintf(text, sizeof text, "\"%.*s", k, "aaaaaaaaaaaaaaaaaaaaaaaaa");
+        CHECK(!valid_n(text, (size_t)n));
+        memset(text, 'a', sizeof text);
+        text[0] = '"';
+        text[1 + k] = '\0';
+        text[40] = '"';
+        CHECK(!valid_n(text, 41));
+    }
+    luar_buf_free(&why);
+}
+
 int main(void)
 {
     RUN(test_json_accepts_valid_texts);
@@ -242,5 +298,6 @@ int main(void)
     RUN(test_json_member_escaped_key_and_non_objects);
     RUN(test_json_array_walk);
     RUN(test_json_unquote);
+    RUN(test_json_string_fast_path_boundaries);
     return DONE();
 }

@@ -1957,7 +1957,245 @@ TEST(sqlite_old_file_is_migrated_with_its_jobs)
     res_t r;
     CHECK_EQ_INT(claim(q, NULL, 5, "w", 30, &r), 0);
     CHECK_EQ_INT(r.n, 1);
+    if (r.n == 1)
+        CHECK_EQ_STR(r.jobs[0].args, "{}");
     res_free(&r);
+    close_q(q);
+}
+
+/* ---- job arguments in a table of their own (migration 7) ------------------------------ */
+
+/* Runs `sql` on the file at last_path through a connection of its own; the first column
+ * of its first row as an integer (-1 when it fails). */
+static long long sql_int(const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    long long v = -1;
+    if (sqlite3_open(last_path, &db) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    else
+        fprintf(stderr, "%s: %s\n", sql, sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* Nonzero when job `id`'s stored arguments are exactly `args` (read in SQL: the copies the
+ * callbacks make are cut at 255 bytes). */
+static int stored_args_are(const char *id, const char *args)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int same = 0;
+    if (sqlite3_open(last_path, &db) == SQLITE_OK &&
+        sqlite3_prepare_v2(db,
+                           "SELECT a.args = ?2 FROM jobs j JOIN job_args a ON a.id = j.args_id "
+                           "WHERE j.id = ?1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, args, -1, SQLITE_STATIC);
+        same = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1;
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return same;
+}
+
+/* Arguments of `n` bytes, a JSON string of digits: longer than a page's share of a row. */
+static char *big_args(size_t n, char digit)
+{
+    char *a = malloc(n + 1);
+    memset(a, digit, n);
+    a[0] = a[n - 1] = '"';
+    a[n] = '\0';
+    return a;
+}
+
+/* A file of schema 6 (arguments inside the job rows, spilled to overflow pages when long)
+ * keeps every job, its arguments, state and owner through migration 7. */
+TEST(sqlite_v6_file_is_migrated_with_arguments_states_and_owners)
+{
+    snprintf(last_path, sizeof last_path, "%s/v6.db", tmpdir);
+    sqlite3 *db = NULL;
+    CHECK_EQ_INT(sqlite3_open(last_path, &db), SQLITE_OK);
+    for (int v = 1; v <= 6; v++)
+        CHECK_EQ_INT(sqlite3_exec(db, luar_sq_migration(v), NULL, NULL, NULL), SQLITE_OK);
+    char *big = big_args(3000, '7');
+    sqlite3_stmt *st = NULL;
+    CHECK_EQ_INT(sqlite3_prepare_v2(db,
+                                    "INSERT INTO jobs (id, name, queue, args, state, attempt,"
+                                    " max_attempts, enqueued_at, run_at, owner, lease_expires_at,"
+                                    " result) VALUES (?1, 'old', 'default', ?2, ?3, ?4, 4, 1, 1,"
+                                    " ?5, ?6, ?7)",
+                                    -1, &st, NULL),
+                 SQLITE_OK);
+    struct {
+        const char *id, *args;
+        int state, attempt;
+        const char *owner;
+        double lease;
+        const char *result;
+    } rows[] = {
+        {"00000000000000000000000001", big, LUAR_JOB_QUEUED, 0, NULL, 0, NULL},
+        {"00000000000000000000000002", "{\"n\":2}", LUAR_JOB_RUNNING, 1, "w", test_now + 60,
+         NULL},
+        {"00000000000000000000000003", "[3]", LUAR_JOB_SUCCEEDED, 1, NULL, 0, "\"done\""},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, rows[i].id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, rows[i].args, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, rows[i].state);
+        sqlite3_bind_int(st, 4, rows[i].attempt);
+        if (rows[i].owner)
+            sqlite3_bind_text(st, 5, rows[i].owner, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 5);
+        sqlite3_bind_double(st, 6, rows[i].lease);
+        if (rows[i].result)
+            sqlite3_bind_text(st, 7, rows[i].result, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 7);
+        CHECK_EQ_INT(sqlite3_step(st), SQLITE_DONE);
+    }
+    sqlite3_finalize(st);
+    CHECK_EQ_INT(sqlite3_exec(db, "PRAGMA user_version = 6", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    luar_queue_t *q = sqlite_open(last_path, NULL, NULL);
+    CHECK(q != NULL);
+    if (q == NULL) {
+        free(big);
+        return;
+    }
+    luar_queue_sqlite_stats_t stats = stats_of(q);
+    CHECK_EQ_INT(stats.schema_version, luar_sq_schema_version());
+    CHECK_EQ_INT(stats.migrations_applied, luar_sq_schema_version() - 6);
+    for (size_t i = 0; i < 3; i++) {
+        tjob_t j;
+        CHECK_EQ_INT(get(q, rows[i].id, &j), 0);
+        CHECK_EQ_INT(j.state, rows[i].state);
+        CHECK_EQ_INT(j.attempt, rows[i].attempt);
+        CHECK_EQ_STR(j.owner, rows[i].owner ? rows[i].owner : NUL_STR);
+        CHECK_EQ_STR(j.result, rows[i].result ? rows[i].result : NUL_STR);
+        CHECK(strncmp(j.args, rows[i].args, sizeof j.args - 1) == 0);
+        CHECK(stored_args_are(rows[i].id, rows[i].args));
+    }
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM job_args"), 3);
+    /* The running job is still fenced by its owner; the queued one is claimed with its
+     * arguments. */
+    CHECK_EQ_INT(complete(q, rows[1].id, "intruder", NULL, 10), LUAR_ENOTFOUND);
+    CHECK_EQ_INT(complete(q, rows[1].id, "w", NULL, 10), 0);
+    res_t r;
+    CHECK_EQ_INT(claim(q, NULL, 5, "w2", 30, &r), 0);
+    CHECK_EQ_INT(r.n, 1);
+    if (r.n == 1) {
+        CHECK_EQ_STR(r.jobs[0].id, rows[0].id);
+        CHECK(strncmp(r.jobs[0].args, big, sizeof r.jobs[0].args - 1) == 0);
+    }
+    res_free(&r);
+    close_q(q);
+    free(big);
+}
+
+/* Arguments are written once, read whole by claim, get and list, and deleted with their job
+ * however it goes (delete, purge, sweep); a duplicate delivery stores none. */
+TEST(sqlite_arguments_live_and_die_with_their_jobs)
+{
+    luar_queue_t *q = sqlite_fresh();
+    char *big = big_args(2300, '5');
+    char ids[4][40];
+    for (int i = 0; i < 4; i++) {
+        luar_job_spec_t spec = {.name = "big", .queue = "a", .args = big};
+        CHECK_EQ_INT(enqueue1(q, &spec, ids[i]), 0);
+    }
+    res_t r;
+    luar_job_spec_t spec = {.name = "big", .queue = "a", .args = big};
+    CHECK_EQ_INT(enqueue_batch(q, &spec, 1, "evt:1", 100, &r), 0);
+    CHECK_EQ_INT(r.duplicate, 0);
+    res_free(&r);
+    CHECK_EQ_INT(enqueue_batch(q, &spec, 1, "evt:1", 100, &r), 0);
+    CHECK_EQ_INT(r.duplicate, 1);
+    res_free(&r);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM job_args"), 5);
+    CHECK(stored_args_are(ids[0], big));
+
+    CHECK_EQ_INT(claim(q, "a", 2, "w", 30, &r), 0);
+    CHECK_EQ_INT(r.n, 2);
+    for (size_t i = 0; i < r.n; i++)
+        CHECK(strncmp(r.jobs[i].args, big, sizeof r.jobs[i].args - 1) == 0);
+    /* Completion and failure rewrite the job's row, not its arguments. */
+    if (r.n == 2) {
+        CHECK_EQ_INT(complete(q, r.jobs[0].id, "w", "1", 10), 0);
+        CHECK_EQ_INT(fail(q, r.jobs[1].id, "w", "boom", NULL, 0, 1000), 0);
+        CHECK(stored_args_are(r.jobs[0].id, big));
+        CHECK(stored_args_are(r.jobs[1].id, big));
+    }
+    res_free(&r);
+
+    CHECK_EQ_INT(delete_job(q, ids[3]), 0);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM job_args"), 4);
+    luar_job_filter_t f = {.state = LUAR_JOB_DEAD};
+    size_t n = 0;
+    CHECK_EQ_INT(count_op(luar_queue_purge, q, &f, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM job_args"), 3);
+    size_t reclaimed = 0, expired = 0;
+    test_now += 11; /* the completed job's result expires */
+    CHECK_EQ_INT(sweep(q, &reclaimed, &expired), 0);
+    CHECK_EQ_INT(expired, 1);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM job_args"), 2);
+    CHECK_EQ_INT(sql_int("SELECT count(*) FROM jobs j JOIN job_args a ON a.id = j.args_id"), 2);
+    close_q(q);
+    free(big);
+}
+
+/* The WAL is checkpointed by the checkpointer thread and stays bounded under a writer that
+ * never pauses: 512-byte pages make the thresholds (in frames) a few megabytes. */
+TEST(sqlite_wal_is_checkpointed_off_the_writer_and_stays_bounded)
+{
+    snprintf(last_path, sizeof last_path, "%s/wal.db", tmpdir);
+    sqlite3 *db = NULL;
+    CHECK_EQ_INT(sqlite3_open(last_path, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db, "PRAGMA page_size = 512; VACUUM;", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    luar_queue_t *q = sqlite_open(last_path, NULL, NULL);
+    CHECK(q != NULL);
+    if (q == NULL)
+        return;
+    enum { BATCHES = 60, PER = 500 };
+    char args[400];
+    memset(args, 'x', sizeof args);
+    args[0] = args[sizeof args - 2] = '"';
+    args[sizeof args - 1] = '\0';
+    luar_job_spec_t *specs = calloc(PER, sizeof *specs);
+    for (int i = 0; i < PER; i++)
+        specs[i] = (luar_job_spec_t){.name = "w", .queue = "wal", .args = args};
+    char wal[600];
+    snprintf(wal, sizeof wal, "%s-wal", last_path);
+    off_t most = 0;
+    for (int b = 0; b < BATCHES; b++) {
+        res_t r;
+        CHECK_EQ_INT(enqueue_batch(q, specs, PER, NULL, 0, &r), 0);
+        res_free(&r);
+        struct stat st;
+        if (stat(wal, &st) == 0 && st.st_size > most)
+            most = st.st_size;
+    }
+    luar_queue_sqlite_stats_t stats = stats_of(q);
+    CHECK(stats.checkpoints > 0);
+    /* Every job is there; the WAL never held much more than the writer's hard limit (16000
+     * frames of 536 bytes) although the jobs took far more frames than that. */
+    CHECK_EQ_INT(count_of(q, "wal", LUAR_JOB_QUEUED), BATCHES * PER);
+    long long pages = sql_int("PRAGMA page_count");
+    CHECK(most > 0 && most <= 12 * 1024 * 1024);
+    CHECK(pages * 536 > 3 * (long long)most / 2);
+    fprintf(stderr, "  wal: %llu background checkpoints, %llu by the writer, at most %lld bytes "
+            "for %lld pages\n", (unsigned long long)stats.checkpoints,
+            (unsigned long long)stats.catchups, (long long)most, pages);
+    free(specs);
     close_q(q);
 }
 
@@ -1991,6 +2229,45 @@ TEST(sqlite_schema_is_versioned_and_migrated_once)
     CHECK_EQ_INT(rc, LUAR_EIO);
     CHECK(err.data && strstr(err.data, last_path) && strstr(err.data, "99"));
     luar_buf_free(&err);
+}
+
+/* Reads run on a connection of their own: a long one (counting a big table) does not hold
+ * up a commit submitted after it. A read on the writer's thread would always answer first;
+ * a disk stall could let it once, hence three tries. */
+TEST(sqlite_a_long_read_does_not_hold_up_a_commit)
+{
+    luar_queue_t *q = sqlite_fresh();
+    enum { PER = 10000, OPS = 10 };
+    luar_job_spec_t *specs = calloc(PER, sizeof *specs);
+    for (int i = 0; i < PER; i++)
+        specs[i] = (luar_job_spec_t){.name = "bulk", .queue = "bulk"};
+    for (int b = 0; b < OPS; b++) {
+        res_t r;
+        CHECK_EQ_INT(enqueue_batch(q, specs, PER, NULL, 0, &r), 0);
+        res_free(&r);
+    }
+    free(specs);
+    int write_first = 0;
+    uint64_t read_ns = 0, write_ns = 0;
+    for (int attempt = 0; attempt < 3 && !write_first; attempt++) {
+        res_t counted = {0}, enqueued = {0};
+        luar_job_spec_t one = {.name = "urgent"};
+        uint64_t t0 = uv_hrtime();
+        CHECK_EQ_INT(luar_queue_counts(q, on_counts, &counted), 0);
+        CHECK_EQ_INT(luar_queue_enqueue(q, &one, 1, NULL, 0, on_enqueued, &enqueued), 0);
+        CHECK(wait_for(&enqueued.done));
+        write_ns = uv_hrtime() - t0;
+        write_first = !counted.done;
+        CHECK(wait_for(&counted.done));
+        read_ns = uv_hrtime() - t0;
+        CHECK_EQ_INT(counted.rc, 0);
+        CHECK_EQ_INT(enqueued.rc, 0);
+        res_free(&enqueued);
+    }
+    fprintf(stderr, "  a count of %d jobs answered in %.1f ms, an enqueue behind it in %.1f ms\n",
+            PER * OPS, read_ns / 1e6, write_ns / 1e6);
+    CHECK(write_first);
+    close_q(q);
 }
 
 TEST(sqlite_durability_settings)
@@ -2337,6 +2614,10 @@ int main(void)
     RUN(sqlite_one_failing_operation_does_not_fail_its_batch);
     RUN(sqlite_schema_is_versioned_and_migrated_once);
     RUN(sqlite_old_file_is_migrated_with_its_jobs);
+    RUN(sqlite_v6_file_is_migrated_with_arguments_states_and_owners);
+    RUN(sqlite_arguments_live_and_die_with_their_jobs);
+    RUN(sqlite_wal_is_checkpointed_off_the_writer_and_stays_bounded);
+    RUN(sqlite_a_long_read_does_not_hold_up_a_commit);
     RUN(sqlite_durability_settings);
     RUN(sqlite_enqueues_are_synchronous_and_bookkeeping_is_lazy);
     RUN(sqlite_rate_checks_are_lazy);
