@@ -143,11 +143,21 @@ static void dec_string(lua_State *L, dec_t *d)
         char e = q[1];
         q += 2;
         switch (e) {
-        case 'b': luaL_addchar(&b, '\b'); break;
-        case 'f': luaL_addchar(&b, '\f'); break;
-        case 'n': luaL_addchar(&b, '\n'); break;
-        case 'r': luaL_addchar(&b, '\r'); break;
-        case 't': luaL_addchar(&b, '\t'); break;
+        case 'b':
+            luaL_addchar(&b, '\b');
+            break;
+        case 'f':
+            luaL_addchar(&b, '\f');
+            break;
+        case 'n':
+            luaL_addchar(&b, '\n');
+            break;
+        case 'r':
+            luaL_addchar(&b, '\r');
+            break;
+        case 't':
+            luaL_addchar(&b, '\t');
+            break;
         case 'u': {
             unsigned long cp = (unsigned long)dec_hex4(q);
             q += 4;
@@ -179,7 +189,9 @@ static void dec_string(lua_State *L, dec_t *d)
             luaL_addlstring(&b, u, n);
             break;
         }
-        default: luaL_addchar(&b, e); break; /* '"', '\\' and '/' stand for themselves */
+        default: /* '"', '\\' and '/' stand for themselves */
+            luaL_addchar(&b, e);
+            break;
         }
     }
     luaL_pushresult(&b);

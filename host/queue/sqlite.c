@@ -289,8 +289,8 @@ static int reader_open(luar_sq_t *s, luar_buf_t *err)
     if (src == SQLITE_OK) {
         sqlite3_extended_result_codes(r->db, 1);
         sqlite3_busy_timeout(r->db, 5000);
-        src = sqlite3_exec(r->db, "PRAGMA query_only = ON; PRAGMA temp_store = MEMORY;", NULL,
-                           NULL, NULL);
+        src = sqlite3_exec(r->db, "PRAGMA query_only = ON; PRAGMA temp_store = MEMORY;", NULL, NULL,
+                           NULL);
     }
     if (src != SQLITE_OK) {
         luar_buf_appendf(err, "%s: cannot open the reader's connection: %s", s->path,

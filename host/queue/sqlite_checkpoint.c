@@ -45,13 +45,13 @@ struct luar_sq_ckpt {
     uv_cond_t wake;
     /* Under lock: */
     int asked, running, stopping;
-    unsigned gen;       /* WAL restarts the writer has seen (it alone changes it) */
-    unsigned done_gen;  /* the restart generation of the last finished pass */
-    int done_frames;    /* frames copied when that pass ended, in its generation */
-    uint64_t passes;    /* background passes run */
-    uint64_t catchups;  /* checkpoints the writer ran itself */
+    unsigned gen;      /* WAL restarts the writer has seen (it alone changes it) */
+    unsigned done_gen; /* the restart generation of the last finished pass */
+    int done_frames;   /* frames copied when that pass ended, in its generation */
+    uint64_t passes;   /* background passes run */
+    uint64_t catchups; /* checkpoints the writer ran itself */
     /* The writer thread's alone: */
-    int wal_frames;     /* frames in the WAL after its last commit (the WAL hook) */
+    int wal_frames; /* frames in the WAL after its last commit (the WAL hook) */
     int prev_frames;
 };
 

@@ -44,9 +44,8 @@ static const char *const sql[SQ_STMTS] = {
                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [SQ_ARGS_PUT] = "INSERT INTO job_args (args) VALUES (?1)",
     [SQ_ARGS_DROP] = "DELETE FROM job_args WHERE id = ?1",
-    [SQ_CLAIM_ANY] =
-        "SELECT " JOB_COLUMNS " FROM jobs INDEXED BY jobs_claim_queue WHERE " CLAIMABLE
-        " AND run_at <= ?1 ORDER BY priority DESC, run_at, id LIMIT ?2",
+    [SQ_CLAIM_ANY] = "SELECT " JOB_COLUMNS " FROM jobs INDEXED BY jobs_claim_queue WHERE " CLAIMABLE
+                     " AND run_at <= ?1 ORDER BY priority DESC, run_at, id LIMIT ?2",
     [SQ_CLAIM_QUEUE] =
         "SELECT " JOB_COLUMNS " FROM jobs INDEXED BY jobs_claim_queue WHERE " CLAIMABLE
         " AND queue = ?3 AND run_at <= ?1 ORDER BY priority DESC, run_at, id LIMIT ?2",

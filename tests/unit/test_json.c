@@ -236,12 +236,26 @@ TEST(test_json_unquote)
 TEST(test_json_string_fast_path_boundaries)
 {
     static const char *const good[] = {
-        "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\x7f", "\\n", "\\\"", "\\\\",
-        "\\u00e9", "\\uD83D\\uDE00", " ", "~", "!", "#", "[", "]",
+        "\xc3\xa9",
+        "\xe2\x82\xac",
+        "\xf0\x9f\x98\x80",
+        "\x7f",
+        "\\n",
+        "\\\"",
+        "\\\\",
+        "\\u00e9",
+        "\\uD83D\\uDE00",
+        " ",
+        "~",
+        "!",
+        "#",
+        "[",
+        "]",
     };
     static const char *const bad[] = {
-        "\xff", "\xc3", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\x80",
-        "\x01", "\x1f", "\t", "\n", "\\x", "\\uD83D", "\\uDE00", "\\u12g4", "\xc3\x28",
+        "\xff",    "\xc3",    "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+        "\x80",    "\x01",    "\x1f",     "\t",           "\n",           "\\x",
+        "\\uD83D", "\\uDE00", "\\u12g4",  "\xc3\x28",
     };
     char text[128], want[64];
     luar_buf_t why;

@@ -30,7 +30,8 @@ static const char helpers[] =
     "  if type(a) ~= type(b) then return false, path .. ': ' .. type(a) .. ' vs ' .. type(b) end\n"
     "  if type(a) == 'number' then\n"
     "    if math.type(a) ~= math.type(b) then\n"
-    "      return false, path .. ': ' .. math.type(a) .. ' ' .. a .. ' vs ' .. math.type(b) .. ' ' .. b\n"
+    "      return false, path .. ': ' .. math.type(a) .. ' ' .. a .. ' vs ' .. math.type(b) .. ' ' "
+    ".. b\n"
     "    end\n"
     "    if a ~= a and b ~= b then return true end\n"
     "    if a ~= b or (a == 0 and 1 / a ~= 1 / b) then\n"
@@ -112,11 +113,36 @@ static int agrees_str(const char *s)
 TEST(test_decode_matches_cjson_on_numbers)
 {
     static const char *const numbers[] = {
-        "0", "-0", "7", "-7", "1.0", "-1.0", "0.5", "-1.5e3", "1E2", "1e-2", "2.5e-324",
-        "1e308", "1e400", "-1e400", "123456789012345", "-123456789012345", "1234567890123456",
-        "9007199254740993", "123456789012345678", "9223372036854775807", "9223372036854775808",
-        "-9223372036854775808", "-9223372036854775809", "100000000000000000000000000000000",
-        "0.1", "3.141592653589793238462643383279", "1e0", "0e0", "-0.0", "4.35",
+        "0",
+        "-0",
+        "7",
+        "-7",
+        "1.0",
+        "-1.0",
+        "0.5",
+        "-1.5e3",
+        "1E2",
+        "1e-2",
+        "2.5e-324",
+        "1e308",
+        "1e400",
+        "-1e400",
+        "123456789012345",
+        "-123456789012345",
+        "1234567890123456",
+        "9007199254740993",
+        "123456789012345678",
+        "9223372036854775807",
+        "9223372036854775808",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "100000000000000000000000000000000",
+        "0.1",
+        "3.141592653589793238462643383279",
+        "1e0",
+        "0e0",
+        "-0.0",
+        "4.35",
         "[0, -0, 1.0, 1e2, 12345678901234567890, 0.30000000000000004]",
     };
     for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++)
@@ -126,11 +152,24 @@ TEST(test_decode_matches_cjson_on_numbers)
 TEST(test_decode_matches_cjson_on_strings_and_structure)
 {
     static const char *const texts[] = {
-        "\"\"", "\"plain\"", "\"\\\" \\\\ \\/ \\b \\f \\n \\r \\t\"", "\"\\u00e9\\u20ac\"",
-        "\"\\uD83D\\uDE00 and \\ud83d\\ude00\"", "\"\\u0000 nul\"", "\"caf\xc3\xa9 \xf0\x9f\x98\x80\"",
-        "{\"a\\u0062c\": 1, \"\\n\": [true, false, null]}", "{\"a\":1,\"a\":2,\"a\":3}",
-        "[]", "{}", "[[], {}, [[]], {\"x\": {}}]", " \t\r\n{ \"k\" : [ 1 , 2 ] } \n",
-        "[null, null, 3]", "{\"x\": null}", "true", "false", "null",
+        "\"\"",
+        "\"plain\"",
+        "\"\\\" \\\\ \\/ \\b \\f \\n \\r \\t\"",
+        "\"\\u00e9\\u20ac\"",
+        "\"\\uD83D\\uDE00 and \\ud83d\\ude00\"",
+        "\"\\u0000 nul\"",
+        "\"caf\xc3\xa9 \xf0\x9f\x98\x80\"",
+        "{\"a\\u0062c\": 1, \"\\n\": [true, false, null]}",
+        "{\"a\":1,\"a\":2,\"a\":3}",
+        "[]",
+        "{}",
+        "[[], {}, [[]], {\"x\": {}}]",
+        " \t\r\n{ \"k\" : [ 1 , 2 ] } \n",
+        "[null, null, 3]",
+        "{\"x\": null}",
+        "true",
+        "false",
+        "null",
         "[1, \"two\", 3.5, {\"four\": [5]}]",
         "{\"id\":\"evt_1\",\"object\":\"event\",\"created\":1700000000,\"data\":{\"object\":{"
         "\"amount\":4999,\"currency\":\"eur\",\"metadata\":{\"order_id\":\"100234\"},"
@@ -151,8 +190,26 @@ TEST(test_decode_matches_cjson_on_strings_and_structure)
 TEST(test_decode_leaves_what_it_refuses_to_cjson)
 {
     static const char *const texts[] = {
-        "\"a\x01" "b\"", "\"\xff\"", "01", "Infinity", "-Infinity", "NaN", "0x10", "[1,]", "{",
-        "", "   ", "[1 2]", "{\"a\" 1}", "\"\\ud800\"", "\"\\x\"", "tru", "[1]x", "1.", ".5",
+        "\"a\x01"
+        "b\"",
+        "\"\xff\"",
+        "01",
+        "Infinity",
+        "-Infinity",
+        "NaN",
+        "0x10",
+        "[1,]",
+        "{",
+        "",
+        "   ",
+        "[1 2]",
+        "{\"a\" 1}",
+        "\"\\ud800\"",
+        "\"\\x\"",
+        "tru",
+        "[1]x",
+        "1.",
+        ".5",
     };
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
         CHECK(agrees_str(texts[i]));
@@ -173,10 +230,16 @@ TEST(test_decode_depth_limit_is_cjsons)
 /* Random documents: nesting, every number form, strings of escapes and UTF-8. */
 static void gen(luar_buf_t *b, int depth)
 {
-    static const char *const nums[] = {"0", "-0", "1", "42", "-17", "1.5", "-0.25", "1e3",
-                                       "2E-3", "123456789012345678", "3.0", "1e400", "7.0e1"};
-    static const char *const strs[] = {"\"\"", "\"x\"", "\"\\n\\t\\\"\"", "\"\\u00e9x\"",
-                                       "\"\\ud83d\\ude00\"", "\"\xc3\xa9\"", "\"a b c d e f g h i j\"",
+    static const char *const nums[] = {"0",   "-0",    "1",    "42",   "-17",
+                                       "1.5", "-0.25", "1e3",  "2E-3", "123456789012345678",
+                                       "3.0", "1e400", "7.0e1"};
+    static const char *const strs[] = {"\"\"",
+                                       "\"x\"",
+                                       "\"\\n\\t\\\"\"",
+                                       "\"\\u00e9x\"",
+                                       "\"\\ud83d\\ude00\"",
+                                       "\"\xc3\xa9\"",
+                                       "\"a b c d e f g h i j\"",
                                        "\"\\\\\\/\""};
     int kind = depth > 6 ? rand() % 5 : rand() % 7;
     switch (kind) {

@@ -2039,8 +2039,7 @@ TEST(sqlite_v6_file_is_migrated_with_arguments_states_and_owners)
         const char *result;
     } rows[] = {
         {"00000000000000000000000001", big, LUAR_JOB_QUEUED, 0, NULL, 0, NULL},
-        {"00000000000000000000000002", "{\"n\":2}", LUAR_JOB_RUNNING, 1, "w", test_now + 60,
-         NULL},
+        {"00000000000000000000000002", "{\"n\":2}", LUAR_JOB_RUNNING, 1, "w", test_now + 60, NULL},
         {"00000000000000000000000003", "[3]", LUAR_JOB_SUCCEEDED, 1, NULL, 0, "\"done\""},
     };
     for (size_t i = 0; i < 3; i++) {
@@ -2192,9 +2191,11 @@ TEST(sqlite_wal_is_checkpointed_off_the_writer_and_stays_bounded)
     long long pages = sql_int("PRAGMA page_count");
     CHECK(most > 0 && most <= 12 * 1024 * 1024);
     CHECK(pages * 536 > 3 * (long long)most / 2);
-    fprintf(stderr, "  wal: %llu background checkpoints, %llu by the writer, at most %lld bytes "
-            "for %lld pages\n", (unsigned long long)stats.checkpoints,
-            (unsigned long long)stats.catchups, (long long)most, pages);
+    fprintf(stderr,
+            "  wal: %llu background checkpoints, %llu by the writer, at most %lld bytes "
+            "for %lld pages\n",
+            (unsigned long long)stats.checkpoints, (unsigned long long)stats.catchups,
+            (long long)most, pages);
     free(specs);
     close_q(q);
 }
