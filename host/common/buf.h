@@ -53,6 +53,10 @@ int luar_buf_append_json_string(luar_buf_t *b, const char *s, size_t len);
  */
 size_t luar_utf8_seq(const unsigned char *s, size_t n);
 
+/* Writes the UTF-8 encoding of code point `cp` (at most 0x10FFFF) to `out`; returns its
+ * length, 1 to 4. */
+size_t luar_utf8_put(char out[4], unsigned long cp);
+
 /* Takes the buffer's storage; the caller frees it with free(). The buffer becomes empty. */
 char *luar_buf_detach(luar_buf_t *b, size_t *len);
 

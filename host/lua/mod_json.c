@@ -3,6 +3,7 @@
  * `cjson` do not leak in), depth-limited to 128 levels both ways. decode returns nil, err
  * on invalid input instead of raising, so handlers need no pcall.
  */
+#include "common/buf.h"
 #include "common/json.h"
 #include "lua/error.h"
 #include "lua/modules.h"
@@ -166,27 +167,7 @@ static void dec_string(lua_State *L, dec_t *d)
                 q += 6;
             }
             char u[4];
-            size_t n;
-            if (cp < 0x80) {
-                u[0] = (char)cp;
-                n = 1;
-            } else if (cp < 0x800) {
-                u[0] = (char)(0xC0 | (cp >> 6));
-                u[1] = (char)(0x80 | (cp & 0x3F));
-                n = 2;
-            } else if (cp < 0x10000) {
-                u[0] = (char)(0xE0 | (cp >> 12));
-                u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-                u[2] = (char)(0x80 | (cp & 0x3F));
-                n = 3;
-            } else {
-                u[0] = (char)(0xF0 | (cp >> 18));
-                u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-                u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-                u[3] = (char)(0x80 | (cp & 0x3F));
-                n = 4;
-            }
-            luaL_addlstring(&b, u, n);
+            luaL_addlstring(&b, u, luar_utf8_put(u, cp));
             break;
         }
         default: /* '"', '\\' and '/' stand for themselves */
