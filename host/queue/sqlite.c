@@ -176,41 +176,54 @@ fail:
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
+/*
+ * The rounds of a worker thread: take what was submitted to `self` (up to BATCH_MAX at a
+ * time), run it as one batch on self's connection, and hand the records to `home`'s done
+ * list, whose loop-side async completes them; once stopping, set *exited under home's lock.
+ * The writer is its own home; the reader hands its results to the queue's.
+ */
+static void serve_rounds(luar_sq_t *self, luar_sq_t *home, int *exited)
+{
+    uv_mutex_lock(&self->lock);
+    for (;;) {
+        while (self->pending == NULL && !self->stopping)
+            uv_cond_wait(&self->wake, &self->lock);
+        if (self->pending == NULL)
+            break;
+        /* Take everything submitted so far (up to BATCH_MAX) as one batch. */
+        luar_qop_t *batch = self->pending, *last = batch;
+        for (size_t n = 1; n < BATCH_MAX && last->next; n++)
+            last = last->next;
+        self->pending = last->next;
+        if (self->pending == NULL)
+            self->pending_tail = NULL;
+        last->next = NULL;
+        uv_mutex_unlock(&self->lock);
+
+        run_batch(self, batch);
+
+        uv_mutex_lock(&home->lock);
+        if (home->done_tail)
+            home->done_tail->next = batch;
+        else
+            home->done = batch;
+        home->done_tail = last;
+        uv_mutex_unlock(&home->lock);
+        uv_async_send(&home->async);
+        uv_mutex_lock(&self->lock);
+    }
+    uv_mutex_unlock(&self->lock);
+    uv_mutex_lock(&home->lock);
+    *exited = 1;
+    uv_mutex_unlock(&home->lock);
+    uv_async_send(&home->async);
+}
+
 static void writer_main(void *arg)
 {
     luar_sq_t *s = arg;
     pthread_setname_np(pthread_self(), "luar-sqlite"); /* for top -H and perf */
-    uv_mutex_lock(&s->lock);
-    for (;;) {
-        while (s->pending == NULL && !s->stopping)
-            uv_cond_wait(&s->wake, &s->lock);
-        if (s->pending == NULL)
-            break;
-        /* Take everything submitted so far (up to BATCH_MAX) as one batch. */
-        luar_qop_t *batch = s->pending, *last = batch;
-        for (size_t n = 1; n < BATCH_MAX && last->next; n++)
-            last = last->next;
-        s->pending = last->next;
-        if (s->pending == NULL)
-            s->pending_tail = NULL;
-        last->next = NULL;
-        uv_mutex_unlock(&s->lock);
-
-        run_batch(s, batch);
-
-        uv_mutex_lock(&s->lock);
-        if (s->done_tail)
-            s->done_tail->next = batch;
-        else
-            s->done = batch;
-        s->done_tail = last;
-        uv_mutex_unlock(&s->lock);
-        uv_async_send(&s->async);
-        uv_mutex_lock(&s->lock);
-    }
-    s->exited = 1;
-    uv_mutex_unlock(&s->lock);
-    uv_async_send(&s->async);
+    serve_rounds(s, s, &s->exited);
 }
 
 /*
@@ -220,40 +233,9 @@ static void writer_main(void *arg)
  */
 static void reader_main(void *arg)
 {
-    luar_sq_t *s = arg, *r = s->reader;
+    luar_sq_t *s = arg;
     pthread_setname_np(pthread_self(), "luar-reader");
-    uv_mutex_lock(&r->lock);
-    for (;;) {
-        while (r->pending == NULL && !r->stopping)
-            uv_cond_wait(&r->wake, &r->lock);
-        if (r->pending == NULL)
-            break;
-        luar_qop_t *batch = r->pending, *last = batch;
-        for (size_t n = 1; n < BATCH_MAX && last->next; n++)
-            last = last->next;
-        r->pending = last->next;
-        if (r->pending == NULL)
-            r->pending_tail = NULL;
-        last->next = NULL;
-        uv_mutex_unlock(&r->lock);
-
-        run_batch(r, batch);
-
-        uv_mutex_lock(&s->lock);
-        if (s->done_tail)
-            s->done_tail->next = batch;
-        else
-            s->done = batch;
-        s->done_tail = last;
-        uv_mutex_unlock(&s->lock);
-        uv_async_send(&s->async);
-        uv_mutex_lock(&r->lock);
-    }
-    uv_mutex_unlock(&r->lock);
-    uv_mutex_lock(&s->lock);
-    s->reader_exited = 1;
-    uv_mutex_unlock(&s->lock);
-    uv_async_send(&s->async);
+    serve_rounds(s->reader, s, &s->reader_exited);
 }
 
 /* Operations the reader takes: reads, but a ping, which answers for the writer. */
