@@ -176,6 +176,35 @@ fail:
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
+/* Appends the chain first..last to a list (head, tail). The caller holds its lock. */
+static void chain_append(luar_qop_t **head, luar_qop_t **tail, luar_qop_t *first,
+                         luar_qop_t *last)
+{
+    if (*tail)
+        (*tail)->next = first;
+    else
+        *head = first;
+    *tail = last;
+}
+
+/* Hands finished records to `home`'s done list and wakes its loop (any thread). */
+static void hand_back(luar_sq_t *home, luar_qop_t *first, luar_qop_t *last)
+{
+    uv_mutex_lock(&home->lock);
+    chain_append(&home->done, &home->done_tail, first, last);
+    uv_mutex_unlock(&home->lock);
+    uv_async_send(&home->async);
+}
+
+/* Queues `op` for the thread of `t` (the writer or the reader) and wakes it. */
+static void hand_to(luar_sq_t *t, luar_qop_t *op)
+{
+    uv_mutex_lock(&t->lock);
+    chain_append(&t->pending, &t->pending_tail, op, op);
+    uv_cond_signal(&t->wake);
+    uv_mutex_unlock(&t->lock);
+}
+
 /*
  * The rounds of a worker thread: take what was submitted to `self` (up to BATCH_MAX at a
  * time), run it as one batch on self's connection, and hand the records to `home`'s done
@@ -202,14 +231,7 @@ static void serve_rounds(luar_sq_t *self, luar_sq_t *home, int *exited)
 
         run_batch(self, batch);
 
-        uv_mutex_lock(&home->lock);
-        if (home->done_tail)
-            home->done_tail->next = batch;
-        else
-            home->done = batch;
-        home->done_tail = last;
-        uv_mutex_unlock(&home->lock);
-        uv_async_send(&home->async);
+        hand_back(home, batch, last);
         uv_mutex_lock(&self->lock);
     }
     uv_mutex_unlock(&self->lock);
@@ -376,36 +398,10 @@ static void sq_submit(luar_queue_t *q, luar_qop_t *op)
         /* Done now, on this thread; handed back through the done list like the others,
          * so the callback still runs after submit returns. */
         luar_sq_cache_exec(s, op);
-        uv_mutex_lock(&s->lock);
-        if (s->done_tail)
-            s->done_tail->next = op;
-        else
-            s->done = op;
-        s->done_tail = op;
-        uv_mutex_unlock(&s->lock);
-        uv_async_send(&s->async);
+        hand_back(s, op, op);
         return;
     }
-    if (for_reader(s, op)) {
-        luar_sq_t *r = s->reader;
-        uv_mutex_lock(&r->lock);
-        if (r->pending_tail)
-            r->pending_tail->next = op;
-        else
-            r->pending = op;
-        r->pending_tail = op;
-        uv_cond_signal(&r->wake);
-        uv_mutex_unlock(&r->lock);
-        return;
-    }
-    uv_mutex_lock(&s->lock);
-    if (s->pending_tail)
-        s->pending_tail->next = op;
-    else
-        s->pending = op;
-    s->pending_tail = op;
-    uv_cond_signal(&s->wake);
-    uv_mutex_unlock(&s->lock);
+    hand_to(for_reader(s, op) ? s->reader : s, op);
 }
 
 static void sq_close(luar_queue_t *q, void (*done)(void *arg), void *arg)
