@@ -103,7 +103,7 @@ function webhooks.verify(scheme, req) end
 ---breaker is open, then dead-lettered (`luar jobs retry` resends). See docs/sending-webhooks.md.
 ---@param d luar.webhooks.Delivery
 ---@return string|nil id the message id (webhook-id)
----@return string|luar.Error|nil job the delivering job's id (false when `id` was a duplicate), or err: kind "invalid", "private_address" or "backend"
+---@return string|luar.Error|nil job the delivering job's id (nil when `id` was a duplicate), or err: kind "invalid", "private_address" or "backend"
 function webhooks.deliver(d) end
 
 return webhooks
