@@ -13,6 +13,7 @@
 #include <netdb.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,7 +77,17 @@ struct luar_redis {
     void *push_arg;
     void (*on_ready)(void *arg);
     void *on_ready_arg;
+    struct luar_redis *prev_open, *next_open; /* every open connection, for siblings */
 };
+
+/*
+ * Every open connection of the process. When one link becomes ready, the others to the
+ * same server on the same loop that are waiting out a backoff try again at once: the
+ * server is back, and a handler woken by the first (a subscription's message) must not
+ * find the second still failing fast. Touched only at open, ready and free.
+ */
+static luar_redis_t *open_conns;
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void link_start(luar_redis_t *r);
 static void pump(link_t *link);
@@ -150,6 +161,14 @@ static void free_redis(luar_redis_t *r)
     luar_buf_free(&r->out);
     for (size_t i = 0; i < r->nsetup && i < SETUP_MAX; i++)
         free(r->setup_what[i]);
+    pthread_mutex_lock(&open_lock);
+    if (r->prev_open)
+        r->prev_open->next_open = r->next_open;
+    else
+        open_conns = r->next_open;
+    if (r->next_open)
+        r->next_open->prev_open = r->prev_open;
+    pthread_mutex_unlock(&open_lock);
     free(r);
     if (done)
         done(arg);
@@ -394,12 +413,29 @@ static void on_flush(uv_prepare_t *p)
 
 /* ---- reading ------------------------------------------------------------------------ */
 
+/* The server r reaches answers again: siblings in backoff try now, and wait for it. */
+static void wake_siblings(luar_redis_t *r)
+{
+    pthread_mutex_lock(&open_lock);
+    for (luar_redis_t *s = open_conns; s; s = s->next_open) {
+        if (s == r || s->loop != r->loop || s->closing || s->link ||
+            !uv_is_active((uv_handle_t *)&s->backoff) || s->url.port != r->url.port ||
+            strcmp(s->url.host, r->url.host) != 0)
+            continue;
+        uv_timer_stop(&s->backoff);
+        s->failures = 0; /* commands sent meanwhile wait for this attempt */
+        link_start(s);
+    }
+    pthread_mutex_unlock(&open_lock);
+}
+
 static void link_ready(link_t *link)
 {
     luar_redis_t *r = link->r;
     link->ready = 1;
     r->failures = 0;
     r->stats.connects++;
+    wake_siblings(r);
     if (r->on_ready)
         r->on_ready(r->on_ready_arg); /* may send: its commands queue like any other */
     if (link->r == NULL)
@@ -789,6 +825,12 @@ int luar_redis_open(uv_loop_t *loop, const luar_redis_url_t *url, luar_redis_t *
     if (tick > 1000)
         tick = 1000;
     uv_timer_start(&r->watchdog, on_watchdog, tick, tick);
+    pthread_mutex_lock(&open_lock);
+    r->next_open = open_conns;
+    if (open_conns)
+        open_conns->prev_open = r;
+    open_conns = r;
+    pthread_mutex_unlock(&open_lock);
     link_start(r);
     *out = r;
     return 0;

@@ -81,10 +81,8 @@ static void on_raw(void *arg, int rc, const redisReply *r)
     out->done = 1;
 }
 
-/* Runs one command on a new connection to `url`; the reply lands in *out. */
-static void raw_cmd(const char *url, int argc, const char **argv, raw_t *out)
+static luar_redis_t *open_raw(const char *url)
 {
-    memset(out, 0, sizeof *out);
     luar_redis_url_t u;
     luar_buf_t err;
     luar_buf_init(&err, 0);
@@ -93,13 +91,26 @@ static void raw_cmd(const char *url, int argc, const char **argv, raw_t *out)
     CHECK_EQ_INT(luar_redis_open(&loop, &u, &r, &err), 0);
     luar_redis_url_free(&u);
     luar_buf_free(&err);
+    return r;
+}
+
+static void close_raw(luar_redis_t *r)
+{
+    int closed = 0;
+    luar_redis_close(r, on_closed, &closed);
+    CHECK(wait_for(&closed));
+}
+
+/* Runs one command on a new connection to `url`; the reply lands in *out. */
+static void raw_cmd(const char *url, int argc, const char **argv, raw_t *out)
+{
+    memset(out, 0, sizeof *out);
+    luar_redis_t *r = open_raw(url);
     if (r == NULL)
         return;
     CHECK_EQ_INT(luar_redis_send(r, argc, argv, NULL, on_raw, out), 0);
     CHECK(wait_for(&out->done));
-    int closed = 0;
-    luar_redis_close(r, on_closed, &closed);
-    CHECK(wait_for(&closed));
+    close_raw(r);
 }
 
 static void admin(const char *cmd1, const char *cmd2, const char *a3, const char *a4, raw_t *out)
@@ -391,6 +402,81 @@ TEST(redis_idle_connection_dropped_by_the_server_reconnects_unseen)
     CHECK_EQ_INT(st.failures, 1);
     CHECK_EQ_INT(st.connects, 2);
     close_q(q);
+}
+
+static struct {
+    luar_redis_t *waiting[2];
+    raw_t pong[2];
+    int sent;
+} sib;
+
+/* C's link is up: at that moment, A and B (backing off for seconds) are asked for PING. */
+static void on_sibling_ready(void *arg)
+{
+    (void)arg;
+    const char *argv[1] = {"PING"};
+    for (int i = 0; i < 2 && !sib.sent; i++)
+        CHECK_EQ_INT(luar_redis_send(sib.waiting[i], 1, argv, NULL, on_raw, &sib.pong[i]), 0);
+    sib.sent = 1;
+}
+
+/*
+ * Two connections back off through an outage; when a third to the same server connects,
+ * they try at once and commands sent to them meanwhile wait for that attempt instead of
+ * failing fast. (What a subscription's handler needs: woken by the first connection to
+ * come back, its redis.call goes through another.)
+ */
+TEST(redis_a_connection_coming_back_wakes_its_siblings)
+{
+    redis_server_t s;
+    memset(&s, 0, sizeof s);
+    if (redis_start(&s, NULL)) {
+        CHECK(!"redis-server did not start");
+        return;
+    }
+    char url[128];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", s.port);
+    memset(&sib, 0, sizeof sib);
+    luar_redis_t *a = open_raw(url), *b = open_raw(url);
+    if (a == NULL || b == NULL)
+        return;
+    raw_t p;
+    const char *argv[1] = {"PING"};
+    memset(&p, 0, sizeof p);
+    CHECK_EQ_INT(luar_redis_send(a, 1, argv, NULL, on_raw, &p), 0);
+    CHECK(wait_for(&p.done));
+    redis_kill(&s);
+    /* Four failed attempts each: the next is 1.6 s away. */
+    luar_redis_stats_t sa, sb;
+    for (int i = 0; i < 100; i++) {
+        luar_redis_stats(a, &sa);
+        luar_redis_stats(b, &sb);
+        if (sa.failures >= 5 && sb.failures >= 5)
+            break;
+        run_for(50);
+    }
+    CHECK(sa.failures >= 5 && sb.failures >= 5);
+    memset(&p, 0, sizeof p);
+    CHECK_EQ_INT(luar_redis_send(a, 1, argv, NULL, on_raw, &p), 0);
+    CHECK(wait_for(&p.done));
+    CHECK_EQ_INT(p.rc, LUAR_EIO); /* down: fails fast */
+    if (redis_start(&s, NULL)) {
+        CHECK(!"redis-server did not restart");
+        return;
+    }
+    sib.waiting[0] = a;
+    sib.waiting[1] = b;
+    luar_redis_t *c = open_raw(url);
+    luar_redis_set_on_ready(c, on_sibling_ready, NULL);
+    for (int i = 0; i < 2; i++) {
+        CHECK(wait_for(&sib.pong[i].done));
+        CHECK_EQ_INT(sib.pong[i].rc, 0);
+        CHECK_EQ_STR(sib.pong[i].str, "PONG");
+    }
+    close_raw(c);
+    close_raw(b);
+    close_raw(a);
+    redis_stop(&s);
 }
 
 /* An open against a port nobody listens on succeeds; operations fail with the reason. */
@@ -834,6 +920,7 @@ int main(void)
     RUN(redis_noscript_reloads_the_script_and_retries);
     RUN(redis_connection_loss_fails_pending_ops_and_recovers);
     RUN(redis_idle_connection_dropped_by_the_server_reconnects_unseen);
+    RUN(redis_a_connection_coming_back_wakes_its_siblings);
     RUN(redis_unreachable_server_is_eio_naming_it);
     RUN(redis_acl_user_and_wrong_password);
     RUN(redis_select_isolates_databases);
