@@ -418,13 +418,14 @@ static void wake_siblings(luar_redis_t *r)
 {
     pthread_mutex_lock(&open_lock);
     for (luar_redis_t *s = open_conns; s; s = s->next_open) {
-        if (s == r || s->loop != r->loop || s->closing || s->link ||
-            !uv_is_active((uv_handle_t *)&s->backoff) || s->url.port != r->url.port ||
-            strcmp(s->url.host, r->url.host) != 0)
+        if (s == r || s->loop != r->loop || s->closing || (s->link && s->link->ready) ||
+            s->url.port != r->url.port || strcmp(s->url.host, r->url.host) != 0)
             continue;
-        uv_timer_stop(&s->backoff);
         s->failures = 0; /* commands sent meanwhile wait for this attempt */
-        link_start(s);
+        if (s->link == NULL) {
+            uv_timer_stop(&s->backoff);
+            link_start(s);
+        }
     }
     pthread_mutex_unlock(&open_lock);
 }
