@@ -164,8 +164,13 @@ static int builtin(app_t *app, luar_http_req_t *req)
             respond_json(req, 503, "{\"error\":\"scripts not loaded\"}");
         else
             ready_check(app, req);
-    } else if (luar_queue_counts(app->queue, on_counts, req)) {
-        respond_metrics(req);
+    } else {
+        size_t lua_bytes = app->vm ? luar_vm_memory(app->vm) : 0;
+        for (size_t i = 0; i < app->nretired; i++)
+            lua_bytes += luar_vm_memory(app->retired[i]->vm);
+        luar_app_metrics_sample(lua_bytes);
+        if (luar_queue_counts(app->queue, on_counts, req))
+            respond_metrics(req);
     }
     return 1;
 }
