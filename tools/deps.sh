@@ -13,6 +13,8 @@ pkgs="build-essential cmake pkg-config libuv1-dev libhttp-parser-dev liblua5.4-d
 # promtool (Debian's prometheus package) checks the live /metrics and the shipped alert
 # rules; the service it installs is neither started nor used.
 [ "$1" = test ] && pkgs="$pkgs prometheus"
+# The dashboard's browser test drives Debian's Chromium with playwright-core (npm).
+[ "$1" = test ] && pkgs="$pkgs chromium"
 # Node.js comes with most machine images; install Debian's only when there is none.
 [ "$1" = test ] && ! command -v npm >/dev/null 2>&1 && pkgs="$pkgs nodejs npm"
 missing=""
