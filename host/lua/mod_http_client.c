@@ -17,6 +17,7 @@
 #include "lua/bridge.h"
 #include "lua/error.h"
 #include "lua/mod_http_client.h"
+#include "lua/task.h"
 #include "lua/util.h"
 
 #include <lauxlib.h>
@@ -47,6 +48,8 @@ struct req_op {
     luar_client_res_t *res;   /* the final outcome, handed to push */
     int cached;               /* the outcome came from the response cache */
     int raise_for_status;
+    luar_trace_t span;        /* the call's span, child of the calling task's */
+    char traceparent[LUAR_TRACEPARENT_LEN + 1];
 };
 
 /* ---- the wait --------------------------------------------------------------------------- */
@@ -213,7 +216,7 @@ static double opt_num(lua_State *L, int t, const char *k)
 /* Reads the headers table at `t` into a userdata array pushed on the stack. */
 static luar_client_header_t *read_headers(lua_State *L, int t, size_t *n)
 {
-    luar_client_header_t *h = lua_newuserdatauv(L, MAX_HEADERS * sizeof *h, 0);
+    luar_client_header_t *h = lua_newuserdatauv(L, (MAX_HEADERS + 1) * sizeof *h, 0);
     *n = 0;
     if (lua_getfield(L, t, "headers") != LUA_TTABLE) {
         lua_pop(L, 1);
@@ -319,6 +322,27 @@ static void read_policy(lua_State *L, luar_client_policy_t *p)
 }
 
 /*
+ * The call is a span of the calling task's trace: unless the caller set its own, the
+ * request carries `traceparent` naming it (W3C Trace Context), so the upstream's spans join
+ * the trace. The headers array (read_headers) has room: MAX_HEADERS counts callers' only.
+ */
+static void add_traceparent(lua_State *L, struct req_op *ro)
+{
+    luar_task_t *task = luar_task_current(L);
+    if (task == NULL || !luar_trace_active(luar_task_trace(task)))
+        return;
+    for (size_t i = 0; i < ro->req.nheaders; i++)
+        if (strcasecmp(ro->req.headers[i].name, "traceparent") == 0)
+            return;
+    luar_trace_child(&ro->span, luar_task_trace(task));
+    luar_trace_format(&ro->span, ro->traceparent);
+    luar_client_header_t *h = (luar_client_header_t *)ro->req.headers;
+    h[ro->req.nheaders].name = "traceparent";
+    h[ro->req.nheaders].value = ro->traceparent;
+    ro->req.nheaders++;
+}
+
+/*
  * send(norm) ⏸ → res | nil, err. `norm` is the table the Lua part built: method (upper
  * case), url, headers (name → string), body or json, connect_timeout, timeout, max_body,
  * raise_for_status, ca, cert, key, proxy, verify (and the resilience options, for later).
@@ -369,6 +393,7 @@ static int client_send(lua_State *L)
     ro->req = req;
     ro->raise_for_status = raise;
     luar_bridge_op_set_cleanup(op, req_cleanup);
+    add_traceparent(L, ro);
     int rc = luar_client_send(loop, &ro->req, &policy, on_sent, ro, &ro->send);
     if (rc) {
         ro->send = NULL;

@@ -84,9 +84,15 @@ static void generate_id(char out[65])
     out[32] = '\0';
 }
 
-/* Sets c->req.request_id from a valid X-Request-Id, else a generated id. */
+/* Sets c->req.request_id from a valid X-Request-Id, else a generated id, and starts the
+ * request's span under a valid `traceparent` (else a new trace). */
 void luar_http_request_id(luar_http_conn_t *c)
 {
+    const luar_http_header_t *tp = luar_http_req_header(&c->req, "traceparent");
+    c->req.trace.trace_id[0] = '\0';
+    if (tp == NULL || luar_trace_parse(tp->value, tp->value_len, &c->req.trace) != 0)
+        c->req.trace.trace_id[0] = '\0';
+    luar_trace_child(&c->req.trace, &c->req.trace);
     const luar_http_header_t *h = luar_http_req_header(&c->req, "x-request-id");
     if (h && request_id_valid(h->value, h->value_len)) {
         memcpy(c->req.request_id, h->value, h->value_len);
@@ -275,8 +281,9 @@ static void account(luar_http_conn_t *c, int status, size_t bytes)
         luar_buf_puts(f, "\"-\"");
     luar_buf_appendf(f,
                      ",\"status\":%d,\"duration_ms\":%.3f,\"bytes\":%zu,\"request_id\":\"%s\","
-                     "\"remote_addr\":\"%s\"",
-                     status, seconds * 1000.0, bytes, req->request_id, c->remote_addr);
+                     "\"remote_addr\":\"%s\",\"trace_id\":\"%s\"",
+                     status, seconds * 1000.0, bytes, req->request_id, c->remote_addr,
+                     req->trace.trace_id);
     if (f->data)
         luar_log_write(LUAR_LOG_INFO, "request", 7, f->data, f->len);
 }
