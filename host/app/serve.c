@@ -19,6 +19,7 @@
 #include "secrets/redact.h"
 #include "secrets/secrets.h"
 #include "server/http.h"
+#include "trace/export.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -338,6 +339,7 @@ static void finish(app_t *app)
     app->vm = NULL;
     luar_jobs_set_host(NULL, NULL, NULL);
     luar_redis_module_close();
+    luar_trace_export_stop(); /* the last spans leave; their post is bounded by 2 s */
     if (app->queue)
         luar_queue_close(app->queue, NULL, NULL); /* after pending writes complete */
     app->queue = NULL;
@@ -529,6 +531,11 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
         goto fail;
     }
     luar_queue_set_cache_limits(app->queue, cfg->cache.max_bytes, cfg->cache.max_value);
+    if (luar_trace_export_start(&app->loop, &cfg->tracing)) {
+        fprintf(stderr, "luar: tracing: cannot export to %s\n", cfg->tracing.endpoint);
+        status = 2;
+        goto fail;
+    }
     luar_jobs_set_host(app->queue, NULL, &cfg->jobs);
     if (luar_redis_module_setup(&app->loop, cfg->redis_url, cfg->queue, &err)) {
         fprintf(stderr, "luar: %s\n", err.data);
@@ -593,6 +600,7 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
     return status;
 
 fail:
+    luar_trace_export_stop();
     luar_jobs_set_host(NULL, NULL, NULL);
     luar_redis_module_close();
     if (app->control)

@@ -10,6 +10,7 @@
 #include "log/log.h"
 #include "secrets/store.h"
 #include "server/http.h"
+#include "trace/export.h"
 
 #include <stddef.h>
 
@@ -85,6 +86,7 @@ typedef struct luar_config {
         size_t max_value; /* cache.max_value: the largest value luar.cache stores (1 MiB) */
     } cache;
     char *redis_url;        /* redis.url: luar.redis's server; NULL: the queue's when Redis */
+    luar_tracing_config_t tracing; /* tracing = { … }: span export (trace/export.h) */
 } luar_config_t;
 
 /*

@@ -18,6 +18,7 @@
 #include "lua/error.h"
 #include "lua/mod_http_client.h"
 #include "lua/task.h"
+#include "trace/export.h"
 #include "lua/util.h"
 
 #include <lauxlib.h>
@@ -50,15 +51,39 @@ struct req_op {
     int raise_for_status;
     luar_trace_t span;        /* the call's span, child of the calling task's */
     char traceparent[LUAR_TRACEPARENT_LEN + 1];
+    uint64_t start_unix_ns;   /* when the call began, for its exported span */
 };
 
 /* ---- the wait --------------------------------------------------------------------------- */
 
 /* The send's outcome: hand it to push (from the loop, never inside another resume). */
+/* Exports the call's span (client kind) when the calling task's trace is exported. */
+static void end_span(struct req_op *ro, const luar_client_res_t *res)
+{
+    if (!luar_trace_exporting() || !luar_trace_active(&ro->span))
+        return;
+    const char *method = ro->req.method ? ro->req.method : "GET";
+    luar_buf_t url;
+    luar_buf_init(&url, 8192);
+    luar_redact_url(&url, ro->req.url);
+    luar_span_attr_t attrs[4] = {{"http.request.method", method, 0},
+                                 {"url.full", url.data ? url.data : "", 0}};
+    size_t n = 2;
+    if (res && res->rc == 0)
+        attrs[n++] = (luar_span_attr_t){"http.response.status_code", NULL, res->status};
+    else
+        attrs[n++] = (luar_span_attr_t){"error.type", res && res->kind ? res->kind : "error", 0};
+    int failed = res == NULL || res->rc != 0 || res->status >= 500;
+    luar_span_end(&ro->span, method, LUAR_SPAN_CLIENT, ro->start_unix_ns, attrs, n, failed,
+                  res && res->rc ? res->message : NULL);
+    luar_buf_free(&url);
+}
+
 static void on_sent(void *arg, luar_client_res_t *res, int cached)
 {
     struct req_op *ro = arg;
     ro->send = NULL;
+    end_span(ro, res);
     ro->res = res;
     ro->cached = cached;
     luar_bridge_complete(ro->op);
@@ -336,6 +361,7 @@ static void add_traceparent(lua_State *L, struct req_op *ro)
             return;
     luar_trace_child(&ro->span, luar_task_trace(task));
     luar_trace_format(&ro->span, ro->traceparent);
+    ro->start_unix_ns = luar_trace_now_ns();
     luar_client_header_t *h = (luar_client_header_t *)ro->req.headers;
     h[ro->req.nheaders].name = "traceparent";
     h[ro->req.nheaders].value = ro->traceparent;

@@ -10,6 +10,7 @@
 #include "log/log.h"
 #include "metrics/metrics.h"
 #include "secrets/redact.h"
+#include "trace/export.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -269,6 +270,16 @@ static void account(luar_http_conn_t *c, int status, size_t bytes)
     if (request_duration) {
         const char *labels[] = {route};
         luar_metric_observe(request_duration, labels, seconds);
+    }
+    if (luar_trace_exporting()) {
+        char name[160];
+        snprintf(name, sizeof name, "%s %s", method, route);
+        luar_span_attr_t attrs[] = {{"http.request.method", method, 0},
+                                    {"http.route", route, 0},
+                                    {"http.response.status_code", NULL, status}};
+        luar_span_end(&req->trace, name, LUAR_SPAN_SERVER,
+                      luar_trace_unix_ns(req->start_ns ? req->start_ns : uv_hrtime()), attrs, 3,
+                      status >= 500, NULL);
     }
     if (!luar_log_enabled(LUAR_LOG_INFO))
         return;

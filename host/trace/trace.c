@@ -7,6 +7,7 @@
 #include <time.h>
 
 static const char hexdigits[] = "0123456789abcdef";
+double luar_trace_sample_rate = 1.0;
 static uint64_t rng_state;
 static int rng_ready;
 
@@ -103,7 +104,8 @@ void luar_trace_child(luar_trace_t *t, const luar_trace_t *parent)
         random_hex16(t->trace_id + 16);
         t->trace_id[32] = '\0';
         t->parent_id[0] = '\0';
-        t->flags = 1;
+        t->flags = luar_trace_sample_rate >= 1.0 ||
+                   (double)(next_u64() >> 11) * 0x1.0p-53 < luar_trace_sample_rate;
     }
     random_hex16(t->span_id);
     t->span_id[16] = '\0';

@@ -39,6 +39,10 @@ int luar_trace_parse(const char *value, size_t len, luar_trace_t *out);
  */
 void luar_trace_child(luar_trace_t *t, const luar_trace_t *parent);
 
+/* The share of new traces marked sampled (0..1; 1 by default; set from the configuration's
+ * tracing.sample_rate). */
+extern double luar_trace_sample_rate;
+
 /* Writes the `traceparent` naming span `t` (out: LUAR_TRACEPARENT_LEN + 1 bytes). */
 void luar_trace_format(const luar_trace_t *t, char *out);
 
