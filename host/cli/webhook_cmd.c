@@ -51,7 +51,7 @@ static void usage(FILE *f)
             "                         [--timestamp T] [--id ID] [--option KEY=VALUE]...\n"
             "                         [--timeout SECONDS] [--config F] [FILE]\n"
             "The body is read from FILE, or from stdin when FILE is absent or \"-\".\n"
-            "Schemes (the host's, then the plugins' of the configuration): %s\n",
+            "Schemes: %s\n",
             list.data ? list.data : "");
     luar_buf_free(&list);
 }
