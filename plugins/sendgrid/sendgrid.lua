@@ -26,7 +26,7 @@ end
 -- Validation failures unwind build() as this table; send() turns it into nil, err.
 local Invalid = {}
 local function bad(field, fmt, ...)
-  error(setmetatable({ field = field, message = field .. ": " .. fmt:format(...) }, Invalid), 0)
+  error(setmetatable({ field = field, message = field .. " " .. fmt:format(...) }, Invalid), 0)
 end
 
 local MAX_RECIPIENTS = 1000       -- per request, across personalizations
