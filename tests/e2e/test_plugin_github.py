@@ -228,8 +228,8 @@ def test_waiting_for_a_rate_limit_blocks_nothing():
         main_lua = PRELUDE + client(gh) + """
 local http = require "luar.http"
 http.route("GET", "/slow", function()
-  local data, err = gh:get("rate/primary/f")
-  return { json = { ok = data ~= nil, err = err and tostring(err) } }
+  local data, res = gh:get("rate/primary/f")
+  return { json = { ok = data ~= nil, err = not data and tostring(res) or nil } }
 end)
 http.route("GET", "/ping", function() return "pong" end)
 """
