@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 
 from github_standin import GitHubStandIn
@@ -264,6 +265,205 @@ out({ ok = (pcall(gh.request, gh, 5, "x")) })
     assert "token must be" in results[0]["e"] and "base_url" in results[1]["e"], results
 
 
+
+# ---- the `github` webhook scheme ----------------------------------------------------------
+
+# Signs [secret, payload] pairs with @octokit/webhooks-methods `sign`, or checks
+# {secret, payload, signature} objects with its `verify`.
+NODE_JS = r"""
+const { sign, verify } = require("@octokit/webhooks-methods");
+const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
+Promise.all(input.map((c) => Array.isArray(c) ? sign(c[0], c[1])
+                                              : verify(c.secret, c.payload, c.signature)))
+  .then((out) => process.stdout.write(JSON.stringify(out)));
+"""
+
+
+def node(items):
+    exe = shutil.which("node")
+    assert exe, "node is not installed (Debian package nodejs)"
+    assert os.path.isdir(os.path.join(HERE, "node_modules", "@octokit", "webhooks-methods")), \
+        "run `npm ci --prefix tests/e2e` (@octokit/webhooks-methods is missing)"
+    p = subprocess.run([exe, "-e", NODE_JS], cwd=HERE, input=json.dumps(items).encode(),
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    return json.loads(p.stdout)
+
+
+VERIFY_LUA = r"""
+local webhooks = require "luar.webhooks"
+local f = assert(io.open(arg[1], "rb"))
+local cases = json.decode(f:read("a"))
+f:close()
+for _, c in ipairs(cases) do
+  local req = { headers = c.headers, body = c.body, secrets = c.secrets }
+  for k, v in pairs(c.options or {}) do req[k] = v end
+  local ok, res, err = pcall(webhooks.verify, "github", req)
+  if not ok then out({ name = c.name, raised = tostring(res) })
+  elseif res == true then out({ name = c.name, ok = true })
+  else out({ name = c.name, kind = err.kind, message = err.message }) end
+end
+"""
+
+SECRET = "It's a Secret to Everybody"
+OTHER = "another secret"
+
+
+def issue_body(action="opened", number=7):
+    return json.dumps({"action": action, "issue": {"number": number, "title": "Caf\u00e9 bug"},
+                       "repository": {"full_name": "octo/hello"}}, ensure_ascii=False)
+
+
+def test_signatures_from_octokit_verify_in_lua():
+    body = issue_body()
+    good, other = node([[SECRET, body], [OTHER, body]])
+    assert good.startswith("sha256=") and len(good) == 71, good
+
+    def case(name, headers, secrets=(SECRET,), body_=body, **extra):
+        c = {"name": name, "headers": headers, "body": body_, "secrets": list(secrets)}
+        c.update(extra)
+        return c
+
+    cases = [
+        case("valid", {"X-Hub-Signature-256": good}),
+        case("upper_case_hex", {"X-Hub-Signature-256": "sha256=" + good[7:].upper()}),
+        case("rotated", {"X-Hub-Signature-256": other}, (SECRET, OTHER)),
+        case("wrong_secret", {"X-Hub-Signature-256": other}),
+        case("tampered", {"X-Hub-Signature-256": good}, body_=body.replace("7", "8")),
+        case("missing", {}),
+        case("sha1_only", {"X-Hub-Signature": "sha1=" + "0" * 40}),
+        case("malformed", {"X-Hub-Signature-256": "sha256=xyz"}),
+        case("no_prefix", {"X-Hub-Signature-256": good[7:]}),
+        case("bad_option", {"X-Hub-Signature-256": good}, options={"header": "X-Sig"}),
+        case("event_option", {"X-Hub-Signature-256": good}, options={"event": "issues"}),
+    ]
+    d = tempfile.mkdtemp(prefix="luar-github-")
+    try:
+        with open(os.path.join(d, "v.lua"), "w") as f:
+            f.write(PRELUDE + VERIFY_LUA)
+        with open(os.path.join(d, "cases.json"), "w") as f:
+            json.dump(cases, f)
+        rc, out, err = run_cli(["run", "v.lua", "cases.json"], cwd=d)
+        assert rc == 0, (rc, out, err)
+        r = {x["name"]: x for x in (json.loads(l) for l in out.splitlines()
+                                     if l.startswith("{") and '"ts"' not in l)}
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    for name in ("valid", "upper_case_hex", "rotated", "event_option"):
+        assert r[name].get("ok") is True, (name, r[name])
+    for name, part in (("wrong_secret", "does not match"), ("tampered", "does not match"),
+                       ("missing", "no x-hub-signature-256 header"),
+                       ("sha1_only", "the SHA-1 x-hub-signature alone is not accepted"),
+                       ("malformed", "is malformed"), ("no_prefix", "is malformed")):
+        assert r[name].get("kind") == "invalid_signature" and part in r[name]["message"], \
+            (name, r[name])
+    assert 'unknown option "header"' in r["bad_option"]["raised"], r["bad_option"]
+    assert all(good[7:] not in json.dumps(x) for x in r.values())
+
+
+ROUTE_LUA = r"""
+local webhooks = require "luar.webhooks"
+local log = require "luar.log"
+webhooks.route("/hooks/github", { scheme = "github", secret = %s })
+webhooks.on("/hooks/github", "issues.opened", function(event, meta)
+  log.info("github event", { handler = "opened", id = meta.id, type = meta.type,
+                             number = event.issue.number,
+                             sig = meta.headers["x-hub-signature-256"] })
+end)
+webhooks.on("/hooks/github", "#", function(event, meta)
+  log.info("github event", { handler = "all", id = meta.id, type = meta.type })
+end)
+"""
+
+
+def test_route_types_events_as_event_dot_action_and_dedupes_deliveries():
+    opened, closed, push = issue_body("opened", 7), issue_body("closed", 7), '{"ref":"refs/heads/main"}'
+    form = "payload=" + urllib.parse.quote_plus(issue_body("opened", 9))
+    sigs = node([[SECRET, opened], [SECRET, closed], [SECRET, push], [SECRET, form],
+                 [OTHER, opened]])
+
+    def post(luar, body, sig, event="issues", delivery=None, ctype="application/json"):
+        h = {"Content-Type": ctype, "User-Agent": "GitHub-Hookshot/abc123"}
+        if sig:
+            h["X-Hub-Signature-256"] = sig
+        if event:
+            h["X-GitHub-Event"] = event
+        if delivery is not False:
+            h["X-GitHub-Delivery"] = delivery or str(uuid.uuid4())
+        status, _, answer = luar.request("POST", "/hooks/github", body.encode(), h)
+        return status, json.loads(answer), h.get("X-GitHub-Delivery")
+
+    def seen(luar, handler, id_):
+        return luar.wait_log(lambda r: r.get("msg") == "github event" and
+                             r.get("handler") == handler and r.get("id") == id_)
+
+    main_lua = PRELUDE + ROUTE_LUA % json.dumps(SECRET)
+    with Luar(scripts={"main.lua": main_lua}) as luar:
+        status, answer, d1 = post(luar, opened, sigs[0])
+        assert status == 200 and answer == {"received": True, "id": d1, "jobs": 2}, answer
+        rec = seen(luar, "opened", d1)
+        assert rec["type"] == "issues.opened" and rec["number"] == 7 and "sig" not in rec, rec
+        assert seen(luar, "all", d1)["type"] == "issues.opened"
+        # GitHub redelivers with the same delivery id: nothing runs twice.
+        status, answer, _ = post(luar, opened, sigs[0], delivery=d1)
+        assert status == 200 and answer.get("duplicate") is True, answer
+        status, answer, d2 = post(luar, closed, sigs[1])
+        assert status == 200 and answer["jobs"] == 1, answer  # only "#" matches
+        assert seen(luar, "all", d2)["type"] == "issues.closed"
+        status, answer, d3 = post(luar, push, sigs[2], event="push")
+        assert status == 200 and seen(luar, "all", d3)["type"] == "push", answer
+        status, answer, d4 = post(luar, form, sigs[3],
+                                  ctype="application/x-www-form-urlencoded")
+        assert status == 200 and answer["jobs"] == 2, answer
+        assert seen(luar, "opened", d4)["number"] == 9
+        for what, (status, answer, _), want, part in [
+            ("wrong secret", post(luar, opened, sigs[4]), 401, "invalid signature: "),
+            ("tampered", post(luar, opened.replace("7", "8"), sigs[0]), 401,
+             "invalid signature: the x-hub-signature-256 does not match"),
+            ("unsigned", post(luar, opened, None), 401,
+             "missing signature: no x-hub-signature-256 header"),
+            ("no delivery", post(luar, opened, sigs[0], delivery=False), 400,
+             "no x-github-delivery header"),
+            ("no event", post(luar, opened, sigs[0], event=None), 400,
+             "no x-github-event header"),
+        ]:
+            assert status == want and part in answer["error"], (what, status, answer)
+        assert luar.count_logs(lambda r: r.get("msg") == "github event" and
+                               r.get("id") == d1) == 2
+
+
+def test_cli_sign_and_send_are_verified_by_octokit_and_the_route():
+    body = issue_body("labeled", 3)
+    with tempfile.TemporaryDirectory(prefix="luar-github-") as d:
+        path = os.path.join(d, "event.json")
+        with open(path, "w") as f:
+            f.write(body)
+        status, out, err = run_cli(["webhook", "sign", "--scheme", "github", "--secret", SECRET,
+                                    "--option", "event=issues", path])
+        assert status == 0, err
+        h = dict(line.split(": ", 1) for line in out.splitlines())
+        assert sorted(h) == ["X-GitHub-Delivery", "X-GitHub-Event", "X-Hub-Signature",
+                             "X-Hub-Signature-256"], h
+        assert h["X-GitHub-Event"] == "issues" and uuid.UUID(h["X-GitHub-Delivery"]).version == 4
+        verdicts = node([{"secret": SECRET, "payload": body, "signature": h["X-Hub-Signature-256"]},
+                         {"secret": OTHER, "payload": body, "signature": h["X-Hub-Signature-256"]},
+                         {"secret": SECRET, "payload": body + " ",
+                          "signature": h["X-Hub-Signature-256"]}])
+        assert verdicts == [True, False, False], verdicts
+        status, _, err = run_cli(["webhook", "sign", "--scheme", "github", "--secret", SECRET,
+                                  "--option", "event=Not An Event", path])
+        assert status != 0 and "is not an event name" in err, err
+        main_lua = PRELUDE + ROUTE_LUA % json.dumps(SECRET)
+        with Luar(scripts={"main.lua": main_lua}) as luar:
+            status, out, err = run_cli(["webhook", "send", "--scheme", "github", "--secret",
+                                        SECRET, "--option", "event=issues", "--id", "cli-1",
+                                        "--url", "http://127.0.0.1:%d/hooks/github" % luar.port,
+                                        path])
+            assert status == 0, (out, err)
+            rec = luar.wait_log(lambda r: r.get("msg") == "github event" and
+                                r.get("id") == "cli-1")
+            assert rec["type"] == "issues.labeled", rec
+
 if __name__ == "__main__":
     main([test_headers_and_generic_calls,
           test_user_agent_is_always_sent_and_configurable,
@@ -273,4 +473,7 @@ if __name__ == "__main__":
           test_secondary_rate_limit_honours_retry_after,
           test_a_rate_limit_longer_than_max_wait_fails_at_once,
           test_waiting_for_a_rate_limit_blocks_nothing,
-          test_client_misuse_raises])
+          test_client_misuse_raises,
+          test_signatures_from_octokit_verify_in_lua,
+          test_route_types_events_as_event_dot_action_and_dedupes_deliveries,
+          test_cli_sign_and_send_are_verified_by_octokit_and_the_route])

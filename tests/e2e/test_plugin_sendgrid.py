@@ -248,9 +248,284 @@ end
     assert "base_url must be a string" in results[2]["e"], results
 
 
+
+# ---- the `sendgrid` webhook scheme ------------------------------------------------------
+
+# Generates P-256 key pairs with Node's crypto and signs "<timestamp><body>" with them as
+# SendGrid does; every signature is checked by @sendgrid/eventwebhook before it is used.
+# Also verifies {pub, body, sig, ts} items with @sendgrid/eventwebhook ("verify" mode).
+NODE_JS = r"""
+const crypto = require("crypto");
+const { EventWebhook } = require("@sendgrid/eventwebhook");
+const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
+const ew = new EventWebhook();
+const check = (pub, body, sig, ts) =>
+  ew.verifySignature(ew.convertPublicKeyToECDSA(pub), body, sig, String(ts));
+if (input.verify) {
+  process.stdout.write(JSON.stringify(input.verify.map((v) => check(v.pub, v.body, v.sig, v.ts))));
+} else {
+  process.stdout.write(JSON.stringify(sign(input.sign)));
+}
+function sign(items) {
+const pair = (curve) => crypto.generateKeyPairSync("ec", { namedCurve: curve });
+const keys = { main: pair("prime256v1"), other: pair("prime256v1"), p384: pair("secp384r1") };
+const spki = (k) => k.publicKey.export({ type: "spki", format: "der" }).toString("base64");
+const out = { sigs: [] };
+for (const [name, k] of Object.entries(keys)) {
+  out[name] = { b64: spki(k), pem: k.publicKey.export({ type: "spki", format: "pem" }),
+                private_pem: k.privateKey.export({ type: "pkcs8", format: "pem" }) };
+}
+for (const m of items) {
+  const k = keys[m.key];
+  const sig = crypto.sign("sha256", Buffer.from(String(m.ts) + m.body, "utf8"), k.privateKey)
+    .toString("base64");
+  if (!check(spki(k), m.body, sig, m.ts)) throw new Error("eventwebhook refuses a signature");
+  out.sigs.push(sig);
+}
+return out;
+}
+"""
+
+
+def node(payload):
+    exe = shutil.which("node")
+    assert exe, "node is not installed (Debian package nodejs)"
+    assert os.path.isdir(os.path.join(HERE, "node_modules", "@sendgrid", "eventwebhook")), \
+        "run `npm ci --prefix tests/e2e` (@sendgrid/eventwebhook is missing)"
+    p = subprocess.run([exe, "-e", NODE_JS], cwd=HERE, input=json.dumps(payload).encode(),
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    return json.loads(p.stdout)
+
+
+SIG = "X-Twilio-Email-Event-Webhook-Signature"
+TS = "X-Twilio-Email-Event-Webhook-Timestamp"
+
+
+def events_body(*events):
+    """A batch as SendGrid posts it: a JSON array, one object per event."""
+    return json.dumps([dict({"email": "ada@example.com", "timestamp": 1700000000,
+                             "smtp-id": "<14c5d75ce93.dfd.64b469@ismtpd-555>",
+                             "category": ["invoice"]}, event=e, sg_event_id=i,
+                            sg_message_id="14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0")
+                       for (e, i) in events], ensure_ascii=False)
+
+
+VERIFY_LUA = r"""
+local webhooks = require "luar.webhooks"
+local f = assert(io.open(arg[1], "rb"))
+local cases = json.decode(f:read("a"))
+f:close()
+for _, c in ipairs(cases) do
+  local ok, res, err = pcall(webhooks.verify, "sendgrid", { headers = c.headers, body = c.body,
+                             secrets = c.secrets, tolerance = c.tolerance })
+  if not ok then out({ name = c.name, raised = tostring(res) })
+  elseif res == true then out({ name = c.name, ok = true })
+  else out({ name = c.name, kind = err.kind, message = err.message }) end
+end
+"""
+
+
+def run_verify(cases):
+    d = tempfile.mkdtemp(prefix="luar-sendgrid-")
+    try:
+        with open(os.path.join(d, "v.lua"), "w") as f:
+            f.write(PRELUDE + VERIFY_LUA)
+        with open(os.path.join(d, "cases.json"), "w") as f:
+            json.dump(cases, f)
+        rc, out, err = run_cli(["run", "v.lua", "cases.json"], cwd=d)
+        assert rc == 0, (rc, out, err)
+        results = [json.loads(l) for l in out.splitlines()
+                   if l.startswith("{") and '"ts"' not in l]
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    assert len(results) == len(cases), results
+    return {r["name"]: r for r in results}
+
+
+def test_signatures_from_node_crypto_verify_in_lua():
+    now = int(time.time())
+    body = events_body(("delivered", "ev-1"), ("open", "ev-2"))
+    accented = events_body(("bounce", "ev-\u00e9\u20ac"))
+    k = node({"sign": [
+        {"key": "main", "ts": now, "body": body},         # 0
+        {"key": "other", "ts": now, "body": body},        # 1
+        {"key": "main", "ts": now - 400, "body": body},   # 2 expired
+        {"key": "main", "ts": now + 400, "body": body},   # 3 from the future
+        {"key": "main", "ts": now, "body": accented},     # 4 UTF-8 body
+    ]})
+    sigs, main_key, other = k["sigs"], k["main"], k["other"]
+
+    def case(name, sig, ts, secrets, body_=body, **extra):
+        h = {}
+        if sig is not None:
+            h[SIG] = sig
+        if ts is not None:
+            h[TS] = str(ts)
+        c = {"name": name, "headers": h, "body": body_, "secrets": secrets}
+        c.update(extra)
+        return c
+
+    cases = [
+        case("valid_base64_key", sigs[0], now, [main_key["b64"]]),
+        case("valid_pem_key", sigs[0], now, [main_key["pem"]]),
+        case("valid_private_key_secret", sigs[0], now, [main_key["private_pem"]]),
+        case("valid_utf8_body", sigs[4], now, [main_key["b64"]], accented),
+        case("rotated", sigs[1], now, [main_key["b64"], other["b64"]]),
+        case("wrong_key", sigs[1], now, [main_key["b64"]]),
+        case("tampered_body", sigs[0], now, [main_key["b64"]], body.replace("ev-2", "ev-3")),
+        case("timestamp_changed", sigs[0], now - 1, [main_key["b64"]]),
+        case("expired", sigs[2], now - 400, [main_key["b64"]]),
+        case("future", sigs[3], now + 400, [main_key["b64"]]),
+        case("inside_tolerance", sigs[2], now - 400, [main_key["b64"]], tolerance=600),
+        case("missing_signature", None, now, [main_key["b64"]]),
+        case("missing_timestamp", sigs[0], None, [main_key["b64"]]),
+        case("malformed_signature", "not base64 at all!", now, [main_key["b64"]]),
+        case("not_der", base64.b64encode(b"\x01" * 64).decode(), now, [main_key["b64"]]),
+        case("bad_secret", sigs[0], now, ["this is not a key"]),
+        case("p384_secret", sigs[0], now, [k["p384"]["b64"]]),
+    ]
+    r = run_verify(cases)
+
+    def expect(name, kind, part=None):
+        got = r[name]
+        if kind == "ok":
+            assert got.get("ok") is True, (name, got)
+        elif kind == "raised":
+            assert part in got.get("raised", ""), (name, got)
+        else:
+            assert got.get("kind") == kind, (name, got)
+            assert part is None or part in got["message"], (name, got)
+
+    for name in ("valid_base64_key", "valid_pem_key", "valid_private_key_secret",
+                 "valid_utf8_body", "rotated", "inside_tolerance"):
+        expect(name, "ok")
+    expect("wrong_key", "invalid_signature", "does not verify with the configured key")
+    expect("tampered_body", "invalid_signature", "does not verify")
+    expect("timestamp_changed", "invalid_signature", "does not verify")
+    expect("expired", "expired", "in the past")
+    expect("future", "expired", "in the future")
+    expect("missing_signature", "invalid_signature",
+           "no x-twilio-email-event-webhook-signature header")
+    expect("missing_timestamp", "invalid_signature",
+           "no x-twilio-email-event-webhook-timestamp header")
+    expect("malformed_signature", "invalid_signature", "is malformed")
+    expect("not_der", "invalid_signature", "does not verify")
+    expect("bad_secret", "raised", "secret 1 is not a verification key")
+    expect("p384_secret", "raised", "secret 1 is not an ECDSA P-256 key")
+    for got in r.values():
+        text = json.dumps(got)
+        assert all(s not in text for s in sigs), "a reason leaks a signature: %s" % text
+
+
+ROUTE_LUA = r"""
+local webhooks = require "luar.webhooks"
+local log = require "luar.log"
+webhooks.route("/hooks/sendgrid", { scheme = "sendgrid", secret = %s })
+webhooks.on("/hooks/sendgrid", "*", function(event, meta)
+  log.info("sendgrid event", { id = meta.id, type = meta.type, email = event.email,
+                               sig_header = meta.headers["x-twilio-email-event-webhook-signature"] })
+end)
+"""
+
+
+def test_route_runs_one_job_per_event_and_dedupes_each_sg_event_id():
+    now = int(time.time())
+    batch = events_body(("delivered", "sg-1"), ("open", "sg-2"), ("bounce", "sg-3"))
+    overlap = events_body(("open", "sg-2"), ("click", "sg-4"))
+    k = node({"sign": [{"key": "main", "ts": now, "body": batch},
+                       {"key": "main", "ts": now + 1, "body": batch},
+                       {"key": "main", "ts": now, "body": overlap},
+                       {"key": "other", "ts": now, "body": batch},
+                       {"key": "main", "ts": now - 3600, "body": batch},
+                       {"key": "main", "ts": now, "body": '{"event": "open"}'},
+                       {"key": "main", "ts": now, "body": '[{"event": "open"}]'}]})
+    sigs = k["sigs"]
+
+    def post(luar, body, sig, ts):
+        h = {"Content-Type": "application/json"}
+        if sig is not None:
+            h[SIG] = sig
+        if ts is not None:
+            h[TS] = str(ts)
+        status, _, answer = luar.request("POST", "/hooks/sendgrid", body.encode(), h)
+        return status, json.loads(answer)
+
+    def handled(luar, id_):
+        return luar.count_logs(lambda r: r.get("msg") == "sendgrid event" and r.get("id") == id_)
+
+    main_lua = PRELUDE + ROUTE_LUA % json.dumps(k["main"]["b64"])
+    with Luar(scripts={"main.lua": main_lua}) as luar:
+        status, answer = post(luar, batch, sigs[0], now)
+        assert status == 200, answer
+        assert answer["events"] == 3 and answer["duplicates"] == 0 and answer["jobs"] == 3, answer
+        for i, t in (("sg-1", "delivered"), ("sg-2", "open"), ("sg-3", "bounce")):
+            rec = luar.wait_log(lambda r: r.get("msg") == "sendgrid event" and r.get("id") == i)
+            assert rec["type"] == t and rec["email"] == "ada@example.com", rec
+            assert "sig_header" not in rec, "signature headers reach handlers"
+        # SendGrid retries the same batch (signed anew): every event is a duplicate.
+        status, answer = post(luar, batch, sigs[1], now + 1)
+        assert status == 200 and answer.get("duplicate") is True, answer
+        assert answer["duplicates"] == 3 and answer["jobs"] == 0, answer
+        # A batch sharing one event with the first: only the new one runs.
+        status, answer = post(luar, overlap, sigs[2], now)
+        assert status == 200 and answer["duplicates"] == 1 and answer["jobs"] == 1, answer
+        luar.wait_log(lambda r: r.get("msg") == "sendgrid event" and r.get("id") == "sg-4")
+        assert [handled(luar, i) for i in ("sg-1", "sg-2", "sg-3", "sg-4")] == [1, 1, 1, 1]
+
+        refusals = [
+            ("wrong key", post(luar, batch, sigs[3], now), 401, "invalid signature: "),
+            ("tampered", post(luar, batch.replace("sg-3", "sg-9"), sigs[0], now), 401,
+             "invalid signature: "),
+            ("expired", post(luar, batch, sigs[4], now - 3600), 401,
+             "expired signature: x-twilio-email-event-webhook-timestamp"),
+            ("no signature", post(luar, batch, None, now), 401,
+             "missing signature: no x-twilio-email-event-webhook-signature header"),
+            ("no timestamp", post(luar, batch, sigs[0], None), 401,
+             "missing signature: no x-twilio-email-event-webhook-timestamp header"),
+            ("not an array", post(luar, '{"event": "open"}', sigs[5], now), 400,
+             "not a JSON array"),
+            ("no sg_event_id", post(luar, '[{"event": "open"}]', sigs[6], now), 400,
+             "event 1 has no sg_event_id"),
+        ]
+        for what, (status, answer), want_status, part in refusals:
+            assert status == want_status and part in answer["error"], (what, status, answer)
+        outcomes = [r.get("outcome") for r in luar.lines if r.get("msg") == "webhook rejected"]
+        assert outcomes == ["invalid_signature", "invalid_signature", "expired",
+                            "invalid_signature", "invalid_signature", "malformed",
+                            "malformed"], outcomes
+        assert handled(luar, "sg-9") == 0
+
+
+def test_cli_sign_with_a_private_key_is_verified_by_eventwebhook():
+    k = node({"sign": []})
+    body = events_body(("processed", "cli-1"))
+    with tempfile.TemporaryDirectory(prefix="luar-sendgrid-") as d:
+        path = os.path.join(d, "batch.json")
+        with open(path, "w") as f:
+            f.write(body)
+        status, out, err = run_cli(["webhook", "sign", "--scheme", "sendgrid", "--secret",
+                                    k["main"]["private_pem"], path])
+        assert status == 0, err
+        h = dict(line.split(": ", 1) for line in out.splitlines())
+        assert sorted(h) == [SIG, TS], h
+        assert abs(int(h[TS]) - time.time()) < 60
+        status, _, err = run_cli(["webhook", "sign", "--scheme", "sendgrid", "--secret",
+                                  k["main"]["b64"], path])
+        assert status != 0 and "cannot sign with a public key" in err, err
+    verdicts = node({"verify": [
+        {"pub": k["main"]["b64"], "body": body, "sig": h[SIG], "ts": h[TS]},
+        {"pub": k["other"]["b64"], "body": body, "sig": h[SIG], "ts": h[TS]},
+        {"pub": k["main"]["b64"], "body": body + " ", "sig": h[SIG], "ts": h[TS]},
+    ]})
+    assert verdicts == [True, False, False], verdicts
+
 if __name__ == "__main__":
     main([test_rich_message_builds_the_exact_mail_send_json,
           test_dynamic_template_with_per_recipient_data,
           test_invalid_messages_are_refused_before_sending,
           test_api_error_shapes_reach_err,
-          test_client_misuse_raises])
+          test_client_misuse_raises,
+          test_signatures_from_node_crypto_verify_in_lua,
+          test_route_runs_one_job_per_event_and_dedupes_each_sg_event_id,
+          test_cli_sign_with_a_private_key_is_verified_by_eventwebhook])
