@@ -16,8 +16,14 @@
 #include "github_lua.h"
 
 #include <lauxlib.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <stdio.h>
 #include <string.h>
+
+#define MAX_KEY_PEM 16384
 
 const luar_host_t *github_host;
 
@@ -52,6 +58,49 @@ static void github_fini(void *ctx)
     github_host = NULL;
 }
 
+/*
+ * rs256(pem, data) → the RSASSA-PKCS1-v1_5 SHA-256 signature of `data` with the PEM private
+ * key `pem` (raw bytes), for GitHub App JWTs; or nil, reason when the key is unusable.
+ * Not exported to users: the chunk gets it as an argument. [-2, +1|2]
+ */
+static int github_rs256(lua_State *L)
+{
+    size_t pem_len, data_len;
+    const char *pem = luaL_checklstring(L, 1, &pem_len);
+    const char *data = luaL_checklstring(L, 2, &data_len);
+    if (pem_len > MAX_KEY_PEM) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "the private key is too long");
+        return 2;
+    }
+    BIO *bio = BIO_new_mem_buf(pem, (int)pem_len);
+    EVP_PKEY *pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    if (pkey == NULL || EVP_PKEY_get_base_id(pkey) != EVP_PKEY_RSA) {
+        EVP_PKEY_free(pkey);
+        ERR_clear_error();
+        lua_pushnil(L);
+        lua_pushliteral(L, "the private key is not a PEM RSA private key");
+        return 2;
+    }
+    unsigned char sig[1024];
+    size_t sig_len = sizeof sig;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx != NULL && (size_t)EVP_PKEY_get_size(pkey) <= sizeof sig &&
+             EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, pkey) == 1 &&
+             EVP_DigestSign(ctx, sig, &sig_len, (const unsigned char *)data, data_len) == 1;
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(pkey);
+    if (!ok) {
+        ERR_clear_error();
+        lua_pushnil(L);
+        lua_pushliteral(L, "RS256 signing failed");
+        return 2;
+    }
+    lua_pushlstring(L, (const char *)sig, sig_len);
+    return 1;
+}
+
 /* require "luar.github": runs the embedded chunk with the configured defaults. [-0, +1] */
 static int github_open(lua_State *L, void *ctx)
 {
@@ -67,7 +116,10 @@ static int github_open(lua_State *L, void *ctx)
     }
     lua_pushstring(L, GITHUB_VERSION);
     lua_setfield(L, -2, "version");
-    lua_call(L, 1, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, github_rs256);
+    lua_setfield(L, -2, "rs256");
+    lua_call(L, 2, 1);
     return 1;
 }
 

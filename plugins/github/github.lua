@@ -7,10 +7,11 @@
 -- lasts until x-ratelimit-reset, a secondary one for Retry-After seconds (or a minute when
 -- it gives none). The call waits with luar.time.sleep (the coroutine waits, the loop runs
 -- on) as long as the client's max_wait allows, then fails with err.kind "rate_limited".
-local defaults = ...
+local defaults, native = ...
 local http = require "luar.http"
 local json = require "luar.json"
 local time = require "luar.time"
+local crypto = require "luar.crypto"
 
 local M = { version = defaults.version }
 
@@ -26,6 +27,32 @@ end
 
 local DEFAULT_API_VERSION = "2022-11-28"
 local SECONDARY_DEFAULT_WAIT = 60 -- GitHub: "wait at least one minute" without Retry-After
+local JWT_LIFETIME = 540          -- GitHub accepts at most 10 minutes
+local TOKEN_MARGIN = 60           -- renew tokens this long before they expire
+
+-- "2026-11-29T07:56:00Z" → unix seconds (days from the civil date, proleptic Gregorian).
+local function iso_to_unix(s)
+  local y, mo, d, h, mi, sec = (s or ""):match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)")
+  if not y then return nil end
+  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
+  if mo <= 2 then y = y - 1 end
+  local era = y // 400
+  local yoe = y - era * 400
+  local doy = (153 * ((mo + 9) % 12) + 2) // 5 + d - 1
+  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+  return (era * 146097 + doe - 719468) * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 +
+         tonumber(sec)
+end
+
+-- A GitHub App's JWT (RS256), valid from a minute ago (clock drift) for JWT_LIFETIME.
+local function app_jwt(app, now)
+  local input = crypto.base64url(json.encode({ alg = "RS256", typ = "JWT" })) .. "." ..
+                crypto.base64url(json.encode({ iat = now - 60, exp = now + JWT_LIFETIME,
+                                               iss = tostring(app.id) }))
+  local sig, why = native.rs256(app.private_key, input)
+  if not sig then return nil, why end
+  return input .. "." .. crypto.base64url(sig)
+end
 
 local function origin(url)
   local scheme, host = url:match("^(%a[%w+.-]*)://([^/?#]+)")
@@ -52,9 +79,31 @@ Client.__index = Client
 function M.client(conf)
   conf = conf or {}
   if type(conf) ~= "table" then error("github.client: expected a table of options", 2) end
-  local token = conf.token or defaults.token
+  local token = conf.token
+  if token == nil and conf.app == nil then token = defaults.token end
   if token ~= nil and (type(token) ~= "string" or token == "") then
     error("github.client: token must be a non-empty string", 2)
+  end
+  local app = conf.app
+  if app ~= nil then
+    if token ~= nil then error("github.client: give token or app, not both", 2) end
+    if type(app) ~= "table" then
+      error("github.client: app must be { id = …, private_key = …, installation_id = … }", 2)
+    end
+    if (type(app.id) ~= "string" and math.type(app.id) ~= "integer") or app.id == "" then
+      error("github.client: app.id must be the App's id or client id", 2)
+    end
+    if type(app.private_key) ~= "string" then
+      error("github.client: app.private_key must be the App's PEM private key", 2)
+    end
+    local probe, why = native.rs256(app.private_key, "probe")
+    if not probe then error("github.client: app.private_key: " .. why, 2) end
+    local inst = app.installation_id
+    if inst ~= nil and math.type(inst) ~= "integer" and
+       not (type(inst) == "string" and inst:match("^%d+$")) then
+      error("github.client: app.installation_id must be an integer", 2)
+    end
+    app = { id = app.id, private_key = app.private_key, installation_id = inst }
   end
   local base = conf.base_url or defaults.base_url or "https://api.github.com"
   if type(base) ~= "string" or not origin(base) then
@@ -84,6 +133,7 @@ function M.client(conf)
   end
   return setmetatable({
     http = http.client(opts),
+    app = app,
     origin = origin(base),
     max_wait = max_wait,
     rate_limit_retries = retries,
@@ -140,22 +190,8 @@ local function decode(res)
   return res.body
 end
 
----Any call ⏸: method, path (relative to base_url, or an absolute URL on the same origin)
----and opts {query, json, body, headers, timeout}. Returns the decoded body (true when
----empty) and the response, or nil, err.
-function Client:request(method, path, opts)
-  if type(method) ~= "string" or type(path) ~= "string" then
-    error("github: request(method, path[, opts])", 2)
-  end
-  if opts ~= nil and type(opts) ~= "table" then error("github: opts must be a table", 2) end
-  opts = opts or {}
-  local o = { method = method:upper(), url = path, query = opts.query, json = opts.json,
-              body = opts.body, headers = opts.headers, timeout = opts.timeout }
-  local absolute = origin(path)
-  if absolute and absolute ~= self.origin then
-    -- The token must not leave for another host (a Link header or a caller's URL).
-    return fail("invalid", ("github: %s is not on %s"):format(absolute, self.origin))
-  end
+-- Sends `o` through the rate-limit loop: the decoded body and the response, or nil, err.
+local function perform(self, o)
   local waited, retries = 0, 0
   while true do
     if self.reset_at then
@@ -191,6 +227,61 @@ function Client:request(method, path, opts)
     end
     time.sleep(wait)
     waited = waited + wait
+  end
+end
+
+-- The Authorization value of a GitHub App client: the App's JWT, or the installation's
+-- token (minted with the JWT, kept until a minute before it expires). nil, err on failure.
+local function app_authorization(self)
+  local app, now = self.app, math.floor(time.now())
+  if app.token and app.token_expires - TOKEN_MARGIN > now then return "Bearer " .. app.token end
+  if not app.jwt or app.jwt_expires - TOKEN_MARGIN <= now then
+    local jwt, why = app_jwt(app, now)
+    if not jwt then return fail("invalid", "github: app JWT: " .. why) end
+    app.jwt, app.jwt_expires = jwt, now + JWT_LIFETIME
+  end
+  if app.installation_id == nil then return "Bearer " .. app.jwt end
+  local o = { method = "POST", url = "app/installations/" .. app.installation_id ..
+              "/access_tokens", headers = { Authorization = "Bearer " .. app.jwt } }
+  local data, res = perform(self, o)
+  if not data then return nil, res end
+  if type(data) ~= "table" or type(data.token) ~= "string" then
+    return fail("invalid", "github: " .. describe(o) .. " answered without a token")
+  end
+  app.token, app.token_expires = data.token, iso_to_unix(data.expires_at) or (now + 3000)
+  return "Bearer " .. app.token
+end
+
+---Any call ⏸: method, path (relative to base_url, or an absolute URL on the same origin)
+---and opts {query, json, body, headers, timeout}. Returns the decoded body (true when
+---empty) and the response, or nil, err.
+function Client:request(method, path, opts)
+  if type(method) ~= "string" or type(path) ~= "string" then
+    error("github: request(method, path[, opts])", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then error("github: opts must be a table", 2) end
+  opts = opts or {}
+  local o = { method = method:upper(), url = path, query = opts.query, json = opts.json,
+              body = opts.body, headers = opts.headers, timeout = opts.timeout }
+  local absolute = origin(path)
+  if absolute and absolute ~= self.origin then
+    -- The token must not leave for another host (a Link header or a caller's URL).
+    return fail("invalid", ("github: %s is not on %s"):format(absolute, self.origin))
+  end
+  if not self.app then return perform(self, o) end
+  for attempt = 1, 2 do
+    local auth, err = app_authorization(self)
+    if not auth then return nil, err end
+    local h = {}
+    for k, v in pairs(opts.headers or {}) do h[k] = v end
+    h.Authorization = auth
+    o.headers = h
+    local data, res = perform(self, o)
+    -- A revoked installation token: mint a new one once.
+    if data or attempt == 2 or res.status ~= 401 or not self.app.token then
+      return data, res
+    end
+    self.app.token = nil
   end
 end
 

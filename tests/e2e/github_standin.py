@@ -6,10 +6,20 @@ answers with GitHub's documented shapes: x-ratelimit-* headers on every answer,
 Link-header pagination, primary rate limits (403, x-ratelimit-remaining: 0 until
 x-ratelimit-reset) and secondary ones (403 or 429 with Retry-After). Every request is
 recorded (with its arrival time) for the test to inspect.
+
+With `app=(app_id, public_key_pem)` it also stands in for GitHub App authentication: a
+Bearer JWT (RS256, checked with the openssl command against the App's public key; iss, iat
+and exp checked as GitHub does) is accepted on /app and on POST
+/app/installations/<id>/access_tokens, which answers 201 {"token": "ghs_…", "expires_at"};
+those installation tokens are accepted everywhere else until revoke_tokens().
 """
+import base64
 import http.server
 import json
 import math
+import os
+import subprocess
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -30,8 +40,11 @@ class GitHubStandIn:
     """`with GitHubStandIn(token) as gh:` — gh.base_url, gh.requests (dicts with t, method,
     path, query, headers (lower-case), body, status)."""
 
-    def __init__(self, token):
+    def __init__(self, token, app=None):
         self.token = token
+        self.app = app
+        self.installation_tokens = set()
+        self.minted = 0
         self.requests = []
         self.lock = threading.Condition()
         self.state = {}  # per rate-limit key: when it resets
@@ -89,13 +102,38 @@ class GitHubStandIn:
                 if not h.get("user-agent"):
                     return self._answer(403, text=UA_REFUSAL)
                 auth = h.get("authorization")
-                if auth is not None and auth != "Bearer " + outer.token:
+                path, q, m = u.path, rec["query"], self.command
+                if outer.app and auth and auth.startswith("Bearer ey"):
+                    why = outer.check_jwt(auth[len("Bearer "):])
+                    rec["jwt"] = why or "ok"
+                    if why:
+                        return self._error(401, "A JSON web token could not be decoded")
+                    if path == "/app":
+                        return self._answer(200, {"id": int(outer.app[0]), "slug": "luar-test"})
+                    parts = path.split("/")
+                    if (m == "POST" and len(parts) == 5 and parts[1:3] == ["app", "installations"]
+                            and parts[4] == "access_tokens"):
+                        with outer.lock:
+                            outer.minted += 1
+                            tok = "ghs_%d_%s" % (outer.minted, parts[3])
+                            outer.installation_tokens.add(tok)
+                        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                time.gmtime(time.time() + 3600))
+                        return self._answer(201, {"token": tok, "expires_at": expires,
+                                                  "permissions": {"issues": "write"},
+                                                  "repository_selection": "all"})
+                    return self._error(403, "A JSON web token cannot be used for this endpoint")
+                installation = (auth or "")[len("Bearer "):] in outer.installation_tokens
+                if installation and path == "/installation/repositories":
+                    repos = [{"id": i, "full_name": "octo/repo%d" % i} for i in range(1, 4)]
+                    return self._page(q, repos, lambda items: {
+                        "total_count": len(repos), "repositories": items})
+                if auth is not None and not installation and auth != "Bearer " + outer.token:
                     return self._error(401, "Bad credentials")
                 version = h.get("x-github-api-version")
                 if version is not None and version not in SUPPORTED_VERSIONS:
                     return self._error(400, "Unsupported 'X-GitHub-Api-Version' header value",
                                        DOCS + "/overview/api-versions")
-                path, q, m = u.path, rec["query"], self.command
                 if path == "/user":
                     if auth is None:
                         return self._error(401, "Requires authentication")
@@ -189,6 +227,37 @@ class GitHubStandIn:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base_url = "http://127.0.0.1:%d" % self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def check_jwt(self, jwt):
+        """None when `jwt` is a valid JWT of the App, else what is wrong."""
+        def unb64(x):
+            return base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
+        try:
+            h, p, sig = jwt.split(".")
+            header, claims = json.loads(unb64(h)), json.loads(unb64(p))
+            sig = unb64(sig)
+        except ValueError:
+            return "not a JWT"
+        now = time.time()
+        if header.get("alg") != "RS256":
+            return "alg"
+        if str(claims.get("iss")) != str(self.app[0]):
+            return "iss"
+        if not (claims["iat"] <= now + 1 < claims["exp"] and claims["exp"] - claims["iat"] <= 660):
+            return "times"
+        with tempfile.TemporaryDirectory() as d:
+            key, sigf = os.path.join(d, "pub.pem"), os.path.join(d, "sig")
+            with open(key, "w") as f:
+                f.write(self.app[1])
+            with open(sigf, "wb") as f:
+                f.write(sig)
+            r = subprocess.run(["openssl", "dgst", "-sha256", "-verify", key, "-signature", sigf],
+                               input=(h + "." + p).encode(), capture_output=True)
+        return None if r.returncode == 0 else "signature"
+
+    def revoke_tokens(self):
+        with self.lock:
+            self.installation_tokens.clear()
 
     def wait_requests(self, pred, timeout=30):
         """Waits until some recorded request matches pred; returns it."""

@@ -266,6 +266,85 @@ out({ ok = (pcall(gh.request, gh, 5, "x")) })
 
 
 
+def rsa_key_pair(d):
+    key = os.path.join(d, "app.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                    "rsa_keygen_bits:2048", "-out", key], check=True, capture_output=True)
+    pub = subprocess.run(["openssl", "pkey", "-in", key, "-pubout"], check=True,
+                         capture_output=True).stdout.decode()
+    with open(key) as f:
+        return f.read(), pub
+
+
+def test_github_app_mints_and_reuses_installation_tokens():
+    with tempfile.TemporaryDirectory(prefix="luar-github-") as d:
+        private, public = rsa_key_pair(d)
+    with GitHubStandIn(TOKEN, app=("12345", public)) as gh:
+        src = """
+local key = %s
+local app = github.client{ base_url = %s, app = { id = 12345, private_key = key } }
+out(outcome(app:get("app")))
+local inst = github.client{ base_url = %s,
+                            app = { id = 12345, private_key = key, installation_id = 678 } }
+local names = {}
+for repo, err in inst:paginate("installation/repositories", { per_page = 2 }) do
+  assert(repo, err)
+  names[#names + 1] = repo.full_name
+end
+out({ names = names })
+out(outcome(inst:get("user")))
+REVOKE()
+out(outcome(inst:get("user")))
+local ok, e = pcall(github.client, { app = { id = 1, private_key = "nope" } })
+out({ ok = ok, e = tostring(e) })
+ok, e = pcall(github.client, { token = "x", app = { id = 1, private_key = key } })
+out({ ok = ok, e = tostring(e) })
+""" % (json.dumps(private), json.dumps(gh.base_url), json.dumps(gh.base_url))
+        # The revocation happens between two calls: the script waits for a file.
+        flag = tempfile.mktemp(prefix="luar-revoke-")
+        src = src.replace("REVOKE()", """
+print(json.encode({ revoke = true }))
+io.stdout:flush()
+local time = require "luar.time"
+for _ = 1, 300 do
+  local f = io.open(%s) if f then f:close() break end
+  time.sleep(0.05)
+end""" % json.dumps(flag))
+        d = tempfile.mkdtemp(prefix="luar-github-")
+        try:
+            with open(os.path.join(d, "s.lua"), "w") as f:
+                f.write(PRELUDE + src)
+            p = subprocess.Popen([os.environ.get("LUAR_BIN", "luar"), "run", "s.lua"], cwd=d,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            lines = []
+            for raw in p.stdout:
+                line = raw.decode()
+                if line.startswith("{") and '"ts"' not in line:
+                    lines.append(json.loads(line))
+                    if lines[-1] == {"revoke": True}:
+                        gh.revoke_tokens()
+                        open(flag, "w").close()
+            assert p.wait(60) == 0, p.stderr.read()
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+            if os.path.exists(flag):
+                os.unlink(flag)
+        app_info, names, user1, _, user2, bad_key, both = lines
+        mints = [r for r in gh.requests if r["path"] == "/app/installations/678/access_tokens"]
+        repo_calls = [r for r in gh.requests if r["path"] == "/installation/repositories"]
+    assert app_info == {"data": {"id": 12345, "slug": "luar-test"}, "status": 200}, app_info
+    assert names == {"names": ["octo/repo1", "octo/repo2", "octo/repo3"]}, names
+    assert user1["status"] == 200 and user2["status"] == 200, (user1, user2)
+    # One token for the pages and the first /user; a second only after the revocation.
+    assert len(mints) == 2 and all(r["jwt"] == "ok" for r in mints), mints
+    assert all(r["headers"]["authorization"] == "Bearer ghs_1_678" for r in repo_calls)
+    last = [r for r in gh.requests if r["path"] == "/user"]
+    assert [r["status"] for r in last] == [200, 401, 200], last
+    assert last[-1]["headers"]["authorization"] == "Bearer ghs_2_678"
+    assert bad_key["ok"] is False and "not a PEM RSA private key" in bad_key["e"], bad_key
+    assert both["ok"] is False and "token or app" in both["e"], both
+
+
 # ---- the `github` webhook scheme ----------------------------------------------------------
 
 # Signs [secret, payload] pairs with @octokit/webhooks-methods `sign`, or checks
@@ -474,6 +553,7 @@ if __name__ == "__main__":
           test_a_rate_limit_longer_than_max_wait_fails_at_once,
           test_waiting_for_a_rate_limit_blocks_nothing,
           test_client_misuse_raises,
+          test_github_app_mints_and_reuses_installation_tokens,
           test_signatures_from_octokit_verify_in_lua,
           test_route_types_events_as_event_dot_action_and_dedupes_deliveries,
           test_cli_sign_and_send_are_verified_by_octokit_and_the_route])

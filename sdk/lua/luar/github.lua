@@ -8,7 +8,8 @@
 local github = {}
 
 ---@class luar.github.ClientOptions
----@field token? string personal access token, GitHub App installation token or GITHUB_TOKEN (default: plugins.github.token; none: unauthenticated)
+---@field token? string personal access token, installation token or GITHUB_TOKEN (default: plugins.github.token unless app is given; none: unauthenticated)
+---@field app? {id: integer|string, private_key: string, installation_id?: integer|string} authenticate as a GitHub App (JWT from the PEM RSA key), as its installation when installation_id is given (tokens minted and renewed automatically)
 ---@field base_url? string default "https://api.github.com" (GitHub Enterprise Server: "https://HOST/api/v3")
 ---@field api_version? string X-GitHub-Api-Version (default "2022-11-28")
 ---@field user_agent? string default "luar-github/<version>" (GitHub refuses requests without one)
