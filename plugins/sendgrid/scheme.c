@@ -58,30 +58,32 @@ static void sg_free(void *p)
 }
 
 /*
- * Decodes base64 text (standard alphabet, padding and whitespace allowed) into `out` (at
- * most `cap` bytes). Returns the length, or -1 when it is not base64 or too long.
+ * Decodes base64 `text` (spaces and line breaks around it ignored) into `out` (at most
+ * `cap` bytes) with the host's decoder. Returns the length, or -1 when it is not base64 or
+ * too long.
  */
 static int b64_decode(const char *text, size_t len, unsigned char *out, size_t cap)
 {
-    if (len > (size_t)INT32_MAX / 2 || (len / 4) * 3 > cap + 3)
-        return -1;
-    EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
-    if (ctx == NULL)
-        return -1;
-    /* EVP_DecodeUpdate writes whole quanta: room for 3 bytes per 4 characters. */
-    unsigned char *tmp = malloc(len / 4 * 3 + 3);
-    int n = -1, got = 0, fin = 0;
-    if (tmp != NULL) {
-        EVP_DecodeInit(ctx);
-        if (EVP_DecodeUpdate(ctx, tmp, &got, (const unsigned char *)text, (int)len) >= 0 &&
-            EVP_DecodeFinal(ctx, tmp + got, &fin) == 1 && (size_t)(got + fin) <= cap) {
-            n = got + fin;
-            memcpy(out, tmp, (size_t)n);
-        }
-        OPENSSL_cleanse(tmp, len / 4 * 3 + 3);
-        free(tmp);
+    const luar_host_t *h = sendgrid_host;
+    while (len > 0 && strchr(" \t\r\n", text[len - 1]) != NULL)
+        len--;
+    while (len > 0 && strchr(" \t\r\n", *text) != NULL) {
+        text++;
+        len--;
     }
-    EVP_ENCODE_CTX_free(ctx);
+    luar_buf_t *b = h->buf_new(cap);
+    if (b == NULL)
+        return -1;
+    int n = -1;
+    size_t got = 0;
+    if (len > 0 && h->base64_decode(b, text, len) == 0) {
+        const char *data = h->buf_data(b, &got);
+        if (got > 0 && got <= cap) {
+            memcpy(out, data, got);
+            n = (int)got;
+        }
+    }
+    h->buf_free(b);
     return n;
 }
 
