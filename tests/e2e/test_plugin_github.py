@@ -14,9 +14,12 @@ import urllib.parse
 import uuid
 
 from github_standin import GitHubStandIn
-from luar_e2e import Luar, main, run_cli
+from luar_e2e import BIN, Luar, main, run_cli
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The plugins built beside the binary under test (build/plugins, build-san/plugins).
+PLUGIN_DIR = os.path.join(os.path.dirname(os.path.abspath(shutil.which(BIN) or BIN)), "plugins")
+CONFIG = "return { plugins = { dir = %s } }\n" % json.dumps(PLUGIN_DIR)
 TOKEN = "ghp_" + "T0k3n" * 7 + "x"
 
 PRELUDE = r"""
@@ -39,6 +42,8 @@ def run_lua(src, timeout=60):
     try:
         with open(os.path.join(d, "s.lua"), "w") as f:
             f.write(PRELUDE + src)
+        with open(os.path.join(d, "luar.conf.lua"), "w") as f:
+            f.write(CONFIG)
         rc, out, err = run_cli(["run", "s.lua"], cwd=d, timeout=timeout)
         assert rc == 0, (rc, out, err)
         return [json.loads(l) for l in out.splitlines()
@@ -234,7 +239,7 @@ http.route("GET", "/slow", function()
 end)
 http.route("GET", "/ping", function() return "pong" end)
 """
-        with Luar(scripts={"main.lua": main_lua}) as lu:
+        with Luar(scripts={"main.lua": main_lua}, config=CONFIG) as lu:
             got = {}
             t = threading.Thread(target=lambda: got.update(
                 slow=lu.request("GET", "/slow", timeout=30)))
@@ -314,7 +319,9 @@ end""" % json.dumps(flag))
         try:
             with open(os.path.join(d, "s.lua"), "w") as f:
                 f.write(PRELUDE + src)
-            p = subprocess.Popen([os.environ.get("LUAR_BIN", "luar"), "run", "s.lua"], cwd=d,
+            with open(os.path.join(d, "luar.conf.lua"), "w") as f:
+                f.write(CONFIG)
+            p = subprocess.Popen([BIN, "run", "s.lua"], cwd=d,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             lines = []
             for raw in p.stdout:
@@ -350,10 +357,10 @@ end""" % json.dumps(flag))
 # Signs [secret, payload] pairs with @octokit/webhooks-methods `sign`, or checks
 # {secret, payload, signature} objects with its `verify`.
 NODE_JS = r"""
-const { sign, verify } = require("@octokit/webhooks-methods");
 const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
-Promise.all(input.map((c) => Array.isArray(c) ? sign(c[0], c[1])
-                                              : verify(c.secret, c.payload, c.signature)))
+import("@octokit/webhooks-methods")  // ESM only
+  .then(({ sign, verify }) => Promise.all(input.map((c) => Array.isArray(c)
+    ? sign(c[0], c[1]) : verify(c.secret, c.payload, c.signature))))
   .then((out) => process.stdout.write(JSON.stringify(out)));
 """
 
@@ -420,6 +427,8 @@ def test_signatures_from_octokit_verify_in_lua():
     try:
         with open(os.path.join(d, "v.lua"), "w") as f:
             f.write(PRELUDE + VERIFY_LUA)
+        with open(os.path.join(d, "luar.conf.lua"), "w") as f:
+            f.write(CONFIG)
         with open(os.path.join(d, "cases.json"), "w") as f:
             json.dump(cases, f)
         rc, out, err = run_cli(["run", "v.lua", "cases.json"], cwd=d)
@@ -477,7 +486,7 @@ def test_route_types_events_as_event_dot_action_and_dedupes_deliveries():
                              r.get("handler") == handler and r.get("id") == id_)
 
     main_lua = PRELUDE + ROUTE_LUA % json.dumps(SECRET)
-    with Luar(scripts={"main.lua": main_lua}) as luar:
+    with Luar(scripts={"main.lua": main_lua}, config=CONFIG) as luar:
         status, answer, d1 = post(luar, opened, sigs[0])
         assert status == 200 and answer == {"received": True, "id": d1, "jobs": 2}, answer
         rec = seen(luar, "opened", d1)
@@ -517,8 +526,10 @@ def test_cli_sign_and_send_are_verified_by_octokit_and_the_route():
         path = os.path.join(d, "event.json")
         with open(path, "w") as f:
             f.write(body)
+        with open(os.path.join(d, "luar.conf.lua"), "w") as f:
+            f.write(CONFIG)
         status, out, err = run_cli(["webhook", "sign", "--scheme", "github", "--secret", SECRET,
-                                    "--option", "event=issues", path])
+                                    "--option", "event=issues", path], cwd=d)
         assert status == 0, err
         h = dict(line.split(": ", 1) for line in out.splitlines())
         assert sorted(h) == ["X-GitHub-Delivery", "X-GitHub-Event", "X-Hub-Signature",
@@ -530,14 +541,14 @@ def test_cli_sign_and_send_are_verified_by_octokit_and_the_route():
                           "signature": h["X-Hub-Signature-256"]}])
         assert verdicts == [True, False, False], verdicts
         status, _, err = run_cli(["webhook", "sign", "--scheme", "github", "--secret", SECRET,
-                                  "--option", "event=Not An Event", path])
+                                  "--option", "event=Not An Event", path], cwd=d)
         assert status != 0 and "is not an event name" in err, err
         main_lua = PRELUDE + ROUTE_LUA % json.dumps(SECRET)
-        with Luar(scripts={"main.lua": main_lua}) as luar:
+        with Luar(scripts={"main.lua": main_lua}, config=CONFIG) as luar:
             status, out, err = run_cli(["webhook", "send", "--scheme", "github", "--secret",
                                         SECRET, "--option", "event=issues", "--id", "cli-1",
                                         "--url", "http://127.0.0.1:%d/hooks/github" % luar.port,
-                                        path])
+                                        path], cwd=d)
             assert status == 0, (out, err)
             rec = luar.wait_log(lambda r: r.get("msg") == "github event" and
                                 r.get("id") == "cli-1")

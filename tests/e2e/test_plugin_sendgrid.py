@@ -11,10 +11,13 @@ import subprocess
 import tempfile
 import time
 
-from luar_e2e import Luar, main, run_cli
+from luar_e2e import BIN, Luar, main, run_cli
 from sendgrid_standin import SendGridStandIn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The plugins built beside the binary under test (build/plugins, build-san/plugins).
+PLUGIN_DIR = os.path.join(os.path.dirname(os.path.abspath(shutil.which(BIN) or BIN)), "plugins")
+CONFIG = "return { plugins = { dir = %s } }\n" % json.dumps(PLUGIN_DIR)
 API_KEY = "SG.test-key.0123456789abcdefghijklmnopqrstuvwxyz"
 
 PRELUDE = r"""
@@ -35,6 +38,8 @@ def run_lua(src, timeout=60):
     try:
         with open(os.path.join(d, "s.lua"), "w") as f:
             f.write(PRELUDE + src)
+        with open(os.path.join(d, "luar.conf.lua"), "w") as f:
+            f.write(CONFIG)
         rc, out, err = run_cli(["run", "s.lua"], cwd=d, timeout=timeout)
         assert rc == 0, (rc, out, err)
         return [json.loads(l) for l in out.splitlines()
@@ -331,6 +336,8 @@ def run_verify(cases):
     try:
         with open(os.path.join(d, "v.lua"), "w") as f:
             f.write(PRELUDE + VERIFY_LUA)
+        with open(os.path.join(d, "luar.conf.lua"), "w") as f:
+            f.write(CONFIG)
         with open(os.path.join(d, "cases.json"), "w") as f:
             json.dump(cases, f)
         rc, out, err = run_cli(["run", "v.lua", "cases.json"], cwd=d)
@@ -455,7 +462,7 @@ def test_route_runs_one_job_per_event_and_dedupes_each_sg_event_id():
         return luar.count_logs(lambda r: r.get("msg") == "sendgrid event" and r.get("id") == id_)
 
     main_lua = PRELUDE + ROUTE_LUA % json.dumps(k["main"]["b64"])
-    with Luar(scripts={"main.lua": main_lua}) as luar:
+    with Luar(scripts={"main.lua": main_lua}, config=CONFIG) as luar:
         status, answer = post(luar, batch, sigs[0], now)
         assert status == 200, answer
         assert answer["events"] == 3 and answer["duplicates"] == 0 and answer["jobs"] == 3, answer
@@ -504,14 +511,16 @@ def test_cli_sign_with_a_private_key_is_verified_by_eventwebhook():
         path = os.path.join(d, "batch.json")
         with open(path, "w") as f:
             f.write(body)
+        with open(os.path.join(d, "luar.conf.lua"), "w") as f:
+            f.write(CONFIG)
         status, out, err = run_cli(["webhook", "sign", "--scheme", "sendgrid", "--secret",
-                                    k["main"]["private_pem"], path])
+                                    k["main"]["private_pem"], path], cwd=d)
         assert status == 0, err
         h = dict(line.split(": ", 1) for line in out.splitlines())
         assert sorted(h) == [SIG, TS], h
         assert abs(int(h[TS]) - time.time()) < 60
         status, _, err = run_cli(["webhook", "sign", "--scheme", "sendgrid", "--secret",
-                                  k["main"]["b64"], path])
+                                  k["main"]["b64"], path], cwd=d)
         assert status != 0 and "cannot sign with a public key" in err, err
     verdicts = node({"verify": [
         {"pub": k["main"]["b64"], "body": body, "sig": h[SIG], "ts": h[TS]},
