@@ -260,23 +260,21 @@ static int gh_events(const void *p, const luar_webhook_msg_t *msg, luar_webhook_
         rc = LUAR_PLUGIN_EPARSE;
         goto done;
     }
-    /* type = event[.action], after the payload in `local` (offsets: it may move). */
+    /* The action first: `json` may point into `local`, which the type's bytes may move. */
+    luar_buf_t action;
+    luar_buf_init(&action, 0);
+    const char *av;
+    size_t av_len;
+    int has_action = luar_json_member(json, json_len, "action", &av, &av_len) &&
+                     av[0] == '"' && av_len > 2 && luar_json_unquote(av, av_len, &action) == 0;
+    /* type = event[.action], after the payload in `local`. */
     size_t type_off = local.len;
-    const char *action;
-    size_t action_len;
     rc = luar_buf_append(&local, ev, ev_len);
-    if (rc == 0 && luar_json_member(json, json_len, "action", &action, &action_len) &&
-        action[0] == '"' && action_len > 2) {
-        /* `action` points into the body or into `local`: decode it through a copy. */
-        luar_buf_t a;
-        luar_buf_init(&a, 0);
-        rc = luar_json_unquote(action, action_len, &a);
-        if (rc == 0)
-            rc = luar_buf_putc(&local, '.');
-        if (rc == 0)
-            rc = luar_buf_append(&local, a.data, a.len);
-        luar_buf_free(&a);
-    }
+    if (rc == 0 && has_action)
+        rc = luar_buf_putc(&local, '.');
+    if (rc == 0 && has_action)
+        rc = luar_buf_append(&local, action.data, action.len);
+    luar_buf_free(&action);
     if (rc != 0) {
         rc = LUAR_PLUGIN_ENOMEM;
         goto done;
