@@ -15,11 +15,8 @@ import uuid
 
 from github_standin import GitHubStandIn
 from luar_e2e import BIN, Luar, main, run_cli
+from plugin_e2e import CONFIG, run_lua as run_plain, run_node, write_config
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-# The plugins built beside the binary under test (build/plugins, build-san/plugins).
-PLUGIN_DIR = os.path.join(os.path.dirname(os.path.abspath(shutil.which(BIN) or BIN)), "plugins")
-CONFIG = "return { plugins = { dir = %s } }\n" % json.dumps(PLUGIN_DIR)
 TOKEN = "ghp_" + "T0k3n" * 7 + "x"
 
 PRELUDE = r"""
@@ -38,18 +35,7 @@ end
 
 def run_lua(src, timeout=60):
     """Runs PRELUDE + src with `luar run`; returns the JSON values it printed, one a line."""
-    d = tempfile.mkdtemp(prefix="luar-github-")
-    try:
-        with open(os.path.join(d, "s.lua"), "w") as f:
-            f.write(PRELUDE + src)
-        with open(os.path.join(d, "luar.conf.lua"), "w") as f:
-            f.write(CONFIG)
-        rc, out, err = run_cli(["run", "s.lua"], cwd=d, timeout=timeout)
-        assert rc == 0, (rc, out, err)
-        return [json.loads(l) for l in out.splitlines()
-                if l.startswith("{") and '"ts"' not in l]
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    return run_plain(PRELUDE + src, timeout=timeout)
 
 
 def client(gh, extra=""):
@@ -319,8 +305,7 @@ end""" % json.dumps(flag))
         try:
             with open(os.path.join(d, "s.lua"), "w") as f:
                 f.write(PRELUDE + src)
-            with open(os.path.join(d, "luar.conf.lua"), "w") as f:
-                f.write(CONFIG)
+            write_config(d)
             p = subprocess.Popen([BIN, "run", "s.lua"], cwd=d,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             lines = []
@@ -366,14 +351,7 @@ import("@octokit/webhooks-methods")  // ESM only
 
 
 def node(items):
-    exe = shutil.which("node")
-    assert exe, "node is not installed (Debian package nodejs)"
-    assert os.path.isdir(os.path.join(HERE, "node_modules", "@octokit", "webhooks-methods")), \
-        "run `npm ci --prefix tests/e2e` (@octokit/webhooks-methods is missing)"
-    p = subprocess.run([exe, "-e", NODE_JS], cwd=HERE, input=json.dumps(items).encode(),
-                       capture_output=True, timeout=60)
-    assert p.returncode == 0, p.stderr.decode()
-    return json.loads(p.stdout)
+    return run_node(NODE_JS, items, "@octokit/webhooks-methods")
 
 
 VERIFY_LUA = r"""
@@ -423,20 +401,7 @@ def test_signatures_from_octokit_verify_in_lua():
         case("bad_option", {"X-Hub-Signature-256": good}, options={"header": "X-Sig"}),
         case("event_option", {"X-Hub-Signature-256": good}, options={"event": "issues"}),
     ]
-    d = tempfile.mkdtemp(prefix="luar-github-")
-    try:
-        with open(os.path.join(d, "v.lua"), "w") as f:
-            f.write(PRELUDE + VERIFY_LUA)
-        with open(os.path.join(d, "luar.conf.lua"), "w") as f:
-            f.write(CONFIG)
-        with open(os.path.join(d, "cases.json"), "w") as f:
-            json.dump(cases, f)
-        rc, out, err = run_cli(["run", "v.lua", "cases.json"], cwd=d)
-        assert rc == 0, (rc, out, err)
-        r = {x["name"]: x for x in (json.loads(l) for l in out.splitlines()
-                                     if l.startswith("{") and '"ts"' not in l)}
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    r = {x["name"]: x for x in run_plain(PRELUDE + VERIFY_LUA, data=cases)}
     for name in ("valid", "upper_case_hex", "rotated", "event_option"):
         assert r[name].get("ok") is True, (name, r[name])
     for name, part in (("wrong_secret", "does not match"), ("tampered", "does not match"),
@@ -526,8 +491,7 @@ def test_cli_sign_and_send_are_verified_by_octokit_and_the_route():
         path = os.path.join(d, "event.json")
         with open(path, "w") as f:
             f.write(body)
-        with open(os.path.join(d, "luar.conf.lua"), "w") as f:
-            f.write(CONFIG)
+        write_config(d)
         status, out, err = run_cli(["webhook", "sign", "--scheme", "github", "--secret", SECRET,
                                     "--option", "event=issues", path], cwd=d)
         assert status == 0, err

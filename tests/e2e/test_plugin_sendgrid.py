@@ -6,18 +6,13 @@ cross-checked by the @sendgrid/eventwebhook library (tests/e2e/node_modules)."""
 import base64
 import json
 import os
-import shutil
-import subprocess
 import tempfile
 import time
 
-from luar_e2e import BIN, Luar, main, run_cli
+from luar_e2e import Luar, main, run_cli
+from plugin_e2e import CONFIG, run_lua as run_plain, run_node, write_config
 from sendgrid_standin import SendGridStandIn
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-# The plugins built beside the binary under test (build/plugins, build-san/plugins).
-PLUGIN_DIR = os.path.join(os.path.dirname(os.path.abspath(shutil.which(BIN) or BIN)), "plugins")
-CONFIG = "return { plugins = { dir = %s } }\n" % json.dumps(PLUGIN_DIR)
 API_KEY = "SG.test-key.0123456789abcdefghijklmnopqrstuvwxyz"
 
 PRELUDE = r"""
@@ -34,18 +29,7 @@ end
 
 def run_lua(src, timeout=60):
     """Runs PRELUDE + src with `luar run`; returns the JSON values it printed, one a line."""
-    d = tempfile.mkdtemp(prefix="luar-sendgrid-")
-    try:
-        with open(os.path.join(d, "s.lua"), "w") as f:
-            f.write(PRELUDE + src)
-        with open(os.path.join(d, "luar.conf.lua"), "w") as f:
-            f.write(CONFIG)
-        rc, out, err = run_cli(["run", "s.lua"], cwd=d, timeout=timeout)
-        assert rc == 0, (rc, out, err)
-        return [json.loads(l) for l in out.splitlines()
-                if l.startswith("{") and '"ts"' not in l]
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    return run_plain(PRELUDE + src, timeout=timeout)
 
 
 def client(sg):
@@ -293,14 +277,7 @@ return out;
 
 
 def node(payload):
-    exe = shutil.which("node")
-    assert exe, "node is not installed (Debian package nodejs)"
-    assert os.path.isdir(os.path.join(HERE, "node_modules", "@sendgrid", "eventwebhook")), \
-        "run `npm ci --prefix tests/e2e` (@sendgrid/eventwebhook is missing)"
-    p = subprocess.run([exe, "-e", NODE_JS], cwd=HERE, input=json.dumps(payload).encode(),
-                       capture_output=True, timeout=60)
-    assert p.returncode == 0, p.stderr.decode()
-    return json.loads(p.stdout)
+    return run_node(NODE_JS, payload, "@sendgrid/eventwebhook")
 
 
 SIG = "X-Twilio-Email-Event-Webhook-Signature"
@@ -332,20 +309,7 @@ end
 
 
 def run_verify(cases):
-    d = tempfile.mkdtemp(prefix="luar-sendgrid-")
-    try:
-        with open(os.path.join(d, "v.lua"), "w") as f:
-            f.write(PRELUDE + VERIFY_LUA)
-        with open(os.path.join(d, "luar.conf.lua"), "w") as f:
-            f.write(CONFIG)
-        with open(os.path.join(d, "cases.json"), "w") as f:
-            json.dump(cases, f)
-        rc, out, err = run_cli(["run", "v.lua", "cases.json"], cwd=d)
-        assert rc == 0, (rc, out, err)
-        results = [json.loads(l) for l in out.splitlines()
-                   if l.startswith("{") and '"ts"' not in l]
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    results = run_plain(PRELUDE + VERIFY_LUA, data=cases)
     assert len(results) == len(cases), results
     return {r["name"]: r for r in results}
 
@@ -511,8 +475,7 @@ def test_cli_sign_with_a_private_key_is_verified_by_eventwebhook():
         path = os.path.join(d, "batch.json")
         with open(path, "w") as f:
             f.write(body)
-        with open(os.path.join(d, "luar.conf.lua"), "w") as f:
-            f.write(CONFIG)
+        write_config(d)
         status, out, err = run_cli(["webhook", "sign", "--scheme", "sendgrid", "--secret",
                                     k["main"]["private_pem"], path], cwd=d)
         assert status == 0, err
