@@ -379,7 +379,7 @@ static int load_plugins(const wh_args_t *a, uv_loop_t *loop, luar_config_t *cfg)
     /* stdout carries the signed headers (or the answer): only errors may join them */
     luar_log_set_level(LUAR_LOG_ERROR);
     if (luar_plugins_load(cfg, loop, &err)) {
-        fprintf(stderr, "luar %s: %s", a->cmd, err.data ? err.data : "plugins failed\n");
+        luar_plugins_print_errors(stderr, err.data ? err.data : "plugins failed");
         status = 2;
     }
     luar_buf_free(&err);
