@@ -102,17 +102,12 @@ static void sb_escape(lua_State *L, sb_t *b, const char *s, size_t n)
     }
 }
 
-/* The key path of the current value for error messages ("params" at the top). */
-static const char *path_of(const sb_t *key)
-{
-    return key->n ? key->p : "params";
-}
-
-/* Raises "stripe: params <path>: <what>". `key` must be NUL-terminated first. */
+/* Raises "stripe: cannot encode <key path>: <what>" ("params" at the top level). */
 static void fail(lua_State *L, sb_t *key, const char *what)
 {
+    int top = key->n == 0;
     sb_put(L, key, "", 1);
-    luaL_error(L, "stripe: cannot encode %s: %s", path_of(key), what);
+    luaL_error(L, "stripe: cannot encode %s: %s", top ? "params" : key->p, what);
 }
 
 /* Formats a number as Stripe expects it into buf. Returns 0, or -1 for NaN/inf. */
@@ -181,7 +176,7 @@ static void encode_table(lua_State *L, int idx, sb_t *out, sb_t *key, int depth)
     size_t base = key->n;
     lua_Integer n = list_length(L, idx);
     if (n < 0)
-        fail(L, key, "a table must be a list (keys 1..n) or a map of string keys, not both");
+        fail(L, key, "a table must be a list (keys 1..n, no holes) or a map of string keys");
     if (n > 0) {
         if (base == 0)
             fail(L, key, "the parameters must be a map of names, not a list");
