@@ -173,9 +173,9 @@ function Client:delete(resource, id, params, opts)
 end
 
 -- Every object of a list endpoint, page after page: `for obj, err in c:list(…)`. A failed
--- page yields false, err once and ends the loop. Pages follow has_more with starting_after
--- (ending_before when the first page was asked with it: backwards), and search results'
--- next_page.
+-- page yields false, err once and ends the loop. Pages follow has_more with starting_after,
+-- or backwards with ending_before when the first page was asked with it (each page is then
+-- yielded from its end), and search results' next_page.
 function Client:list(resource, params, opts)
   resource = collection("list", resource)
   if params ~= nil and type(params) ~= "table" then
@@ -189,8 +189,10 @@ function Client:list(resource, params, opts)
   return function()
     while not done do
       if page and i < #page.data then
+        -- Backwards, each page is walked from its end, so objects come away from the
+        -- cursor, as the official libraries' auto-pagination does.
         i = i + 1
-        return page.data[i]
+        return page.data[backwards and #page.data - i + 1 or i]
       end
       if page then
         if page.has_more ~= true then break end

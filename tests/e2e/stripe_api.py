@@ -286,6 +286,8 @@ class StripeStandIn:
             return self.search_of(kind, url + "/search", params)
         elif len(rest) == 1:
             obj = self.get(kind, rest[0])
+            if method == "GET" and obj.get("deleted"):
+                return {"id": obj["id"], "object": obj["object"], "deleted": True}
             if method == "GET":
                 return obj
             if method == "POST":
