@@ -233,7 +233,8 @@ static void encode_table(lua_State *L, int idx, sb_t *out, sb_t *key, int depth)
         sb_escape(L, key, sorted[i], strlen(sorted[i]));
         if (base)
             sb_put(L, key, "]", 1);
-        lua_getfield(L, idx, sorted[i]);
+        lua_pushstring(L, sorted[i]);
+        lua_rawget(L, idx);
         encode_value(L, lua_gettop(L), out, key, depth + 1);
         lua_pop(L, 1);
         key->n = base;
