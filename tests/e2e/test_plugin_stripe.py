@@ -145,7 +145,10 @@ call("missing", c.customers.retrieve, c.customers, "cus_missing")
 done()
 """
     with StripeStandIn() as api:
-        r, out = run_script(script, api.url)
+        # At debug level luar.http logs every attempt with its headers: the key must not
+        # be among them.
+        r, out = run_script(script, api.url, env={"LUAR_LOG_LEVEL": "debug"})
+        assert '"msg":"http client request"' in out, out[:2000]
         cus = ok(r, "customer")
         assert cus["object"] == "customer" and cus["email"] == "ada@example.com", cus
         assert cus["metadata"] == {"order_id": "A-1", "note": "tea & cake"}, cus
@@ -422,6 +425,17 @@ done()
         assert len(api.calls()) == 3
 
 
+def test_bad_plugin_configuration_is_refused_with_its_key():
+    with tempfile.TemporaryDirectory(prefix="luar-stripe-conf-") as d:
+        for conf, want in (('{ base_url = "ftp://api.example" }',
+                            "plugins.stripe.base_url must start with https:// or http://"),
+                           ('{ timeout = "soon" }', "plugins.stripe.timeout must be a number")):
+            write_files(d, {"luar.conf.lua": config(conf), "scripts/main.lua": ""})
+            status, out, err = run_cli(["check"], cwd=d)
+            assert status == 2, (status, out, err)
+            assert "stripe.so: init failed: " + want in err, err
+
+
 # ---- the webhook scheme -----------------------------------------------------------------
 
 SECRET = "whsec_luarE2Ecurrent0123456789abcdef"
@@ -581,5 +595,6 @@ if __name__ == "__main__":
     main([test_calls_carry_what_stripe_checks, test_idempotency_key_is_the_same_across_retries,
           test_list_iterates_every_page, test_a_failing_page_ends_the_loop_with_the_error,
           test_errors_map_to_stripe_fields, test_api_key_from_config_secret_store_or_environment,
+          test_bad_plugin_configuration_is_refused_with_its_key,
           test_webhook_scheme_against_the_stripe_package,
           test_cli_sign_is_accepted_by_the_stripe_package])
