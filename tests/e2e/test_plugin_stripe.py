@@ -556,6 +556,17 @@ def test_webhook_scheme_against_the_stripe_package():
         status, body = post("/hooks/stripe", bad, hdr)
         assert status == 400 and "the event has no \"id\"" in body["error"], body
 
+        # `luar webhook send --scheme stripe` signs and posts like `stripe trigger`
+        sent = stripe_event("evt_sent_%d" % os.getpid(), "invoice.paid", amount=777)
+        with tempfile.TemporaryDirectory(prefix="luar-stripe-send-") as d:
+            write_files(d, {"luar.conf.lua": config(), "event.json": sent})
+            status, out, err = run_cli(["webhook", "send", "--scheme", "stripe", "--secret",
+                                        OLD_SECRET, "--url", "http://127.0.0.1:%d/hooks/stripe"
+                                        % luar.port, "event.json"], cwd=d)
+            assert status == 0 and out.startswith("200 "), (status, out, err)
+        rec = handled(json.loads(sent)["id"])
+        assert rec["type"] == "invoice.paid" and rec["amount"] == 777, rec
+
         for name in ("wrong", "tampered", "expired", "future", "missing", "malformed",
                      "nov1"):
             assert luar.count_logs(lambda r: r.get("msg") == "handled" and
