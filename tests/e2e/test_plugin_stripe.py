@@ -212,6 +212,46 @@ done()
         assert API_KEY not in out, "the API key reached the output"
 
 
+def test_form_encoding_edge_cases():
+    script = r"""
+local enc = stripe.encode
+results.values = enc{ int = 42, neg = -7, whole_float = 10.0, frac = 0.1, big = 2^53,
+  yes = true, no = false, empty = "", none = json.null, cleared = {},
+  utf8 = "caf\u{e9} \u{20ac}", reserved = "a+b=c&d/e?f#g%h", tilde = "-_.~",
+  nested = { deeper = { list = { { x = 1 }, "two" } } } }
+results.nothing = enc(nil) .. "|" .. enc({})
+local t = {} t.self = t
+for name, bad in pairs{ fn = { f = print }, mixed = { a = { 1, 2, x = 3 } },
+    holes = { a = { [1] = "x", [3] = "y" } }, nan = { a = 0/0 }, inf = { a = math.huge },
+    list_top = { "a", "b" }, bool_key = { a = { [true] = 1 } }, cycle = { a = t },
+    not_table = "amount=1" } do
+  local okc, e = pcall(enc, bad)
+  results["bad_" .. name] = okc and ("encoded: " .. e) or tostring(e)
+end
+done()
+"""
+    r, _ = run_script(script, "http://127.0.0.1:9")
+    assert r["values"] == (
+        "big=9007199254740992&cleared=&empty=&frac=0.1&int=42&neg=-7"
+        "&nested[deeper][list][0][x]=1&nested[deeper][list][1]=two&no=false&none="
+        "&reserved=a%2Bb%3Dc%26d%2Fe%3Ff%23g%25h&tilde=-_.~&utf8=caf%C3%A9%20%E2%82%AC"
+        "&whole_float=10&yes=true"), r["values"]
+    assert r["nothing"] == "|", r
+    want = {
+        "fn": "cannot encode f: a function has no form encoding",
+        "mixed": "cannot encode a: a table must be a list (keys 1..n, no holes) or a map",
+        "holes": "cannot encode a: a table must be a list (keys 1..n, no holes)",
+        "nan": "cannot encode a: NaN and infinities have no form encoding",
+        "inf": "cannot encode a: NaN and infinities have no form encoding",
+        "list_top": "cannot encode params: the parameters must be a map of names, not a list",
+        "bool_key": "cannot encode a[?]: keys must be strings",
+        "cycle": "tables nest deeper than 32 levels (a cycle?)",
+        "not_table": "stripe: parameters must be a table, not a string",
+    }
+    for name, part in want.items():
+        assert part in r["bad_" + name], (name, r["bad_" + name])
+
+
 def test_idempotency_key_is_the_same_across_retries():
     script = r"""
 local c = stripe.client{ base_url = BASE, retry = { attempts = 3, backoff = 0.05 } }
@@ -603,7 +643,8 @@ def test_cli_sign_is_accepted_by_the_stripe_package():
 
 
 if __name__ == "__main__":
-    main([test_calls_carry_what_stripe_checks, test_idempotency_key_is_the_same_across_retries,
+    main([test_calls_carry_what_stripe_checks, test_form_encoding_edge_cases,
+          test_idempotency_key_is_the_same_across_retries,
           test_list_iterates_every_page, test_a_failing_page_ends_the_loop_with_the_error,
           test_errors_map_to_stripe_fields, test_api_key_from_config_secret_store_or_environment,
           test_bad_plugin_configuration_is_refused_with_its_key,
