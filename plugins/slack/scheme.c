@@ -101,26 +101,31 @@ static int slack_configure(const char *const *secrets, const size_t *lens, size_
 }
 
 /*
- * The MAC of "v0:<ts>:<body>" under `key`. The host's hmac takes one buffer, so the signed
- * text is assembled in a copy (the body is at most the route's max_body).
+ * The signed text "v0:<ts>:<body>", in a new allocation the caller frees (NULL when out of
+ * memory): the host's hmac takes one buffer, so the text is assembled once per request
+ * (the body is at most the route's max_body) and MACed under each secret.
  */
-static int compute(const slack_key_t *key, const char *ts, size_t ts_len, const char *body,
-                   size_t body_len, unsigned char *mac)
+static char *signed_text(const char *ts, size_t ts_len, const char *body, size_t body_len,
+                         size_t *n)
 {
     if (body_len > SIZE_MAX - SLACK_TS_MAX - 8)
-        return LUAR_PLUGIN_ETOOBIG;
-    size_t n = 3 + ts_len + 1 + body_len;
-    char *text = malloc(n ? n : 1);
+        return NULL;
+    *n = 3 + ts_len + 1 + body_len;
+    char *text = malloc(*n);
     if (text == NULL)
-        return LUAR_PLUGIN_ENOMEM;
+        return NULL;
     memcpy(text, "v0:", 3);
     memcpy(text + 3, ts, ts_len);
     text[3 + ts_len] = ':';
     if (body_len)
         memcpy(text + 4 + ts_len, body, body_len);
+    return text;
+}
+
+static int compute(const slack_key_t *key, const char *text, size_t n, unsigned char *mac)
+{
     size_t mac_len = 0;
     int rc = slack_host->hmac("sha256", key->data, key->len, text, n, mac, &mac_len);
-    free(text);
     return rc == 0 && mac_len == SLACK_MAC_LEN ? 0 : LUAR_PLUGIN_EINVAL;
 }
 
@@ -171,12 +176,16 @@ static luar_webhook_verdict_t slack_verify(const void *p, const luar_webhook_msg
         return LUAR_WEBHOOK_INVALID;
     }
     unsigned char expected[LUAR_WEBHOOK_MAX_SECRETS][SLACK_MAC_LEN];
-    for (size_t k = 0; k < cfg->nkeys; k++) {
-        if (compute(&cfg->keys[k], ts, ts_len, msg->body, msg->body_len, expected[k]) != 0) {
-            wipe(expected, sizeof expected);
-            H->buf_printf(why, "cannot compute the HMAC");
-            return LUAR_WEBHOOK_INVALID;
-        }
+    size_t text_len = 0;
+    char *text = signed_text(ts, ts_len, msg->body, msg->body_len, &text_len);
+    int rc = text == NULL ? LUAR_PLUGIN_ENOMEM : 0;
+    for (size_t k = 0; rc == 0 && k < cfg->nkeys; k++)
+        rc = compute(&cfg->keys[k], text, text_len, expected[k]);
+    free(text);
+    if (rc != 0) {
+        wipe(expected, sizeof expected);
+        H->buf_printf(why, "cannot compute the HMAC");
+        return LUAR_WEBHOOK_INVALID;
     }
     /* Slack sends one v0= value; entries separated by commas or spaces are each tried, so
      * a future "v1=…" beside it does not break verification. */
@@ -461,7 +470,11 @@ static int slack_sign(const void *p, const char *id, double timestamp, const cha
     char ts[SLACK_TS_MAX];
     int ts_len = snprintf(ts, sizeof ts, "%lld", (long long)floor(timestamp));
     unsigned char mac[SLACK_MAC_LEN];
-    if (compute(&cfg->keys[0], ts, (size_t)ts_len, body, body_len, mac) != 0) {
+    size_t text_len = 0;
+    char *text = signed_text(ts, (size_t)ts_len, body, body_len, &text_len);
+    int crc = text == NULL ? LUAR_PLUGIN_ENOMEM : compute(&cfg->keys[0], text, text_len, mac);
+    free(text);
+    if (crc != 0) {
         H->buf_printf(err, "scheme slack: cannot compute the HMAC");
         return LUAR_PLUGIN_EINVAL;
     }
