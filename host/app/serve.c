@@ -16,6 +16,7 @@
 #include "lua/mod_redis.h"
 #include "lua/vm.h"
 #include "metrics/metrics.h"
+#include "plugin/loader.h"
 #include "secrets/redact.h"
 #include "secrets/secrets.h"
 #include "server/http.h"
@@ -261,6 +262,7 @@ static int reload(void *ctx, luar_buf_t *err)
     app->vm = vm;
     app->generation++;
     luar_redis_module_use_vm(vm); /* its redis.subscribe handlers take the messages */
+    luar_plugins_use_vm(vm);      /* its job definitions: plugins' enqueue defaults */
     if (old)
         retire(app, old);
     char fields[96];
@@ -332,6 +334,7 @@ static void finish(app_t *app)
         luar_vm_retire(app->vm);
     app->vm = NULL;
     luar_jobs_set_host(NULL, NULL, NULL);
+    luar_plugins_use_vm(NULL);
     luar_redis_module_close();
     if (app->queue)
         luar_queue_close(app->queue, NULL, NULL); /* after pending writes complete */
@@ -525,6 +528,17 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
     }
     luar_queue_set_cache_limits(app->queue, cfg->cache.max_bytes, cfg->cache.max_value);
     luar_jobs_set_host(app->queue, NULL, &cfg->jobs);
+    /* Plugins before the first VM; their init may read the secret store (read again by
+     * each reload, which reports a store that cannot be read). */
+    luar_secrets_load(cfg->secrets_file, &cfg->secrets_key, &err);
+    luar_buf_reset(&err);
+    if (luar_plugins_load(cfg, &app->loop, &err)) {
+        luar_plugins_log();
+        luar_plugins_print_errors(stderr, err.data ? err.data : "plugins failed to load");
+        status = 2;
+        goto fail;
+    }
+    luar_plugins_log();
     if (luar_redis_module_setup(&app->loop, cfg->redis_url, cfg->queue, &err)) {
         fprintf(stderr, "luar: %s\n", err.data);
         status = 2;
@@ -575,6 +589,9 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
 
     uv_run(&app->loop, UV_RUN_DEFAULT);
     status = 0;
+    /* Every VM has closed: the plugins' fini, then the handles they left close. */
+    luar_plugins_unload();
+    uv_run(&app->loop, UV_RUN_DEFAULT);
     luar_log_flush();
     if (uv_loop_close(&app->loop) != 0)
         luar_logf(LUAR_LOG_WARN, "loop closed with handles still open");
@@ -598,6 +615,8 @@ fail:
         luar_vm_retire(app->vm);
     if (app->queue)
         luar_queue_close(app->queue, NULL, NULL);
+    uv_run(&app->loop, UV_RUN_DEFAULT);
+    luar_plugins_unload();
     uv_run(&app->loop, UV_RUN_DEFAULT);
     uv_loop_close(&app->loop);
     luar_log_flush();

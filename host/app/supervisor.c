@@ -10,11 +10,18 @@
  * worker serves the new scripts. Requests arriving during a round wait for the next one,
  * since two SIGHUPs to one process may merge into one.
  * SIGTERM/SIGINT are forwarded; exits 0 once all are gone.
+ *
+ * Plugins: each worker loads and inits them itself (a fresh process). The supervisor loads
+ * them too, since it runs the scripts to check them and a script may require
+ * "luar.<name>"; it serves nothing with them. A configured plugin that is refused stops
+ * the supervisor before any worker starts.
  */
 #include "app/app.h"
 #include "common/error.h"
 #include "log/log.h"
 #include "lua/vm.h"
+#include "plugin/loader.h"
+#include "secrets/secrets.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -410,16 +417,28 @@ int luar_app_supervise(const luar_config_t *cfg, int argc, char **argv)
         sup->argv[i] = argv[i];
     sup->argv[argc] = "--worker-id";
 
-    /* Refuse a broken script before starting anything, as a lone process would. */
+    /* Refuse a broken script (or plugin) before starting anything, as a lone process
+     * would. */
     luar_buf_t err;
     luar_buf_init(&err, 64 * 1024);
     luar_vm_config_t vc;
     luar_vm_t *vm = NULL;
     luar_config_vm(cfg, &sup->loop, &vc);
-    if (luar_vm_new(&vc, &vm, &err)) {
-        fprintf(stderr, "%s", err.data ? err.data : "scripts failed to load\n");
+    luar_secrets_load(cfg->secrets_file, &cfg->secrets_key, &err);
+    luar_buf_reset(&err);
+    int prc = luar_plugins_load(cfg, &sup->loop, &err);
+    if (prc == 0)
+        luar_buf_reset(&err); /* else err holds the plugins' reasons */
+    if (prc != 0 || luar_vm_new(&vc, &vm, &err)) {
+        if (prc)
+            luar_plugins_print_errors(stderr, err.data);
+        else
+            fprintf(stderr, "%s", err.data ? err.data : "scripts failed to load\n");
         luar_buf_free(&err);
         uv_run(&sup->loop, UV_RUN_DEFAULT);
+        luar_plugins_unload();
+        uv_run(&sup->loop, UV_RUN_DEFAULT);
+        luar_secrets_unload();
         uv_loop_close(&sup->loop);
         free(sup->argv);
         free(sup);
@@ -457,6 +476,9 @@ int luar_app_supervise(const luar_config_t *cfg, int argc, char **argv)
     uv_prepare_start(&sup->prepare, on_prepare);
     uv_unref((uv_handle_t *)&sup->prepare);
     uv_run(&sup->loop, UV_RUN_DEFAULT);
+    luar_plugins_unload();
+    uv_run(&sup->loop, UV_RUN_DEFAULT);
+    luar_secrets_unload();
     uv_loop_close(&sup->loop);
     luar_log_flush();
     luar_buf_free(&sup->round_errors);

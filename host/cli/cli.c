@@ -18,6 +18,7 @@
 #include "lua/mod_redis.h"
 #include "lua/vm.h"
 #include "luar_version.h"
+#include "plugin/loader.h"
 #include "webhooks/deliver.h"
 #include "secrets/redact.h"
 #include "secrets/secrets.h"
@@ -87,6 +88,7 @@ static void usage(FILE *f)
           "  secrets set NAME [VALUE]|get NAME|list|delete NAME|rotate-key|gen-key\n"
           "                               the encrypted secret store (LUAR_SECRETS_KEY)\n"
           "  audit verify [FILE]          check the audit log's hash chain\n"
+          "  plugins [--config F]         list the plugins found, and why any was refused\n"
           "  version                      versions of luar and its libraries\n",
           f);
 }
@@ -188,6 +190,32 @@ static int load_secrets(const luar_config_t *cfg)
     return rc == 0 ? 0 : rc == LUAR_ECONFIG ? 2 : 1;
 }
 
+/*
+ * Loads the plugins for a command that runs scripts (check, run, test, cron list) on
+ * `loop`: refusals go to stderr; one the configuration names stops the command (2).
+ */
+static int load_plugins(const luar_config_t *cfg, uv_loop_t *loop)
+{
+    luar_buf_t err;
+    luar_buf_init(&err, 0);
+    int rc = luar_plugins_load(cfg, loop, &err);
+    luar_plugins_print_refused(stderr);
+    if (rc && err.data)
+        luar_plugins_print_errors(stderr, err.data);
+    else if (rc)
+        fprintf(stderr, "luar: plugins: %s\n", luar_strerror(rc));
+    luar_buf_free(&err);
+    return rc ? 2 : 0;
+}
+
+/* After the last VM closed: the plugins' fini, then the loop (their handles close). */
+static void close_plugins(uv_loop_t *loop)
+{
+    luar_plugins_unload();
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
+}
+
 static int cmd_serve(int argc, char **argv, const args_t *a)
 {
     luar_config_t cfg;
@@ -232,7 +260,9 @@ static int with_scripts(const args_t *a, void (*show)(luar_vm_t *, const luar_co
     luar_buf_init(&err, 0);
     luar_vm_t *vm = NULL;
     luar_log_set_level(LUAR_LOG_WARN);
-    if (luar_vm_new(&vc, &vm, &err)) {
+    if (load_plugins(&cfg, &loop)) {
+        status = 2;
+    } else if (luar_vm_new(&vc, &vm, &err)) {
         print_load_error(&err);
         status = 2;
     } else {
@@ -240,7 +270,7 @@ static int with_scripts(const args_t *a, void (*show)(luar_vm_t *, const luar_co
         luar_vm_retire(vm);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
+    close_plugins(&loop);
     luar_log_flush();
     luar_buf_free(&err);
     luar_secrets_unload();
@@ -314,10 +344,13 @@ static int cmd_script(const args_t *a, int tests)
     if (!tests)
         luar_redis_module_setup(&loop, cfg.redis_url, cfg.queue, &err);
     luar_buf_reset(&err);
-    if (luar_vm_new(&vc, &vm, &err)) {
+    if (load_plugins(&cfg, &loop)) {
+        rs.status = 2;
+    } else if (luar_vm_new(&vc, &vm, &err)) {
         print_load_error(&err);
         rs.status = 2;
     } else {
+        luar_plugins_use_vm(vm);
         if (tests)
             rc = luar_vm_run_tests(vm, a->npos, a->pos, run_done, &rs);
         else
@@ -336,7 +369,7 @@ static int cmd_script(const args_t *a, int tests)
     if (queue)
         luar_queue_close(queue, NULL, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
+    close_plugins(&loop);
     luar_log_flush();
     luar_buf_free(&err);
     luar_secrets_unload();
@@ -405,6 +438,64 @@ static int cmd_cron(int argc, char **argv)
     return 2;
 }
 
+/* `luar plugins`: what the loader found, as a table, then the refused files and why. */
+static int cmd_plugins(const args_t *a)
+{
+    luar_config_t cfg;
+    if (a->npos) {
+        fprintf(stderr, "luar plugins: unexpected argument %s\n", a->pos[0]);
+        return 2;
+    }
+    if (load_config(a, &cfg))
+        return 2;
+    luar_buf_t err;
+    luar_buf_init(&err, 0);
+    /* init may read secrets; a store that cannot be read is reported and listed anyway */
+    luar_secrets_load(cfg.secrets_file, &cfg.secrets_key, &err);
+    luar_buf_reset(&err);
+    luar_log_set_level(LUAR_LOG_WARN);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    luar_plugins_load(&cfg, &loop, &err);
+    size_t n = luar_plugins_count(), loaded = 0;
+    int wname = 4, wver = 7, wpath = 4;
+    for (size_t i = 0; i < n; i++) {
+        const luar_plugin_info_t *p = luar_plugins_at(i);
+        if (p->refused)
+            continue;
+        loaded++;
+        if ((int)strlen(p->name) > wname)
+            wname = (int)strlen(p->name);
+        if ((int)strlen(p->version) > wver)
+            wver = (int)strlen(p->version);
+        if ((int)strlen(p->path) > wpath)
+            wpath = (int)strlen(p->path);
+    }
+    if (loaded)
+        printf("%-*s  %-*s  ABI  %-*s  DESCRIPTION\n", wname, "NAME", wver, "VERSION", wpath,
+               "PATH");
+    for (size_t i = 0; i < n; i++) {
+        const luar_plugin_info_t *p = luar_plugins_at(i);
+        if (!p->refused)
+            printf("%-*s  %-*s  %-3d  %-*s  %s\n", wname, p->name, wver, p->version, p->abi,
+                   wpath, p->path, p->description ? p->description : "");
+    }
+    if (loaded == 0)
+        printf("no plugins loaded\n");
+    for (size_t i = 0; i < n; i++) {
+        const luar_plugin_info_t *p = luar_plugins_at(i);
+        if (p->refused)
+            printf("refused: %s: %s\n", p->path, p->refused);
+    }
+    /* What would stop `luar serve`: a configured plugin refused or missing. */
+    luar_plugins_print_errors(stderr, err.data);
+    luar_buf_free(&err);
+    close_plugins(&loop);
+    luar_secrets_unload();
+    luar_config_free(&cfg);
+    return 0;
+}
+
 static int cmd_version(void)
 {
     unsigned long hp = http_parser_version();
@@ -451,6 +542,8 @@ int luar_cli_main(int argc, char **argv)
             status = cmd_script(&a, 1);
         else if (strcmp(cmd, "reload") == 0)
             status = cmd_reload(&a);
+        else if (strcmp(cmd, "plugins") == 0)
+            status = cmd_plugins(&a);
         else {
             fprintf(stderr, "luar: unknown command %s\n", cmd);
             usage(stderr);

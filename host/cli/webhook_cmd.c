@@ -9,6 +9,10 @@
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/error.h"
+#include "config/config.h"
+#include "log/log.h"
+#include "plugin/loader.h"
+#include "secrets/secrets.h"
 #include "server/http.h"
 #include "webhooks/scheme.h"
 
@@ -27,7 +31,7 @@
 typedef struct wh_args {
     const char *cmd; /* "webhook sign" or "webhook send": the prefix of every message */
     int send;
-    const char *scheme, *secret, *timestamp, *id, *url, *timeout, *file;
+    const char *scheme, *secret, *timestamp, *id, *url, *timeout, *file, *config;
     luar_webhook_opt_t opts[MAX_OPTIONS];
     char *opt_storage[MAX_OPTIONS]; /* "key\0value" copies owned here */
     size_t nopts;
@@ -42,11 +46,12 @@ static void usage(FILE *f)
     luar_webhook_scheme_list(&list);
     fprintf(f,
             "usage: luar webhook sign --scheme S --secret X [--timestamp T] [--id ID]\n"
-            "                         [--option KEY=VALUE]... [FILE]\n"
+            "                         [--option KEY=VALUE]... [--config F] [FILE]\n"
             "       luar webhook send --scheme S --secret X --url URL [--header 'Name: value']...\n"
             "                         [--timestamp T] [--id ID] [--option KEY=VALUE]...\n"
-            "                         [--timeout SECONDS] [FILE]\n"
+            "                         [--timeout SECONDS] [--config F] [FILE]\n"
             "The body is read from FILE, or from stdin when FILE is absent or \"-\".\n"
+            "Plugins' schemes are there once the plugins load (plugins.dir of the config).\n"
             "Schemes: %s\n",
             list.data ? list.data : "");
     luar_buf_free(&list);
@@ -72,6 +77,7 @@ static int parse(int argc, char **argv, wh_args_t *a)
         {"--id", offsetof(wh_args_t, id), 0},
         {"--url", offsetof(wh_args_t, url), 1},
         {"--timeout", offsetof(wh_args_t, timeout), 1},
+        {"--config", offsetof(wh_args_t, config), 0},
     };
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -233,6 +239,8 @@ static int sign_body(const wh_args_t *a, const luar_buf_t *body, luar_buf_t *out
     }
     if (rc) {
         fprintf(stderr, "luar %s: %s\n", a->cmd, err.data ? err.data : luar_strerror(rc));
+        if (rc == LUAR_ENOTFOUND) /* the plugin that has it may have been refused */
+            luar_plugins_print_refused(stderr);
         status = 2;
     }
     luar_buf_free(&err);
@@ -272,7 +280,8 @@ static size_t split_lines(char *lines, luar_client_header_t *h, size_t max)
     return n;
 }
 
-static int do_send(const wh_args_t *a, const luar_buf_t *body, luar_buf_t *signed_lines)
+static int do_send(const wh_args_t *a, uv_loop_t *loop, const luar_buf_t *body,
+                   luar_buf_t *signed_lines)
 {
     luar_client_header_t headers[MAX_HEADERS + 16];
     size_t n = split_lines(signed_lines->data, headers, 16);
@@ -321,11 +330,9 @@ static int do_send(const wh_args_t *a, const luar_buf_t *body, luar_buf_t *signe
         .body_len = body->len,
         .timeout = timeout,
     };
-    uv_loop_t loop;
-    uv_loop_init(&loop);
     send_state_t st = {NULL};
     int status = 1;
-    int rc = luar_client_request(&loop, &req, send_done, &st, NULL);
+    int rc = luar_client_request(loop, &req, send_done, &st, NULL);
     for (size_t i = 0; i < a->nheaders; i++)
         free(copies[i]);
     if (rc) {
@@ -333,7 +340,8 @@ static int do_send(const wh_args_t *a, const luar_buf_t *body, luar_buf_t *signe
                 luar_strerror(rc));
         status = rc == LUAR_EINVAL ? 2 : 1;
     } else {
-        uv_run(&loop, UV_RUN_DEFAULT);
+        while (st.res == NULL && uv_run(loop, UV_RUN_ONCE))
+            ;
     }
     if (st.res && st.res->rc == 0) {
         printf("%ld %s\n", st.res->status, luar_http_status_text((int)st.res->status));
@@ -348,9 +356,33 @@ static int do_send(const wh_args_t *a, const luar_buf_t *body, luar_buf_t *signe
                 st.res->message);
     }
     luar_client_res_free(st.res);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(&loop) != 0)
-        fprintf(stderr, "luar %s: the loop did not close cleanly\n", a->cmd);
+    return status;
+}
+
+/*
+ * The configuration (--config F, else ./luar.conf.lua) and the plugins, whose schemes join
+ * the registry. Returns 0, or 2 after printing why.
+ */
+static int load_plugins(const wh_args_t *a, uv_loop_t *loop, luar_config_t *cfg)
+{
+    luar_config_flags_t flags = {.config = a->config};
+    luar_buf_t err;
+    luar_buf_init(&err, 0);
+    int status = 0;
+    if (luar_config_load(cfg, &flags, &err)) {
+        fprintf(stderr, "%s", err.data ? err.data : "configuration error\n");
+        luar_buf_free(&err);
+        return 2;
+    }
+    luar_secrets_load(cfg->secrets_file, &cfg->secrets_key, &err);
+    luar_buf_reset(&err);
+    /* stdout carries the signed headers (or the answer): only errors may join them */
+    luar_log_set_level(LUAR_LOG_ERROR);
+    if (luar_plugins_load(cfg, loop, &err)) {
+        luar_plugins_print_errors(stderr, err.data ? err.data : "plugins failed");
+        status = 2;
+    }
+    luar_buf_free(&err);
     return status;
 }
 
@@ -379,7 +411,14 @@ int luar_cli_webhook(int argc, char **argv)
     luar_buf_t body, lines;
     luar_buf_init(&body, BODY_MAX);
     luar_buf_init(&lines, 0);
-    status = read_body(&a, &body);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    luar_config_t cfg;
+    int have_cfg = 0;
+    status = load_plugins(&a, &loop, &cfg);
+    have_cfg = status == 0;
+    if (status == 0)
+        status = read_body(&a, &body);
     if (status == 0)
         status = sign_body(&a, &body, &lines);
     if (status == 0 && !a.send) {
@@ -391,7 +430,15 @@ int luar_cli_webhook(int argc, char **argv)
             p += len + (eol ? 2 : 0);
         }
     } else if (status == 0) {
-        status = do_send(&a, &body, &lines);
+        status = do_send(&a, &loop, &body, &lines);
+    }
+    luar_plugins_unload();
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop) != 0)
+        fprintf(stderr, "luar %s: the loop did not close cleanly\n", a.cmd);
+    if (have_cfg) {
+        luar_secrets_unload();
+        luar_config_free(&cfg);
     }
     luar_buf_free(&body);
     luar_buf_free(&lines);

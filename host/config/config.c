@@ -424,6 +424,174 @@ static void read_cache(loader_t *ld, lua_State *L)
     lua_pop(L, 1);
 }
 
+/* ---- plugins = { dir = …, <name> = { … } } ---------------------------------------- */
+
+#define PLUGIN_CONFIG_DEPTH 8
+
+static int plugin_name_ok(const char *s)
+{
+    if (!(s[0] >= 'a' && s[0] <= 'z') || strlen(s) > 64)
+        return 0;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+            return 0;
+    return 1;
+}
+
+static void add_plugin_value(struct luar_plugin_config *pc, const char *key, const char *value,
+                             int type)
+{
+    luar_config_value_t *v = realloc(pc->values, (pc->nvalues + 1) * sizeof *v);
+    if (v == NULL)
+        return;
+    pc->values = v;
+    v[pc->nvalues].key = strdup(key);
+    v[pc->nvalues].value = strdup(value);
+    v[pc->nvalues].type = type;
+    if (v[pc->nvalues].key && v[pc->nvalues].value)
+        pc->nvalues++;
+    else {
+        free(v[pc->nvalues].key);
+        free(v[pc->nvalues].value);
+    }
+}
+
+/* Flattens the table at the top of the stack into pc under `prefix` ("" at the top). */
+static void read_plugin_table(loader_t *ld, lua_State *L, struct luar_plugin_config *pc,
+                              const char *prefix, int depth)
+{
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        char key[256], path[320];
+        if (lua_type(L, -2) == LUA_TSTRING)
+            snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "",
+                     lua_tostring(L, -2));
+        else if (lua_isinteger(L, -2))
+            snprintf(key, sizeof key, "%s%s%lld", prefix, *prefix ? "." : "",
+                     (long long)lua_tointeger(L, -2));
+        else
+            snprintf(key, sizeof key, "%s%s?", prefix, *prefix ? "." : "");
+        snprintf(path, sizeof path, "plugins.%s.%s", pc->name, key);
+        int t = lua_type(L, -1);
+        if (lua_type(L, -2) != LUA_TSTRING && !lua_isinteger(L, -2)) {
+            fail_key(ld, path, "keys must be names or list indexes");
+        } else if (t == LUA_TTABLE && depth < PLUGIN_CONFIG_DEPTH) {
+            read_plugin_table(ld, L, pc, key, depth + 1);
+        } else if (t == LUA_TTABLE) {
+            fail_key(ld, path, "nested more than %d levels", PLUGIN_CONFIG_DEPTH);
+        } else if (t == LUA_TSTRING) {
+            add_plugin_value(pc, key, lua_tostring(L, -1), t);
+        } else if (t == LUA_TNUMBER) {
+            char num[64];
+            if (lua_isinteger(L, -1))
+                snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, -1));
+            else
+                snprintf(num, sizeof num, "%.17g", lua_tonumber(L, -1));
+            add_plugin_value(pc, key, num, t);
+        } else if (t == LUA_TBOOLEAN) {
+            add_plugin_value(pc, key, lua_toboolean(L, -1) ? "true" : "false", t);
+        } else {
+            fail_key(ld, path, "expected a string, number, boolean or table, got %s",
+                     lua_typename(L, t));
+        }
+        lua_pop(L, 1);
+    }
+}
+
+static void add_plugin_dir(luar_config_t *cfg, const char *dir)
+{
+    char **d = realloc(cfg->plugin_dirs, (cfg->nplugin_dirs + 1) * sizeof *d);
+    if (d == NULL)
+        return;
+    cfg->plugin_dirs = d;
+    if ((d[cfg->nplugin_dirs] = strdup(dir)) != NULL)
+        cfg->nplugin_dirs++;
+}
+
+/* plugins = { dir = "…" | { "…", … }, <name> = { … }, … } */
+static void read_plugins(loader_t *ld, lua_State *L)
+{
+    luar_config_t *cfg = ld->cfg;
+    if (!enter(ld, L, "plugins"))
+        return;
+    int t = lua_getfield(L, -1, "dir");
+    if (t == LUA_TSTRING) {
+        add_plugin_dir(cfg, lua_tostring(L, -1));
+    } else if (t == LUA_TTABLE) {
+        lua_Integer n = luaL_len(L, -1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            if (lua_geti(L, -1, i) == LUA_TSTRING)
+                add_plugin_dir(cfg, lua_tostring(L, -1));
+            else
+                fail_key(ld, "plugins.dir", "entry %lld: expected a folder name, got %s",
+                         (long long)i, luaL_typename(L, -1));
+            lua_pop(L, 1);
+        }
+        if (n == 0)
+            fail_key(ld, "plugins.dir", "expected a folder or a list of folders, got an "
+                                        "empty table");
+    } else if (t != LUA_TNIL) {
+        fail_key(ld, "plugins.dir", "expected a folder or a list of folders, got %s",
+                 lua_typename(L, t));
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        if (name && strcmp(name, "dir") == 0) {
+            lua_pop(L, 1);
+            continue;
+        }
+        char path[160];
+        snprintf(path, sizeof path, "plugins.%.140s", name ? name : "?");
+        if (name == NULL || !plugin_name_ok(name)) {
+            fail_key(ld, path, "plugin names are [a-z][a-z0-9_]* (at most 64 characters)");
+        } else if (!lua_istable(L, -1)) {
+            fail_key(ld, path, "expected a table (the plugin's settings), got %s",
+                     luaL_typename(L, -1));
+        } else {
+            struct luar_plugin_config *p =
+                realloc(cfg->plugins, (cfg->nplugins + 1) * sizeof *p);
+            if (p != NULL) {
+                cfg->plugins = p;
+                p = &p[cfg->nplugins++];
+                memset(p, 0, sizeof *p);
+                p->name = strdup(name);
+                read_plugin_table(ld, L, p, "", 1);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+const struct luar_plugin_config *luar_config_plugin(const luar_config_t *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nplugins; i++)
+        if (cfg->plugins[i].name && strcmp(cfg->plugins[i].name, name) == 0)
+            return &cfg->plugins[i];
+    return NULL;
+}
+
+static void free_plugins(luar_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->nplugin_dirs; i++)
+        free(cfg->plugin_dirs[i]);
+    free(cfg->plugin_dirs);
+    for (size_t i = 0; i < cfg->nplugins; i++) {
+        struct luar_plugin_config *p = &cfg->plugins[i];
+        for (size_t k = 0; k < p->nvalues; k++) {
+            /* API keys live here: wipe them like the secrets key */
+            OPENSSL_cleanse(p->values[k].value, strlen(p->values[k].value));
+            free(p->values[k].key);
+            free(p->values[k].value);
+        }
+        free(p->values);
+        free(p->name);
+    }
+    free(cfg->plugins);
+}
+
 static void read_table(loader_t *ld, lua_State *L)
 {
     luar_config_t *cfg = ld->cfg;
@@ -532,6 +700,7 @@ static void read_table(loader_t *ld, lua_State *L)
     }
     read_secrets(ld, L);
     read_cache(ld, L);
+    read_plugins(ld, L);
 }
 
 static char *read_file(const char *path)
@@ -707,6 +876,7 @@ void luar_config_free(luar_config_t *cfg)
     free(cfg->secrets_file);
     free(cfg->audit_file);
     free(cfg->redis_url);
+    free_plugins(cfg);
     OPENSSL_cleanse(&cfg->secrets_key, sizeof cfg->secrets_key);
     memset(cfg, 0, sizeof *cfg);
 }

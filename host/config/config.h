@@ -49,6 +49,24 @@ typedef struct luar_webhooks_config {
 /* Fills `w` with the defaults above. */
 void luar_webhooks_config_init(luar_webhooks_config_t *w);
 
+/*
+ * plugins.<name> = { … } (SPEC §3, §5): one plugin's table flattened to dotted keys
+ * ("api_key", "retry.max", "hosts.1") and their values as text (numbers and booleans
+ * converted), for the config_* functions of the plugin host API (host/plugin/). The struct
+ * behind luar/plugin.h's opaque luar_plugin_config_t.
+ */
+typedef struct luar_config_value {
+    char *key;
+    char *value;
+    int type; /* LUA_TSTRING, LUA_TNUMBER or LUA_TBOOLEAN */
+} luar_config_value_t;
+
+struct luar_plugin_config {
+    char *name; /* the plugin's name: the key under `plugins` */
+    luar_config_value_t *values;
+    size_t nvalues;
+};
+
 /* Values given on the command line; NULL/0 fields were not given. */
 typedef struct luar_config_flags {
     const char *config;
@@ -85,6 +103,10 @@ typedef struct luar_config {
         size_t max_value; /* cache.max_value: the largest value luar.cache stores (1 MiB) */
     } cache;
     char *redis_url;        /* redis.url: luar.redis's server; NULL: the queue's when Redis */
+    char **plugin_dirs;     /* plugins.dir (a string or a list); NULL: the default dirs */
+    size_t nplugin_dirs;
+    struct luar_plugin_config *plugins; /* plugins.<name> tables, in no particular order */
+    size_t nplugins;
 } luar_config_t;
 
 /*
@@ -94,6 +116,10 @@ typedef struct luar_config {
  * to `err`; `cfg` is then freed already. On success the caller frees with luar_config_free.
  */
 int luar_config_load(luar_config_t *cfg, const luar_config_flags_t *flags, luar_buf_t *err);
+
+/* The configuration of plugin `name` (plugins.<name>), or NULL when the file names none. */
+const struct luar_plugin_config *luar_config_plugin(const luar_config_t *cfg,
+                                                    const char *name);
 
 /* Frees what `cfg` owns. */
 void luar_config_free(luar_config_t *cfg);

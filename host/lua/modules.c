@@ -1,11 +1,15 @@
 /* The one table of host-provided Lua modules, and the sandbox of the standard library. */
 #include "lua/modules.h"
 
+#include "common/error.h"
 #include "lua/bridge.h"
 
 #include <lauxlib.h>
 #include <lua-cjson.h>
 #include <lualib.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 int luaopen_cjson_safe(lua_State *L);
 
@@ -33,6 +37,74 @@ static const luar_lua_module_t modules[] = {
     {NULL, NULL},
 };
 
+/* Modules added at run time (plugins): a list, since a few at most are loaded. */
+typedef struct added_module {
+    struct added_module *next;
+    char *name;
+    luar_lua_open_ctx_fn open;
+    void *ctx;
+} added_module_t;
+
+static added_module_t *added;
+
+int luar_lua_module_exists(const char *name)
+{
+    for (const luar_lua_module_t *m = modules; m->name != NULL; m++)
+        if (strcmp(m->name, name) == 0)
+            return 1;
+    for (const added_module_t *a = added; a != NULL; a = a->next)
+        if (strcmp(a->name, name) == 0)
+            return 1;
+    return 0;
+}
+
+int luar_lua_modules_add(const char *name, luar_lua_open_ctx_fn open, void *ctx)
+{
+    if (luar_lua_module_exists(name))
+        return LUAR_EEXISTS;
+    added_module_t *a = calloc(1, sizeof *a);
+    if (a == NULL || (a->name = strdup(name)) == NULL) {
+        free(a);
+        return LUAR_ENOMEM;
+    }
+    a->open = open;
+    a->ctx = ctx;
+    /* Appended: VMs preload modules in the order they were added. */
+    added_module_t **tail = &added;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = a;
+    return 0;
+}
+
+int luar_lua_modules_remove(const char *name)
+{
+    for (added_module_t **p = &added; *p != NULL; p = &(*p)->next) {
+        if (strcmp((*p)->name, name) == 0) {
+            added_module_t *a = *p;
+            *p = a->next;
+            free(a->name);
+            free(a);
+            return 0;
+        }
+    }
+    return LUAR_ENOTFOUND;
+}
+
+/*
+ * The preload function of an added module. Upvalues: the opener and its context (light
+ * userdata), copied when the VM preloads, so a VM never reads the list again.
+ */
+static int open_added(lua_State *L)
+{
+    luar_lua_open_ctx_fn open = (luar_lua_open_ctx_fn)(uintptr_t)lua_touserdata(
+        L, lua_upvalueindex(1));
+    void *ctx = lua_touserdata(L, lua_upvalueindex(2));
+    lua_settop(L, 0); /* require's (name, loader data): open() sees an empty stack */
+    int n = open(L, ctx);
+    return n < 0 ? 0 : n;
+}
+
 void luar_lua_preload(lua_State *L, const char *name, lua_CFunction open)
 {
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
@@ -45,6 +117,14 @@ void luar_lua_open_modules(lua_State *L)
 {
     for (const luar_lua_module_t *m = modules; m->name != NULL; m++)
         luar_lua_preload(L, m->name, m->open);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    for (const added_module_t *a = added; a != NULL; a = a->next) {
+        lua_pushlightuserdata(L, (void *)(uintptr_t)a->open);
+        lua_pushlightuserdata(L, a->ctx);
+        lua_pushcclosure(L, open_added, 2);
+        lua_setfield(L, -2, a->name);
+    }
+    lua_pop(L, 1);
 }
 
 /* Raises "<name> is not allowed in luar scripts (<why>)" at the caller's line. [-0, +0] */

@@ -7,18 +7,18 @@
 #ifndef LUAR_HTTP_H
 #define LUAR_HTTP_H
 
+#include <luar/plugin.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
 typedef struct luar_http_server luar_http_server_t;
 
-typedef struct luar_http_header {
-    const char *name; /* lower-case in requests; as given in responses */
-    size_t name_len;
-    const char *value;
-    size_t value_len;
-} luar_http_header_t;
+/*
+ * luar_http_header_t (name, name_len, value, value_len) is the plugin ABI's type
+ * (luar/plugin.h): requests hand their headers to webhook schemes, the host's and the
+ * plugins', without a copy. Names are lower-case in requests; as given in responses.
+ */
 
 /*
  * One request. Everything it points to is owned by the server and stays valid until

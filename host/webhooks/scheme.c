@@ -4,6 +4,7 @@
  * The registry is a fixed array of pointers to schemes in static storage: registration
  * happens at start-up (the host's schemes on first use, then the plugins'), lookups are
  * read-only afterwards, and nothing is allocated, so there is nothing to free at exit.
+ * A plugin's schemes leave the registry after its fini (luar_webhook_scheme_unregister).
  * Each forked worker has its own copy, filled the same way.
  */
 #include "webhooks/scheme.h"
@@ -51,6 +52,23 @@ int luar_webhook_scheme_register(const luar_webhook_scheme_t *scheme)
 {
     pthread_once(&builtins_once, register_builtins);
     return add(scheme);
+}
+
+int luar_webhook_scheme_unregister(const luar_webhook_scheme_t *scheme)
+{
+    pthread_once(&builtins_once, register_builtins);
+    if (scheme == &luar_webhook_scheme_standard || scheme == &luar_webhook_scheme_hmac)
+        return LUAR_EINVAL;
+    for (size_t i = 0; i < registry_len; i++) {
+        if (registry[i] == scheme) {
+            /* Keep the order: listings show schemes as they were registered. */
+            memmove(&registry[i], &registry[i + 1],
+                    (registry_len - i - 1) * sizeof registry[0]);
+            registry_len--;
+            return 0;
+        }
+    }
+    return LUAR_ENOTFOUND;
 }
 
 const luar_webhook_scheme_t *luar_webhook_scheme_find(const char *name)

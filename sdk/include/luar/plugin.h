@@ -337,12 +337,16 @@ struct luar_host {
     int (*secret_watch)(const luar_host_t *h, const char *what, const void *value, size_t len);
 
     /* -- jobs: enqueues job `name` with `args_json` (a JSON array or object; NULL: []) on
-     *    the host's queue; cb(arg, ...) runs once the backend has stored it (or failed). */
+     *    the host's queue; cb(arg, ...) runs once the backend has stored it (or failed).
+     *    The job's queue and retries default to its jobs.define in the current scripts.
+     *    Fails synchronously, cb then never called, with LUAR_PLUGIN_EINVAL (no name, args
+     *    not a JSON object or array), ECLOSED (the command has no queue: `luar check`) or
+     *    ENOMEM. */
     int (*job_enqueue)(const luar_host_t *h, const char *name, const char *args_json,
                        size_t args_len, const luar_plugin_job_opts_t *opts,
                        luar_plugin_enqueue_fn cb, void *arg);
 
-    /* -- buffers the host hands to scheme callbacks. */
+    /* -- buffers the host hands to scheme callbacks (and a plugin's own: buf_new below). */
     int (*buf_append)(luar_buf_t *b, const void *data, size_t len);
     int (*buf_printf)(luar_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
     const char *(*buf_data)(const luar_buf_t *b, size_t *len);
@@ -375,6 +379,18 @@ struct luar_host {
     int (*random_bytes)(void *out, size_t n);
     /* Wall-clock time, unix seconds (the host's clock: tests may move it). */
     double (*now)(const luar_host_t *h);
+
+    /* -- added within ABI 1 (check host->size >= offsetof(luar_host_t, buf_new) + sizeof
+     *    (void *) before use when the plugin must run on an older host of ABI 1). */
+    /* A buffer of the plugin's own (verify() decoding a signature, a MAC to hex-encode):
+     * at most `max` bytes (0: no cap); NULL when out of memory. Freed with buf_free. */
+    luar_buf_t *(*buf_new)(size_t max);
+    void (*buf_free)(luar_buf_t *b);
+    /* Empties a buffer (its own or one handed over), keeping its storage. */
+    void (*buf_reset)(luar_buf_t *b);
+    /* Appends the decoded bytes of hex `text` (either case); LUAR_PLUGIN_EPARSE when it is
+     * not hex (odd length, another character). */
+    int (*hex_decode)(luar_buf_t *out, const char *text, size_t len);
 };
 
 /* ---- the descriptor -------------------------------------------------------------------- */
