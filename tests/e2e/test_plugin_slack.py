@@ -4,6 +4,7 @@ webhooks.route: handlers run, url_verification answers the challenge, retries ar
 once, bad signatures are 401s; `luar webhook sign --scheme slack` checked with Node's
 crypto; and luar.slack's client against local stand-ins for slack.com/api and an incoming
 webhook (127.0.0.1) that check what Slack checks and answer Slack's shapes."""
+import atexit
 import hashlib
 import http.server
 import json
@@ -31,11 +32,25 @@ DOC_BODY = ("token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testte
             "trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c")
 DOC_SIG = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
 
-PLUGIN_DIR = os.path.join(os.path.dirname(os.path.abspath(BIN)), "plugins")
+PLUGIN_DIR = os.path.join(os.environ.get("LUAR_BUILD_DIR") or os.path.dirname(os.path.abspath(BIN)),
+                          "plugins")
 
 CONFIG = ('return { reload = { watch = false }, shutdown = { grace = 2 },\n'
           '  jobs = { lease = 2, heartbeat = 0.5, poll = 0.1 },\n'
-          '  plugins = { dir = %r } }\n' % PLUGIN_DIR)
+          '  plugins = { dir = %s } }\n' % json.dumps(PLUGIN_DIR))
+
+
+_conf_dir = []
+
+
+def config_file():
+    """A configuration naming the plugin folder, for the CLI's --config (one per run)."""
+    if not _conf_dir:
+        _conf_dir.append(tempfile.mkdtemp(prefix="luar-conf-"))
+        atexit.register(shutil.rmtree, _conf_dir[0], True)
+        with open(os.path.join(_conf_dir[0], "luar.conf.lua"), "w") as f:
+            f.write(CONFIG)
+    return os.path.join(_conf_dir[0], "luar.conf.lua")
 
 APP = r'''
 local webhooks = require "luar.webhooks"
@@ -61,6 +76,7 @@ end)
 '''
 
 ENV = {"SLACK_SECRET": SECRET, "SLACK_OLD": OLD_SECRET}
+FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 def start():
@@ -78,8 +94,8 @@ def openssl_sign(secret, ts, body):
 
 def slack_headers(body, secret=SECRET, ts=None, content_type="application/json"):
     ts = int(time.time()) if ts is None else ts
-    return {"X-Slack-Request-Timestamp": str(ts), "X-Slack-Signature": openssl_sign(secret, ts, body),
-            "Content-Type": content_type}
+    return {"X-Slack-Request-Timestamp": str(ts),
+            "X-Slack-Signature": openssl_sign(secret, ts, body), "Content-Type": content_type}
 
 
 def post(luar, path, body, headers):
@@ -128,14 +144,15 @@ def metric(luar, name, **labels):
     return 0.0
 
 
-def run_lua(script, args=(), env=None):
-    """Runs `luar run script` with the plugin dir; returns the last JSON line printed."""
+def run_lua(script, args=(), env=None, config=None):
+    """Runs `luar run script` with the plugin dir; returns the last JSON line printed and
+    everything written (stdout and stderr)."""
     with tempfile.TemporaryDirectory(prefix="luar-slack-") as d:
         path = os.path.join(d, "script.lua")
         with open(path, "w") as f:
             f.write(script)
         with open(os.path.join(d, "luar.conf.lua"), "w") as f:
-            f.write(CONFIG)
+            f.write(config or CONFIG)
         status, out, err = run_cli(["run", path] + list(args), cwd=d, env=env)
         assert status == 0, "luar run failed (%d): %s%s" % (status, out, err)
         lines = [l for l in out.splitlines() if l.startswith("{") or l.startswith("[")]
@@ -248,11 +265,12 @@ def test_url_verification_is_answered_with_the_challenge_and_not_stored():
 def test_slash_command_and_interactive_payload_are_form_posts():
     with start() as luar:
         form = urllib.parse.urlencode([
-            ("token", "gIkuvaNzQIHg97ATvDxqgjtO"), ("team_id", "T0001"), ("channel_id", "C2147483705"),
-            ("user_id", "U2147483697"), ("user_name", "steve"), ("command", "/deploy"),
-            ("text", "prod 1.2.3 & more"), ("response_url", "https://hooks.slack.com/commands/1234/5678"),
+            ("token", "gIkuvaNzQIHg97ATvDxqgjtO"), ("team_id", "T0001"),
+            ("channel_id", "C2147483705"), ("user_id", "U2147483697"), ("user_name", "steve"),
+            ("command", "/deploy"), ("text", "prod 1.2.3 & more"),
+            ("response_url", "https://hooks.slack.com/commands/1234/5678"),
             ("trigger_id", "13345224609.738474920.8088930838d88f008e0")])
-        h = slack_headers(form, content_type="application/x-www-form-urlencoded")
+        h = slack_headers(form, content_type=FORM_TYPE)
         status, _, answer = post(luar, "/hooks/slack", form, h)
         assert status == 200, answer
         tid = "13345224609.738474920.8088930838d88f008e0"
@@ -268,10 +286,10 @@ def test_slash_command_and_interactive_payload_are_form_posts():
                    "user": {"id": "U123", "name": "ann"}, "team": {"id": "T9TK3CUKW"},
                    "actions": [{"action_id": "approve", "block_id": "b1", "type": "button",
                                 "value": "click_me_123"}],
-                   "response_url": "https://hooks.slack.com/actions/AABA1ABCD/1232321423432/D09sSasdasdAS9"}
+                   "response_url": "https://hooks.slack.com/actions/AABA1ABCD/1232321423432/D09"}
         form = urllib.parse.urlencode({"payload": json.dumps(payload)})
         status, _, answer = post(luar, "/hooks/slack", form,
-                                 slack_headers(form, content_type="application/x-www-form-urlencoded"))
+                                 slack_headers(form, content_type=FORM_TYPE))
         assert status == 200 and answer["id"] == "12466734323.1395872398", answer
         rec = handled(luar, "action", "12466734323.1395872398")
         assert rec["type"] == "block_actions" and rec["action"] == "approve", rec
@@ -281,7 +299,7 @@ def test_slash_command_and_interactive_payload_are_form_posts():
         form = urllib.parse.urlencode({"payload": json.dumps({"type": "view_closed",
                                                               "view": {"id": "V1"}})})
         status, _, answer = post(luar, "/hooks/slack", form,
-                                 slack_headers(form, content_type="application/x-www-form-urlencoded"))
+                                 slack_headers(form, content_type=FORM_TYPE))
         assert status == 200 and answer["id"].startswith("body:"), answer
         assert len(answer["id"]) == len("body:") + 64, answer
         rec = handled(luar, "all", answer["id"])
@@ -352,7 +370,8 @@ const { secret, headers, body } = JSON.parse(require("fs").readFileSync(0, "utf8
 const ts = headers["X-Slack-Request-Timestamp"];
 const want = "v0=" + crypto.createHmac("sha256", secret).update(`v0:${ts}:${body}`).digest("hex");
 const got = headers["X-Slack-Signature"];
-const same = got.length === want.length && crypto.timingSafeEqual(Buffer.from(got), Buffer.from(want));
+const same = got.length === want.length &&
+  crypto.timingSafeEqual(Buffer.from(got), Buffer.from(want));
 process.stdout.write(JSON.stringify({ same, ts }));
 '''
 
@@ -369,24 +388,28 @@ def parse_headers(out):
 def test_cli_sign_slack_is_verified_with_node_crypto():
     node = shutil.which("node")
     assert node, "node is not installed (Debian package nodejs)"
-    body = '{"type":"event_callback","event_id":"EvCLI","event":{"type":"app_mention","text":"caf\u00e9"}}'
-    status, out, err = run_cli(["webhook", "sign", "--scheme", "slack", "--secret", SECRET,
+    body = ('{"type":"event_callback","event_id":"EvCLI",'
+            '"event":{"type":"app_mention","text":"caf\u00e9"}}')
+    status, out, err = run_cli(["webhook", "sign", "--config", config_file(), "--scheme", "slack",
+                                "--secret", SECRET,
                                 "--timestamp", "1700000000"], input=body.encode(),
-                               env={"LUAR_PLUGIN_DIR": PLUGIN_DIR})
+                               env=None)
     assert status == 0, err
     h = parse_headers(out)
     assert sorted(h) == ["X-Slack-Request-Timestamp", "X-Slack-Signature"], h
     assert h["X-Slack-Request-Timestamp"] == "1700000000", h
     for secret, same in ((SECRET, True), (OTHER_SECRET, False)):
         p = subprocess.run([node, "-e", NODE_VERIFY], capture_output=True, timeout=60,
-                           input=json.dumps({"secret": secret, "headers": h, "body": body}).encode())
+                           input=json.dumps({"secret": secret, "headers": h,
+                                             "body": body}).encode())
         assert p.returncode == 0, p.stderr
         assert json.loads(p.stdout) == {"same": same, "ts": "1700000000"}, p.stdout
     # Now: the signature is fresh, and a route accepts what `luar webhook send` posts.
     with start() as luar:
-        status, out, err = run_cli(["webhook", "send", "--scheme", "slack", "--secret", SECRET,
+        status, out, err = run_cli(["webhook", "send", "--config", config_file(),
+                                    "--scheme", "slack", "--secret", SECRET,
                                     "--url", "http://127.0.0.1:%d/hooks/slack" % luar.port],
-                                   input=body.encode(), env={"LUAR_PLUGIN_DIR": PLUGIN_DIR})
+                                   input=body.encode(), env=None)
         assert status == 0 and out.startswith("200"), (out, err)
         handled(luar, "mention", "EvCLI")
 
@@ -512,23 +535,26 @@ local function record(name, res, err)
                 message = err and err.message, text = err and tostring(err) }
 end
 local c = slack.client{ token = os.getenv("SLACK_TOKEN"), base_url = base .. "/api" }
-record("posted", c:chat_post_message{ channel = "C123", text = "Hello", thread_ts = "1503435956.000100",
-                                      blocks = { { type = "section", text = { type = "mrkdwn", text = "*Hi*" } } } })
+record("posted", c:chat_post_message{
+  channel = "C123", text = "Hello", thread_ts = "1503435956.000100",
+  blocks = { { type = "section", text = { type = "mrkdwn", text = "*Hi*" } } } })
 record("not_found", c:chat_post_message{ channel = "C_NOPE", text = "x" })
 local t0 = time.monotonic()
 record("rate", c:chat_post_message{ channel = "C_RATE", text = "after a wait" })
 out.rate_waited = time.monotonic() - t0
-local quick = slack.client{ token = os.getenv("SLACK_TOKEN"), base_url = base .. "/api", max_retries = 1 }
+local quick = slack.client{ token = os.getenv("SLACK_TOKEN"), base_url = base .. "/api",
+                            max_retries = 1 }
 record("rate_exhausted", quick:chat_post_message{ channel = "C_ALWAYS_RATE", text = "x" })
 record("api", c:api("conversations.info", { channel = "C123" }))
 record("bad_token", slack.client{ token = "xoxb-wrong-token-value", base_url = base .. "/api" }
                       :chat_post_message{ channel = "C123", text = "x" })
-record("hook_ok", slack.incoming_webhook(base .. "/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX", "Hello"))
-record("hook_blocks", slack.incoming_webhook(base .. "/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX",
+local hooks = base .. "/services/T000/B000/"
+record("hook_ok", slack.incoming_webhook(hooks .. "XXXXXXXXXXXXXXXXXXXXXXXX", "Hello"))
+record("hook_blocks", slack.incoming_webhook(hooks .. "XXXXXXXXXXXXXXXXXXXXXXXX",
                                              { blocks = { { type = "divider" } } }))
-record("hook_empty", slack.incoming_webhook(base .. "/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX", {}))
-record("hook_archived", slack.incoming_webhook(base .. "/services/T000/B000/ARCHIVED0000000000000000", "x"))
-record("hook_revoked", slack.incoming_webhook(base .. "/services/T000/B000/REVOKED00000000000000000", "x"))
+record("hook_empty", slack.incoming_webhook(hooks .. "XXXXXXXXXXXXXXXXXXXXXXXX", {}))
+record("hook_archived", slack.incoming_webhook(hooks .. "ARCHIVED0000000000000000", "x"))
+record("hook_revoked", slack.incoming_webhook(hooks .. "REVOKED00000000000000000", "x"))
 local ok, raised = pcall(c.chat_post_message, c, { text = "no channel" })
 out.missing_channel = raised
 ok, raised = pcall(slack.client, { base_url = base })
@@ -542,7 +568,11 @@ print(json.encode(out))
 def test_client_against_a_slack_stand_in():
     fake = FakeSlack()
     try:
-        r, output = run_lua(CLIENT_LUA, [fake.base], env={"SLACK_TOKEN": TOKEN})
+        # At debug level luar.http logs every request's URL: the webhook's secret segment
+        # must still not appear.
+        r, output = run_lua(CLIENT_LUA, [fake.base], env={"SLACK_TOKEN": TOKEN},
+                            config=CONFIG.replace("return {",
+                                                  'return { log = { level = "debug" },'))
     finally:
         fake.close()
     posted = r["posted"]["res"]
@@ -557,7 +587,7 @@ def test_client_against_a_slack_stand_in():
     assert sent["blocks"][0]["text"]["text"] == "*Hi*", sent
 
     nf = r["not_found"]
-    assert nf["res"] is None and nf["kind"] == "slack" and nf["code"] == "channel_not_found", nf
+    assert nf.get("res") is None and nf["kind"] == "slack" and nf["code"] == "channel_not_found", nf
     assert nf["text"] == "slack: slack chat.postMessage: channel_not_found", nf
 
     rate = r["rate"]
@@ -586,7 +616,9 @@ def test_client_against_a_slack_stand_in():
     assert "channel must be" in r["missing_channel"], r
     assert "token must be" in r["missing_token"], r
     assert r["transport"]["kind"] == "connect", r["transport"]
-    # Neither the token nor the webhook's secret reaches the output.
+    # Neither the token nor the webhook's secret reaches the output, though the requests
+    # were logged.
+    assert output.count('"msg":"http client request"') >= 10, output[-2000:]
     assert TOKEN not in output and "XXXXXXXXXXXXXXXXXXXXXXXX" not in output
 
 
