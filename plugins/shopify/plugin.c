@@ -13,8 +13,10 @@
 
 const luar_host_t *shopify_host;
 
-/* The last member of luar_host_t this plugin calls: a host without it is too old. */
-#define SHOPIFY_HOST_NEEDS (offsetof(luar_host_t, now) + sizeof(((luar_host_t *)0)->now))
+/* The last member of luar_host_t this plugin calls (buf_reset, appended within ABI 1): a
+ * host without it is too old. */
+#define SHOPIFY_HOST_NEEDS                                                                     \
+    (offsetof(luar_host_t, buf_reset) + sizeof(((luar_host_t *)0)->buf_reset))
 
 static int shopify_init(const luar_host_t *host, const luar_plugin_config_t *config,
                         void **ctx, char *err, size_t err_size)

@@ -132,28 +132,6 @@ static int shopify_configure(const char *const *secrets, const size_t *lens, siz
     return 0;
 }
 
-/*
- * The padded base64 of a 32-byte MAC into out[SHOPIFY_B64_LEN]: compared as text with the
- * header, since the ABI's base64 helpers write to host buffers a verify() does not have.
- */
-static void base64_mac(const unsigned char *mac, char *out)
-{
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0;
-    for (size_t i = 0; i < SHOPIFY_MAC_LEN; i += 3) {
-        unsigned long v = (unsigned long)mac[i] << 16;
-        if (i + 1 < SHOPIFY_MAC_LEN)
-            v |= (unsigned long)mac[i + 1] << 8;
-        if (i + 2 < SHOPIFY_MAC_LEN)
-            v |= mac[i + 2];
-        out[o++] = alphabet[v >> 18 & 63];
-        out[o++] = alphabet[v >> 12 & 63];
-        out[o++] = i + 1 < SHOPIFY_MAC_LEN ? alphabet[v >> 6 & 63] : '=';
-        out[o++] = i + 2 < SHOPIFY_MAC_LEN ? alphabet[v & 63] : '=';
-    }
-}
-
 static int well_formed(const char *s, size_t n)
 {
     if (n != SHOPIFY_B64_LEN || s[n - 1] != '=')
@@ -191,22 +169,30 @@ static luar_webhook_verdict_t shopify_verify(const void *p, const luar_webhook_m
                            "HMAC-SHA256)");
         return LUAR_WEBHOOK_INVALID;
     }
+    luar_buf_t *text = H->buf_new(2 * SHOPIFY_B64_LEN);
+    if (text == NULL) {
+        H->buf_printf(why, "cannot compute the HMAC (out of memory)");
+        return LUAR_WEBHOOK_INVALID;
+    }
     int matched = 0;
     for (size_t k = 0; k < cfg->nkeys; k++) {
         unsigned char mac[SHOPIFY_MAC_LEN];
-        char text[SHOPIFY_B64_LEN];
-        size_t mac_len = 0;
-        if (H->hmac("sha256", cfg->keys[k].data, cfg->keys[k].len, msg->body, msg->body_len,
-                    mac, &mac_len) != 0 ||
-            mac_len != SHOPIFY_MAC_LEN) {
+        size_t mac_len = 0, text_len = 0;
+        H->buf_reset(text);
+        int rc = H->hmac("sha256", cfg->keys[k].data, cfg->keys[k].len, msg->body,
+                         msg->body_len, mac, &mac_len);
+        if (rc == 0 && mac_len == SHOPIFY_MAC_LEN)
+            rc = H->base64_encode(text, mac, mac_len);
+        const char *expected = H->buf_data(text, &text_len);
+        wipe(mac, sizeof mac);
+        if (rc != 0 || text_len != SHOPIFY_B64_LEN) {
+            H->buf_free(text);
             H->buf_printf(why, "cannot compute the HMAC");
             return LUAR_WEBHOOK_INVALID;
         }
-        base64_mac(mac, text);
-        matched |= H->equals(text, sig, SHOPIFY_B64_LEN);
-        wipe(mac, sizeof mac);
-        wipe(text, sizeof text);
+        matched |= H->equals(expected, sig, SHOPIFY_B64_LEN);
     }
+    H->buf_free(text);
     if (!matched) {
         H->buf_printf(why, "x-shopify-hmac-sha256 does not match (%zu secret%s)", cfg->nkeys,
                       cfg->nkeys == 1 ? "" : "s");
