@@ -4,41 +4,23 @@ per X-Shopify-Webhook-Id, bad signatures are 401s, deliveries without id or topi
 `luar webhook sign --scheme shopify` checked with Node's crypto and `luar webhook send`
 accepted by a route; luar.shopify's query checks against Shopify's documented OAuth and
 app-proxy examples."""
-import atexit
 import base64
 import json
-import os
 import shutil
 import subprocess
-import tempfile
-import time
 import uuid
 
-from luar_e2e import BIN, Luar, main, run_cli
+from luar_e2e import Luar, main, run_cli
+from provider_e2e import post as post_to
+from provider_e2e import (config, config_file, count_handled, handled, metric, parse_headers,
+                          run_lua, stats, wait_idle)
 
 SECRET = "shpss_e2e_client_secret_0123456789"
 OLD_SECRET = "shpss_e2e_previous_secret_987654"
 OTHER_SECRET = "shpss_someone_elses_secret_xyz"
 
-PLUGIN_DIR = os.path.join(os.environ.get("LUAR_BUILD_DIR") or os.path.dirname(os.path.abspath(BIN)),
-                          "plugins")
+CONFIG = config()
 
-CONFIG = ('return { reload = { watch = false }, shutdown = { grace = 2 },\n'
-          '  jobs = { lease = 2, heartbeat = 0.5, poll = 0.1 },\n'
-          '  plugins = { dir = %s } }\n' % json.dumps(PLUGIN_DIR))
-
-
-_conf_dir = []
-
-
-def config_file():
-    """A configuration naming the plugin folder, for the CLI's --config (one per run)."""
-    if not _conf_dir:
-        _conf_dir.append(tempfile.mkdtemp(prefix="luar-conf-"))
-        atexit.register(shutil.rmtree, _conf_dir[0], True)
-        with open(os.path.join(_conf_dir[0], "luar.conf.lua"), "w") as f:
-            f.write(CONFIG)
-    return os.path.join(_conf_dir[0], "luar.conf.lua")
 
 APP = r'''
 local webhooks = require "luar.webhooks"
@@ -92,49 +74,7 @@ def shopify_headers(body, secret=SECRET, topic="orders/create", webhook_id=None,
 
 
 def post(luar, body, headers):
-    status, rh, data = luar.request("POST", "/hooks/shopify", body=body.encode(), headers=headers)
-    try:
-        parsed = json.loads(data) if data else None
-    except ValueError:
-        parsed = data
-    return status, rh, parsed
-
-
-def handled(luar, handler, id_):
-    return luar.wait_log(lambda r: r.get("msg") == "handled" and r.get("handler") == handler
-                         and r.get("id") == id_)
-
-
-def count_handled(luar, handler, id_):
-    return luar.count_logs(lambda r: r.get("msg") == "handled" and r.get("handler") == handler
-                           and r.get("id") == id_)
-
-
-def stats(data_dir):
-    rc, out, err = run_cli(["jobs", "stats", "--json", "--data", data_dir])
-    assert rc == 0, err
-    return json.loads(out)["total"]
-
-
-def wait_idle(luar):
-    deadline = time.monotonic() + 30
-    while True:
-        t = stats(luar.data)
-        if t["queued"] == 0 and t["running"] == 0 and t["retrying"] == 0:
-            return t
-        assert time.monotonic() < deadline, t
-        time.sleep(0.05)  # a bounded poll: the backend's state has no event to wait on
-
-
-def metric(luar, name, **labels):
-    _, _, body = luar.request("GET", "/metrics")
-    want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
-    for line in body.decode().splitlines():
-        if line.startswith(name + "{"):
-            lab = line[len(name) + 1:line.index("}")]
-            if ",".join(sorted(lab.split(","))) == want:
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return post_to(luar, "/hooks/shopify", body, headers)
 
 
 def test_signed_delivery_runs_its_handler_once_per_webhook_id():
@@ -229,15 +169,6 @@ process.stdout.write(JSON.stringify({ same }));
 '''
 
 
-def parse_headers(out):
-    headers = {}
-    for line in out.splitlines():
-        name, _, value = line.partition(": ")
-        assert name and value, "not a header line: %r" % line
-        headers[name] = value
-    return headers
-
-
 def test_cli_sign_and_send_shopify():
     node = shutil.which("node")
     assert node, "node is not installed (Debian package nodejs)"
@@ -307,34 +238,26 @@ PROXY_ANON = ("extra=1&extra=2&shop=shop-name.myshopify.com&logged_in_customer_i
 
 
 def test_signed_query_checks_match_shopifys_examples():
-    with tempfile.TemporaryDirectory(prefix="luar-shopify-") as d:
-        path = os.path.join(d, "q.lua")
-        with open(path, "w") as f:
-            f.write(QUERY_LUA)
-        with open(os.path.join(d, "luar.conf.lua"), "w") as f:
-            f.write(CONFIG)
-        reordered = "&".join(reversed(OAUTH.split("&")))
-        cases = [
-            {"fn": "verify_oauth", "query": OAUTH, "secret": "hush"},
-            {"fn": "verify_oauth", "query": reordered, "secret": ["other", "hush"]},
-            {"fn": "verify_oauth", "query": OAUTH.replace("some-shop", "evil-shop"),
-             "secret": "hush"},
-            {"fn": "verify_oauth", "query": OAUTH, "secret": "hush2"},
-            {"fn": "verify_oauth", "query": "shop=x.myshopify.com", "secret": "hush"},
-            {"fn": "verify_oauth", "query": OAUTH, "secret": "hush",
-             "opts": {"tolerance": 300, "now": 1337178173 + 3600}},
-            {"fn": "verify_oauth", "query": OAUTH, "secret": "hush",
-             "opts": {"tolerance": 300, "now": 1337178173 + 10}},
-            {"fn": "verify_proxy", "query": PROXY, "secret": "hush"},
-            {"fn": "verify_proxy", "query": PROXY_ANON, "secret": "hush"},
-            {"fn": "verify_proxy", "query": PROXY.replace("extra=1&extra=2", "extra=2&extra=1"),
-             "secret": "hush"},
-            {"fn": "verify_proxy", "query": PROXY, "secret": "nope"},
-            {"fn": "verify_proxy", "query": PROXY.replace("%2Fapps", "%2"), "secret": "hush"},
-        ]
-        status, out, err = run_cli(["run", path, json.dumps(cases)], cwd=d)
-        assert status == 0, (out, err)
-        r = json.loads([l for l in out.splitlines() if l.startswith("[")][-1])
+    reordered = "&".join(reversed(OAUTH.split("&")))
+    cases = [
+        {"fn": "verify_oauth", "query": OAUTH, "secret": "hush"},
+        {"fn": "verify_oauth", "query": reordered, "secret": ["other", "hush"]},
+        {"fn": "verify_oauth", "query": OAUTH.replace("some-shop", "evil-shop"),
+         "secret": "hush"},
+        {"fn": "verify_oauth", "query": OAUTH, "secret": "hush2"},
+        {"fn": "verify_oauth", "query": "shop=x.myshopify.com", "secret": "hush"},
+        {"fn": "verify_oauth", "query": OAUTH, "secret": "hush",
+         "opts": {"tolerance": 300, "now": 1337178173 + 3600}},
+        {"fn": "verify_oauth", "query": OAUTH, "secret": "hush",
+         "opts": {"tolerance": 300, "now": 1337178173 + 10}},
+        {"fn": "verify_proxy", "query": PROXY, "secret": "hush"},
+        {"fn": "verify_proxy", "query": PROXY_ANON, "secret": "hush"},
+        {"fn": "verify_proxy", "query": PROXY.replace("extra=1&extra=2", "extra=2&extra=1"),
+         "secret": "hush"},
+        {"fn": "verify_proxy", "query": PROXY, "secret": "nope"},
+        {"fn": "verify_proxy", "query": PROXY.replace("%2Fapps", "%2"), "secret": "hush"},
+    ]
+    r, _ = run_lua(QUERY_LUA, [json.dumps(cases)])
     assert r[0] == {"ok": True} and r[1] == {"ok": True}, r
     assert r[2]["kind"] == "invalid_signature" and "does not match" in r[2]["message"], r
     assert r[3]["kind"] == "invalid_signature", r

@@ -4,19 +4,17 @@ webhooks.route: handlers run, url_verification answers the challenge, retries ar
 once, bad signatures are 401s; `luar webhook sign --scheme slack` checked with Node's
 crypto; and luar.slack's client against local stand-ins for slack.com/api and an incoming
 webhook (127.0.0.1) that check what Slack checks and answer Slack's shapes."""
-import atexit
-import hashlib
 import http.server
 import json
-import os
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.parse
 
-from luar_e2e import BIN, Luar, main, run_cli
+from luar_e2e import Luar, main, run_cli
+from provider_e2e import (config, config_file, count_handled, handled, metric, parse_headers,
+                          post, run_lua, stats, wait_idle)
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5-e2e"
 OLD_SECRET = "a-previous-signing-secret-0123"
@@ -32,25 +30,8 @@ DOC_BODY = ("token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testte
             "trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c")
 DOC_SIG = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
 
-PLUGIN_DIR = os.path.join(os.environ.get("LUAR_BUILD_DIR") or os.path.dirname(os.path.abspath(BIN)),
-                          "plugins")
+CONFIG = config()
 
-CONFIG = ('return { reload = { watch = false }, shutdown = { grace = 2 },\n'
-          '  jobs = { lease = 2, heartbeat = 0.5, poll = 0.1 },\n'
-          '  plugins = { dir = %s } }\n' % json.dumps(PLUGIN_DIR))
-
-
-_conf_dir = []
-
-
-def config_file():
-    """A configuration naming the plugin folder, for the CLI's --config (one per run)."""
-    if not _conf_dir:
-        _conf_dir.append(tempfile.mkdtemp(prefix="luar-conf-"))
-        atexit.register(shutil.rmtree, _conf_dir[0], True)
-        with open(os.path.join(_conf_dir[0], "luar.conf.lua"), "w") as f:
-            f.write(CONFIG)
-    return os.path.join(_conf_dir[0], "luar.conf.lua")
 
 APP = r'''
 local webhooks = require "luar.webhooks"
@@ -96,68 +77,6 @@ def slack_headers(body, secret=SECRET, ts=None, content_type="application/json")
     ts = int(time.time()) if ts is None else ts
     return {"X-Slack-Request-Timestamp": str(ts),
             "X-Slack-Signature": openssl_sign(secret, ts, body), "Content-Type": content_type}
-
-
-def post(luar, path, body, headers):
-    status, rh, data = luar.request("POST", path, body=body.encode(), headers=headers)
-    try:
-        parsed = json.loads(data) if data else None
-    except ValueError:
-        parsed = data
-    return status, rh, parsed
-
-
-def handled(luar, handler, id_, start=0):
-    return luar.wait_log(lambda r: r.get("msg") == "handled" and r.get("handler") == handler
-                         and r.get("id") == id_, start=start)
-
-
-def count_handled(luar, handler, id_):
-    return luar.count_logs(lambda r: r.get("msg") == "handled" and r.get("handler") == handler
-                           and r.get("id") == id_)
-
-
-def stats(data_dir):
-    rc, out, err = run_cli(["jobs", "stats", "--json", "--data", data_dir])
-    assert rc == 0, err
-    return json.loads(out)["total"]
-
-
-def wait_idle(luar):
-    deadline = time.monotonic() + 30
-    while True:
-        t = stats(luar.data)
-        if t["queued"] == 0 and t["running"] == 0 and t["retrying"] == 0:
-            return t
-        assert time.monotonic() < deadline, t
-        time.sleep(0.05)  # a bounded poll: the backend's state has no event to wait on
-
-
-def metric(luar, name, **labels):
-    _, _, body = luar.request("GET", "/metrics")
-    want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
-    for line in body.decode().splitlines():
-        if line.startswith(name + "{"):
-            lab = line[len(name) + 1:line.index("}")]
-            if ",".join(sorted(lab.split(","))) == want:
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
-def run_lua(script, args=(), env=None, config=None):
-    """Runs `luar run script` with the plugin dir; returns the last JSON line printed and
-    everything written (stdout and stderr)."""
-    with tempfile.TemporaryDirectory(prefix="luar-slack-") as d:
-        path = os.path.join(d, "script.lua")
-        with open(path, "w") as f:
-            f.write(script)
-        with open(os.path.join(d, "luar.conf.lua"), "w") as f:
-            f.write(config or CONFIG)
-        status, out, err = run_cli(["run", path] + list(args), cwd=d, env=env)
-        assert status == 0, "luar run failed (%d): %s%s" % (status, out, err)
-        lines = [l for l in out.splitlines() if l.startswith("{") or l.startswith("[")]
-        assert lines, "nothing printed: %r %r" % (out, err)
-        return json.loads(lines[-1]), out + err
 
 
 # ---- the scheme -------------------------------------------------------------------------
@@ -376,15 +295,6 @@ process.stdout.write(JSON.stringify({ same, ts }));
 '''
 
 
-def parse_headers(out):
-    headers = {}
-    for line in out.splitlines():
-        name, _, value = line.partition(": ")
-        assert name and value, "not a header line: %r" % line
-        headers[name] = value
-    return headers
-
-
 def test_cli_sign_slack_is_verified_with_node_crypto():
     node = shutil.which("node")
     assert node, "node is not installed (Debian package nodejs)"
@@ -571,8 +481,7 @@ def test_client_against_a_slack_stand_in():
         # At debug level luar.http logs every request's URL: the webhook's secret segment
         # must still not appear.
         r, output = run_lua(CLIENT_LUA, [fake.base], env={"SLACK_TOKEN": TOKEN},
-                            config=CONFIG.replace("return {",
-                                                  'return { log = { level = "debug" },'))
+                            conf=config('log = { level = "debug" },'))
     finally:
         fake.close()
     posted = r["posted"]["res"]
