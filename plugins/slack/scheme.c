@@ -21,7 +21,8 @@
  *   is the decoded payload, type `payload.type` ("block_actions", "view_submission", …).
  *   `command=/name` (slash commands): the event is the form as a JSON object of strings,
  *   type "command.<name>" ("command.deploy"). Both: id the `trigger_id` (Slack's id of one
- *   user interaction) when present, else a digest of the body.
+ *   user interaction) when present, else a digest of the body. `ssl_check=1` (Slack
+ *   checking a slash command's URL) is answered 200 at once, like url_verification.
  */
 #include "slack.h"
 
@@ -361,15 +362,25 @@ static int payload_event(const luar_webhook_msg_t *msg, const char *v, size_t vl
     return rc;
 }
 
-/* The event of a form body: an interactive payload or a slash command. */
-static int form_event(const luar_webhook_msg_t *msg, luar_buf_t *scratch, luar_buf_t *why,
-                      span_t *id, span_t *type, span_t *json)
+/* The event of a form body: an interactive payload, a slash command or an ssl_check. */
+static int form_event(const luar_webhook_msg_t *msg, luar_webhook_event_t *ev,
+                      luar_buf_t *scratch, luar_buf_t *why, span_t *id, span_t *type,
+                      span_t *json)
 {
     const luar_host_t *H = slack_host;
     const char *b = msg->body, *v;
     size_t n = msg->body_len, vlen;
     if (slack_form_find(b, n, "payload", &v, &vlen))
         return payload_event(msg, v, vlen, scratch, why, id, type, json);
+    if (slack_form_find(b, n, "ssl_check", &v, &vlen)) {
+        /* Slack's check of a slash command's URL: wants a 200, nothing to store. */
+        ev->reply = 1;
+        int rc = put_span(scratch, "{}", 2, json);
+        if (rc == 0)
+            rc = put_span(scratch, "ssl_check", 9, id);
+        *type = *id;
+        return rc;
+    }
     if (!slack_form_find(b, n, "command", &v, &vlen)) {
         H->buf_printf(why, "a form body needs payload= (interactivity) or command= (a slash "
                            "command)");
@@ -436,7 +447,7 @@ static int slack_events(const void *p, const luar_webhook_msg_t *msg, luar_webho
      * which cannot start with '{' (Slack's field names are letters). */
     int rc = i < msg->body_len && msg->body[i] == '{'
                  ? json_event(msg, &ev, scratch, why, &id, &type, &json)
-                 : form_event(msg, scratch, why, &id, &type, &json);
+                 : form_event(msg, &ev, scratch, why, &id, &type, &json);
     if (rc != 0)
         return rc;
     size_t len;

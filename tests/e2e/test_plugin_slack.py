@@ -160,7 +160,7 @@ def test_events_api_callback_runs_its_handler_once_across_retries():
                       outcome="duplicate") == 2
 
 
-def test_url_verification_is_answered_with_the_challenge_and_not_stored():
+def test_url_verification_and_ssl_check_are_answered_at_once_and_not_stored():
     with start() as luar:
         challenge = "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
         body = json.dumps({"token": "Jhj5dZrVaK7ZwHHjRyZWjbDl", "challenge": challenge,
@@ -174,6 +174,11 @@ def test_url_verification_is_answered_with_the_challenge_and_not_stored():
         body = json.dumps({"challenge": odd, "type": "url_verification"})
         status, _, answer = post(luar, "/hooks/slack", body, slack_headers(body))
         assert status == 200 and answer == {"challenge": odd}, answer
+        # Slack's ssl_check of a slash command's URL: 200 at once, nothing stored.
+        form = "ssl_check=1&token=gIkuvaNzQIHg97ATvDxqgjtO"
+        status, _, answer = post(luar, "/hooks/slack", form,
+                                 slack_headers(form, content_type=FORM_TYPE))
+        assert status == 200 and answer == {}, answer
         # Unsigned, it is refused like any other request.
         status, _, answer = post(luar, "/hooks/slack", body, {"Content-Type": "application/json"})
         assert status == 401, answer
@@ -534,7 +539,7 @@ def test_client_against_a_slack_stand_in():
 if __name__ == "__main__":
     main([test_slacks_documented_example_verifies,
           test_events_api_callback_runs_its_handler_once_across_retries,
-          test_url_verification_is_answered_with_the_challenge_and_not_stored,
+          test_url_verification_and_ssl_check_are_answered_at_once_and_not_stored,
           test_slash_command_and_interactive_payload_are_form_posts,
           test_bad_signatures_are_401_with_the_outcome_and_nothing_is_stored,
           test_signed_but_malformed_bodies_are_400,
