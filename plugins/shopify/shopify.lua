@@ -128,29 +128,43 @@ local function check_args(query, opts, where)
   return opts
 end
 
+-- The part the two checks share: the arguments, the fields, the parameter `what` holding
+-- the signature, and the text `build` makes of the other fields (sorted by name, without
+-- those in `skip`), which check() compares. Called in tail position, so the errors raised
+-- (level 3) name the caller of shopify.verify_*.
+local function verify_query(where, what, skip, build, query, secret, opts)
+  opts = check_args(query, opts, where)
+  local secrets = secrets_list(secret, where)
+  local fields = parse(query)
+  if fields == nil then
+    return fail("invalid_signature", "the query is not percent-encoded correctly")
+  end
+  local given, others = nil, {}
+  for _, f in ipairs(sort_fields(fields)) do
+    if f[1] == what then
+      given = f[2]
+    elseif not skip[f[1]] then
+      others[#others + 1] = f
+    end
+  end
+  if given == nil or given == "" then
+    return fail("invalid_signature", "no " .. what .. " parameter")
+  end
+  return check(what, given, build(others), secrets, fields, opts)
+end
+
 -- Verifies the `hmac` parameter of an OAuth install or callback redirect: the other
 -- fields (without `hmac` and `signature`), sorted, re-encoded and joined with "&", signed
 -- with HMAC-SHA256 (hex). Returns true, or nil, err (kind "invalid_signature" or
 -- "expired" with opts.tolerance).
 function shopify.verify_oauth(query, secret, opts)
-  opts = check_args(query, opts, "shopify.verify_oauth")
-  local secrets = secrets_list(secret, "shopify.verify_oauth")
-  local fields = parse(query)
-  if fields == nil then
-    return fail("invalid_signature", "the query is not percent-encoded correctly")
-  end
-  local given, parts = nil, {}
-  for _, f in ipairs(sort_fields(fields)) do
-    if f[1] == "hmac" then
-      given = f[2]
-    elseif f[1] ~= "signature" then
-      parts[#parts + 1] = form_escape(f[1]) .. "=" .. form_escape(f[2])
+  return verify_query("shopify.verify_oauth", "hmac", { signature = true }, function(fields)
+    local parts = {}
+    for i, f in ipairs(fields) do
+      parts[i] = form_escape(f[1]) .. "=" .. form_escape(f[2])
     end
-  end
-  if given == nil or given == "" then
-    return fail("invalid_signature", "no hmac parameter")
-  end
-  return check("hmac", given, table.concat(parts, "&"), secrets, fields, opts)
+    return table.concat(parts, "&")
+  end, query, secret, opts)
 end
 
 -- Verifies the `signature` parameter of an app-proxy request: the other fields, decoded,
@@ -158,31 +172,21 @@ end
 -- concatenated with no separator, signed with HMAC-SHA256 (hex). Returns true, or nil, err
 -- as verify_oauth.
 function shopify.verify_proxy(query, secret, opts)
-  opts = check_args(query, opts, "shopify.verify_proxy")
-  local secrets = secrets_list(secret, "shopify.verify_proxy")
-  local fields = parse(query)
-  if fields == nil then
-    return fail("invalid_signature", "the query is not percent-encoded correctly")
-  end
-  local given, keys, values = nil, {}, {}
-  for _, f in ipairs(sort_fields(fields)) do
-    if f[1] == "signature" then
-      given = f[2]
-    elseif values[f[1]] then
-      table.insert(values[f[1]], f[2])
-    else
-      keys[#keys + 1] = f[1]
-      values[f[1]] = { f[2] }
+  return verify_query("shopify.verify_proxy", "signature", {}, function(fields)
+    local parts = {}
+    for _, f in ipairs(fields) do
+      local last = parts[#parts]
+      if last and last.key == f[1] then
+        last.values[#last.values + 1] = f[2]
+      else
+        parts[#parts + 1] = { key = f[1], values = { f[2] } }
+      end
     end
-  end
-  if given == nil or given == "" then
-    return fail("invalid_signature", "no signature parameter")
-  end
-  local parts = {}
-  for i, k in ipairs(keys) do
-    parts[i] = k .. "=" .. table.concat(values[k], ",")
-  end
-  return check("signature", given, table.concat(parts), secrets, fields, opts)
+    for i, part in ipairs(parts) do
+      parts[i] = part.key .. "=" .. table.concat(part.values, ",")
+    end
+    return table.concat(parts)
+  end, query, secret, opts)
 end
 
 return shopify
