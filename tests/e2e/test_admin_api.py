@@ -419,6 +419,35 @@ def test_reload_under_a_supervisor_reaches_every_worker():
         assert status == 422 and "refused on purpose" in doc["load_errors"], doc
 
 
+def test_redis_backend_filters_and_503_while_it_is_down():
+    from redis_server import RedisServer
+    with RedisServer() as redis:
+        with Luar({"main.lua": APP}, config=CONFIG, args=["--queue", redis.url()]) as luar:
+            a = enqueue(luar, "sync", 3)
+            b = enqueue(luar, "sync", 1, args={"fail": "timeout"})
+            for jid in a + b:
+                wait_state(luar, jid, "dead")
+            assert {j["id"] for j in ok(luar, "GET", "/admin/api/jobs", state="dead",
+                                        error="HTTP 502")["jobs"]} == set(a)
+            assert luar.request("POST", "/heal")[0] == 204
+            doc = ok(luar, "POST", "/admin/api/dead/replay", {"error": "502", "max": 2})
+            assert doc == {"replayed": 2, "batches": 1, "max_reached": True}, doc
+            for jid in a[:2]:
+                wait_state(luar, jid, "succeeded")
+            assert ok(luar, "POST", "/admin/api/jobs/purge", state="dead",
+                      error="timeout")["purged"] == 1
+            redis.kill()
+            for method, path, body in (("GET", "/admin/api/stats", None),
+                                       ("GET", "/admin/api/jobs", None),
+                                       ("GET", "/admin/api/jobs/" + a[2], None),
+                                       ("POST", "/admin/api/dead/replay", {})):
+                status, doc, _ = api(luar, method, path, body)
+                assert status == 503, (path, status, doc)
+                assert doc["error"].startswith("the queue backend does not answer"), doc
+            redis.start()
+            wait_until(lambda: api(luar, "GET", "/admin/api/stats")[0] == 200, "redis back")
+
+
 if __name__ == "__main__":
     main([test_every_endpoint_needs_the_token,
           test_jobs_by_state_with_filters_paging_and_detail,
@@ -427,4 +456,5 @@ if __name__ == "__main__":
           test_replay_one_dead_job_with_edited_args,
           test_schedules_webhooks_and_deliveries,
           test_reload_reports_load_errors_and_is_audited,
-          test_reload_under_a_supervisor_reaches_every_worker])
+          test_reload_under_a_supervisor_reaches_every_worker,
+          test_redis_backend_filters_and_503_while_it_is_down])
