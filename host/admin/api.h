@@ -36,6 +36,7 @@ typedef struct luar_admin_call {
     char path_buf[512];
     luar_admin_param_t *params; /* query parameters, then body members looked up */
     int body_is_object;         /* the body is a JSON object (POST parameters) */
+    const char *bad_param;      /* a body member asked for that is not a scalar */
 } luar_admin_call_t;
 
 typedef void (*luar_admin_handler_fn)(luar_admin_call_t *c);
@@ -77,7 +78,9 @@ int luar_admin_parse_query(luar_admin_call_t *c);
 /*
  * The value of parameter `name`: from the query string (percent-decoded, '+' as space), else
  * a member of a JSON object body (a string unquoted; a number or boolean as written).
- * Returns NULL when absent. Valid until the call ends.
+ * Returns NULL when absent or null; an object or array member also returns NULL and is
+ * noted in c->bad_param, which the read_* functions below answer with a 400, so a
+ * malformed filter never widens into "every job". Valid until the call ends.
  */
 const char *luar_admin_param(luar_admin_call_t *c, const char *name);
 

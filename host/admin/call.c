@@ -184,10 +184,15 @@ const char *luar_admin_param(luar_admin_call_t *c, const char *name)
     size_t vlen;
     if (!luar_json_member(c->req->body, c->req->body_len, name, &val, &vlen))
         return NULL;
-    if (val[0] == '{' || val[0] == '[' || (vlen == 4 && memcmp(val, "null", 4) == 0))
-        return NULL; /* not a scalar: the endpoint reads it itself (replay's args) */
+    if (vlen == 4 && memcmp(val, "null", 4) == 0)
+        return NULL;
+    if (val[0] == '{' || val[0] == '[') {
+        if (c->bad_param == NULL)
+            c->bad_param = name; /* static strings: the endpoints' parameter names */
+        return NULL;
+    }
     luar_buf_t b;
-    luar_buf_init(&b, LUAR_ADMIN_MAX_VALUE * 4);
+    luar_buf_init(&b, 0); /* the body is bounded already; read_text checks the length */
     if (val[0] == '"' ? luar_json_unquote(val, vlen, &b) : luar_buf_append(&b, val, vlen)) {
         luar_buf_free(&b);
         return NULL;
@@ -215,11 +220,22 @@ static int parse_time(const char *s, double *out)
     return 0;
 }
 
+/* Answers 400 when a parameter read so far was an object or array; returns -1 then. */
+static int bad_param(luar_admin_call_t *c)
+{
+    if (c->bad_param == NULL)
+        return 0;
+    luar_admin_error(c, 400, "%s: expected a string or a number", c->bad_param);
+    return -1;
+}
+
 int luar_admin_read_count(luar_admin_call_t *c, const char *name, long def, long min, long max,
                           long *out)
 {
     const char *v = luar_admin_param(c, name);
     *out = def;
+    if (bad_param(c))
+        return -1;
     if (v == NULL)
         return 0;
     char *end;
@@ -237,6 +253,8 @@ static int read_text(luar_admin_call_t *c, const char *name, const char **out)
 {
     const char *v = luar_admin_param(c, name);
     *out = v != NULL && *v != '\0' ? v : NULL;
+    if (bad_param(c))
+        return -1;
     if (v != NULL && strlen(v) > LUAR_ADMIN_MAX_VALUE) {
         luar_admin_error(c, 400, "%s: longer than %d bytes", name, LUAR_ADMIN_MAX_VALUE);
         return -1;
@@ -265,6 +283,10 @@ int luar_admin_read_filter(luar_admin_call_t *c, luar_job_filter_t *f, int state
     }
     if (read_text(c, "queue", &f->queue) || read_text(c, "name", &f->name) ||
         read_text(c, "error", &f->error))
+        return -1;
+    luar_admin_param(c, "since");
+    luar_admin_param(c, "until");
+    if (bad_param(c))
         return -1;
     const char *names[2] = {"since", "until"};
     double *slots[2] = {&f->since, &f->until};

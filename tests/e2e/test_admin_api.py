@@ -230,7 +230,8 @@ def test_retry_delete_purge_show_in_the_queue_and_the_audit_log():
         assert api(luar, "GET", "/admin/api/jobs/" + ids[1])[0] == 404
         assert api(luar, "DELETE", "/admin/api/jobs/" + ids[1])[0] == 404
         # Purge by state (parameters in the body or the query): needs a state, not running.
-        for body, query in (({}, {}), ({"state": "running"}, {}), ({}, {"state": "any"})):
+        for body, query in (({}, {}), ({"state": "running"}, {}), ({}, {"state": "any"}),
+                            ({"state": ["dead"]}, {})):
             status, doc, _ = api(luar, "POST", "/admin/api/jobs/purge", body, **query)
             assert status == 400 and doc["error"].startswith("state:"), doc
         status, doc, _ = api(luar, "POST", "/admin/api/jobs/purge", "{not json")
@@ -297,7 +298,10 @@ def test_dead_letter_replay_in_bulk_by_filter():
         assert {j["id"] for j in mail} == set(m)
         # Bad input names the parameter.
         for body, param in (({"max": 0}, "max"), ({"state": "retrying"}, "state"),
-                            ({"since": "soon"}, "since"), ({"max": "lots"}, "max")):
+                            ({"since": "soon"}, "since"), ({"max": "lots"}, "max"),
+                            # Never widened to "every dead job" by a member of the wrong kind:
+                            ({"error": {"text": "502"}}, "error"), ({"name": ["sync"]}, "name"),
+                            ({"until": [1]}, "until"), ({"error": "x" * 1500}, "error")):
             status, doc, _ = api(luar, "POST", "/admin/api/dead/replay", body)
             assert status == 400 and doc["error"].startswith(param + ":"), (body, doc)
         recs = [r for r in audit_records(luar) if r["action"] == "jobs.replay"]
