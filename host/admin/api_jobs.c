@@ -80,6 +80,30 @@ static int have_queue(luar_admin_call_t *c)
     return 0;
 }
 
+/* The state of an endpoint that needs the queue; NULL when it has answered already. */
+static job_op_t *op_start(luar_admin_call_t *c)
+{
+    return have_queue(c) ? op_new(c) : NULL;
+}
+
+/* Ends a started queue call that failed synchronously. */
+static void op_started(job_op_t *op, int rc)
+{
+    if (rc)
+        op_fail(op, rc);
+}
+
+/* The outcome of a luar_queue_get: 1 with the job there; else answered (404, 503) and 0. */
+static int op_got(job_op_t *op, int rc, size_t n)
+{
+    if (rc == 0 && n == 0)
+        rc = LUAR_ENOTFOUND;
+    if (rc == 0)
+        return 1;
+    op_fail(op, rc);
+    return 0;
+}
+
 /* ---- GET /admin/api/stats ------------------------------------------------------------ */
 
 static void on_counts(void *arg, int rc, const luar_queue_count_t *counts, size_t n)
@@ -165,12 +189,8 @@ void luar_admin_list_jobs(luar_admin_call_t *c)
 static void on_show(void *arg, int rc, const luar_job_t *jobs, size_t n)
 {
     job_op_t *op = arg;
-    if (rc == 0 && n == 0)
-        rc = LUAR_ENOTFOUND;
-    if (rc) {
-        op_fail(op, rc);
+    if (!op_got(op, rc, n))
         return;
-    }
     luar_buf_t b;
     luar_buf_init(&b, 0);
     luar_jobs_fmt_json_job(&b, &jobs[0]);
@@ -179,12 +199,10 @@ static void on_show(void *arg, int rc, const luar_job_t *jobs, size_t n)
 
 void luar_admin_show_job(luar_admin_call_t *c)
 {
-    job_op_t *op;
-    if (!have_queue(c) || (op = op_new(c)) == NULL)
+    job_op_t *op = op_start(c);
+    if (op == NULL)
         return;
-    int rc = luar_queue_get(c->env.queue, op->id, on_show, op);
-    if (rc)
-        op_fail(op, rc);
+    op_started(op, luar_queue_get(c->env.queue, op->id, on_show, op));
 }
 
 /* ---- POST /admin/api/jobs/:id/retry -------------------------------------------------- */
@@ -218,12 +236,8 @@ static void on_retried(void *arg, int rc)
 static void on_retry_state(void *arg, int rc, const luar_job_t *jobs, size_t n)
 {
     job_op_t *op = arg;
-    if (rc == 0 && n == 0)
-        rc = LUAR_ENOTFOUND;
-    if (rc) {
-        op_fail(op, rc);
+    if (!op_got(op, rc, n))
         return;
-    }
     /* A queued job is already waiting and a running one holds a lease: nothing to retry. */
     if (jobs[0].state == LUAR_JOB_RUNNING || jobs[0].state == LUAR_JOB_QUEUED) {
         luar_admin_error(op->c, 409,
@@ -240,12 +254,10 @@ static void on_retry_state(void *arg, int rc, const luar_job_t *jobs, size_t n)
 
 void luar_admin_retry_job(luar_admin_call_t *c)
 {
-    job_op_t *op;
-    if (!have_queue(c) || (op = op_new(c)) == NULL)
+    job_op_t *op = op_start(c);
+    if (op == NULL)
         return;
-    int rc = luar_queue_get(c->env.queue, op->id, on_retry_state, op);
-    if (rc)
-        op_fail(op, rc);
+    op_started(op, luar_queue_get(c->env.queue, op->id, on_retry_state, op));
 }
 
 /* ---- DELETE /admin/api/jobs/:id ------------------------------------------------------ */
@@ -261,12 +273,10 @@ static void on_deleted(void *arg, int rc)
 
 void luar_admin_delete_job(luar_admin_call_t *c)
 {
-    job_op_t *op;
-    if (!have_queue(c) || (op = op_new(c)) == NULL)
+    job_op_t *op = op_start(c);
+    if (op == NULL)
         return;
-    int rc = luar_queue_delete(c->env.queue, op->id, on_deleted, op);
-    if (rc)
-        op_fail(op, rc);
+    op_started(op, luar_queue_delete(c->env.queue, op->id, on_deleted, op));
 }
 
 /* ---- POST /admin/api/jobs/:id/replay ------------------------------------------------- */
@@ -330,12 +340,8 @@ static void on_replay_enqueued(void *arg, int rc, const char *const *ids, size_t
 static void on_replay_got(void *arg, int rc, const luar_job_t *jobs, size_t n)
 {
     job_op_t *op = arg;
-    if (rc == 0 && n == 0)
-        rc = LUAR_ENOTFOUND;
-    if (rc) {
-        op_fail(op, rc);
+    if (!op_got(op, rc, n))
         return;
-    }
     const luar_job_t *j = &jobs[0];
     if (j->state != LUAR_JOB_DEAD) {
         luar_admin_error(op->c, 409, "job %s is %s; only dead jobs are replayed with new args",
@@ -374,8 +380,8 @@ static void on_replay_got(void *arg, int rc, const luar_job_t *jobs, size_t n)
 
 void luar_admin_replay_job(luar_admin_call_t *c)
 {
-    job_op_t *op;
-    if (!have_queue(c) || (op = op_new(c)) == NULL)
+    job_op_t *op = op_start(c);
+    if (op == NULL)
         return;
     const char *val;
     size_t vlen;
@@ -393,9 +399,7 @@ void luar_admin_replay_job(luar_admin_call_t *c)
         }
         op->args.len--; /* NUL-terminated, not counted */
     }
-    int rc = luar_queue_get(c->env.queue, op->id, on_replay_got, op);
-    if (rc)
-        op_fail(op, rc);
+    op_started(op, luar_queue_get(c->env.queue, op->id, on_replay_got, op));
 }
 
 /* ---- bulk: POST /admin/api/jobs/purge, POST /admin/api/dead/replay -------------------- */
@@ -461,8 +465,8 @@ static void purge_next(job_op_t *op)
 
 void luar_admin_purge_jobs(luar_admin_call_t *c)
 {
-    job_op_t *op;
-    if (!have_queue(c) || (op = op_new(c)) == NULL)
+    job_op_t *op = op_start(c);
+    if (op == NULL)
         return;
     op->id = NULL;
     if (luar_admin_read_filter(c, &op->f, -1, 0, 0)) {
@@ -511,9 +515,9 @@ static void replay_next(job_op_t *op)
 
 void luar_admin_replay_dead(luar_admin_call_t *c)
 {
-    job_op_t *op;
+    job_op_t *op = op_start(c);
     long max;
-    if (!have_queue(c) || (op = op_new(c)) == NULL)
+    if (op == NULL)
         return;
     op->id = NULL;
     if (luar_admin_read_filter(c, &op->f, LUAR_JOB_DEAD, 0, 0)) {

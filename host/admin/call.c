@@ -6,6 +6,7 @@
 #include "audit/audit.h"
 #include "common/error.h"
 #include "common/json.h"
+#include "crypto/crypto.h"
 #include "log/log.h"
 #include "sched/tz.h"
 
@@ -100,37 +101,28 @@ void luar_admin_queue_error(luar_admin_call_t *c, int rc, const char *id)
 
 /* ---- parameters ---------------------------------------------------------------------- */
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes s[0..len) ('+' is a space) into a new string; NULL when out of memory. */
+/* Percent-decodes s[0..len) ('+' is a space) into a new string; NULL when out of memory. A
+ * '%' not followed by two hex digits stays as it is. */
 static char *form_decode(const char *s, size_t len)
 {
-    char *out = malloc(len + 1);
-    size_t n = 0;
-    if (out == NULL)
-        return NULL;
-    for (size_t i = 0; i < len; i++) {
+    luar_buf_t b;
+    luar_buf_init(&b, 0);
+    int rc = 0;
+    for (size_t i = 0; i < len && rc == 0; i++) {
+        size_t before = b.len;
         if (s[i] == '+') {
-            out[n++] = ' ';
-        } else if (s[i] == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 &&
-                   hexval(s[i + 2]) >= 0) {
-            out[n++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            rc = luar_buf_putc(&b, ' ');
+        } else if (s[i] == '%' && i + 2 < len && luar_hex_decode(&b, s + i + 1, 2) == 0) {
             i += 2;
         } else {
-            out[n++] = s[i];
+            b.len = before; /* a failed decode may have appended nothing, or part */
+            rc = luar_buf_putc(&b, s[i]);
         }
     }
-    out[n] = '\0';
-    return out;
+    size_t n;
+    char *out = rc == 0 ? luar_buf_detach(&b, &n) : NULL;
+    luar_buf_free(&b);
+    return out != NULL || rc != 0 ? out : strdup("");
 }
 
 static luar_admin_param_t *param_add(luar_admin_call_t *c, char *name, char *value)
