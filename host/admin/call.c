@@ -10,7 +10,6 @@
 #include "log/log.h"
 #include "sched/tz.h"
 
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,23 +194,6 @@ const char *luar_admin_param(luar_admin_call_t *c, const char *name)
     return p ? p->value : NULL;
 }
 
-/* A unix time from `s`: a number of seconds, or ISO 8601 (UTC unless it has an offset). */
-static int parse_time(const char *s, double *out)
-{
-    char *end;
-    double t = strtod(s, &end);
-    if (*s != '\0' && *end == '\0' && isfinite(t) && t >= 0) {
-        *out = t;
-        return 0;
-    }
-    const luar_tz_t *utc;
-    int64_t secs;
-    if (luar_tz_load("UTC", &utc, NULL) || luar_tz_parse_iso(s, utc, &secs, NULL))
-        return LUAR_EINVAL;
-    *out = (double)secs;
-    return 0;
-}
-
 /* Answers 400 when a parameter read so far was an object or array; returns -1 then. */
 static int bad_param(luar_admin_call_t *c)
 {
@@ -286,7 +268,7 @@ int luar_admin_read_filter(luar_admin_call_t *c, luar_job_filter_t *f, int state
         const char *v = luar_admin_param(c, names[i]);
         if (v == NULL || *v == '\0')
             continue;
-        if (parse_time(v, slots[i]) != 0) {
+        if (luar_tz_parse_time(v, slots[i]) != 0) {
             luar_admin_error(c, 400,
                              "%s: expected unix seconds or an ISO 8601 time "
                              "(2026-01-02T03:04:05Z), got \"%.64s\"",
