@@ -263,7 +263,8 @@ void luar_admin_list_deliveries(luar_admin_call_t *c)
 /*
  * 200 {"ok":true,"generation":N} once the new scripts serve (every worker, under the
  * supervisor); 422 {"error":…,"load_errors":"file:line: message…"} when they failed to
- * load (the previous ones keep serving); 503 while shutting down.
+ * load (the previous ones keep serving); 503 {"error":…} while shutting down or when the
+ * supervisor cannot be reached.
  */
 static void on_reloaded(void *arg, int rc, const char *err)
 {
@@ -281,16 +282,21 @@ static void on_reloaded(void *arg, int rc, const char *err)
         luar_buf_puts(&f, "\"outcome\":\"failed\",\"error\":");
         luar_buf_append_json_string(&f, why, strlen(why));
         luar_buf_appendf(&f, ",\"generation\":%u", gen);
-        luar_buf_puts(&b, rc == LUAR_EBUSY ? "{\"error\":\"shutting down\""
-                                           : "{\"error\":\"the new scripts failed to load; "
-                                             "the previous ones keep serving\"");
-        luar_buf_puts(&b, ",\"load_errors\":");
-        luar_buf_append_json_string(&b, why, strlen(why));
+        if (rc == LUAR_EBUSY || rc == LUAR_EIO || rc == LUAR_ENOMEM) {
+            /* Not the scripts' fault: shutting down, or the supervisor out of reach. */
+            luar_buf_puts(&b, "{\"error\":");
+            luar_buf_append_json_string(&b, why, strlen(why));
+        } else {
+            luar_buf_puts(&b, "{\"error\":\"the new scripts failed to load; the previous "
+                              "ones keep serving\",\"load_errors\":");
+            luar_buf_append_json_string(&b, why, strlen(why));
+        }
         luar_buf_appendf(&b, ",\"generation\":%u}", gen);
     }
     luar_admin_audit(c, "reload", &f);
     luar_buf_free(&f);
-    luar_admin_respond_buf(c, rc == 0 ? 200 : rc == LUAR_EBUSY ? 503 : 422, &b);
+    int status = rc == 0 ? 200 : rc == LUAR_EBUSY || rc == LUAR_EIO || rc == LUAR_ENOMEM ? 503 : 422;
+    luar_admin_respond_buf(c, status, &b);
 }
 
 void luar_admin_reload(luar_admin_call_t *c)

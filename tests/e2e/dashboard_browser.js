@@ -16,7 +16,15 @@ function step(name, extra) {
   console.log(JSON.stringify(Object.assign({ step: name }, extra || {})));
 }
 
+// Text that only a rendering bug puts on a page.
+async function checkText(page) {
+  const text = await page.evaluate(() => document.getElementById("view").innerText);
+  const bad = text.match(/\bnull\b|\bundefined\b|\[object |NaN/);
+  if (bad) throw new Error("the page shows \"" + bad[0] + "\": " + text.slice(0, 300));
+}
+
 async function shot(page, name) {
+  if (name !== "failure" && !name.startsWith("01")) await checkText(page);
   const file = path.join(artifacts, name + ".png");
   await page.screenshot({ path: file, fullPage: true });
   step("screenshot", { file });
@@ -119,7 +127,7 @@ async function main() {
     await shot(page, "05-job-dead");
 
     // The other pages render.
-    for (const [hash, title, name] of [["#/queues", "Queues", "06-queues"],
+    for (const [hash, title, name] of [["#/jobs?state=any", "Jobs", "11-jobs"], ["#/queues", "Queues", "06-queues"],
       ["#/schedules", "Schedules", "07-schedules"], ["#/webhooks", "Inbound webhooks", "08-webhooks"],
       ["#/deliveries", "Outbound deliveries", "09-deliveries"], ["#/breakers", "Circuit breakers", "10-breakers"]]) {
       await page.goto(base + "/admin/" + hash);

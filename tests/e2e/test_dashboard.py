@@ -99,7 +99,7 @@ def test_sign_in_see_a_dead_job_retry_it_and_see_it_succeed():
                      "succeeded", "signed out"):
             assert want in names, names
         shots = sorted(f for f in os.listdir(out_dir) if f.endswith(".png"))
-        assert len(shots) == 10 and all(os.path.getsize(os.path.join(out_dir, f)) > 5000
+        assert len(shots) == 11 and all(os.path.getsize(os.path.join(out_dir, f)) > 5000
                                         for f in shots), shots
         # What the browser did is in the queue and in the audit log.
         job = api(luar, "/admin/api/jobs/" + jid)

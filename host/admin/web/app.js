@@ -217,7 +217,7 @@ async function route() {
 function page(view, title, body, onRefresh) {
   const head = h("div", { class: "page-head" }, h("h1", { tabindex: "-1" }, title),
     onRefresh ? h("button", { type: "button", class: "quiet", onclick: onRefresh }, "Refresh") : null);
-  view.replaceChildren(head, ...[].concat(body));
+  view.replaceChildren(head, ...[].concat(body).filter((x) => x !== null && x !== undefined));
 }
 
 // ---- overview ------------------------------------------------------------------------
@@ -319,7 +319,7 @@ async function pageJobs(view, r, dead) {
     h("td", {}, j.name), h("td", {}, j.queue), h("td", {}, badge(j.state)),
     h("td", { class: "num" }, j.attempt + "/" + (j.max_attempts || "∞")),
     h("td", { title: fmtTime(j.finished_at || j.enqueued_at) }, ago(j.finished_at || j.enqueued_at)),
-    h("td", { class: "err" }, j.last_error ? j.last_error.split("\n")[0] : ""),
+    h("td", { class: "err" }, j.last_error && j.state !== "succeeded" ? j.last_error.split("\n")[0] : ""),
     dead ? h("td", {}, h("button", {
       type: "button", class: "small", "aria-label": "Retry job " + j.id,
       onclick: (ev) => retryOne(ev.currentTarget, j.id),
