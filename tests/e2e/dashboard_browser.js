@@ -1,6 +1,7 @@
 // The dashboard in a real browser (Debian's chromium driven by playwright-core), run by
 // test_dashboard.py: sign in with the keyboard, see the dead job, retry it, watch it
-// succeed; hostile job data shows as text; no console error (a CSP violation is one).
+// succeed; replay dead jobs in bulk by error text and one with edited args; hostile job data
+// shows as text; no console error (a CSP violation is one).
 // Screenshots go to the artifacts folder. Prints one JSON line per step; exit 0 = passed.
 //
 // usage: node dashboard_browser.js BASE_URL TOKEN DEAD_JOB_ID HOSTILE_JOB_ID ARTIFACTS_DIR
@@ -125,6 +126,42 @@ async function main() {
     await page.waitForSelector("#replay-args");
     if (await page.locator("main img, main b").count() !== 0) throw new Error("job data became HTML");
     await shot(page, "05-job-dead");
+
+    // Bulk replay: filter the dead jobs by error text (typed into the form), then replay
+    // every match, confirmed by a second button.
+    await page.goto(base + "/admin/#/dead");
+    await page.waitForSelector("#view h1:text-is('Dead jobs')");
+    await page.focus("#f-error");
+    await page.keyboard.type("bold");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => location.hash === "#/dead?error=bold");
+    await page.waitForSelector("tr[data-id='" + hostileId + "']");
+    if (await page.locator("tbody tr").count() !== 1) throw new Error("the filter kept other jobs");
+    await page.click("button:text-is('Replay every matching dead job')");
+    const yes = page.locator("button:text-is('Yes, replay them')");
+    if (!(await yes.evaluate((b) => b === document.activeElement)))
+      throw new Error("the confirmation button does not have the focus");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => /Replayed 1 dead job\./.test(document.getElementById("flash").textContent));
+    step("bulk replayed");
+
+    // It dies again (its args still say fail): replay it with edited args from its page.
+    await page.goto(base + "/admin/#/job/" + hostileId);
+    const until = Date.now() + STEP_TIMEOUT;
+    for (;;) {
+      await page.waitForSelector("#view h1");
+      if (await page.locator("#replay-args").count() === 1) break;
+      if (Date.now() > until) throw new Error("the replayed job did not die again");
+      await page.waitForTimeout(300);
+      await page.click("button:text-is('Refresh')");
+    }
+    await page.fill("#replay-args", '{"n": 5}');
+    await page.click("button:text-is('Replay as a new job')");
+    await page.waitForFunction(() => /Replayed as job \w+; the dead job was removed\./.test(
+      document.getElementById("flash").textContent));
+    const replayed = await page.evaluate(() => decodeURIComponent(location.hash.split("/")[2]));
+    if (!replayed || replayed === hostileId) throw new Error("no new job page: " + replayed);
+    step("replayed with edited args", { id: replayed });
 
     // The other pages render.
     for (const [hash, title, name] of [["#/jobs?state=any", "Jobs", "11-jobs"], ["#/queues", "Queues", "06-queues"],

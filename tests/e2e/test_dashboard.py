@@ -3,7 +3,7 @@
 the browser signs in with the token (keyboard only), sees the dead job, retries it with its
 Retry button and watches it succeed. A second dead job carries hostile arguments and error
 text, which must show as text. Afterwards the queue and the audit log agree with what the
-browser did. Screenshots are saved under <build>/artifacts/dashboard/ (LUAR_ARTIFACTS to
+browser did (a retry, a bulk replay by error text, a replay with edited args). Screenshots are saved under <build>/artifacts/dashboard/ (LUAR_ARTIFACTS to
 put them elsewhere)."""
 import json
 import os
@@ -96,7 +96,7 @@ def test_sign_in_see_a_dead_job_retry_it_and_see_it_succeed():
             (p.returncode, steps, p.stderr.decode()[-3000:])
         names = [s["step"] for s in steps]
         for want in ("wrong token refused", "signed in", "dead job listed", "retried",
-                     "succeeded", "signed out"):
+                     "succeeded", "bulk replayed", "replayed with edited args", "signed out"):
             assert want in names, names
         shots = sorted(f for f in os.listdir(out_dir) if f.endswith(".png"))
         assert len(shots) == 11 and all(os.path.getsize(os.path.join(out_dir, f)) > 5000
@@ -104,11 +104,23 @@ def test_sign_in_see_a_dead_job_retry_it_and_see_it_succeed():
         # What the browser did is in the queue and in the audit log.
         job = api(luar, "/admin/api/jobs/" + jid)
         assert job["state"] == "succeeded" and job["result"] == {"ok": True, "n": 1}, job
-        assert api(luar, "/admin/api/jobs/" + hostile)["state"] == "dead"
+        # The bulk replay ran the hostile job again (it died again); then the replay with
+        # edited args made a new job, which succeeded, and removed the dead one.
+        new = next(s["id"] for s in steps if s["step"] == "replayed with edited args")
+        wait_state(luar, new, "succeeded")
+        job = api(luar, "/admin/api/jobs/" + new)
+        assert job["args"] == {"n": 5} and job["name"] == "sync", job
+        status, _, _ = luar.request("GET", "/admin/api/jobs/" + hostile,
+                                    headers={"Authorization": "Bearer " + TOKEN})
+        assert status == 404
         with open(os.path.join(luar.data, "audit.log")) as f:
             recs = [json.loads(line) for line in f]
-        assert [(r["who"], r["action"], r["job"]) for r in recs] == \
-            [("admin-api", "jobs.retry", jid)], recs
+        assert [(r["who"], r["action"]) for r in recs] == \
+            [("admin-api", "jobs.retry"), ("admin-api", "jobs.replay"),
+             ("admin-api", "jobs.replay_edited")], recs
+        assert recs[0]["job"] == jid and recs[1]["count"] == 1, recs
+        assert recs[1]["filter"]["error"] == "bold" and recs[1]["filter"]["state"] == "dead"
+        assert recs[2]["job"] == hostile and recs[2]["new_job"] == new, recs[2]
         rc, out, err = run_cli(["audit", "verify", os.path.join(luar.data, "audit.log")])
         assert rc == 0, (out, err)
         # The token never reached a log line.

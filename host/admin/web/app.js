@@ -10,6 +10,7 @@ const STATES = ["queued", "scheduled", "running", "succeeded", "retrying", "dead
 
 let refreshTimer = null;
 let lastMetrics = null; // {at, values} of the previous /metrics scrape, for rates
+let nextFlash = null;   // [message, kind] to show once the next page has rendered
 
 // ---- DOM helpers ---------------------------------------------------------------------
 
@@ -211,6 +212,8 @@ async function route() {
   } catch (e) {
     if (e.status !== 401) view.replaceChildren(h("p", { class: "error", role: "alert" }, e.message));
   }
+  if (nextFlash) flash(...nextFlash);
+  nextFlash = null;
 }
 
 // Puts a page together: a heading with a Refresh button, then the body.
@@ -371,9 +374,9 @@ function confirmBulk(button, body) {
       go.disabled = true;
       try {
         const doc = await api("POST", "/admin/api/dead/replay", body);
+        await route(); // the list without them (route() clears the message line first)
         flash("Replayed " + doc.replayed + " dead job" + (doc.replayed === 1 ? "" : "s") +
           (doc.max_reached ? " (the most one call replays; run it again for more)" : "") + ".", "ok");
-        await route();
       } catch (e) {
         flash("Replay failed: " + e.message, "error");
         go.disabled = false;
@@ -404,8 +407,8 @@ async function pageJob(view, r) {
       ev.currentTarget.disabled = true;
       try {
         await api("POST", "/admin/api/jobs/" + encodeURIComponent(j.id) + "/retry");
-        flash("Job queued again.", "ok");
         await route();
+        flash("Job queued again.", "ok");
       } catch (e) { flash(e.message, "error"); }
     },
   }, "Retry"));
@@ -419,7 +422,7 @@ async function pageJob(view, r) {
       }
       try {
         await api("DELETE", "/admin/api/jobs/" + encodeURIComponent(j.id));
-        flash("Job " + j.id + " deleted.", "ok");
+        nextFlash = ["Job " + j.id + " deleted.", "ok"];
         location.hash = "#/jobs";
       } catch (e) { flash(e.message, "error"); }
     },
@@ -443,7 +446,7 @@ async function pageJob(view, r) {
         try { args = JSON.parse(area.value); } catch (e) { err.textContent = "Not JSON: " + e.message; return; }
         try {
           const doc = await api("POST", "/admin/api/jobs/" + encodeURIComponent(j.id) + "/replay", { args });
-          flash("Replayed as job " + doc.id + "; the dead job was removed.", "ok");
+          nextFlash = ["Replayed as job " + doc.id + "; the dead job was removed.", "ok"];
           location.hash = "#/job/" + encodeURIComponent(doc.id);
         } catch (e) { err.textContent = e.message; }
       },
