@@ -31,7 +31,7 @@ typedef struct luar_admin_param {
 
 typedef struct luar_admin_call {
     luar_http_req_t *req;
-    luar_admin_env_t env;       /* a copy; env.vm only during the endpoint's first call */
+    luar_admin_env_t env; /* a copy; env.vm only during the endpoint's first call */
     const char *path_params[LUAR_ADMIN_MAX_PARAMS]; /* ":name" segments, in order */
     char path_buf[512];
     luar_admin_param_t *params; /* query parameters, then body members looked up */

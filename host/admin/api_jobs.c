@@ -19,7 +19,7 @@
 
 #define LIST_DEFAULT 50
 #define LIST_MAX 500
-#define REPLAY_BATCH 500     /* jobs per retry_many: a commit stays short */
+#define REPLAY_BATCH 500 /* jobs per retry_many: a commit stays short */
 #define REPLAY_DEFAULT_MAX 10000
 #define REPLAY_MAX 1000000
 #define PURGE_BATCH 1000
@@ -29,13 +29,13 @@
 /* One endpoint's state across its queue callbacks. */
 typedef struct job_op {
     luar_admin_call_t *c;
-    const char *id;       /* the job of /jobs/:id (in the call) */
-    luar_job_filter_t f;  /* strings in the call's parameters */
-    luar_buf_t args;      /* replay: the new arguments */
-    char new_id[40];      /* replay: the job enqueued */
-    size_t total;         /* bulk: jobs touched so far */
+    const char *id;      /* the job of /jobs/:id (in the call) */
+    luar_job_filter_t f; /* strings in the call's parameters */
+    luar_buf_t args;     /* replay: the new arguments */
+    char new_id[40];     /* replay: the job enqueued */
+    size_t total;        /* bulk: jobs touched so far */
     size_t batches;
-    size_t max;           /* bulk replay: at most this many */
+    size_t max; /* bulk replay: at most this many */
 } job_op_t;
 
 static job_op_t *op_new(luar_admin_call_t *c)
@@ -318,8 +318,7 @@ static void on_replay_deleted(void *arg, int rc)
     replay_answer(arg, rc);
 }
 
-static void on_replay_enqueued(void *arg, int rc, const char *const *ids, size_t n,
-                               int duplicate)
+static void on_replay_enqueued(void *arg, int rc, const char *const *ids, size_t n, int duplicate)
 {
     job_op_t *op = arg;
     if (rc) {
@@ -355,10 +354,11 @@ static void on_replay_got(void *arg, int rc, const luar_job_t *jobs, size_t n)
     const char *val;
     size_t vlen;
     if (op->args.len && j->name && strcmp(j->name, LUAR_DELIVER_JOB) == 0 &&
-        luar_json_member(args, strlen(args), "secret", &val, &vlen) &&
-        vlen == 12 && memcmp(val, "\"[REDACTED]\"", 12) == 0) {
-        luar_admin_error(op->c, 400, "args: secret: give the endpoint's secret, not the "
-                                     "\"[REDACTED]\" shown in its place");
+        luar_json_member(args, strlen(args), "secret", &val, &vlen) && vlen == 12 &&
+        memcmp(val, "\"[REDACTED]\"", 12) == 0) {
+        luar_admin_error(op->c, 400,
+                         "args: secret: give the endpoint's secret, not the "
+                         "\"[REDACTED]\" shown in its place");
         op_free(op);
         return;
     }
@@ -525,8 +525,9 @@ void luar_admin_replay_dead(luar_admin_call_t *c)
         return;
     }
     if (op->f.state != LUAR_JOB_DEAD) {
-        luar_admin_error(c, 400, "state: only dead jobs are replayed in bulk (retry others "
-                                 "one by one: POST /admin/api/jobs/ID/retry)");
+        luar_admin_error(c, 400,
+                         "state: only dead jobs are replayed in bulk (retry others "
+                         "one by one: POST /admin/api/jobs/ID/retry)");
         op_free(op);
         return;
     }

@@ -272,8 +272,8 @@ static void on_reloaded(void *arg, int rc, const char *err)
     luar_buf_t f, b;
     luar_buf_init(&f, 0);
     luar_buf_init(&b, 0);
-    unsigned gen = c->env.generation_now ? c->env.generation_now(c->env.reload_ctx)
-                                         : c->env.generation;
+    unsigned gen =
+        c->env.generation_now ? c->env.generation_now(c->env.reload_ctx) : c->env.generation;
     const char *why = err && *err ? err : luar_strerror(rc);
     if (rc == 0) {
         luar_buf_appendf(&f, "\"outcome\":\"ok\",\"generation\":%u", gen);
@@ -295,7 +295,9 @@ static void on_reloaded(void *arg, int rc, const char *err)
     }
     luar_admin_audit(c, "reload", &f);
     luar_buf_free(&f);
-    int status = rc == 0 ? 200 : rc == LUAR_EBUSY || rc == LUAR_EIO || rc == LUAR_ENOMEM ? 503 : 422;
+    int status = rc == 0                                                   ? 200
+                 : rc == LUAR_EBUSY || rc == LUAR_EIO || rc == LUAR_ENOMEM ? 503
+                                                                           : 422;
     luar_admin_respond_buf(c, status, &b);
 }
 

@@ -91,8 +91,7 @@ void luar_admin_queue_error(luar_admin_call_t *c, int rc, const char *id)
         luar_admin_error(c, 404, "not found");
     } else if (rc == LUAR_EIO || c->env.queue == NULL) {
         const char *why = c->env.queue ? luar_queue_last_error(c->env.queue) : "";
-        luar_admin_error(c, 503, "the queue backend does not answer%s%s", *why ? ": " : "",
-                         why);
+        luar_admin_error(c, 503, "the queue backend does not answer%s%s", *why ? ": " : "", why);
     } else {
         luar_admin_error(c, 500, "queue operation failed: %s", luar_strerror(rc));
     }

@@ -120,7 +120,8 @@ void luar_admin_dispatch(luar_http_req_t *req, const luar_admin_env_t *env)
             luar_buf_appendf(&allow, "%s%s", allow.len ? ", " : "", routes[i].method);
     }
     if (allow.len) {
-        luar_http_header_t h[4] = {luar_admin_json_headers[0], luar_admin_json_headers[1],
+        luar_http_header_t h[4] = {luar_admin_json_headers[0],
+                                   luar_admin_json_headers[1],
                                    luar_admin_json_headers[2],
                                    {"Allow", 5, allow.data, allow.len}};
         static const char body[] = "{\"error\":\"method not allowed\"}";

@@ -78,7 +78,8 @@ int luar_admin_handle(luar_admin_t *a, luar_http_req_t *req, const luar_admin_en
         int given = luar_http_req_header(req, "authorization") != NULL;
         const char *challenge = given ? "Bearer realm=\"luar admin\", error=\"invalid_token\""
                                       : "Bearer realm=\"luar admin\"";
-        luar_http_header_t h[4] = {luar_admin_json_headers[0], luar_admin_json_headers[1],
+        luar_http_header_t h[4] = {luar_admin_json_headers[0],
+                                   luar_admin_json_headers[1],
                                    luar_admin_json_headers[2],
                                    {"WWW-Authenticate", 16, challenge, strlen(challenge)}};
         static const char body[] = "{\"error\":\"missing or invalid admin token\"}";
