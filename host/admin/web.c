@@ -1,13 +1,13 @@
 /*
  * The dashboard's files: host/admin/web/ embedded into the binary at build time (the
- * top-level CMakeLists.txt writes generated/admin_web.h), so an install is the binary
+ * top-level CMakeLists.txt writes generated/luar_admin_web.h), so an install is the binary
  * alone. Served without the token, since they hold code and no data; every call they make
  * goes to /admin/api/ with the token the operator typed in. A strict Content-Security-Policy
  * allows only these files: no inline script or style, no other origin, no framing.
  */
 #include "admin/api.h"
 
-#include "admin_web.h"
+#include "luar_admin_web.h"
 
 #include <stdio.h>
 #include <string.h>

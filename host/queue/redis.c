@@ -19,7 +19,7 @@
 #include "queue/redis.h"
 #include "common/error.h"
 #include "crypto/crypto.h"
-#include "redis_queue_lua.h" /* generated from redis_queue.lua: luar_redis_queue_lua[] */
+#include "luar_redis_queue_lua.h" /* generated from redis_queue.lua: luar_redis_queue_lua[] */
 
 #include <inttypes.h>
 #include <math.h>
