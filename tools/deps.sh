@@ -5,7 +5,8 @@
 set -e
 pkgs="build-essential cmake pkg-config libuv1-dev libhttp-parser-dev liblua5.4-dev lua5.4
       lua-cjson lua-cjson-dev lua-busted libssl-dev openssl libcurl4-openssl-dev
-      libsqlite3-dev libhiredis-dev python3 curl ca-certificates tzdata"
+      libsqlite3-dev libhiredis-dev libcjose-dev libjansson-dev python3 curl ca-certificates
+      tzdata"
 [ "$1" = bench ] && pkgs="$pkgs wrk nginx-light"
 # The Redis backend's tests start their own redis-server on a free port (never the
 # package's service, which they neither need nor touch); TLS certificates come from openssl.
