@@ -358,7 +358,10 @@ end
 function Client:head_object(o)
   local bucket = bucket_of(self, o, "head_object")
   local key = check_name(o, "key", "head_object")
-  local res, err = self:_request("head_object", { method = "HEAD", bucket = bucket, key = key })
+  -- luar.http applies max_body to a HEAD's Content-Length too (curl's MAXFILESIZE): an
+  -- object larger than the 10 MiB default would fail as "too_large" without this
+  local res, err = self:_request("head_object", { method = "HEAD", bucket = bucket, key = key,
+                                                  max_body = 1 << 53 })
   if not res then return nil, err end
   return object_info(res)
 end
