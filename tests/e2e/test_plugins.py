@@ -336,6 +336,11 @@ def test_webhook_sign_with_a_plugin_scheme_matches_an_independent_hmac():
     assert code == 0, (code, out, err)
     assert out == ("X-Fixture-Id: evt_1\nX-Fixture-Event: fixture.event\n"
                    "X-Fixture-Signature: %s\n" % fx_sign(FX_SECRET, 1700000000, body)), out
+    # the plugin's scheme is listed by --help and by the "which scheme" errors
+    code, out, err = run_cli(["webhook", "sign", "--config", cpath, "--help"], cwd=tmp)
+    assert code == 0 and out.splitlines()[-1].endswith(": standard, hmac, fixture"), out
+    code, out, err = run_cli(["webhook", "sign", "--config", cpath, "--secret", "x"], cwd=tmp)
+    assert code == 2 and err.strip().endswith("(one of: standard, hmac, fixture)"), err
     # without the plugin the scheme is unknown, and the message says which ones exist
     code, out, err = run_cli(["webhook", "sign", "--scheme", "fixture", "--secret", "x"],
                              input=body, cwd=tmpdir())  # no luar.conf.lua there
