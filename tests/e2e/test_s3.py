@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 
-from luar_e2e import main, run_cli
+from luar_e2e import Luar, main, run_cli
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.environ.get("LUAR_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
@@ -466,9 +466,57 @@ out("none", select(2, pcall(s3.client, { endpoint = ENDPOINT })))
         assert "s3.client: no credentials" in res["none"], res
 
 
+def test_loop_serves_requests_during_a_multipart_upload():
+    """The file is read a 1 MiB slice per loop turn and the parts travel through the
+    host's client: a served route keeps answering while a 24 MiB upload runs."""
+    size = 24 * MiB
+    src = random_file(size)
+    try:
+        with S3Server() as srv:
+            config = ("return { reload = { watch = false }, plugins = { dir = { %s }, s3 = { "
+                      "access_key = 'S3RVER', secret_key = 'S3RVER', endpoint = %s } } }\n"
+                      % (json.dumps(PLUGINS), json.dumps(srv.endpoint)))
+            main_lua = (
+                'local http = require "luar.http"\n'
+                'local c = require("luar.s3").client { bucket = "bucket-a", part_size = 5 * 1024 * 1024 }\n'
+                'http.route("GET", "/ping", function() return "pong" end)\n'
+                'http.route("POST", "/upload", function(req)\n'
+                '  local r, err = c:put_object { key = "big", file = req.body, concurrency = 2 }\n'
+                '  return { json = r or { error = err.message } }\n'
+                'end)\n')
+            with Luar(scripts={"main.lua": main_lua}, config=config) as luar:
+                result = {}
+
+                def upload():
+                    st, _, body = luar.request("POST", "/upload", body=src.encode(), timeout=120)
+                    result["status"], result["body"] = st, json.loads(body)
+
+                t = threading.Thread(target=upload)
+                t.start()
+                lat = []
+                deadline = time.monotonic() + 120
+                while t.is_alive() and time.monotonic() < deadline:
+                    t0 = time.monotonic()
+                    st, _, body = luar.request("GET", "/ping")
+                    assert (st, body) == (200, b"pong")
+                    lat.append(time.monotonic() - t0)
+                t.join(120)
+                assert result.get("status") == 200 and result["body"].get("parts") == 5, result
+                parts = srv.seen("PUT", "partNumber=")
+                assert len(parts) == 5, parts
+                lat.sort()
+                print("pings during the upload: %d, median %.1f ms, max %.1f ms"
+                      % (len(lat), 1000 * lat[len(lat) // 2], 1000 * lat[-1]))
+                assert len(lat) >= 5, lat   # answered all along, not only after the upload
+                assert lat[-1] < 2.0, lat
+    finally:
+        os.unlink(src)
+
+
 if __name__ == "__main__":
     main([test_sigv4_aws_examples, test_put_get_head_delete, test_errors_are_parsed_and_named,
           test_list_pagination_and_prefixes, test_copy_object,
           test_multipart_upload_in_parallel_and_chunked_download,
           test_multipart_retries_a_part_and_aborts_on_failure,
-          test_presigned_urls_fetched_with_curl, test_credentials_from_environment_and_config])
+          test_presigned_urls_fetched_with_curl, test_credentials_from_environment_and_config,
+          test_loop_serves_requests_during_a_multipart_upload])
