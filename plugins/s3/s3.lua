@@ -323,35 +323,38 @@ function Client:get_object(o)
   return info
 end
 
--- A whole object into a file, one part_size range at a time (memory stays one chunk),
--- each later range pinned to the first one's ETag (If-Match) so a concurrent overwrite
--- fails the download instead of mixing two versions.
+-- A whole object into a file: its size from a HEAD (as boto3's download_file does), then
+-- one GET when it fits in part_size, else part_size ranges one after the other (memory
+-- stays one chunk). Every GET is pinned to the HEAD's ETag (If-Match) so an object
+-- overwritten meanwhile fails the download instead of mixing two versions.
 function Client:_download(o, bucket, key)
   local chunk = o.part_size or self.part_size
-  local offset, info, total = 0, nil, nil
-  for _ = 1, 1000000 do
-    local headers = { range = ("bytes=%d-%d"):format(offset, offset + chunk - 1) }
-    if info and info.etag then headers["if-match"] = info.etag end
-    local res, err = self:_request("get_object", {
-      method = "GET", bucket = bucket, key = key, headers = headers, max_body = chunk + 1,
-    })
-    if not res and offset == 0 and err.status == 416 then
-      -- an empty object has no byte 0: ask for it whole
-      res, err = self:_request("get_object", { method = "GET", bucket = bucket, key = key })
+  local info, err = self:head_object { bucket = bucket, key = key }
+  if not info then
+    err.operation = "get_object"
+    return nil, err
+  end
+  local size = info.content_length or 0
+  local offset = 0
+  repeat
+    local headers = { ["if-match"] = info.etag }
+    if size > chunk then
+      headers.range = ("bytes=%d-%d"):format(offset, math.min(offset + chunk, size) - 1)
     end
+    local res
+    res, err = self:_request("get_object", {
+      method = "GET", bucket = bucket, key = key, headers = headers,
+      max_body = math.min(chunk, size) + 1,
+    })
     if not res then return nil, err end
     local n, werr = core.write_file(o.file, offset, res.body, offset == 0)
     if not n then return fail("io", "s3.get_object: " .. werr) end
-    info = info or object_info(res)
-    offset = offset + #res.body
-    if res.status == 200 then
-      total = offset -- the whole object came (no range support, or the fallback above)
-    else
-      total = tonumber((res.headers["content-range"] or ""):match("/(%d+)%s*$"))
+    if #res.body == 0 and offset < size then
+      return fail("s3", ("s3.get_object %s/%s: the object ended at byte %d of %d"):format(bucket, key, offset, size))
     end
-    if not total or offset >= total or #res.body == 0 then break end
-  end
-  info.content_length, info.content_range, info.file = offset, nil, o.file
+    offset = offset + #res.body
+  until offset >= size
+  info.status, info.file = 200, o.file
   return info
 end
 

@@ -163,7 +163,7 @@ function xmlError(res, status, code, message) {
       if (part) inflight--;
       process.stdout.write(JSON.stringify({ method: req.method, url: req.url, status: res.statusCode,
         parts_in_flight: part ? seen : undefined, sha256: req.headers['x-amz-content-sha256'],
-        token: req.headers['x-amz-security-token'], range }) + '\n');
+        token: req.headers['x-amz-security-token'], range, if_match: req.headers['if-match'] }) + '\n');
     });
     const bad = verify(req, Date.now());
     if (bad) {

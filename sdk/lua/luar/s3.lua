@@ -86,7 +86,8 @@ function Client:put_object(o) end
 ---@field metadata table<string, string> x-amz-meta-* without the prefix
 
 ---⏸ Reads an object into a string (at most max_body bytes, default 10 MiB) or a file
----(any size: part_size ranges written one after the other).
+---(any size: a HEAD, then part_size ranges written one after the other, each pinned to
+---the HEAD's ETag).
 ---@param o {bucket?: string, key: string, range?: string|{[1]: integer, [2]?: integer}, file?: string, max_body?: integer, part_size?: integer}
 ---@return luar.s3.ObjectInfo|nil
 ---@return luar.s3.Error|nil
