@@ -492,7 +492,7 @@ static void wait_detach(luar_bridge_op_t *op)
 {
     wait_op_t *w = host->bridge_op_data(op);
     for (size_t i = 0; i < w->n; i++)
-        if (w->calls[i]->waiter == op)
+        if (w->calls[i] && w->calls[i]->waiter == op)
             w->calls[i]->waiter = NULL;
 }
 
@@ -587,7 +587,7 @@ static int wait_push(lua_State *L, luar_bridge_op_t *op)
 {
     wait_op_t *w = host->bridge_op_data(op);
     for (size_t i = 0; i < w->n; i++)
-        if (w->calls[i]->state == 2) {
+        if (w->calls[i] && w->calls[i]->state == 2) {
             lua_pushinteger(L, (lua_Integer)i + 1);
             return 1;
         }
@@ -669,6 +669,13 @@ static int l_result(lua_State *L)
 static int call_gc(lua_State *L)
 {
     s3_call_t *c = luaL_checkudata(L, 1, CALL_MT);
+    if (c->waiter) { /* collected while waited for (the VM closing): leave the wait's list */
+        wait_op_t *w = host->bridge_op_data(c->waiter);
+        for (size_t i = 0; i < w->n; i++)
+            if (w->calls[i] == c)
+                w->calls[i] = NULL;
+        c->waiter = NULL;
+    }
     if (c->state == 1 && c->call)
         host->http_cancel(c->call);
     c->call = NULL;
