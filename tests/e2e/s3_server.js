@@ -4,14 +4,18 @@
 // every request's signature itself, as S3 does (header and presigned; access key S3RVER,
 // secret S3RVER), with Node's crypto: written apart from the plugin's C, and checked at
 // start-up against the worked examples of AWS's documentation. In front of it, one line of
-// JSON per request on stdout ({method, url, status, parts_in_flight}) so a test can see
-// what was sent, and optional faults for the multipart tests:
-//   node --openssl-legacy-provider s3_server.js DIR '{"buckets":["a"],"fail_part":2,"flaky_part":1}'
-// fail_part: every UploadPart of that part number answers 400 InvalidArgument;
+// JSON per request on stdout ({method, url, status, parts_in_flight, range, if_match, …})
+// so a test can see what was sent, and optional faults for the multipart tests:
+//   node --openssl-legacy-provider s3_server.js DIR '{"buckets":["a"],"fail_part":2}'
 // (s3rver's continuation tokens are DES-encrypted: OpenSSL 3 has DES in its legacy
-// provider only.) flaky_part: its first attempt answers 500 InternalError; hold_parts: N holds each
-// UploadPart until N are in flight at once (or 10 s passed), so a test can prove the
-// parts travel in parallel. Prints {"port": N} when ready.
+// provider only.)
+//   fail_part: N    every UploadPart of part N answers 400 InvalidArgument;
+//   flaky_part: N   the first attempt of part N answers 500 InternalError;
+//   hold_parts: N   each UploadPart waits until N are in flight at once (or 10 s), so a
+//                   test can prove the parts travel in parallel;
+//   stall_parts     parts are read and never answered ({"aborted": true} when the
+//                   client gives up).
+// Prints {"port": N} when ready.
 'use strict';
 const crypto = require('crypto');
 const http = require('http');
@@ -159,6 +163,12 @@ function xmlError(res, status, code, message) {
     if (part) inflight++;
     const seen = inflight;
     const range = req.headers['range'];
+    res.on('close', () => {  // the client went away before the answer
+      if (!res.writableFinished) {
+        if (part) inflight--;
+        process.stdout.write(JSON.stringify({ method: req.method, url: req.url, aborted: true }) + '\n');
+      }
+    });
     res.on('finish', () => {
       if (part) inflight--;
       process.stdout.write(JSON.stringify({ method: req.method, url: req.url, status: res.statusCode,
@@ -186,6 +196,10 @@ function xmlError(res, status, code, message) {
       flaked.add(part);
       req.resume();
       req.on('end', () => xmlError(res, 500, 'InternalError', 'We encountered an internal error. Please try again.'));
+      return;
+    }
+    if (part && opts.stall_parts) {  // read the part, never answer
+      req.resume();
       return;
     }
     if (part && opts.hold_parts) {

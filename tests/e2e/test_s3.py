@@ -526,10 +526,57 @@ def test_loop_serves_requests_during_a_multipart_upload():
         os.unlink(src)
 
 
+def test_cancelled_upload_stops_its_parts():
+    """A job timing out while its parts are in flight: the wait is cancelled (no resume),
+    the part requests are cancelled (their connections close at once), nothing completes
+    the upload, and the process exits cleanly (under SANITIZE=1: no use after free)."""
+    src = random_file(2 * 5 * MiB + 10)
+    try:
+        # the server reads each part and never answers
+        with S3Server(stall_parts=True) as srv:
+            config = ("return { reload = { watch = false }, shutdown = { grace = 1 },\n"
+                      "  jobs = { lease = 5, heartbeat = 1, poll = 0.05 },\n"
+                      "  plugins = { dir = { %s }, s3 = { access_key = 'S3RVER', "
+                      "secret_key = 'S3RVER', endpoint = %s } } }\n"
+                      % (json.dumps(PLUGINS), json.dumps(srv.endpoint)))
+            main_lua = (
+                'local http = require "luar.http"\n'
+                'local jobs = require "luar.jobs"\n'
+                'local c = require("luar.s3").client { bucket = "bucket-a", part_size = 5 * 1024 * 1024 }\n'
+                'jobs.define("upload", { retries = 0, timeout = 1 }, function(args)\n'
+                '  return c:put_object { key = "cancelled", file = args.path, concurrency = 2 }\n'
+                'end)\n'
+                'http.route("POST", "/go", function(req)\n'
+                '  return { status = 202, json = { id = jobs.enqueue("upload", { path = req.body }) } }\n'
+                'end)\n'
+                'http.route("GET", "/gc", function() collectgarbage() collectgarbage() return "ok" end)\n')
+            with Luar(scripts={"main.lua": main_lua}, config=config) as luar:
+                st, _, body = luar.request("POST", "/go", body=src.encode())
+                assert st == 202, (st, body)
+                jid = json.loads(body)["id"]
+                rec = luar.wait_log(lambda r: r.get("msg") == "job failed, now dead" and
+                                    r.get("job_id") == jid)
+                t_dead = time.monotonic()
+                assert "timed out after 1 s" in rec["error"], rec
+                assert luar.request("GET", "/gc")[0] == 200
+                # the held parts' connections are closed by luar (the calls were cancelled)
+                with srv.cond:
+                    srv.cond.wait_for(lambda: sum(1 for r in srv.requests if r.get("aborted")) >= 2, 5)
+                print("aborts seen %.2f s after the job failed" % (time.monotonic() - t_dead))
+                aborted = [r for r in srv.requests if r.get("aborted")]
+                assert len(aborted) == 2 and all("partNumber=" in r["url"] for r in aborted), srv.requests
+                parts = [r for r in srv.seen("PUT", "partNumber=") if not r.get("aborted")]
+                assert len(parts) <= 2, parts   # two were held; none more was started
+                assert not srv.seen("POST", "uploadId="), "a cancelled upload was completed"
+    finally:
+        os.unlink(src)
+
+
 if __name__ == "__main__":
     main([test_sigv4_aws_examples, test_put_get_head_delete, test_errors_are_parsed_and_named,
           test_list_pagination_and_prefixes, test_copy_object,
           test_multipart_upload_in_parallel_and_chunked_download,
           test_multipart_retries_a_part_and_aborts_on_failure,
           test_presigned_urls_fetched_with_curl, test_credentials_from_environment_and_config,
-          test_loop_serves_requests_during_a_multipart_upload])
+          test_loop_serves_requests_during_a_multipart_upload,
+          test_cancelled_upload_stops_its_parts])
