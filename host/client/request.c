@@ -33,6 +33,7 @@ struct luar_client_call {
     luar_client_res_t *res;
     size_t header_bytes;
     int too_large;
+    int head; /* a HEAD: its Content-Length announces a body that never comes */
     char refused[96]; /* refuse_private: "127.0.0.1 (loopback)" once refused */
     uint64_t started_ns;
     char method[16];
@@ -105,7 +106,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp)
     size_t nlen = (size_t)(colon - data), vlen = len - nlen - 1;
     trim(&name, &nlen);
     trim(&value, &vlen);
-    if (nlen == 14 && strncasecmp(name, "content-length", 14) == 0 &&
+    if (!c->head && nlen == 14 && strncasecmp(name, "content-length", 14) == 0 &&
         strtoull(value, NULL, 10) > c->res->body.max) {
         c->too_large = 1; /* refuse before reading a byte of it */
         return 0;
@@ -509,7 +510,11 @@ int luar_client_request(uv_loop_t *loop, const luar_client_req_t *req, luar_clie
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      ms(req->connect_timeout, LUAR_CLIENT_DEFAULT_CONNECT_TIMEOUT));
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, ms(req->timeout, LUAR_CLIENT_DEFAULT_TIMEOUT));
-    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max_body);
+    /* A HEAD's Content-Length announces a body that never comes: no cap on it (curl and
+     * on_header would refuse a HEAD of any resource larger than max_body). */
+    c->head = strcmp(method, "HEAD") == 0;
+    if (!c->head)
+        curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max_body);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);

@@ -17,14 +17,13 @@ local PART_ATTEMPTS = 3
 
 -- ---- errors -------------------------------------------------------------------------------
 
-local Error = {}
-Error.__index = Error
-Error.__tostring = function(e) return e.message end
+-- The one error shape of SPEC §4 (luar.error): tostring(err) reads like every module's.
+local lerror = require "luar.error"
 
 local function fail(kind, message, fields)
   local e = fields or {}
   e.kind, e.message = kind, message
-  return nil, setmetatable(e, Error)
+  return nil, lerror.new(e)
 end
 
 -- the codes S3 implies when it sends no body (HEAD)

@@ -101,7 +101,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.send_header("Content-Length", str(size))
             self.end_headers()
             block = b"y" * 65536
-            left = size
+            left = size if self.command != "HEAD" else 0
             try:
                 while left > 0:
                     part = block[:min(left, len(block))]
