@@ -663,6 +663,12 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
     start_signal(app, &app->sigint, SIGINT);
     start_signal(app, &app->sighup, SIGHUP);
     start_signal(app, &app->sigusr1, SIGUSR1);
+    /* A worker blocked SIGHUP from its first instruction (main.c); one that came while
+     * it loaded is delivered now, to the watcher, and reloads once the loop runs. */
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    sigprocmask(SIG_UNBLOCK, &hup, NULL);
     uv_timer_init(&app->loop, &app->grace);
     app->grace.data = app;
     uv_prepare_init(&app->loop, &app->prepare);

@@ -1,10 +1,11 @@
 """Hot reload: SIGHUP, `luar reload`, file watching, and reload under load without a drop."""
 import os
 import signal
+import tempfile
 import threading
 import time
 
-from luar_e2e import Luar, free_port, main, run_cli, write_files
+from luar_e2e import Luar, free_port, main, run_cli, wait_until, write_files
 
 NO_WATCH = "return { reload = { watch = false } }\n"
 
@@ -130,7 +131,53 @@ def test_reload_with_workers_waits_for_every_worker():
             assert luar.get_json("/v") == {"v": 3}
 
 
+SLOW_LOAD = r'''
+-- Each process that loads these scripts leaves a marker named by its pid, then takes a
+-- second of CPU before its routes exist: a window in which a reload can reach it.
+local stat = io.open("/proc/self/stat"):read("l")
+local pid = stat:match("^(%d+)")
+local f = io.open(os.getenv("MARKERS") .. "/" .. pid, "w")
+f:write("loading")
+f:close()
+local t0 = os.clock()
+while os.clock() - t0 < 1.0 do end
+local http = require "luar.http"
+http.route("GET", "/v", function(req) return { json = { v = 1 } } end)
+'''
+
+
+def test_reload_reaching_a_worker_still_loading_does_not_kill_it():
+    port = free_port()
+    markers = tempfile.mkdtemp(prefix="luar-markers-")
+    with Luar({"main.lua": SLOW_LOAD}, config=NO_WATCH, workers=2,
+              listen="127.0.0.1:%d" % port, wait_listening=False,
+              env={"MARKERS": markers}) as luar:
+        luar.port = port
+
+        def loading_worker():
+            for name in os.listdir(markers):
+                try:
+                    with open("/proc/%s/stat" % name) as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                except OSError:
+                    continue
+                if ppid == luar.proc.pid:  # a worker, not the supervisor's own check
+                    return int(name)
+            return None
+
+        pid = wait_until(loading_worker, "a worker loading its scripts", every=0.01)
+        os.kill(pid, signal.SIGHUP)  # mid-load: before its SIGHUP handler existed
+        luar.wait_log(lambda r: luar.count_logs(lambda x: x.get("msg") == "listening") >= 2)
+        # The worker lived through it: no death reported, the same process still there and
+        # serving; the held SIGHUP became a reload once it was ready.
+        assert luar.count_logs(lambda r: "died" in r.get("msg", "")) == 0, luar.lines[-10:]
+        os.kill(pid, 0)
+        luar.wait_log(lambda r: r.get("msg") == "scripts reloaded")
+        assert luar.get_json("/v") == {"v": 1}
+
+
 if __name__ == "__main__":
     main([test_reload_command_switches_version_and_reports_failure, test_sighup_reloads,
           test_file_change_reloads_when_watching, test_reload_under_load_50_times_drops_nothing,
-          test_reload_with_workers_waits_for_every_worker])
+          test_reload_with_workers_waits_for_every_worker,
+          test_reload_reaching_a_worker_still_loading_does_not_kill_it])
