@@ -10,6 +10,11 @@ pkgs="build-essential cmake pkg-config libuv1-dev libhttp-parser-dev liblua5.4-d
 # The Redis backend's tests start their own redis-server on a free port (never the
 # package's service, which they neither need nor touch); TLS certificates come from openssl.
 [ "$1" = test ] && pkgs="$pkgs redis-server redis-tools"
+# promtool (Debian's prometheus package) checks the live /metrics and the shipped alert
+# rules; the service it installs is neither started nor used.
+[ "$1" = test ] && pkgs="$pkgs prometheus"
+# The dashboard's browser test drives Debian's Chromium with playwright-core (npm).
+[ "$1" = test ] && pkgs="$pkgs chromium"
 # Node.js comes with most machine images; install Debian's only when there is none.
 [ "$1" = test ] && ! command -v npm >/dev/null 2>&1 && pkgs="$pkgs nodejs npm"
 missing=""
@@ -36,5 +41,19 @@ sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+# Packages that ship a service (prometheus, redis-server) must not start it: the tests start
+# what they need themselves. A policy-rc.d answering 101 says so to invoke-rc.d, as in
+# Debian's container images; one already in place is left alone.
+policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee $policy >/dev/null
+    $sudo chmod 755 $policy
+fi
+rc=0
+$sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null || rc=$?
+if [ -n "$policy" ]; then
+    $sudo rm -f $policy
+fi
+[ $rc = 0 ] || exit $rc
 install_npm_peers "$1"

@@ -69,6 +69,14 @@ void luar_watch_close(luar_watch_t *w);
 /* Registers the host's own metrics (luar_build_info, reloads, lua errors); idempotent. */
 void luar_app_metrics_init(void);
 
+/*
+ * Samples the process metrics (process_cpu_seconds_total, process_resident_memory_bytes,
+ * process_virtual_memory_bytes, process_open_fds, process_max_fds,
+ * process_start_time_seconds) from /proc, and sets luar_lua_memory_bytes to `lua_bytes`.
+ * Called before each /metrics rendering.
+ */
+void luar_app_metrics_sample(size_t lua_bytes);
+
 /* Counts one reload outcome in luar_script_reloads_total. */
 void luar_app_count_reload(int ok);
 

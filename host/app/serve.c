@@ -20,6 +20,7 @@
 #include "secrets/redact.h"
 #include "secrets/secrets.h"
 #include "server/http.h"
+#include "trace/export.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -165,8 +166,13 @@ static int builtin(app_t *app, luar_http_req_t *req)
             respond_json(req, 503, "{\"error\":\"scripts not loaded\"}");
         else
             ready_check(app, req);
-    } else if (luar_queue_counts(app->queue, on_counts, req)) {
-        respond_metrics(req);
+    } else {
+        size_t lua_bytes = app->vm ? luar_vm_memory(app->vm) : 0;
+        for (size_t i = 0; i < app->nretired; i++)
+            lua_bytes += luar_vm_memory(app->retired[i]->vm);
+        luar_app_metrics_sample(lua_bytes);
+        if (luar_queue_counts(app->queue, on_counts, req))
+            respond_metrics(req);
     }
     return 1;
 }
@@ -336,6 +342,7 @@ static void finish(app_t *app)
     luar_jobs_set_host(NULL, NULL, NULL);
     luar_plugins_use_vm(NULL);
     luar_redis_module_close();
+    luar_trace_export_stop(); /* the last spans leave; their post is bounded by 2 s */
     if (app->queue)
         luar_queue_close(app->queue, NULL, NULL); /* after pending writes complete */
     app->queue = NULL;
@@ -527,6 +534,11 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
         goto fail;
     }
     luar_queue_set_cache_limits(app->queue, cfg->cache.max_bytes, cfg->cache.max_value);
+    if (luar_trace_export_start(&app->loop, &cfg->tracing)) {
+        fprintf(stderr, "luar: tracing: cannot export to %s\n", cfg->tracing.endpoint);
+        status = 2;
+        goto fail;
+    }
     luar_jobs_set_host(app->queue, NULL, &cfg->jobs);
     /* Plugins before the first VM; their init may read the secret store (read again by
      * each reload, which reports a store that cannot be read). */
@@ -605,6 +617,7 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
     return status;
 
 fail:
+    luar_trace_export_stop();
     luar_jobs_set_host(NULL, NULL, NULL);
     luar_redis_module_close();
     if (app->control)

@@ -30,7 +30,7 @@ typedef struct loader {
 static const char *const known_keys[] = {
     "listen", "scripts", "data", "queue", "workers", "admin", "limits", "log", "reload",
     "plugins", "secrets", "jobs", "webhooks", "public_url", "shutdown", "oauth", "audit",
-    "cache", "redis", NULL,
+    "cache", "redis", "tracing", NULL,
 };
 
 /*
@@ -398,6 +398,46 @@ static void read_redis(loader_t *ld, lua_State *L)
     lua_pop(L, 1);
 }
 
+/* tracing = { endpoint, sample_rate, service_name, headers = { name = value } } */
+static void read_tracing(loader_t *ld, lua_State *L)
+{
+    static const char *const known[] = {"endpoint", "sample_rate", "service_name", "headers",
+                                        NULL};
+    if (!enter(ld, L, "tracing"))
+        return;
+    luar_tracing_config_t *t = &ld->cfg->tracing;
+    check_keys(ld, L, known, "tracing");
+    const char *s = opt_string(ld, L, "endpoint", "tracing.endpoint");
+    if (s && strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0)
+        fail_key(ld, "tracing.endpoint", "must be an http:// or https:// URL (the collector's "
+                                         "OTLP/HTTP traces endpoint, e.g. "
+                                         "http://127.0.0.1:4318/v1/traces)");
+    else if (s)
+        set_str(&t->endpoint, s);
+    if ((s = opt_string(ld, L, "service_name", "tracing.service_name")))
+        set_str(&t->service_name, s);
+    read_number(ld, L, "sample_rate", "tracing.sample_rate", &t->sample_rate, 0);
+    if (t->sample_rate > 1)
+        fail_key(ld, "tracing.sample_rate", "must be from 0 to 1, got %g", t->sample_rate);
+    if (enter(ld, L, "headers")) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+                fail_key(ld, "tracing.headers", "expected name = value strings");
+            else if (t->nheaders == LUAR_TRACE_MAX_HEADERS)
+                fail_key(ld, "tracing.headers", "at most %d headers", LUAR_TRACE_MAX_HEADERS);
+            else {
+                t->header_names[t->nheaders] = strdup(lua_tostring(L, -2));
+                t->header_values[t->nheaders] = strdup(lua_tostring(L, -1));
+                t->nheaders++;
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
 /* Reads the table at the top of the stack into ld->cfg. */
 /* cache = { max_bytes, max_value } (luar.cache). */
 static void read_cache(loader_t *ld, lua_State *L)
@@ -598,6 +638,7 @@ static void read_table(loader_t *ld, lua_State *L)
     check_keys(ld, L, known_keys, NULL);
     read_listen(ld, L);
     read_redis(ld, L);
+    read_tracing(ld, L);
     const char *s;
     if ((s = opt_string(ld, L, "scripts", "scripts")))
         set_str(&cfg->scripts, s);
@@ -831,6 +872,7 @@ int luar_config_load(luar_config_t *cfg, const luar_config_flags_t *flags, luar_
     cfg->cache.max_bytes = LUAR_QUEUE_CACHE_DEFAULT_MAX_BYTES;
     cfg->cache.max_value = LUAR_QUEUE_CACHE_DEFAULT_MAX_VALUE;
     luar_webhooks_config_init(&cfg->webhooks);
+    cfg->tracing.sample_rate = 1.0;
     cfg->scripts = strdup("scripts");
     cfg->data = strdup("luar-data");
     add_listen(cfg, DEFAULT_LISTEN, NULL, NULL, NULL);
@@ -877,6 +919,7 @@ void luar_config_free(luar_config_t *cfg)
     free(cfg->audit_file);
     free(cfg->redis_url);
     free_plugins(cfg);
+    luar_tracing_config_free(&cfg->tracing);
     OPENSSL_cleanse(&cfg->secrets_key, sizeof cfg->secrets_key);
     memset(cfg, 0, sizeof *cfg);
 }

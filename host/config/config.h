@@ -10,6 +10,7 @@
 #include "log/log.h"
 #include "secrets/store.h"
 #include "server/http.h"
+#include "trace/export.h"
 
 #include <stddef.h>
 
@@ -107,6 +108,7 @@ typedef struct luar_config {
     size_t nplugin_dirs;
     struct luar_plugin_config *plugins; /* plugins.<name> tables, in no particular order */
     size_t nplugins;
+    luar_tracing_config_t tracing; /* tracing = { … }: span export (trace/export.h) */
 } luar_config_t;
 
 /*

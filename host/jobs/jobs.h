@@ -8,6 +8,7 @@
 #define LUAR_JOBS_H
 
 #include "config/config.h"
+#include "lua/bridge.h"
 #include "lua/vm.h"
 #include "queue/queue.h"
 
@@ -102,6 +103,32 @@ void luar_jobs_read_options(lua_State *L, int t, luar_job_def_t *d);
 
 /* events.publish(topic, payload) ⏸: one job per matching subscriber, in one commit. */
 int luar_events_publish(lua_State *L);
+
+/*
+ * What an enqueue made through luar_jobs_enqueue_wait() returns to its push function: the
+ * backend's code (0 or LUAR_E*), whether the dedupe key was a duplicate, the new ids, and
+ * the caller's note (a string it wanted back, e.g. a delivery's message id).
+ */
+typedef struct luar_jobs_enqueued {
+    int rc;
+    int duplicate;
+    size_t n;
+    char **ids;
+    char note[256];
+} luar_jobs_enqueued_t;
+
+/*
+ * The one way a Lua function enqueues and waits (jobs.enqueue, events.publish,
+ * webhooks.deliver): enqueues `n` specs in one commit (with `dedupe` and its ttl, see
+ * luar_queue_enqueue), yields until the backend answers, then `push` reads the outcome with
+ * luar_jobs_enqueued(op). A task cancelled meanwhile loses nothing: the jobs are enqueued
+ * anyway. Runners are kicked after a success. `what` is a string literal. Use as
+ * `return luar_jobs_enqueue_wait(...)`.
+ */
+int luar_jobs_enqueue_wait(lua_State *L, const char *what, const luar_job_spec_t *specs,
+                           size_t n, const char *dedupe, double dedupe_ttl, const char *note,
+                           luar_bridge_push_fn push);
+const luar_jobs_enqueued_t *luar_jobs_enqueued(luar_bridge_op_t *op);
 
 /* jobs.cron(name, expr, job[, args[, opts]]) and jobs.every(name, seconds, job[, args[, opts]]). */
 int luar_jobs_cron(lua_State *L);

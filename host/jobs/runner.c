@@ -24,6 +24,7 @@
 #include "lua/vm_internal.h"
 #include "metrics/metrics.h"
 #include "secrets/redact.h"
+#include "trace/export.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -59,6 +60,7 @@ typedef struct running_job {
     double lease_until; /* the lease this worker knows it holds (queue clock) */
     unsigned hb_round;  /* the last heartbeat that asked to renew it */
     uint64_t start_ns;
+    luar_trace_t trace; /* the attempt's span */
     struct running_job *prev, *next;
 } running_job_t;
 
@@ -292,7 +294,8 @@ static void write_failure(running_job_t *j, const luar_job_def_t *def, luar_vm_t
     luar_buf_init(&f, 0);
     luar_buf_puts(&f, "\"job\":");
     luar_buf_append_json_string(&f, j->name, strlen(j->name));
-    luar_buf_appendf(&f, ",\"job_id\":\"%s\",\"attempt\":%d,\"error\":", j->id, j->attempt);
+    luar_buf_appendf(&f, ",\"job_id\":\"%s\",\"attempt\":%d,\"trace_id\":\"%s\",\"error\":", j->id,
+                     j->attempt, j->trace.trace_id);
     luar_buf_append_json_string(&f, error, strlen(error));
     if (traceback && *traceback) {
         luar_buf_puts(&f, ",\"traceback\":");
@@ -437,6 +440,17 @@ static void job_done(luar_task_t *task, int status, void *arg)
         }
         write_failure(j, def, vm, error, luar_task_traceback(task));
     }
+    if (luar_trace_exporting()) {
+        char name[160];
+        snprintf(name, sizeof name, "job %s", j->name);
+        luar_span_attr_t attrs[] = {{"luar.job.id", j->id, 0},
+                                    {"luar.job.name", j->name, 0},
+                                    {"luar.job.queue", j->queue, 0},
+                                    {"luar.job.attempt", NULL, j->attempt}};
+        luar_span_end(&j->trace, name, LUAR_SPAN_CONSUMER, luar_trace_unix_ns(j->start_ns),
+                      attrs, sizeof attrs / sizeof attrs[0], status != 0,
+                      status ? luar_task_error(task) : NULL);
+    }
     job_release_slot(j);
     pump(r);
 }
@@ -546,6 +560,7 @@ static void start_job(luar_runner_t *r, luar_vm_t *vm, const luar_job_t *job, do
     j->run_at = job->run_at;
     j->lease_until = job->lease_expires_at > 0 ? job->lease_expires_at : lease_until;
     j->start_ns = uv_hrtime();
+    luar_trace_child(&j->trace, NULL);
     uv_timer_init(r->loop, &j->timeout);
     j->timeout.data = j;
     j->next = r->jobs;
@@ -571,7 +586,7 @@ static void start_job(luar_runner_t *r, luar_vm_t *vm, const luar_job_t *job, do
         return;
     }
     struct setup s = {j, def};
-    luar_task_opts_t opts = {.request_id = NULL, .job_id = j->id};
+    luar_task_opts_t opts = {.request_id = NULL, .job_id = j->id, .trace = &j->trace};
     luar_buf_t err;
     luar_buf_init(&err, 4096);
     int rc = luar_task_spawn(vm, &opts, job_setup, &s, job_done, j, &j->task, &err);

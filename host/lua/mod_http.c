@@ -501,6 +501,7 @@ static void handler_failed(luar_http_req_t *req, const char *error, const char *
     luar_buf_append_json_string(&f, req->route, strlen(req->route));
     luar_buf_puts(&f, ",\"request_id\":");
     luar_buf_append_json_string(&f, req->request_id, strlen(req->request_id));
+    luar_buf_appendf(&f, ",\"trace_id\":\"%s\"", req->trace.trace_id);
     luar_buf_puts(&f, ",\"error\":");
     luar_buf_append_json_string(&f, error, strlen(error));
     luar_buf_puts(&f, ",\"traceback\":");
@@ -742,7 +743,7 @@ void luar_vm_handle_http(luar_vm_t *vm, luar_http_req_t *req)
     if (luar_route_guard_check_cert(m.route->guard, req) == LUAR_GUARD_ANSWERED)
         return;
     struct http_setup s = {req, m.route, ps, np};
-    luar_task_opts_t opts = {req->request_id, NULL};
+    luar_task_opts_t opts = {req->request_id, NULL, &req->trace};
     luar_buf_t err;
     luar_buf_init(&err, 4096);
     int rc = luar_task_spawn(vm, &opts, http_setup, &s, luar_http_task_done, req, NULL, &err);

@@ -17,6 +17,8 @@
 #include "lua/bridge.h"
 #include "lua/error.h"
 #include "lua/mod_http_client.h"
+#include "lua/task.h"
+#include "trace/export.h"
 #include "lua/util.h"
 
 #include <lauxlib.h>
@@ -47,15 +49,41 @@ struct req_op {
     luar_client_res_t *res;   /* the final outcome, handed to push */
     int cached;               /* the outcome came from the response cache */
     int raise_for_status;
+    luar_trace_t span;        /* the call's span, child of the calling task's */
+    char traceparent[LUAR_TRACEPARENT_LEN + 1];
+    uint64_t start_unix_ns;   /* when the call began, for its exported span */
 };
 
 /* ---- the wait --------------------------------------------------------------------------- */
 
 /* The send's outcome: hand it to push (from the loop, never inside another resume). */
+/* Exports the call's span (client kind) when the calling task's trace is exported. */
+static void end_span(struct req_op *ro, const luar_client_res_t *res)
+{
+    if (!luar_trace_exporting() || !luar_trace_active(&ro->span))
+        return;
+    const char *method = ro->req.method ? ro->req.method : "GET";
+    luar_buf_t url;
+    luar_buf_init(&url, 8192);
+    luar_redact_url(&url, ro->req.url);
+    luar_span_attr_t attrs[4] = {{"http.request.method", method, 0},
+                                 {"url.full", url.data ? url.data : "", 0}};
+    size_t n = 2;
+    if (res && res->rc == 0)
+        attrs[n++] = (luar_span_attr_t){"http.response.status_code", NULL, res->status};
+    else
+        attrs[n++] = (luar_span_attr_t){"error.type", res && res->kind ? res->kind : "error", 0};
+    int failed = res == NULL || res->rc != 0 || res->status >= 500;
+    luar_span_end(&ro->span, method, LUAR_SPAN_CLIENT, ro->start_unix_ns, attrs, n, failed,
+                  res && res->rc ? res->message : NULL);
+    luar_buf_free(&url);
+}
+
 static void on_sent(void *arg, luar_client_res_t *res, int cached)
 {
     struct req_op *ro = arg;
     ro->send = NULL;
+    end_span(ro, res);
     ro->res = res;
     ro->cached = cached;
     luar_bridge_complete(ro->op);
@@ -213,7 +241,7 @@ static double opt_num(lua_State *L, int t, const char *k)
 /* Reads the headers table at `t` into a userdata array pushed on the stack. */
 static luar_client_header_t *read_headers(lua_State *L, int t, size_t *n)
 {
-    luar_client_header_t *h = lua_newuserdatauv(L, MAX_HEADERS * sizeof *h, 0);
+    luar_client_header_t *h = lua_newuserdatauv(L, (MAX_HEADERS + 1) * sizeof *h, 0);
     *n = 0;
     if (lua_getfield(L, t, "headers") != LUA_TTABLE) {
         lua_pop(L, 1);
@@ -319,6 +347,28 @@ static void read_policy(lua_State *L, luar_client_policy_t *p)
 }
 
 /*
+ * The call is a span of the calling task's trace: unless the caller set its own, the
+ * request carries `traceparent` naming it (W3C Trace Context), so the upstream's spans join
+ * the trace. The headers array (read_headers) has room: MAX_HEADERS counts callers' only.
+ */
+static void add_traceparent(lua_State *L, struct req_op *ro)
+{
+    luar_task_t *task = luar_task_current(L);
+    if (task == NULL || !luar_trace_active(luar_task_trace(task)))
+        return;
+    for (size_t i = 0; i < ro->req.nheaders; i++)
+        if (strcasecmp(ro->req.headers[i].name, "traceparent") == 0)
+            return;
+    luar_trace_child(&ro->span, luar_task_trace(task));
+    luar_trace_format(&ro->span, ro->traceparent);
+    ro->start_unix_ns = luar_trace_now_ns();
+    luar_client_header_t *h = (luar_client_header_t *)ro->req.headers;
+    h[ro->req.nheaders].name = "traceparent";
+    h[ro->req.nheaders].value = ro->traceparent;
+    ro->req.nheaders++;
+}
+
+/*
  * send(norm) ⏸ → res | nil, err. `norm` is the table the Lua part built: method (upper
  * case), url, headers (name → string), body or json, connect_timeout, timeout, max_body,
  * raise_for_status, ca, cert, key, proxy, verify (and the resilience options, for later).
@@ -369,6 +419,7 @@ static int client_send(lua_State *L)
     ro->req = req;
     ro->raise_for_status = raise;
     luar_bridge_op_set_cleanup(op, req_cleanup);
+    add_traceparent(L, ro);
     int rc = luar_client_send(loop, &ro->req, &policy, on_sent, ro, &ro->send);
     if (rc) {
         ro->send = NULL;

@@ -150,18 +150,8 @@ void luar_jobs_define_subscriber(lua_State *L, const char *pattern, const char *
 
 struct enqueue_op {
     int canceled, fired;
-    int rc;
-    int duplicate;
-    size_t n;
-    char **ids;
+    luar_jobs_enqueued_t out;
 };
-
-static void enqueue_free(struct enqueue_op *e)
-{
-    for (size_t i = 0; i < e->n; i++)
-        free(e->ids[i]);
-    free(e->ids);
-}
 
 static void enqueue_cb(void *arg, int rc, const char *const *ids, size_t n, int duplicate)
 {
@@ -172,13 +162,13 @@ static void enqueue_cb(void *arg, int rc, const char *const *ids, size_t n, int 
         luar_bridge_op_free(op);
         return;
     }
-    e->rc = rc;
-    e->duplicate = duplicate;
+    e->out.rc = rc;
+    e->out.duplicate = duplicate;
     if (rc == 0 && ids) {
-        e->ids = calloc(n, sizeof *e->ids);
-        for (size_t i = 0; e->ids && i < n; i++)
-            e->ids[i] = strdup(ids[i]);
-        e->n = e->ids ? n : 0;
+        e->out.ids = calloc(n, sizeof *e->out.ids);
+        for (size_t i = 0; e->out.ids && i < n; i++)
+            e->out.ids[i] = strdup(ids[i]);
+        e->out.n = e->out.ids ? n : 0;
     }
     if (rc == 0)
         luar_jobs_kick();
@@ -188,7 +178,11 @@ static void enqueue_cb(void *arg, int rc, const char *const *ids, size_t n, int 
 static void enqueue_cleanup(luar_bridge_op_t *op, int canceled)
 {
     struct enqueue_op *e = luar_bridge_op_data(op);
-    enqueue_free(e);
+    for (size_t i = 0; i < e->out.n; i++)
+        free(e->out.ids[i]);
+    free(e->out.ids);
+    e->out.ids = NULL;
+    e->out.n = 0;
     if (canceled && !e->fired) {
         e->canceled = 1; /* enqueue_cb frees the op when the backend answers */
         return;
@@ -196,9 +190,35 @@ static void enqueue_cleanup(luar_bridge_op_t *op, int canceled)
     luar_bridge_op_free(op);
 }
 
+int luar_jobs_enqueue_wait(lua_State *L, const char *what, const luar_job_spec_t *specs,
+                           size_t n, const char *dedupe, double dedupe_ttl, const char *note,
+                           luar_bridge_push_fn push)
+{
+    luar_queue_t *q = luar_jobs_queue();
+    if (q == NULL)
+        return luar_lua_fail(L, "backend", "no queue backend in this command");
+    luar_bridge_op_t *op = luar_bridge_op_new(L, what, sizeof(struct enqueue_op));
+    luar_bridge_op_set_cleanup(op, enqueue_cleanup);
+    struct enqueue_op *e = luar_bridge_op_data(op);
+    if (note)
+        snprintf(e->out.note, sizeof e->out.note, "%s", note);
+    int rc = luar_queue_enqueue(q, specs, n, dedupe, dedupe_ttl, enqueue_cb, op);
+    if (rc) {
+        e->fired = 1;
+        e->out.rc = rc;
+        luar_bridge_complete(op);
+    }
+    return luar_bridge_yield(L, op, push);
+}
+
+const luar_jobs_enqueued_t *luar_jobs_enqueued(luar_bridge_op_t *op)
+{
+    return &((struct enqueue_op *)luar_bridge_op_data(op))->out;
+}
+
 static int enqueue_push_one(lua_State *L, luar_bridge_op_t *op)
 {
-    struct enqueue_op *e = luar_bridge_op_data(op);
+    const luar_jobs_enqueued_t *e = luar_jobs_enqueued(op);
     if (e->rc)
         return luar_lua_fail(L, "backend", "the queue backend could not take the job (%s)",
                              luar_strerror(e->rc));
@@ -244,25 +264,6 @@ static void build_spec(lua_State *L, const char *name, int args_idx, int opts,
     }
 }
 
-/* Starts an enqueue of `n` specs; yields. */
-static int start_enqueue(lua_State *L, const luar_job_spec_t *specs, size_t n,
-                         const char *dedupe, double dedupe_ttl, luar_bridge_push_fn push)
-{
-    luar_queue_t *q = luar_jobs_queue();
-    if (q == NULL)
-        return luar_lua_fail(L, "backend", "no queue backend in this command");
-    luar_bridge_op_t *op = luar_bridge_op_new(L, "jobs.enqueue", sizeof(struct enqueue_op));
-    luar_bridge_op_set_cleanup(op, enqueue_cleanup);
-    int rc = luar_queue_enqueue(q, specs, n, dedupe, dedupe_ttl, enqueue_cb, op);
-    if (rc) {
-        struct enqueue_op *e = luar_bridge_op_data(op);
-        e->fired = 1;
-        e->rc = rc;
-        luar_bridge_complete(op);
-    }
-    return luar_bridge_yield(L, op, push);
-}
-
 /* jobs.enqueue(name[, args[, opts]]) ⏸ → id | nil, err [-n, +1|2] */
 static int jobs_enqueue(lua_State *L)
 {
@@ -274,13 +275,13 @@ static int jobs_enqueue(lua_State *L)
     if (luar_jobs_queue() == NULL)
         return luar_lua_fail(L, "backend", "no queue backend in this command");
     build_spec(L, name, 2, opts, &spec);
-    return start_enqueue(L, &spec, 1, NULL, 0, enqueue_push_one);
+    return luar_jobs_enqueue_wait(L, "jobs.enqueue", &spec, 1, NULL, 0, NULL, enqueue_push_one);
 }
 
 /* For luar.events: enqueues one job per matching subscriber in one commit. */
 static int publish_push(lua_State *L, luar_bridge_op_t *op)
 {
-    struct enqueue_op *e = luar_bridge_op_data(op);
+    const luar_jobs_enqueued_t *e = luar_jobs_enqueued(op);
     if (e->rc)
         return luar_lua_fail(L, "backend", "the queue backend could not take the event (%s)",
                              luar_strerror(e->rc));
@@ -326,7 +327,7 @@ int luar_events_publish(lua_State *L)
         lua_pushinteger(L, 0);
         return 1;
     }
-    return start_enqueue(L, specs, n, NULL, 0, publish_push);
+    return luar_jobs_enqueue_wait(L, "events.publish", specs, n, NULL, 0, NULL, publish_push);
 }
 
 /* ---- jobs.get ------------------------------------------------------------------------ */

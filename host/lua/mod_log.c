@@ -57,6 +57,8 @@ static int log_at(lua_State *L, int level)
             add_id(b, "request_id", luar_task_request_id(task));
         if (!has_field(L, 2, "job_id"))
             add_id(b, "job_id", luar_task_job_id(task));
+        if (!has_field(L, 2, "trace_id"))
+            add_id(b, "trace_id", luar_task_trace(task)->trace_id);
     }
     luar_log_write(level, msg, msg_len, b->data, b->len);
     luar_buf_free(b);

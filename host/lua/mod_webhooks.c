@@ -473,7 +473,7 @@ static void run_sync(void *arg, const luar_webhook_handler_t *h, luar_http_req_t
 {
     luar_vm_t *vm = arg;
     struct sync_setup s = {h, args, args_len};
-    luar_task_opts_t opts = {req->request_id, NULL};
+    luar_task_opts_t opts = {req->request_id, NULL, &req->trace};
     luar_buf_t err;
     luar_buf_init(&err, 4096);
     int rc = luar_task_spawn(vm, &opts, sync_setup, &s, luar_http_task_done, req, NULL, &err);

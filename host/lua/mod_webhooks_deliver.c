@@ -106,54 +106,18 @@ static void check_headers(lua_State *L, int t)
 
 /* ---- webhooks.deliver{…} ⏸ ----------------------------------------------------------- */
 
-struct enqueue_op {
-    int canceled, fired;
-    int rc;
-    int duplicate;
-    char job_id[40];
-    char msg_id[LUAR_DELIVER_ID_MAX + 1];
-};
-
-static void enqueue_cb(void *arg, int rc, const char *const *ids, size_t n, int duplicate)
-{
-    luar_bridge_op_t *op = arg;
-    struct enqueue_op *e = luar_bridge_op_data(op);
-    e->fired = 1;
-    if (e->canceled) { /* the caller is gone; the delivery is enqueued anyway */
-        luar_bridge_op_free(op);
-        return;
-    }
-    e->rc = rc;
-    e->duplicate = duplicate;
-    if (rc == 0 && ids && n > 0)
-        snprintf(e->job_id, sizeof e->job_id, "%s", ids[0]);
-    if (rc == 0)
-        luar_jobs_kick();
-    luar_bridge_complete(op);
-}
-
-static void enqueue_cleanup(luar_bridge_op_t *op, int canceled)
-{
-    struct enqueue_op *e = luar_bridge_op_data(op);
-    if (canceled && !e->fired) {
-        e->canceled = 1; /* enqueue_cb frees the op when the backend answers */
-        return;
-    }
-    luar_bridge_op_free(op);
-}
-
 /* → msg_id, job_id (nil when the id was a duplicate) | nil, err */
 static int enqueue_push(lua_State *L, luar_bridge_op_t *op)
 {
-    struct enqueue_op *e = luar_bridge_op_data(op);
+    const luar_jobs_enqueued_t *e = luar_jobs_enqueued(op);
     if (e->rc)
         return luar_lua_fail(L, "backend", "the queue backend could not take the delivery (%s)",
                              luar_strerror(e->rc));
-    lua_pushstring(L, e->msg_id);
-    if (e->duplicate || e->job_id[0] == '\0')
+    lua_pushstring(L, e->note);
+    if (e->duplicate || e->n == 0)
         lua_pushnil(L);
     else
-        lua_pushstring(L, e->job_id);
+        lua_pushstring(L, e->ids[0]);
     return 2;
 }
 
@@ -257,18 +221,8 @@ int luar_webhooks_deliver(lua_State *L)
         dedupe = key->data;
     }
 
-    luar_bridge_op_t *op = luar_bridge_op_new(L, "webhooks.deliver",
-                                              sizeof(struct enqueue_op));
-    luar_bridge_op_set_cleanup(op, enqueue_cleanup);
-    struct enqueue_op *e = luar_bridge_op_data(op);
-    snprintf(e->msg_id, sizeof e->msg_id, "%s", id);
-    int rc = luar_queue_enqueue(q, &spec, 1, dedupe, DEDUPE_TTL, enqueue_cb, op);
-    if (rc) {
-        e->fired = 1;
-        e->rc = rc;
-        luar_bridge_complete(op);
-    }
-    return luar_bridge_yield(L, op, enqueue_push);
+    return luar_jobs_enqueue_wait(L, "webhooks.deliver", &spec, 1, dedupe, DEDUPE_TTL, id,
+                                  enqueue_push);
 }
 
 /* ---- the job: one attempt per run ---------------------------------------------------- */

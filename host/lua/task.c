@@ -265,6 +265,8 @@ int luar_task_spawn(luar_vm_t *vm, const luar_task_opts_t *opts, luar_task_setup
         snprintf(t->request_id, sizeof t->request_id, "%s", opts->request_id);
     if (opts != NULL && opts->job_id != NULL)
         snprintf(t->job_id, sizeof t->job_id, "%s", opts->job_id);
+    if (opts != NULL && opts->trace != NULL)
+        t->trace = *opts->trace;
     struct spawn s = {t, setup, setup_arg};
     int rc = luar_vm_pcall(vm, spawn_protected, &s, err);
     if (rc != 0) {
@@ -377,6 +379,11 @@ const char *luar_task_request_id(const luar_task_t *t)
 const char *luar_task_job_id(const luar_task_t *t)
 {
     return t->job_id;
+}
+
+const luar_trace_t *luar_task_trace(const luar_task_t *t)
+{
+    return &t->trace;
 }
 
 int luar_task_exit_status(const luar_task_t *t)

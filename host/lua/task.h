@@ -9,6 +9,8 @@
 
 #include "lua/vm.h"
 
+#include "trace/trace.h"
+
 #include <lua.h>
 
 typedef struct luar_task luar_task_t;
@@ -29,8 +31,9 @@ typedef void (*luar_task_done_fn)(luar_task_t *task, int status, void *arg);
 typedef int (*luar_task_setup_fn)(lua_State *L, void *arg);
 
 typedef struct luar_task_opts {
-    const char *request_id; /* copied; NULL: none */
-    const char *job_id;     /* copied; NULL: none */
+    const char *request_id;     /* copied; NULL: none */
+    const char *job_id;         /* copied; NULL: none */
+    const luar_trace_t *trace;  /* the task's span, copied; NULL: none */
 } luar_task_opts_t;
 
 /*
@@ -94,6 +97,9 @@ const char *luar_task_traceback(const luar_task_t *task);
 /* The request id / job id of the task ("" when none). */
 const char *luar_task_request_id(const luar_task_t *task);
 const char *luar_task_job_id(const luar_task_t *task);
+
+/* The task's span (trace_id "" when it has none). */
+const luar_trace_t *luar_task_trace(const luar_task_t *task);
 
 /* The task whose code runs now in the VM of `L` (from a Lua-facing function); NULL outside. */
 luar_task_t *luar_task_current(lua_State *L);

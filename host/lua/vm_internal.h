@@ -67,6 +67,7 @@ struct luar_task {
     char *traceback;
     char request_id[65];
     char job_id[65];
+    luar_trace_t trace;
     uint64_t serial;          /* unique in the process: tells a task from a later one at
                                  the same address (luar_task_alive) */
     luar_task_t *prev, *next; /* the VM's live tasks */

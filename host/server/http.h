@@ -7,6 +7,8 @@
 #ifndef LUAR_HTTP_H
 #define LUAR_HTTP_H
 
+#include "trace/trace.h"
+
 #include <luar/plugin.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,6 +39,7 @@ typedef struct luar_http_req {
     const char *body; /* the whole body (de-chunked), NUL-terminated; "" when none */
     size_t body_len;
     char request_id[65];   /* X-Request-Id when valid (1-64 chars of [A-Za-z0-9._:-]), else generated */
+    luar_trace_t trace;    /* this request's span: child of a valid `traceparent`, else a new trace */
     char remote_addr[64];  /* peer IP address, without the port */
     const char *tls_client_subject; /* verified client certificate subject (RFC 2253), or NULL */
     int tls;                        /* nonzero when the request came over TLS */

@@ -10,6 +10,7 @@
 #include "log/log.h"
 #include "metrics/metrics.h"
 #include "secrets/redact.h"
+#include "trace/export.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -84,9 +85,15 @@ static void generate_id(char out[65])
     out[32] = '\0';
 }
 
-/* Sets c->req.request_id from a valid X-Request-Id, else a generated id. */
+/* Sets c->req.request_id from a valid X-Request-Id, else a generated id, and starts the
+ * request's span under a valid `traceparent` (else a new trace). */
 void luar_http_request_id(luar_http_conn_t *c)
 {
+    const luar_http_header_t *tp = luar_http_req_header(&c->req, "traceparent");
+    c->req.trace.trace_id[0] = '\0';
+    if (tp == NULL || luar_trace_parse(tp->value, tp->value_len, &c->req.trace) != 0)
+        c->req.trace.trace_id[0] = '\0';
+    luar_trace_child(&c->req.trace, &c->req.trace);
     const luar_http_header_t *h = luar_http_req_header(&c->req, "x-request-id");
     if (h && request_id_valid(h->value, h->value_len)) {
         memcpy(c->req.request_id, h->value, h->value_len);
@@ -264,6 +271,16 @@ static void account(luar_http_conn_t *c, int status, size_t bytes)
         const char *labels[] = {route};
         luar_metric_observe(request_duration, labels, seconds);
     }
+    if (luar_trace_exporting()) {
+        char name[160];
+        snprintf(name, sizeof name, "%s %s", method, route);
+        luar_span_attr_t attrs[] = {{"http.request.method", method, 0},
+                                    {"http.route", route, 0},
+                                    {"http.response.status_code", NULL, status}};
+        luar_span_end(&req->trace, name, LUAR_SPAN_SERVER,
+                      luar_trace_unix_ns(req->start_ns ? req->start_ns : uv_hrtime()), attrs, 3,
+                      status >= 500, NULL);
+    }
     if (!luar_log_enabled(LUAR_LOG_INFO))
         return;
     luar_buf_t *f = &c->scratch;
@@ -275,8 +292,9 @@ static void account(luar_http_conn_t *c, int status, size_t bytes)
         luar_buf_puts(f, "\"-\"");
     luar_buf_appendf(f,
                      ",\"status\":%d,\"duration_ms\":%.3f,\"bytes\":%zu,\"request_id\":\"%s\","
-                     "\"remote_addr\":\"%s\"",
-                     status, seconds * 1000.0, bytes, req->request_id, c->remote_addr);
+                     "\"remote_addr\":\"%s\",\"trace_id\":\"%s\"",
+                     status, seconds * 1000.0, bytes, req->request_id, c->remote_addr,
+                     req->trace.trace_id);
     if (f->data)
         luar_log_write(LUAR_LOG_INFO, "request", 7, f->data, f->len);
 }
