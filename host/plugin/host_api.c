@@ -16,6 +16,7 @@
 #include "log/log.h"
 #include "lua/bridge.h"
 #include "metrics/metrics.h"
+#include "plugin/hooks.h"
 #include "queue/queue.h"
 #include "secrets/redact.h"
 #include "secrets/secrets.h"
@@ -666,10 +667,15 @@ void luar_plugin_host_init(plugin_rec_t *p)
     h->buf_free = buf_free;
     h->buf_reset = luar_buf_reset;
     h->hex_decode = luar_hex_decode;
+    h->on_error = luar_plugin_hooks_on_error;
+    h->on_log = luar_plugin_hooks_on_log;
+    h->redact = luar_plugin_hooks_redact;
+    h->context = luar_plugin_hooks_context;
 }
 
 void luar_plugin_host_release(plugin_rec_t *p)
 {
+    luar_plugin_hooks_release(&p->host);
     while (p->timers) {
         host_log(&p->host, LUAR_LOG_DEBUG, "timer left running after fini: stopped");
         timer_stop(p->timers);
