@@ -313,6 +313,43 @@ typedef struct luar_plugin_context {
     const char *span_id;  /* 16 hex digits */
 } luar_plugin_context_t;
 
+/* An attribute of a span: a string value, or an integer one when `str` is NULL. */
+typedef struct luar_plugin_attr {
+    const char *key;
+    const char *str;
+    long long num;
+} luar_plugin_attr_t;
+
+/* Kinds of spans (OpenTelemetry's numbers). */
+enum {
+    LUAR_PLUGIN_SPAN_SERVER = 2,  /* an HTTP request the host answered */
+    LUAR_PLUGIN_SPAN_CLIENT = 3,  /* an outbound call (luar.http) */
+    LUAR_PLUGIN_SPAN_CONSUMER = 5 /* a job attempt */
+};
+
+/*
+ * A span that ended (trace/export's, whether or not spans are exported). Attributes are
+ * the exported ones: http.request.method, http.route, http.response.status_code (server);
+ * http.request.method, url.full (secrets redacted), http.response.status_code or
+ * error.type (client); luar.job.id, luar.job.name, luar.job.queue, luar.job.attempt (job).
+ * Valid only during the call.
+ */
+typedef struct luar_plugin_span {
+    const char *name;      /* "GET /orders/:id", "job charge", "POST" */
+    int kind;              /* LUAR_PLUGIN_SPAN_* */
+    const char *trace_id;  /* 32 hex digits */
+    const char *span_id;   /* 16 hex digits */
+    const char *parent_id; /* 16 hex digits; "" for the root of a trace */
+    int sampled;           /* the trace's sampled flag (tracing.sample_rate, or the caller's) */
+    double start, end;     /* unix seconds */
+    int error;             /* the span failed (5xx, a transport error, a failed job) */
+    const char *message;   /* why, or NULL */
+    const luar_plugin_attr_t *attrs;
+    size_t nattrs;
+} luar_plugin_span_t;
+
+typedef void (*luar_plugin_span_fn)(void *arg, const luar_plugin_span_t *span);
+
 typedef struct luar_host luar_host_t;
 
 struct luar_host {
@@ -459,6 +496,13 @@ struct luar_host {
     /* Fills *out with the request or job the Lua code running in L serves (all NULL at
      * the top level of a script). Returns 0. */
     int (*context)(lua_State *L, luar_plugin_context_t *out);
+
+    /* -- added within ABI 1 (check host->size >= offsetof(luar_host_t, on_span) + sizeof
+     *    (void *) before use). */
+    /* Calls fn(arg, span) on the loop thread for every span that ends: requests, outbound
+     * calls, job attempts. One hook a plugin, replaced or removed (fn NULL) like on_error.
+     * While a plugin listens the host records spans even without tracing.endpoint. */
+    int (*on_span)(const luar_host_t *h, luar_plugin_span_fn fn, void *arg);
 };
 
 /* ---- the descriptor -------------------------------------------------------------------- */
