@@ -11,7 +11,9 @@
 #include "log/log.h"
 #include "lua/task.h"
 #include "secrets/redact.h"
+#include "trace/export.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +30,8 @@ static struct {
     size_t nerrors;
     hook_t logs[MAX_HOOKS];
     size_t nlogs;
+    hook_t spans[MAX_HOOKS];
+    size_t nspans;
     int tapped;      /* our log tap is installed */
     int reporting;   /* the line being written is an error's (luar_plugin_report_error) */
     luar_buf_t line; /* the tapped line, copied: a hook that logs overwrites the log's own */
@@ -142,6 +146,54 @@ void luar_plugin_report_error(const luar_plugin_error_t *e, int level, const cha
         luar_buf_free(&scratch[i]);
 }
 
+/* ---- spans ------------------------------------------------------------------------------ */
+
+/* The trace's attributes are the ABI's: they cross without a copy. */
+_Static_assert(sizeof(luar_span_attr_t) == sizeof(luar_plugin_attr_t) &&
+                   offsetof(luar_span_attr_t, key) == offsetof(luar_plugin_attr_t, key) &&
+                   offsetof(luar_span_attr_t, str) == offsetof(luar_plugin_attr_t, str) &&
+                   offsetof(luar_span_attr_t, num) == offsetof(luar_plugin_attr_t, num),
+               "span attributes");
+_Static_assert((int)LUAR_SPAN_SERVER == (int)LUAR_PLUGIN_SPAN_SERVER &&
+                   (int)LUAR_SPAN_CLIENT == (int)LUAR_PLUGIN_SPAN_CLIENT &&
+                   (int)LUAR_SPAN_CONSUMER == (int)LUAR_PLUGIN_SPAN_CONSUMER,
+               "span kinds");
+
+static void span_ended(const luar_trace_t *t, const char *name, int kind, uint64_t start_ns,
+                       uint64_t end_ns, const luar_span_attr_t *attrs, size_t nattrs, int error,
+                       const char *message)
+{
+    luar_buf_t scratch;
+    luar_buf_init(&scratch, 0);
+    luar_plugin_span_t s = {
+        .name = name ? name : "",
+        .kind = kind,
+        .trace_id = t->trace_id,
+        .span_id = t->span_id,
+        .parent_id = t->parent_id,
+        .sampled = t->flags & 1,
+        .start = (double)start_ns / 1e9,
+        .end = (double)end_ns / 1e9,
+        .error = error,
+        .message = message ? luar_secret_clean(message, &scratch) : NULL,
+        .attrs = (const luar_plugin_attr_t *)attrs,
+        .nattrs = nattrs,
+    };
+    hook_t hooks[MAX_HOOKS];
+    size_t n = g_hooks.nspans;
+    memcpy(hooks, g_hooks.spans, n * sizeof *hooks);
+    for (size_t i = 0; i < n; i++)
+        ((luar_plugin_span_fn)hooks[i].fn)(hooks[i].arg, &s);
+    luar_buf_free(&scratch);
+}
+
+int luar_plugin_hooks_on_span(const luar_host_t *h, luar_plugin_span_fn fn, void *arg)
+{
+    int rc = hook_set(g_hooks.spans, &g_hooks.nspans, h, (void (*)(void))fn, arg);
+    luar_trace_set_listener(g_hooks.nspans > 0 ? span_ended : NULL);
+    return rc;
+}
+
 /* ---- redaction, context, release -------------------------------------------------------- */
 
 int luar_plugin_hooks_redact(luar_buf_t *out, const char *text, size_t len)
@@ -179,4 +231,5 @@ void luar_plugin_hooks_release(const luar_host_t *h)
     hook_set(g_hooks.errors, &g_hooks.nerrors, h, NULL, NULL);
     hook_set(g_hooks.logs, &g_hooks.nlogs, h, NULL, NULL);
     tap_update();
+    luar_plugin_hooks_on_span(h, NULL, NULL);
 }

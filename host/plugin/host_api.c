@@ -671,6 +671,7 @@ void luar_plugin_host_init(plugin_rec_t *p)
     h->on_log = luar_plugin_hooks_on_log;
     h->redact = luar_plugin_hooks_redact;
     h->context = luar_plugin_hooks_context;
+    h->on_span = luar_plugin_hooks_on_span;
 }
 
 void luar_plugin_host_release(plugin_rec_t *p)

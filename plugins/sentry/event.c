@@ -70,7 +70,7 @@ static void breadcrumbs_json(sentry_t *s, sentry_sb_t *b)
 }
 
 void sentry_event_end(sentry_t *s, sentry_sb_t *b, const char *const *tags,
-                      const char *user_json)
+                      const char *user_json, int breadcrumbs)
 {
     sentry_sb_puts(b, ",\"tags\":{");
     int first = 1;
@@ -96,7 +96,8 @@ void sentry_event_end(sentry_t *s, sentry_sb_t *b, const char *const *tags,
         sentry_sb_puts(b, ",\"user\":");
         sentry_sb_puts(b, user_json ? user_json : s->user);
     }
-    breadcrumbs_json(s, b);
+    if (breadcrumbs)
+        breadcrumbs_json(s, b);
     sentry_sb_puts(b, "}");
 }
 
@@ -294,7 +295,7 @@ int sentry_log_event(sentry_t *s, const char *line, size_t len)
     tags[nt++] = "where";
     tags[nt++] = "\"log\"";
     tags[nt] = NULL;
-    sentry_event_end(s, &b, tags, NULL);
+    sentry_event_end(s, &b, tags, NULL, 1);
     sentry_transport_submit(s, id, SENTRY_CAT_ERROR, &b);
     return 0;
 }
@@ -364,6 +365,6 @@ void sentry_error_event(sentry_t *s, const luar_plugin_error_t *e)
     }
 #undef TAG
     tags[nt] = NULL;
-    sentry_event_end(s, &b, tags, NULL);
+    sentry_event_end(s, &b, tags, NULL, 1);
     sentry_transport_submit(s, id, SENTRY_CAT_ERROR, &b);
 }

@@ -23,6 +23,11 @@ static void on_error(void *arg, const luar_plugin_error_t *e)
     sentry_error_event(arg, e);
 }
 
+static void on_span(void *arg, const luar_plugin_span_t *span)
+{
+    sentry_span_ended(arg, span);
+}
+
 static void on_log(void *arg, int level, const char *line, size_t len, int flags)
 {
     sentry_t *s = arg;
@@ -213,7 +218,7 @@ static int finish_capture(lua_State *L, sentry_t *s, sentry_sb_t *b, const char 
         tags[nt++] = rid;
     }
     tags[nt] = NULL;
-    sentry_event_end(s, b, tags, user.len && !user.oom ? user.data : NULL);
+    sentry_event_end(s, b, tags, user.len && !user.oom ? user.data : NULL, 1);
     sentry_sb_free(&user);
     return push_outcome(L, id, sentry_transport_submit(s, id, SENTRY_CAT_ERROR, b));
 }
@@ -402,9 +407,9 @@ static int sentry_init(const luar_host_t *h, const luar_plugin_config_t *config,
     *ctx = NULL;
     if (dsn == NULL || dsn[0] == '\0')
         return 0; /* not configured: nothing to do, and nothing costs anything */
-    if (h->size < offsetof(luar_host_t, context) + sizeof(void *)) {
-        snprintf(err, err_size, "this host has no error hooks (on_error, on_log): a newer "
-                 "luar is needed");
+    if (h->size < offsetof(luar_host_t, on_span) + sizeof(void *)) {
+        snprintf(err, err_size, "this host has no error hooks (on_error, on_log, on_span): "
+                 "a newer luar is needed");
         return LUAR_PLUGIN_ECONFIG;
     }
     sentry_t *s = calloc(1, sizeof *s);
@@ -462,10 +467,12 @@ static int sentry_init(const luar_host_t *h, const luar_plugin_config_t *config,
             h->metric_add(s->events, v, 0);
         }
     }
-    if (h->on_error(h, on_error, s) || h->on_log(h, on_log, s)) {
-        snprintf(err, err_size, "the host refused the error and log hooks");
+    if (h->on_error(h, on_error, s) || h->on_log(h, on_log, s) ||
+        (s->traces_sample_rate > 0 && h->on_span(h, on_span, s))) {
+        snprintf(err, err_size, "the host refused the error, log and span hooks");
         h->on_error(h, NULL, NULL);
         h->on_log(h, NULL, NULL);
+        h->on_span(h, NULL, NULL);
         sentry_free(s);
         return LUAR_PLUGIN_ENOMEM;
     }
@@ -483,6 +490,8 @@ static void sentry_fini(void *ctx)
         return;
     s->h->on_error(s->h, NULL, NULL);
     s->h->on_log(s->h, NULL, NULL);
+    s->h->on_span(s->h, NULL, NULL);
+    sentry_transactions_free();
     if (S == s)
         S = NULL;
     sentry_free(s);

@@ -85,7 +85,7 @@ void sentry_event_begin(sentry_t *s, sentry_sb_t *b, const char *event_id, doubl
                         const char *level, const char *logger);
 /* Extra tags of one event: keys and JSON values (quoted strings), NULL-terminated pairs. */
 void sentry_event_end(sentry_t *s, sentry_sb_t *b, const char *const *tags,
-                      const char *user_json);
+                      const char *user_json, int breadcrumbs);
 /* {"type":…,"value":…,"mechanism":…,"stacktrace":…} from a message and a traceback. */
 void sentry_exception_json(sentry_sb_t *b, const char *type, const char *message,
                            const char *traceback, const char *mechanism, int handled);
@@ -96,5 +96,10 @@ void sentry_breadcrumbs_free(sentry_t *s);
 int sentry_log_event(sentry_t *s, const char *line, size_t len);
 /* An uncaught error as an event. */
 void sentry_error_event(sentry_t *s, const luar_plugin_error_t *e);
+
+/* transaction.c: a span that ended (requests and job attempts become transactions, their
+ * outbound calls child spans); the pool of waiting child spans freed at fini. */
+void sentry_span_ended(sentry_t *s, const luar_plugin_span_t *sp);
+void sentry_transactions_free(void);
 
 #endif

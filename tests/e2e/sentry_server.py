@@ -69,6 +69,14 @@ class SentryStandIn:
             def log_message(self, *a):
                 pass
 
+            def do_GET(self):  # an upstream for outbound calls (child spans)
+                body = b'{"ok":true}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def do_POST(self):
                 n = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(n)

@@ -68,6 +68,19 @@ http.route("POST", "/leak", function(req)
 end)
 '''
 
+TRACED_APP = r'''
+local http = require "luar.http"
+local jobs = require "luar.jobs"
+local UPSTREAM = os.getenv("E2E_UPSTREAM")
+jobs.define("sync", { queue = "io" }, function() http.get(UPSTREAM .. "/from-job") end)
+http.route("GET", "/orders/:id", function(req)
+  local res = http.get(UPSTREAM .. "/upstream?id=" .. req.params.id)
+  jobs.enqueue("sync")
+  return { json = { upstream = res.status } }
+end)
+http.route("GET", "/boom", function() error("boom") end)
+'''
+
 CRON_APP = r'''
 local jobs = require "luar.jobs"
 jobs.define("ticker", { retries = 0 }, function() error("tick failed") end)
@@ -115,8 +128,10 @@ def frames_of(ev):
     return ev["exception"]["values"][0]["stacktrace"]["frames"]
 
 
-def start(dsn, app=APP, **extra):
-    return Luar({"main.lua": app}, config=config(dsn, **extra), env={"E2E_SECRET": SECRET})
+def start(dsn, app=APP, env=None, **extra):
+    e = {"E2E_SECRET": SECRET}
+    e.update(env or {})
+    return Luar({"main.lua": app}, config=config(dsn, **extra), env=e)
 
 
 def test_handler_error_event_with_frames_tags_trace_and_breadcrumbs():
@@ -168,13 +183,16 @@ def test_handler_error_event_with_frames_tags_trace_and_breadcrumbs():
         assert mine[-1]["category"] == "log" and mine[-1]["timestamp"].endswith("Z")
         assert any(c["message"] == "request" and c["data"].get("path") == "/orders/1"
                    for c in crumbs), crumbs
-        # the error's own log line is not a second event
-        time.sleep(0.3)
+        # the error's own log line is not a second event: events leave in order, so once
+        # a later one arrived, nothing else came between
+        luar.request("POST", "/log-error")
+        sentry.wait_event(lambda e: e.get("logentry", {}).get("formatted") ==
+                          "payment provider refused")
         assert not any("logentry" in e and e["logentry"]["formatted"] == "handler error"
                        for x in sentry.envelopes for e in x["events"])
-        assert sentry.count() == first + 1
-        m = metrics(luar)
-        assert m["sent"] == 2 and m["failed"] == 0 and m["dropped"] == 0, m
+        assert sentry.count() == first + 2
+        m = wait_metrics(luar, lambda m: m["sent"] == 3, "3 sent")
+        assert m["failed"] == 0 and m["dropped"] == 0 and m["rate_limited"] == 0, m
 
 
 def test_job_and_cron_tick_errors_carry_job_queue_and_schedule():
@@ -293,6 +311,50 @@ def test_rate_limits_are_honoured_and_nothing_is_retried_early():
         assert ids.count(first_id) == 1  # the rate-limited event was not retried
 
 
+def test_sampled_transactions_for_requests_and_jobs():
+    with SentryStandIn() as sentry:
+        up = "http://127.0.0.1:%d" % sentry.port
+        with start(sentry.dsn, app=TRACED_APP, traces_sample_rate=1,
+                   env={"E2E_UPSTREAM": up}) as luar:
+            status, _, body = luar.request(
+                "GET", "/orders/5", headers={"traceparent": "00-%s-00f067aa0ba902b7-01" % TRACE_ID})
+            assert status == 200, body
+            tx = sentry.wait_event(lambda e: e.get("type") == "transaction"
+                                   and e["contexts"]["trace"]["op"] == "http.server")
+            env = [x for x in sentry.envelopes if tx in x["events"]][0]
+            assert env["items"][0][0]["type"] == "transaction"
+            assert tx["transaction"] == "GET /orders/:id"
+            assert tx["transaction_info"] == {"source": "route"}
+            assert tx["start_timestamp"] <= tx["timestamp"]
+            trace = tx["contexts"]["trace"]
+            assert trace["trace_id"] == TRACE_ID and trace["parent_span_id"] == "00f067aa0ba902b7"
+            assert trace["status"] == "ok"
+            assert tx["tags"]["route"] == "/orders/:id" and tx["tags"]["method"] == "GET"
+            child, = tx["spans"]
+            assert child["op"] == "http.client" and child["parent_span_id"] == trace["span_id"]
+            assert child["description"] == "GET %s/upstream?id=5" % up
+            assert child["data"]["http.response.status_code"] == 200 and child["status"] == "ok"
+            assert tx["start_timestamp"] <= child["start_timestamp"] <= child["timestamp"] \
+                <= tx["timestamp"]
+            job = sentry.wait_event(lambda e: e.get("type") == "transaction"
+                                    and e["contexts"]["trace"]["op"] == "queue.task")
+            assert job["transaction"] == "job sync" and job["tags"]["queue"] == "io"
+            assert job["transaction_info"] == {"source": "task"}
+            jchild, = job["spans"]
+            assert jchild["description"].endswith("/from-job")
+            assert not any(e.get("transaction", "").startswith("GET /metrics")
+                           for x in sentry.envelopes for e in x["events"])
+    # traces_sample_rate = 0 (the default): no transactions at all
+    with SentryStandIn() as sentry:
+        up = "http://127.0.0.1:%d" % sentry.port
+        with start(sentry.dsn, app=TRACED_APP, env={"E2E_UPSTREAM": up}) as luar:
+            for i in range(3):
+                assert luar.request("GET", "/orders/%d" % i)[0] == 200
+            assert luar.request("GET", "/boom")[0] == 500  # an error event closes the row
+            sentry.wait_event(lambda e: e.get("tags", {}).get("route") == "/boom")
+            assert sentry.count() == 1, [x["items"][0][0] for x in sentry.envelopes]
+
+
 def test_without_dsn_the_plugin_is_inert():
     with Luar({"main.lua": 'local s = require "luar.sentry"\n'
                'local http = require "luar.http"\n'
@@ -323,5 +385,6 @@ if __name__ == "__main__":
           test_secrets_never_reach_sentry,
           test_sentry_down_never_slows_requests_and_counts_drops,
           test_rate_limits_are_honoured_and_nothing_is_retried_early,
+          test_sampled_transactions_for_requests_and_jobs,
           test_without_dsn_the_plugin_is_inert,
           test_bad_dsn_refuses_to_start])
