@@ -361,6 +361,8 @@ void sentry_transport_stop(sentry_t *s)
         s->h->timer_stop(s->timer);
     s->timer = NULL;
     sentry_pending_t *p;
-    while ((p = pop(s)) != NULL)
+    while ((p = pop(s)) != NULL) { /* shutdown does not wait for Sentry */
         free_pending(p);
+        sentry_count(s, SENTRY_DROPPED);
+    }
 }
