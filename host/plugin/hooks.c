@@ -105,19 +105,8 @@ int luar_plugin_hooks_on_error(const luar_host_t *h, luar_plugin_error_fn fn, vo
     return hook_set(g_hooks.errors, &g_hooks.nerrors, h, (void (*)(void))fn, arg);
 }
 
-int luar_plugin_error_hooked(void)
+static void call_error_hooks(const luar_plugin_error_t *e)
 {
-    return g_hooks.nerrors > 0;
-}
-
-void luar_plugin_report_error(const luar_plugin_error_t *e, int level, const char *msg,
-                              const char *fields, size_t fields_len)
-{
-    g_hooks.reporting = 1;
-    luar_log_write(level, msg, strlen(msg), fields, fields_len);
-    g_hooks.reporting = 0;
-    if (g_hooks.nerrors == 0)
-        return;
     /* The same scrubbing as the log line's: hooks never see a value the log would hide. */
     luar_buf_t scratch[6];
     for (size_t i = 0; i < sizeof scratch / sizeof scratch[0]; i++)
@@ -145,6 +134,18 @@ void luar_plugin_report_error(const luar_plugin_error_t *e, int level, const cha
     for (size_t i = 0; i < sizeof scratch / sizeof scratch[0]; i++)
         luar_buf_free(&scratch[i]);
 }
+
+void luar_plugin_report_error(const luar_plugin_error_t *e, int level, const char *msg,
+                              const char *fields, size_t fields_len)
+{
+    if (g_hooks.nerrors > 0)
+        call_error_hooks(e);
+    /* After the hooks: a reporter's breadcrumbs end before the error's own line. */
+    g_hooks.reporting = 1;
+    luar_log_write(level, msg, strlen(msg), fields, fields_len);
+    g_hooks.reporting = 0;
+}
+
 
 /* ---- spans ------------------------------------------------------------------------------ */
 

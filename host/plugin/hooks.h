@@ -14,16 +14,13 @@
 #include <stddef.h>
 
 /*
- * Writes the error's log line (`msg` with `fields`, as luar_log_write), marked
- * LUAR_PLUGIN_LOG_REPORTED for the on_log hooks, then gives `e` to the on_error hooks with
- * its strings scrubbed of secret values and its timestamp set. `e->message` and
+ * Gives `e` to the on_error hooks, its strings scrubbed of secret values and its
+ * timestamp set, then writes the error's log line (`msg` with `fields`, as
+ * luar_log_write), marked LUAR_PLUGIN_LOG_REPORTED for the on_log hooks. `e->message` and
  * `e->traceback` may be NULL (given as "").
  */
 void luar_plugin_report_error(const luar_plugin_error_t *e, int level, const char *msg,
                               const char *fields, size_t fields_len);
-
-/* Nonzero when some plugin has an on_error hook (call sites skip building `e` otherwise). */
-int luar_plugin_error_hooked(void);
 
 /* The table's entries (host_api.c fills them in). */
 int luar_plugin_hooks_on_error(const luar_host_t *h, luar_plugin_error_fn fn, void *arg);

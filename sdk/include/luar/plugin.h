@@ -480,8 +480,8 @@ struct luar_host {
 
     /* -- added within ABI 1 (check host->size >= offsetof(luar_host_t, context) + sizeof
      *    (void *) before use): hooks for error reporters (Sentry), redaction. */
-    /* Calls fn(arg, e) on the loop thread for every uncaught Lua error, after the host has
-     * logged it. One hook a plugin: a second call replaces it; fn NULL removes it. Hooks
+    /* Calls fn(arg, e) on the loop thread for every uncaught Lua error, just before the
+     * host logs it. One hook a plugin: a second call replaces it; fn NULL removes it. Hooks
      * go at fini. Returns 0 or LUAR_PLUGIN_ENOMEM. */
     int (*on_error)(const luar_host_t *h, luar_plugin_error_fn fn, void *arg);
     /* Calls fn(arg, ...) on the loop thread for every log line written (any level that
