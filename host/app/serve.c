@@ -546,7 +546,7 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
     luar_buf_reset(&err);
     if (luar_plugins_load(cfg, &app->loop, &err)) {
         luar_plugins_log();
-        fprintf(stderr, "luar: %s", err.data ? err.data : "plugins failed to load\n");
+        luar_plugins_print_errors(stderr, err.data ? err.data : "plugins failed to load");
         status = 2;
         goto fail;
     }

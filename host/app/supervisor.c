@@ -431,8 +431,9 @@ int luar_app_supervise(const luar_config_t *cfg, int argc, char **argv)
         luar_buf_reset(&err); /* else err holds the plugins' reasons */
     if (prc != 0 || luar_vm_new(&vc, &vm, &err)) {
         if (prc)
-            fprintf(stderr, "luar: ");
-        fprintf(stderr, "%s", err.data ? err.data : "scripts failed to load\n");
+            luar_plugins_print_errors(stderr, err.data);
+        else
+            fprintf(stderr, "%s", err.data ? err.data : "scripts failed to load\n");
         luar_buf_free(&err);
         uv_run(&sup->loop, UV_RUN_DEFAULT);
         luar_plugins_unload();

@@ -201,7 +201,7 @@ static int load_plugins(const luar_config_t *cfg, uv_loop_t *loop)
     int rc = luar_plugins_load(cfg, loop, &err);
     luar_plugins_print_refused(stderr);
     if (rc && err.data)
-        fprintf(stderr, "luar: %s", err.data);
+        luar_plugins_print_errors(stderr, err.data);
     else if (rc)
         fprintf(stderr, "luar: plugins: %s\n", luar_strerror(rc));
     luar_buf_free(&err);
@@ -488,12 +488,7 @@ static int cmd_plugins(const args_t *a)
             printf("refused: %s: %s\n", p->path, p->refused);
     }
     /* What would stop `luar serve`: a configured plugin refused or missing. */
-    for (const char *line = err.data; line && *line;) {
-        const char *eol = strchr(line, '\n');
-        size_t len = eol ? (size_t)(eol - line) : strlen(line);
-        fprintf(stderr, "luar: %.*s\n", (int)len, line);
-        line += len + (eol ? 1 : 0);
-    }
+    luar_plugins_print_errors(stderr, err.data);
     luar_buf_free(&err);
     close_plugins(&loop);
     luar_secrets_unload();

@@ -51,7 +51,6 @@ static void usage(FILE *f)
             "                         [--timestamp T] [--id ID] [--option KEY=VALUE]...\n"
             "                         [--timeout SECONDS] [--config F] [FILE]\n"
             "The body is read from FILE, or from stdin when FILE is absent or \"-\".\n"
-            "Plugins' schemes are there once the plugins load (plugins.dir of the config).\n"
             "Schemes: %s\n",
             list.data ? list.data : "");
     luar_buf_free(&list);
@@ -379,7 +378,7 @@ static int load_plugins(const wh_args_t *a, uv_loop_t *loop, luar_config_t *cfg)
     /* stdout carries the signed headers (or the answer): only errors may join them */
     luar_log_set_level(LUAR_LOG_ERROR);
     if (luar_plugins_load(cfg, loop, &err)) {
-        fprintf(stderr, "luar %s: %s", a->cmd, err.data ? err.data : "plugins failed\n");
+        luar_plugins_print_errors(stderr, err.data ? err.data : "plugins failed");
         status = 2;
     }
     luar_buf_free(&err);
@@ -403,10 +402,13 @@ int luar_cli_webhook(int argc, char **argv)
     memset(&a, 0, sizeof a);
     a.send = strcmp(argv[0], "send") == 0;
     a.cmd = a.send ? "webhook send" : "webhook sign";
-    int status = parse(argc, argv, &a);
-    if (status) {
-        args_free(&a);
-        return status < 0 ? 0 : status;
+    /* The plugins first, so the known schemes listed by usage and errors include theirs:
+     * --config is looked for before the other arguments are checked. */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            a.config = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            a.config = argv[i] + 9;
     }
     luar_buf_t body, lines;
     luar_buf_init(&body, BODY_MAX);
@@ -414,9 +416,14 @@ int luar_cli_webhook(int argc, char **argv)
     uv_loop_t loop;
     uv_loop_init(&loop);
     luar_config_t cfg;
-    int have_cfg = 0;
-    status = load_plugins(&a, &loop, &cfg);
-    have_cfg = status == 0;
+    int status = load_plugins(&a, &loop, &cfg);
+    int have_cfg = status == 0;
+    a.config = NULL; /* parse() reads it again (and refuses it twice) */
+    if (status == 0) {
+        status = parse(argc, argv, &a);
+        if (status < 0) /* --help */
+            status = -1;
+    }
     if (status == 0)
         status = read_body(&a, &body);
     if (status == 0)
@@ -443,5 +450,5 @@ int luar_cli_webhook(int argc, char **argv)
     luar_buf_free(&body);
     luar_buf_free(&lines);
     args_free(&a);
-    return status;
+    return status < 0 ? 0 : status;
 }

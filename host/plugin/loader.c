@@ -498,3 +498,13 @@ void luar_plugins_print_refused(FILE *f)
         if (g_plugins[i]->refused)
             fprintf(f, "luar: plugin %s: %s\n", g_plugins[i]->path, g_plugins[i]->refused);
 }
+
+void luar_plugins_print_errors(FILE *f, const char *text)
+{
+    for (const char *line = text; line && *line;) {
+        const char *eol = strchr(line, '\n');
+        size_t len = eol ? (size_t)(eol - line) : strlen(line);
+        fprintf(f, "luar: %.*s\n", (int)len, line);
+        line += len + (eol ? 1 : 0);
+    }
+}

@@ -67,6 +67,9 @@ const luar_plugin_info_t *luar_plugins_at(size_t i);
 /* Logs one line per plugin: info for the loaded, warn for the refused (serve). */
 void luar_plugins_log(void);
 
+/* Prints each line of `text` (luar_plugins_load's err) to `f` as "luar: <line>". */
+void luar_plugins_print_errors(FILE *f, const char *text);
+
 /* Prints one "luar: plugin <path>: <why>" line per refused plugin to `f` (commands). */
 void luar_plugins_print_refused(FILE *f);
 

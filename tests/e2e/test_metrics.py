@@ -33,6 +33,11 @@ local ratelimit = require "luar.ratelimit"
 
 http.route("GET", "/ok", function() return { json = { ok = true } } end)
 http.route("GET", "/boom", function() error("boom in a handler") end)
+http.route("GET", "/burn", function()
+  local t0 = os.clock() -- the process's CPU time
+  while os.clock() - t0 < 0.08 do end
+  return { json = { ok = true } }
+end)
 http.route("GET", "/hold", function()
   HELD = {}
   for i = 1, 400000 do HELD[i] = i end -- ≈ 6 MB kept by the VM
@@ -229,7 +234,10 @@ def test_every_metric_moves_and_promtool_accepts_the_exposition():
             for c in extra:
                 c.close()
             assert value(s, "luar_lua_memory_bytes") > lua_before + 4e6, s
-            assert value(s, "process_cpu_seconds_total") > 0
+            cpu = value(s, "process_cpu_seconds_total")
+            assert srv.request("GET", "/burn")[0] == 200  # 80 ms of CPU in the handler
+            s, _ = parse(scrape(srv))
+            assert value(s, "process_cpu_seconds_total") >= cpu + 0.05, (cpu, s)
 
             text = scrape(srv)
             p = subprocess.run(["promtool", "check", "metrics"], input=text.encode(),

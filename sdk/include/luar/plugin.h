@@ -373,7 +373,9 @@ struct luar_host {
     int (*config_bool)(const luar_plugin_config_t *c, const char *key);
 
     /* -- metrics. Names must be luar_<plugin>_...; labels fixed at registration. Registering
-     *    the same name and shape twice returns the same metric. */
+     *    the same name and shape twice returns the same metric. metric_register returns 0,
+     *    LUAR_PLUGIN_EINVAL (a name outside luar_<plugin>_, bad label names; the reason is
+     *    logged) or EEXISTS (the name is taken with another type or labels). */
     int (*metric_register)(const luar_host_t *h, luar_plugin_metric_type_t type,
                            const char *name, const char *help, const char *const *labels,
                            size_t nlabels, luar_metric_t **out);
@@ -388,12 +390,14 @@ struct luar_host {
      *    LUAR_PLUGIN_EINVAL (no URL) or ENOMEM, and cb is then never called. */
     int (*http_request)(const luar_host_t *h, const luar_plugin_http_req_t *req,
                         luar_plugin_http_done_fn cb, void *arg, luar_plugin_http_call_t **call);
-    /* Stops a request whose callback has not run; the callback will not run. */
+    /* Stops a request whose callback has not run; the callback will not run. NULL is
+     *    ignored. */
     void (*http_cancel)(luar_plugin_http_call_t *call);
 
     /* -- timers: cb(arg) after `seconds`, then every `repeat` seconds when repeat > 0.
      *    A timer never keeps the process alive at shutdown. timer_stop stops and frees it
-     *    (also from inside cb); a one-shot timer must still be stopped to be freed. */
+     *    (also from inside cb; NULL is ignored); a one-shot timer must still be stopped to be
+     *    freed. Timers a plugin leaves are stopped by the host after fini. */
     int (*timer_start)(const luar_host_t *h, double seconds, double repeat,
                        void (*cb)(void *arg), void *arg, luar_plugin_timer_t **out);
     void (*timer_stop)(luar_plugin_timer_t *t);
@@ -407,7 +411,8 @@ struct luar_host {
      *    coroutine and calls push(L, op), which pushes the Lua results and returns their
      *    number, then cleanup(op, 0). When the task is cancelled while waiting (timeout,
      *    shutdown) the coroutine is never resumed: cleanup(op, 1) must stop the I/O.
-     *    Cleanup ends with bridge_op_free(op), at once or later. */
+     *    Cleanup ends with bridge_op_free(op), at once or later. `what` names the call in
+     *    messages and must stay valid (a string literal). */
     luar_bridge_op_t *(*bridge_op_new)(lua_State *L, const char *what, size_t data_size);
     void *(*bridge_op_data)(luar_bridge_op_t *op);
     void (*bridge_op_set_cleanup)(luar_bridge_op_t *op, luar_bridge_cleanup_fn cleanup);
@@ -418,7 +423,8 @@ struct luar_host {
     /* -- secrets: the value of secret `name` from the host's encrypted store (`luar secrets
      *    set`), valid until fini, or NULL. secret_watch makes the host scrub a value the
      *    plugin got elsewhere (an API key from its config) from logs, metrics and errors;
-     *    values shorter than 6 bytes are not watched. */
+     *    it returns 0, LUAR_PLUGIN_EINVAL for a value shorter than 6 bytes (not watched),
+     *    ETOOBIG (the host's set is full) or ENOMEM. */
     const char *(*secret_get)(const luar_host_t *h, const char *name, size_t *len);
     int (*secret_watch)(const luar_host_t *h, const char *what, const void *value, size_t len);
 
