@@ -509,6 +509,15 @@ struct luar_host {
      * calls, job attempts. One hook a plugin, replaced or removed (fn NULL) like on_error.
      * While a plugin listens the host records spans even without tracing.endpoint. */
     int (*on_span)(const luar_host_t *h, luar_plugin_span_fn fn, void *arg);
+
+    /* -- added within ABI 1 (check host->size >= offsetof(luar_host_t, on_stop) + sizeof
+     *    (void *) before use). */
+    /* Calls fn(arg) once on the loop thread when a serving process begins its final drain
+     * (requests answered, jobs stopped; the Lua VMs close next, then fini). The host waits
+     * for the plugin's HTTP requests in flight before fini: a plugin that sends in the
+     * background (a queue of reports) bounds that here, e.g. with a timer that cancels
+     * what is left. One hook a plugin, replaced or removed (fn NULL) like on_error. */
+    int (*on_stop)(const luar_host_t *h, void (*fn)(void *arg), void *arg);
 };
 
 /* ---- the descriptor -------------------------------------------------------------------- */
