@@ -32,6 +32,8 @@ static struct {
     size_t nlogs;
     hook_t spans[MAX_HOOKS];
     size_t nspans;
+    hook_t stops[MAX_HOOKS];
+    size_t nstops;
     int tapped;      /* our log tap is installed */
     int reporting;   /* the line being written is an error's (luar_plugin_report_error) */
     luar_buf_t line; /* the tapped line, copied: a hook that logs overwrites the log's own */
@@ -195,6 +197,23 @@ int luar_plugin_hooks_on_span(const luar_host_t *h, luar_plugin_span_fn fn, void
     return rc;
 }
 
+/* ---- the final drain ---------------------------------------------------------------------- */
+
+int luar_plugin_hooks_on_stop(const luar_host_t *h, void (*fn)(void *arg), void *arg)
+{
+    return hook_set(g_hooks.stops, &g_hooks.nstops, h, (void (*)(void))fn, arg);
+}
+
+void luar_plugin_hooks_stopping(void)
+{
+    hook_t hooks[MAX_HOOKS];
+    size_t n = g_hooks.nstops;
+    memcpy(hooks, g_hooks.stops, n * sizeof *hooks);
+    g_hooks.nstops = 0; /* once */
+    for (size_t i = 0; i < n; i++)
+        ((void (*)(void *))hooks[i].fn)(hooks[i].arg);
+}
+
 /* ---- redaction, context, release -------------------------------------------------------- */
 
 int luar_plugin_hooks_redact(luar_buf_t *out, const char *text, size_t len)
@@ -233,4 +252,5 @@ void luar_plugin_hooks_release(const luar_host_t *h)
     hook_set(g_hooks.logs, &g_hooks.nlogs, h, NULL, NULL);
     tap_update();
     luar_plugin_hooks_on_span(h, NULL, NULL);
+    hook_set(g_hooks.stops, &g_hooks.nstops, h, NULL, NULL);
 }

@@ -672,6 +672,7 @@ void luar_plugin_host_init(plugin_rec_t *p)
     h->redact = luar_plugin_hooks_redact;
     h->context = luar_plugin_hooks_context;
     h->on_span = luar_plugin_hooks_on_span;
+    h->on_stop = luar_plugin_hooks_on_stop;
 }
 
 void luar_plugin_host_release(plugin_rec_t *p)

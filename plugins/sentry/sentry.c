@@ -28,6 +28,11 @@ static void on_span(void *arg, const luar_plugin_span_t *span)
     sentry_span_ended(arg, span);
 }
 
+static void on_stop(void *arg)
+{
+    sentry_transport_drain(arg);
+}
+
 static void on_log(void *arg, int level, const char *line, size_t len, int flags)
 {
     sentry_t *s = arg;
@@ -407,9 +412,9 @@ static int sentry_init(const luar_host_t *h, const luar_plugin_config_t *config,
     *ctx = NULL;
     if (dsn == NULL || dsn[0] == '\0')
         return 0; /* not configured: nothing to do, and nothing costs anything */
-    if (h->size < offsetof(luar_host_t, on_span) + sizeof(void *)) {
-        snprintf(err, err_size, "this host has no error hooks (on_error, on_log, on_span): "
-                 "a newer luar is needed");
+    if (h->size < offsetof(luar_host_t, on_stop) + sizeof(void *)) {
+        snprintf(err, err_size, "this host has no error hooks (on_error, on_log, on_span, "
+                 "on_stop): a newer luar is needed");
         return LUAR_PLUGIN_ECONFIG;
     }
     sentry_t *s = calloc(1, sizeof *s);
@@ -440,6 +445,9 @@ static int sentry_init(const luar_host_t *h, const luar_plugin_config_t *config,
     s->timeout = config_num(h, config, "timeout", 5, 0.1, 60, &bad);
     if (bad && !badkey)
         badkey = "timeout must be a number of seconds from 0.1 to 60";
+    s->shutdown_timeout = config_num(h, config, "shutdown_timeout", 2, 0, 30, &bad);
+    if (bad && !badkey)
+        badkey = "shutdown_timeout must be a number of seconds from 0 to 30";
     s->traces_sample_rate = config_num(h, config, "traces_sample_rate", 0, 0, 1, &bad);
     if (bad && !badkey)
         badkey = "traces_sample_rate must be a number from 0 to 1";
@@ -468,11 +476,13 @@ static int sentry_init(const luar_host_t *h, const luar_plugin_config_t *config,
         }
     }
     if (h->on_error(h, on_error, s) || h->on_log(h, on_log, s) ||
+        h->on_stop(h, on_stop, s) ||
         (s->traces_sample_rate > 0 && h->on_span(h, on_span, s))) {
         snprintf(err, err_size, "the host refused the error, log and span hooks");
         h->on_error(h, NULL, NULL);
         h->on_log(h, NULL, NULL);
         h->on_span(h, NULL, NULL);
+        h->on_stop(h, NULL, NULL);
         sentry_free(s);
         return LUAR_PLUGIN_ENOMEM;
     }
@@ -491,6 +501,7 @@ static void sentry_fini(void *ctx)
     s->h->on_error(s->h, NULL, NULL);
     s->h->on_log(s->h, NULL, NULL);
     s->h->on_span(s->h, NULL, NULL);
+    s->h->on_stop(s->h, NULL, NULL);
     sentry_transactions_free();
     if (S == s)
         S = NULL;

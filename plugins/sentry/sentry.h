@@ -44,6 +44,7 @@ typedef struct sentry {
     size_t max_breadcrumbs;
     size_t queue_size;
     double timeout;
+    double shutdown_timeout; /* seconds the last sends may take when the host drains */
     double traces_sample_rate;
     int log_events; /* error-level log lines become events */
     /* scope set from Lua (sentry.set_tag, sentry.set_user): process-wide */
@@ -63,6 +64,9 @@ typedef struct sentry {
     luar_metric_t *events;
     double warned_at;
     unsigned long unwarned_failures;
+    int stopping;                     /* the host is draining (on_stop) */
+    int drained;                      /* ... and the last sends are over: drop */
+    luar_plugin_timer_t *stop_timer;  /* ends the last sends at shutdown_timeout */
 } sentry_t;
 
 /* transport.c */
@@ -71,6 +75,9 @@ int sentry_dsn_parse(sentry_t *s, const char *dsn, char *err, size_t err_size);
  * the outcome it was counted under (dropped, rate_limited). `event` is left empty. */
 int sentry_transport_submit(sentry_t *s, const char *event_id, int cat, sentry_sb_t *event);
 void sentry_transport_stop(sentry_t *s);
+/* The host drains: what is queued may leave for shutdown_timeout seconds, then the rest is
+ * dropped and the request in flight cancelled. */
+void sentry_transport_drain(sentry_t *s);
 void sentry_count(sentry_t *s, int outcome);
 /* Sentry's rate-limit headers applied to s->limited_until at `now` (exposed for tests). */
 void sentry_rate_limits(sentry_t *s, double now, long status, const char *retry_after,

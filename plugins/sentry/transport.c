@@ -166,6 +166,8 @@ static int limited(sentry_t *s, int cat, double now)
 /* ---- the queue ---------------------------------------------------------------------------- */
 
 static void pump(sentry_t *s);
+static void drain_bound(sentry_t *s);
+static void drain_over(void *arg);
 
 static void free_pending(sentry_pending_t *p)
 {
@@ -193,7 +195,7 @@ int sentry_transport_submit(sentry_t *s, const char *event_id, int cat, sentry_s
         sentry_count(s, SENTRY_RATE_LIMITED);
         return SENTRY_RATE_LIMITED;
     }
-    if (s->queued >= s->queue_size || event->oom) {
+    if (s->queued >= s->queue_size || event->oom || s->drained) {
         sentry_sb_free(event);
         sentry_count(s, SENTRY_DROPPED);
         return SENTRY_DROPPED;
@@ -225,7 +227,10 @@ int sentry_transport_submit(sentry_t *s, const char *event_id, int cat, sentry_s
         s->head = p;
     s->tail = p;
     s->queued++;
-    pump(s);
+    if (s->stopping && s->stop_timer == NULL)
+        drain_bound(s); /* an event while the host drains: sent within the bound too */
+    if (s->head)
+        pump(s);
     return SENTRY_SENT;
 }
 
@@ -300,6 +305,10 @@ static void pump(sentry_t *s)
     while (s->call == NULL && s->head) {
         double now = h->now(h);
         if (now < s->backoff_until) {
+            if (s->stopping) {
+                drain_over(s); /* Sentry failing: no reason to wait */
+                return;
+            }
             if (s->timer == NULL)
                 h->timer_start(h, s->backoff_until - now, 0, wake, s, &s->timer);
             return;
@@ -354,15 +363,48 @@ static void pump(sentry_t *s)
 
 void sentry_transport_stop(sentry_t *s)
 {
-    if (s->call)
+    if (s->call) {
         s->h->http_cancel(s->call);
+        sentry_count(s, SENTRY_DROPPED);
+    }
     s->call = NULL;
     if (s->timer)
         s->h->timer_stop(s->timer);
     s->timer = NULL;
+    if (s->stop_timer)
+        s->h->timer_stop(s->stop_timer);
+    s->stop_timer = NULL;
     sentry_pending_t *p;
     while ((p = pop(s)) != NULL) { /* shutdown does not wait for Sentry */
         free_pending(p);
         sentry_count(s, SENTRY_DROPPED);
     }
+}
+
+static void drain_over(void *arg)
+{
+    sentry_t *s = arg;
+    size_t left = s->queued + (s->call != NULL);
+    s->drained = 1;
+    sentry_transport_stop(s);
+    if (left)
+        s->h->log(s->h, LUAR_PLUGIN_LOG_WARN, "%zu events not sent to Sentry within %.1f s of "
+                  "shutdown: dropped", left, s->shutdown_timeout);
+}
+
+/* Starts the bound on the last sends (or ends them at once). */
+static void drain_bound(sentry_t *s)
+{
+    const luar_host_t *h = s->h;
+    /* Sentry failing (in backoff): waiting would only delay the exit. */
+    if (h->now(h) < s->backoff_until || s->shutdown_timeout <= 0 ||
+        h->timer_start(h, s->shutdown_timeout, 0, drain_over, s, &s->stop_timer) != 0)
+        drain_over(s);
+}
+
+void sentry_transport_drain(sentry_t *s)
+{
+    s->stopping = 1;
+    if (s->call != NULL || s->head != NULL)
+        drain_bound(s);
 }

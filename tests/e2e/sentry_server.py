@@ -59,6 +59,7 @@ class SentryStandIn:
         self.key, self.project = key, project
         self.envelopes = []  # dicts: raw, headers, header, items, events, at (monotonic)
         self.errors = []     # requests refused (bad auth, bad envelope): text
+        self.arrived = 0     # envelopes received, answered or not yet
         self.cond = threading.Condition()
         self._respond = lambda env: (200, {})
         stand_in = self
@@ -93,6 +94,8 @@ class SentryStandIn:
                     pass  # the client gave up (luar shutting down): nothing to answer
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True    # a held answer never holds the test's exit
+        self.server.block_on_close = False
         self.port = self.server.server_address[1]
         self.dsn = "http://%s@127.0.0.1:%d/%s" % (key, self.port, project)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -126,6 +129,9 @@ class SentryStandIn:
             return self._refuse("bad envelope: %s" % e)
         env = {"raw": raw, "headers": h, "header": header, "items": items, "events": events,
                "at": time.monotonic()}
+        with self.cond:
+            self.arrived += 1
+            self.cond.notify_all()
         status, rheaders = self._respond(env)
         env["status"] = status
         with self.cond:
@@ -147,6 +153,14 @@ class SentryStandIn:
                 left = deadline - time.monotonic()
                 assert left > 0, "no matching event; got %s" % json.dumps(
                     [e for env in self.envelopes for e in env["events"]])[:3000]
+                self.cond.wait(min(left, 0.5))
+
+    def wait_arrived(self, n, timeout=30):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while self.arrived < n:
+                left = deadline - time.monotonic()
+                assert left > 0, "only %d envelopes arrived" % self.arrived
                 self.cond.wait(min(left, 0.5))
 
     def count(self):

@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import re
+import threading
 import time
 
 from luar_e2e import Luar, free_port, main
@@ -311,6 +312,27 @@ def test_rate_limits_are_honoured_and_nothing_is_retried_early():
         assert ids.count(first_id) == 1  # the rate-limited event was not retried
 
 
+def test_shutdown_bounds_the_last_sends():
+    with SentryStandIn() as sentry:
+        release = threading.Event()
+        sentry.respond(lambda env: (release.wait(30), (200, {}))[1])  # Sentry hangs
+        luar = start(sentry.dsn, shutdown_timeout=1)
+        try:
+            for i in range(5):
+                assert luar.request("POST", "/orders/%d" % i)[0] == 500
+            sentry.wait_arrived(1)  # one in flight, four queued
+            t = time.monotonic()
+            assert luar.stop() == 0
+            took = time.monotonic() - t
+            assert 0.9 < took < 4, took
+            luar.wait_log(lambda r: r.get("plugin") == "sentry" and
+                          r.get("msg", "").startswith("5 events not sent to Sentry within 1.0 s"))
+            assert sentry.arrived == 1
+        finally:
+            release.set()
+            luar.close()
+
+
 def test_sampled_transactions_for_requests_and_jobs():
     with SentryStandIn() as sentry:
         up = "http://127.0.0.1:%d" % sentry.port
@@ -385,6 +407,7 @@ if __name__ == "__main__":
           test_secrets_never_reach_sentry,
           test_sentry_down_never_slows_requests_and_counts_drops,
           test_rate_limits_are_honoured_and_nothing_is_retried_early,
+          test_shutdown_bounds_the_last_sends,
           test_sampled_transactions_for_requests_and_jobs,
           test_without_dsn_the_plugin_is_inert,
           test_bad_dsn_refuses_to_start])
