@@ -61,6 +61,8 @@ static plugin_rec_t *rec_of(const luar_host_t *h)
 
 /* ---- logging ----------------------------------------------------------------------- */
 
+#define LOG_MSG_MAX (64 * 1024) /* longer messages are cut (the log cuts them further) */
+
 static void host_log(const luar_host_t *h, int level, const char *fmt, ...)
 {
     if (level < LUAR_LOG_DEBUG)
@@ -70,15 +72,28 @@ static void host_log(const luar_host_t *h, int level, const char *fmt, ...)
     if (!luar_log_enabled(level))
         return;
     plugin_rec_t *p = rec_of(h);
-    luar_buf_t msg;
-    luar_buf_init(&msg, 16 * 1024);
-    va_list ap;
+    char small[1024];
+    char *msg = small;
+    va_list ap, again;
     va_start(ap, fmt);
-    luar_buf_vappendf(&msg, fmt, ap);
+    va_copy(again, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
-    luar_log_write(level, msg.data ? msg.data : "", msg.len, p->log_fields,
-                   strlen(p->log_fields));
-    luar_buf_free(&msg);
+    if (n >= (int)sizeof small) {
+        size_t size = n < LOG_MSG_MAX ? (size_t)n + 1 : LOG_MSG_MAX;
+        if ((msg = malloc(size)) != NULL)
+            n = vsnprintf(msg, size, fmt, again);
+        else
+            msg = small;
+        if (n >= (int)size || msg == small)
+            n = (int)(msg == small ? sizeof small : size) - 1;
+    }
+    va_end(again);
+    if (n < 0)
+        n = 0;
+    luar_log_write(level, msg, (size_t)n, p->log_fields, strlen(p->log_fields));
+    if (msg != small)
+        free(msg);
 }
 
 /* ---- configuration ------------------------------------------------------------------ */
