@@ -228,6 +228,14 @@ static int finish_capture(lua_State *L, sentry_t *s, sentry_sb_t *b, const char 
     return push_outcome(L, id, sentry_transport_submit(s, id, SENTRY_CAT_ERROR, b));
 }
 
+/* A new event of capture_exception or capture_message: its id and common members. */
+static void begin_capture(sentry_t *s, sentry_sb_t *b, char id[33], const char *level)
+{
+    sentry_event_id(s, id);
+    sentry_sb_init(b);
+    sentry_event_begin(s, b, id, s->h->now(s->h), level, "luar.capture");
+}
+
 static const char *const levels[] = {"debug", "info", "warning", "error", "fatal", NULL};
 
 /* sentry.capture_exception(err [, {tags=, extra=, user=, level=}]) -> event id | nil, why */
@@ -260,10 +268,8 @@ static int l_capture_exception(lua_State *L)
     if (opts && lua_getfield(L, opts, "level") == LUA_TSTRING)
         level = levels[luaL_checkoption(L, -1, NULL, levels)];
     char id[33];
-    sentry_event_id(s, id);
     sentry_sb_t b;
-    sentry_sb_init(&b);
-    sentry_event_begin(s, &b, id, s->h->now(s->h), level, "luar.capture");
+    begin_capture(s, &b, id, level);
     sentry_sb_puts(&b, ",\"exception\":{\"values\":[");
     sentry_exception_json(&b, type, message, traceback, "luar.capture", 1);
     sentry_sb_puts(&b, "]}");
@@ -281,10 +287,8 @@ static int l_capture_message(lua_State *L)
     if (s == NULL)
         return not_configured(L);
     char id[33];
-    sentry_event_id(s, id);
     sentry_sb_t b;
-    sentry_sb_init(&b);
-    sentry_event_begin(s, &b, id, s->h->now(s->h), level, "luar.capture");
+    begin_capture(s, &b, id, level);
     sentry_sb_puts(&b, ",\"logentry\":{\"formatted\":");
     sentry_sb_json(&b, msg, len, SENTRY_MAX_VALUE);
     sentry_sb_puts(&b, "}");
