@@ -306,13 +306,18 @@ static void write_failure(running_job_t *j, const luar_job_def_t *def, luar_vm_t
     if (retry_at > 0)
         luar_buf_appendf(&f, ",\"retry_in\":%.3f", retry_at - now);
     const char *msg = retry_at > 0 ? "job failed, will retry" : "job failed, now dead";
-    luar_plugin_error_t e = {.where = "job", .message = error, .traceback = traceback,
-                             .job = j->name, .job_id = j->id, .queue = j->queue,
-                             .schedule = j->schedule, .attempt = j->attempt,
-                             .final = retry_at <= 0, .trace_id = j->trace.trace_id,
+    luar_plugin_error_t e = {.where = "job",
+                             .message = error,
+                             .traceback = traceback,
+                             .job = j->name,
+                             .job_id = j->id,
+                             .queue = j->queue,
+                             .schedule = j->schedule,
+                             .attempt = j->attempt,
+                             .final = retry_at <= 0,
+                             .trace_id = j->trace.trace_id,
                              .span_id = j->trace.span_id};
-    luar_plugin_report_error(&e, retry_at > 0 ? LUAR_LOG_WARN : LUAR_LOG_ERROR, msg, f.data,
-                             f.len);
+    luar_plugin_report_error(&e, retry_at > 0 ? LUAR_LOG_WARN : LUAR_LOG_ERROR, msg, f.data, f.len);
     luar_buf_free(&f);
     r->writes++;
     if (luar_queue_fail(r->queue, j->id, r->owner, error, traceback, retry_at,

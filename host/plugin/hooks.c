@@ -40,8 +40,7 @@ static struct {
 } g_hooks;
 
 /* Sets, replaces or (fn NULL) removes the hook of plugin `h` in `list`. */
-static int hook_set(hook_t *list, size_t *n, const luar_host_t *h, void (*fn)(void),
-                    void *arg)
+static int hook_set(hook_t *list, size_t *n, const luar_host_t *h, void (*fn)(void), void *arg)
 {
     for (size_t i = 0; i < *n; i++) {
         if (list[i].h != h)
@@ -147,7 +146,6 @@ void luar_plugin_report_error(const luar_plugin_error_t *e, int level, const cha
     luar_log_write(level, msg, strlen(msg), fields, fields_len);
     g_hooks.reporting = 0;
 }
-
 
 /* ---- spans ------------------------------------------------------------------------------ */
 

@@ -1,8 +1,9 @@
 /*
- * The plugins' hooks (luar/plugin.h: on_error, on_log, on_span, on_stop; redact and context beside them):
- * how an error reporter such as the Sentry plugin hears about uncaught Lua errors and log
- * lines. The host's error sites call luar_plugin_report_error instead of writing their
- * error line themselves, so the line and the hooks see the same, scrubbed, error.
+ * The plugins' hooks (luar/plugin.h: on_error, on_log, on_span, on_stop; redact and
+ * context beside them): how an error reporter such as the Sentry plugin hears about
+ * uncaught Lua errors, log lines, spans and the final drain. The host's error sites call
+ * luar_plugin_report_error instead of writing their error line themselves, so the line
+ * and the hooks see the same, scrubbed, error.
  * Loop thread only.
  */
 #ifndef LUAR_PLUGIN_HOOKS_H

@@ -43,7 +43,8 @@ void sentry_iso_time(double t, char out[32])
 void sentry_event_begin(sentry_t *s, sentry_sb_t *b, const char *event_id, double ts,
                         const char *level, const char *logger)
 {
-    sentry_sb_printf(b, "{\"event_id\":\"%s\",\"timestamp\":%.3f,\"platform\":\"other\","
+    sentry_sb_printf(b,
+                     "{\"event_id\":\"%s\",\"timestamp\":%.3f,\"platform\":\"other\","
                      "\"level\":\"%s\",\"logger\":\"%s\",\"server_name\":",
                      event_id, ts, level, logger);
     sentry_sb_json(b, s->server_name, strlen(s->server_name), 256);
@@ -69,8 +70,8 @@ static void breadcrumbs_json(sentry_t *s, sentry_sb_t *b)
     sentry_sb_puts(b, "]}");
 }
 
-void sentry_event_end(sentry_t *s, sentry_sb_t *b, const char *const *tags,
-                      const char *user_json, int breadcrumbs)
+void sentry_event_end(sentry_t *s, sentry_sb_t *b, const char *const *tags, const char *user_json,
+                      int breadcrumbs)
 {
     sentry_sb_puts(b, ",\"tags\":{");
     int first = 1;
@@ -190,8 +191,8 @@ void sentry_breadcrumb_add(sentry_t *s, int level, const char *line, size_t len)
     sentry_sb_init(&b);
     sentry_sb_puts(&b, "{\"timestamp\":\"");
     sentry_sb_add(&b, l.ts, l.ts_len);
-    sentry_sb_printf(&b, "\",\"level\":\"%s\",\"category\":\"log\",\"message\":",
-                     crumb_level(level));
+    sentry_sb_printf(&b,
+                     "\",\"level\":\"%s\",\"category\":\"log\",\"message\":", crumb_level(level));
     sentry_sb_add(&b, l.msg, l.msg_len);
     if (l.fields_len) {
         sentry_sb_puts(&b, ",\"data\":{");
@@ -239,8 +240,8 @@ static int field_tag(const log_line_t *l, const char *key, char *out, size_t siz
 }
 
 /* Appends ,"contexts":{"trace":{…}} when trace_id is a JSON string of 32 hex digits. */
-static void trace_context(sentry_t *s, sentry_sb_t *b, const char *trace_id,
-                          const char *span_id, const char *op)
+static void trace_context(sentry_t *s, sentry_sb_t *b, const char *trace_id, const char *span_id,
+                          const char *op)
 {
     if (trace_id == NULL || strlen(trace_id) != 32)
         return;
@@ -281,8 +282,7 @@ int sentry_log_event(sentry_t *s, const char *line, size_t len)
         trace[33] = '\0';
         trace_context(s, &b, trace + 1, NULL, NULL);
     }
-    static const char *const keys[] = {"route", "method", "status", "request_id", "job",
-                                       "queue"};
+    static const char *const keys[] = {"route", "method", "status", "request_id", "job", "queue"};
     char values[6][160];
     const char *tags[2 * 6 + 3];
     size_t nt = 0;
@@ -341,14 +341,14 @@ void sentry_error_event(sentry_t *s, const luar_plugin_error_t *e)
     char v[8][200];
     const char *tags[2 * 8 + 1];
     size_t nt = 0;
-#define TAG(key, value)                                                                      \
-    do {                                                                                     \
-        if (value) {                                                                         \
-            tag_json(v[nt / 2], sizeof v[0], value);                                         \
-            tags[nt] = key;                                                                  \
-            tags[nt + 1] = v[nt / 2];                                                        \
-            nt += 2;                                                                         \
-        }                                                                                    \
+#define TAG(key, value)                                                                            \
+    do {                                                                                           \
+        if (value) {                                                                               \
+            tag_json(v[nt / 2], sizeof v[0], value);                                               \
+            tags[nt] = key;                                                                        \
+            tags[nt + 1] = v[nt / 2];                                                              \
+            nt += 2;                                                                               \
+        }                                                                                          \
     } while (0)
     TAG("where", e->where);
     TAG("route", e->route);

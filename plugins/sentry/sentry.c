@@ -141,8 +141,9 @@ static size_t opt_tags(lua_State *L, int opts, const char **tags, size_t max, ch
             sentry_sb_init(&kb);
             sentry_sb_init(&vb);
             for (size_t i = 0; i < klen && i < 32; i++)
-                sentry_sb_add(&kb, (k[i] == '"' || k[i] == '\\' || (unsigned char)k[i] < 0x20)
-                                       ? "_" : &k[i], 1);
+                sentry_sb_add(
+                    &kb, (k[i] == '"' || k[i] == '\\' || (unsigned char)k[i] < 0x20) ? "_" : &k[i],
+                    1);
             lua_json(L, -1, &vb, 4); /* depth 4: a table becomes its tostring */
             if (!kb.oom && !vb.oom && vb.len < 200 && kb.len > 0) {
                 snprintf(store[nt / 2], 200, "%s", vb.data);
@@ -189,10 +190,12 @@ static int finish_capture(lua_State *L, sentry_t *s, sentry_sb_t *b, const char 
     if (h->size >= offsetof(luar_host_t, context) + sizeof(void *))
         h->context(L, &ctx);
     if (ctx.trace_id && strlen(ctx.trace_id) == 32) {
-        sentry_sb_printf(b, ",\"contexts\":{\"trace\":{\"trace_id\":\"%s\",\"span_id\":\"%s\","
+        sentry_sb_printf(b,
+                         ",\"contexts\":{\"trace\":{\"trace_id\":\"%s\",\"span_id\":\"%s\","
                          "\"type\":\"trace\"}}",
-                         ctx.trace_id, ctx.span_id && strlen(ctx.span_id) == 16 ? ctx.span_id
-                                                                                 : "0000000000000001");
+                         ctx.trace_id,
+                         ctx.span_id && strlen(ctx.span_id) == 16 ? ctx.span_id
+                                                                  : "0000000000000001");
     }
     int has_extra = 0;
     if (opts && lua_getfield(L, opts, "extra") == LUA_TTABLE) {
@@ -417,7 +420,8 @@ static int sentry_init(const luar_host_t *h, const luar_plugin_config_t *config,
     if (dsn == NULL || dsn[0] == '\0')
         return 0; /* not configured: nothing to do, and nothing costs anything */
     if (h->size < offsetof(luar_host_t, on_stop) + sizeof(void *)) {
-        snprintf(err, err_size, "this host has no error hooks (on_error, on_log, on_span, "
+        snprintf(err, err_size,
+                 "this host has no error hooks (on_error, on_log, on_span, "
                  "on_stop): a newer luar is needed");
         return LUAR_PLUGIN_ECONFIG;
     }
@@ -439,8 +443,8 @@ static int sentry_init(const luar_host_t *h, const luar_plugin_config_t *config,
     s->server_name = config_dup(h, config, "server_name", host[0] ? host : "luar");
     int bad = 0;
     const char *badkey = NULL;
-    s->max_breadcrumbs = (size_t)config_num(h, config, "max_breadcrumbs", 50, 0,
-                                            SENTRY_MAX_BREADCRUMBS, &bad);
+    s->max_breadcrumbs =
+        (size_t)config_num(h, config, "max_breadcrumbs", 50, 0, SENTRY_MAX_BREADCRUMBS, &bad);
     if (bad && !badkey)
         badkey = "max_breadcrumbs must be a number from 0 to 100";
     s->queue_size = (size_t)config_num(h, config, "queue_size", 100, 1, 10000, &bad);
@@ -455,8 +459,8 @@ static int sentry_init(const luar_host_t *h, const luar_plugin_config_t *config,
     s->traces_sample_rate = config_num(h, config, "traces_sample_rate", 0, 0, 1, &bad);
     if (bad && !badkey)
         badkey = "traces_sample_rate must be a number from 0 to 1";
-    s->log_events = h->config_string(config, "log_events") == NULL ||
-                    h->config_bool(config, "log_events");
+    s->log_events =
+        h->config_string(config, "log_events") == NULL || h->config_bool(config, "log_events");
     if (badkey) {
         snprintf(err, err_size, "plugins.sentry.%s", badkey);
         sentry_free(s);
@@ -479,8 +483,7 @@ static int sentry_init(const luar_host_t *h, const luar_plugin_config_t *config,
             h->metric_add(s->events, v, 0);
         }
     }
-    if (h->on_error(h, on_error, s) || h->on_log(h, on_log, s) ||
-        h->on_stop(h, on_stop, s) ||
+    if (h->on_error(h, on_error, s) || h->on_log(h, on_log, s) || h->on_stop(h, on_stop, s) ||
         (s->traces_sample_rate > 0 && h->on_span(h, on_span, s))) {
         snprintf(err, err_size, "the host refused the error, log and span hooks");
         h->on_error(h, NULL, NULL);

@@ -64,9 +64,9 @@ typedef struct sentry {
     luar_metric_t *events;
     double warned_at;
     unsigned long unwarned_failures;
-    int stopping;                     /* the host is draining (on_stop) */
-    int drained;                      /* ... and the last sends are over: drop */
-    luar_plugin_timer_t *stop_timer;  /* ends the last sends at shutdown_timeout */
+    int stopping;                    /* the host is draining (on_stop) */
+    int drained;                     /* ... and the last sends are over: drop */
+    luar_plugin_timer_t *stop_timer; /* ends the last sends at shutdown_timeout */
 } sentry_t;
 
 /* transport.c */
@@ -91,8 +91,8 @@ void sentry_iso_time(double t, char out[32]);
 void sentry_event_begin(sentry_t *s, sentry_sb_t *b, const char *event_id, double ts,
                         const char *level, const char *logger);
 /* Extra tags of one event: keys and JSON values (quoted strings), NULL-terminated pairs. */
-void sentry_event_end(sentry_t *s, sentry_sb_t *b, const char *const *tags,
-                      const char *user_json, int breadcrumbs);
+void sentry_event_end(sentry_t *s, sentry_sb_t *b, const char *const *tags, const char *user_json,
+                      int breadcrumbs);
 /* {"type":…,"value":…,"mechanism":…,"stacktrace":…} from a message and a traceback. */
 void sentry_exception_json(sentry_sb_t *b, const char *type, const char *message,
                            const char *traceback, const char *mechanism, int handled);

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_CHILDREN 512   /* waiting child spans, all transactions together */
+#define MAX_CHILDREN 512    /* waiting child spans, all transactions together */
 #define CHILD_MAX_AGE 300.0 /* seconds a child waits for its parent */
 
 typedef struct child {
@@ -52,17 +52,28 @@ static const char *status_of(long http, int error)
     if (http < 400)
         return "ok";
     switch (http) {
-    case 400: return "invalid_argument";
-    case 401: return "unauthenticated";
-    case 403: return "permission_denied";
-    case 404: return "not_found";
-    case 409: return "already_exists";
-    case 429: return "resource_exhausted";
-    case 499: return "cancelled";
-    case 501: return "unimplemented";
-    case 503: return "unavailable";
-    case 504: return "deadline_exceeded";
-    default: return http >= 500 ? "internal_error" : "invalid_argument";
+    case 400:
+        return "invalid_argument";
+    case 401:
+        return "unauthenticated";
+    case 403:
+        return "permission_denied";
+    case 404:
+        return "not_found";
+    case 409:
+        return "already_exists";
+    case 429:
+        return "resource_exhausted";
+    case 499:
+        return "cancelled";
+    case 501:
+        return "unimplemented";
+    case 503:
+        return "unavailable";
+    case 504:
+        return "deadline_exceeded";
+    default:
+        return http >= 500 ? "internal_error" : "invalid_argument";
     }
 }
 
@@ -86,7 +97,8 @@ static void add_child(const luar_plugin_span_t *sp)
     long http = st && !st->str ? (long)st->num : 0;
     sentry_sb_t b;
     sentry_sb_init(&b);
-    sentry_sb_printf(&b, "{\"trace_id\":\"%s\",\"span_id\":\"%s\",\"parent_span_id\":\"%s\","
+    sentry_sb_printf(&b,
+                     "{\"trace_id\":\"%s\",\"span_id\":\"%s\",\"parent_span_id\":\"%s\","
                      "\"op\":\"http.client\",\"start_timestamp\":%.6f,\"timestamp\":%.6f,"
                      "\"status\":\"%s\",\"description\":",
                      sp->trace_id, sp->span_id, sp->parent_id, sp->start, sp->end,
@@ -139,9 +151,9 @@ void sentry_span_ended(sentry_t *s, const luar_plugin_span_t *sp)
     const luar_plugin_attr_t *route = attr(sp, "http.route");
     const char *r = route && route->str ? route->str : "";
     /* probes and scrapes are not transactions worth a quota */
-    if (server && (strcmp(r, "/healthz") == 0 || strcmp(r, "/readyz") == 0 ||
-                   strcmp(r, "/metrics") == 0 || strcmp(r, "unmatched") == 0 ||
-                   strncmp(r, "/admin", 6) == 0))
+    if (server &&
+        (strcmp(r, "/healthz") == 0 || strcmp(r, "/readyz") == 0 || strcmp(r, "/metrics") == 0 ||
+         strcmp(r, "unmatched") == 0 || strncmp(r, "/admin", 6) == 0))
         return;
     const luar_plugin_attr_t *st = attr(sp, "http.response.status_code");
     long http = st && !st->str ? (long)st->num : 0;
@@ -149,7 +161,8 @@ void sentry_span_ended(sentry_t *s, const luar_plugin_span_t *sp)
     sentry_event_id(s, id);
     sentry_sb_t b;
     sentry_sb_init(&b);
-    sentry_sb_printf(&b, "{\"event_id\":\"%s\",\"type\":\"transaction\",\"platform\":\"other\","
+    sentry_sb_printf(&b,
+                     "{\"event_id\":\"%s\",\"type\":\"transaction\",\"platform\":\"other\","
                      "\"start_timestamp\":%.6f,\"timestamp\":%.6f,\"transaction\":",
                      id, sp->start, sp->end);
     sentry_sb_json(&b, sp->name, strlen(sp->name), 200);

@@ -45,7 +45,8 @@ int sentry_dsn_parse(sentry_t *s, const char *dsn, char *err, size_t err_size)
     const char *at = strchr(p, '@');
     const char *slash = strchr(p, '/');
     if (at == NULL || (slash && slash < at) || at == p) {
-        snprintf(err, err_size, "plugins.sentry.dsn has no public key (https://<key>@<host>/"
+        snprintf(err, err_size,
+                 "plugins.sentry.dsn has no public key (https://<key>@<host>/"
                  "<project>)");
         return LUAR_PLUGIN_ECONFIG;
     }
@@ -56,13 +57,15 @@ int sentry_dsn_parse(sentry_t *s, const char *dsn, char *err, size_t err_size)
     slash = strchr(host, '/');
     const char *last = strrchr(host, '/');
     if (slash == NULL || slash == host || last[1] == '\0') {
-        snprintf(err, err_size, "plugins.sentry.dsn has no project id (https://<key>@<host>/"
+        snprintf(err, err_size,
+                 "plugins.sentry.dsn has no project id (https://<key>@<host>/"
                  "<project>)");
         return LUAR_PLUGIN_ECONFIG;
     }
     for (const char *c = p; c < key_end; c++) {
         if (!isalnum((unsigned char)*c)) {
-            snprintf(err, err_size, "plugins.sentry.dsn: the public key must be letters and "
+            snprintf(err, err_size,
+                     "plugins.sentry.dsn: the public key must be letters and "
                      "digits");
             return LUAR_PLUGIN_ECONFIG;
         }
@@ -246,7 +249,8 @@ static void failed(sentry_t *s, const char *why)
     s->unwarned_failures++;
     if (now - s->warned_at >= WARN_EVERY) {
         /* warn, never error: an error line would become an event about the events */
-        h->log(h, LUAR_PLUGIN_LOG_WARN, "sending to Sentry failed: %s (%lu events failed "
+        h->log(h, LUAR_PLUGIN_LOG_WARN,
+               "sending to Sentry failed: %s (%lu events failed "
                "since the last warning; next attempt in %.0f s; %zu waiting)",
                why, s->unwarned_failures, s->backoff, s->queued);
         s->warned_at = now;
@@ -284,8 +288,8 @@ static void sent(void *arg, const luar_plugin_http_res_t *res)
         } else {
             /* 400, 401, 413: this event (or the DSN) is wrong; another may pass */
             sentry_count(s, SENTRY_FAILED);
-            h->log(h, LUAR_PLUGIN_LOG_WARN, "Sentry refused an event: HTTP %ld %.*s",
-                   res->status, (int)(res->body_len > 200 ? 200 : res->body_len), res->body);
+            h->log(h, LUAR_PLUGIN_LOG_WARN, "Sentry refused an event: HTTP %ld %.*s", res->status,
+                   (int)(res->body_len > 200 ? 200 : res->body_len), res->body);
         }
     }
     pump(s);
@@ -325,9 +329,8 @@ static void pump(sentry_t *s)
         sentry_sb_init(&env);
         sentry_sb_printf(&env, "{\"event_id\":\"%s\",\"dsn\":", p->event_id);
         sentry_sb_json(&env, s->dsn, strlen(s->dsn), 0);
-        sentry_sb_printf(&env, ",\"sent_at\":\"%s\"}\n{\"type\":\"%s\",\"length\":%zu}\n",
-                         sent_at, p->cat == SENTRY_CAT_TRANSACTION ? "transaction" : "event",
-                         p->len);
+        sentry_sb_printf(&env, ",\"sent_at\":\"%s\"}\n{\"type\":\"%s\",\"length\":%zu}\n", sent_at,
+                         p->cat == SENTRY_CAT_TRANSACTION ? "transaction" : "event", p->len);
         sentry_sb_add(&env, p->body, p->len);
         sentry_sb_add(&env, "\n", 1);
         free_pending(p);
@@ -388,8 +391,10 @@ static void drain_over(void *arg)
     s->drained = 1;
     sentry_transport_stop(s);
     if (left)
-        s->h->log(s->h, LUAR_PLUGIN_LOG_WARN, "%zu events not sent to Sentry within %.1f s of "
-                  "shutdown: dropped", left, s->shutdown_timeout);
+        s->h->log(s->h, LUAR_PLUGIN_LOG_WARN,
+                  "%zu events not sent to Sentry within %.1f s of "
+                  "shutdown: dropped",
+                  left, s->shutdown_timeout);
 }
 
 /* Starts the bound on the last sends (or ends them at once). */

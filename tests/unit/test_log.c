@@ -333,7 +333,7 @@ TEST(test_taps_observe_without_consuming_and_never_recurse)
     luar_log_write(LUAR_LOG_DEBUG, "filtered", 8, NULL, 0);
     CHECK_EQ_INT(tapped, 1);
     luar_log_write(LUAR_LOG_ERROR, "two", 3, NULL, 0);
-    CHECK_EQ_INT(tapped, 2); /* "from the tap" was not tapped */
+    CHECK_EQ_INT(tapped, 2);              /* "from the tap" was not tapped */
     luar_log_set_hook(capture_all, NULL); /* a consuming hook: taps still see the line */
     luar_log_write(LUAR_LOG_INFO, "three", 5, NULL, 0);
     luar_log_set_hook(NULL, NULL);

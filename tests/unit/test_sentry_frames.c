@@ -81,10 +81,10 @@ TEST(test_real_lua_traceback)
 {
     lua_State *L = luaL_newstate();
     luaL_openlibs(L);
-    const char *chunk = "local function inner()\n"         /* 1 */
-                        "  local t = nil\n"                /* 2 */
-                        "  return t.x\n"                   /* 3: raises */
-                        "end\n"                            /* 4 */
+    const char *chunk = "local function inner()\n"                                /* 1 */
+                        "  local t = nil\n"                                       /* 2 */
+                        "  return t.x\n"                                          /* 3: raises */
+                        "end\n"                                                   /* 4 */
                         "local function outer() local r = inner() return r end\n" /* 5 */
                         "return coroutine.create(function() outer() end)\n";      /* 6 */
     CHECK(luaL_loadbuffer(L, chunk, strlen(chunk), "@app/handler.lua") == LUA_OK);
