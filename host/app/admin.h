@@ -1,16 +1,20 @@
 /*
- * The admin API gate and its routes (SPEC §6): every request under /admin/ (the JSON API
- * under /admin/api/ and the dashboard) is answered here, before the script router.
+ * The admin API gate (SPEC §6): every request under /admin/ (the JSON API under
+ * /admin/api/, host/admin/, and the dashboard's files) is answered here, before the script
+ * router.
  *
  * No token configured (admin.token, LUAR_ADMIN_TOKEN): 404 {"error":"admin API is off"}.
  * Otherwise the request must carry `Authorization: Bearer <token>`; a missing or wrong one
- * gets 401 with `WWW-Authenticate: Bearer`. The comparison is of SHA-256 digests in
+ * gets 401 with `WWW-Authenticate: Bearer`. The dashboard's own files (/admin/, app.js,
+ * app.css: code, no data) are served without the token, so a browser can load the login
+ * form; every /admin/api/ call needs it. The comparison is of SHA-256 digests in
  * constant time, so neither the token's bytes nor its length show in the timing, and the
  * token itself is never logged (the access log has no headers). Loop thread only.
  */
 #ifndef LUAR_APP_ADMIN_H
 #define LUAR_APP_ADMIN_H
 
+#include "app/app.h"
 #include "queue/queue.h"
 #include "server/http.h"
 
@@ -26,6 +30,15 @@ typedef struct luar_admin_env {
     int worker_id;       /* 0 for a lone process */
     unsigned generation; /* scripts generation (1 for the first load) */
     uint64_t started_ns; /* uv_hrtime() when the process started serving */
+    struct luar_vm *vm;  /* the current scripts (schedules), NULL while none; read during
+                            the call only: a reload may retire it afterwards */
+    double dead_ttl;     /* jobs.dead_ttl, for nothing but display */
+    /* Reloads the scripts everywhere (the process, or every worker through the supervisor)
+     * and calls done(arg, rc, load_errors) exactly once, possibly later; NULL: no reload. */
+    luar_reload_fn reload;
+    void *reload_ctx;
+    /* The scripts generation now (after a reload completed). */
+    unsigned (*generation_now)(void *reload_ctx);
 } luar_admin_env_t;
 
 /*

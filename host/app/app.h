@@ -56,6 +56,16 @@ void luar_control_close(luar_control_t *c);
  */
 int luar_control_request(const char *path, const char *command, luar_buf_t *out);
 
+/*
+ * The same, without blocking: connects to `path` on `loop`, sends `command`, and calls
+ * cb(arg, rc, answer) once with the answer line (without its newline), or rc LUAR_EIO and
+ * a reason. Used by a supervisor's worker to ask the supervisor for a reload (the admin
+ * API). Returns 0, or LUAR_ENOMEM without calling cb.
+ */
+typedef void (*luar_control_answer_fn)(void *arg, int rc, const char *answer);
+int luar_control_request_async(uv_loop_t *loop, const char *path, const char *command,
+                               luar_control_answer_fn cb, void *arg);
+
 typedef struct luar_watch luar_watch_t;
 
 /*

@@ -7,6 +7,7 @@
 #include "log/log.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -232,5 +233,107 @@ int luar_control_request(const char *path, const char *command, luar_buf_t *out)
     close(fd);
     if (out->len && out->data[out->len - 1] == '\n')
         out->data[--out->len] = '\0';
+    return 0;
+}
+
+/* ---- the non-blocking client --------------------------------------------------------- */
+
+typedef struct async_req {
+    uv_pipe_t pipe;
+    uv_connect_t connect;
+    uv_write_t wr;
+    char line[MAX_REQUEST];
+    luar_buf_t answer;
+    luar_control_answer_fn cb;
+    void *arg;
+    int rc;
+    char why[160];
+} async_req_t;
+
+static void async_closed(uv_handle_t *h)
+{
+    async_req_t *r = h->data;
+    if (r->rc == 0 && r->answer.len && r->answer.data[r->answer.len - 1] == '\n')
+        r->answer.data[--r->answer.len] = '\0';
+    if (r->rc == 0 && r->answer.data == NULL) {
+        r->rc = LUAR_EIO;
+        snprintf(r->why, sizeof r->why, "the instance closed the control socket unanswered");
+    }
+    r->cb(r->arg, r->rc, r->rc ? r->why : r->answer.data);
+    luar_buf_free(&r->answer);
+    free(r);
+}
+
+static void async_fail(async_req_t *r, const char *what, int status)
+{
+    r->rc = LUAR_EIO;
+    snprintf(r->why, sizeof r->why, "control socket: %s: %s", what, uv_strerror(status));
+    if (!uv_is_closing((uv_handle_t *)&r->pipe))
+        uv_close((uv_handle_t *)&r->pipe, async_closed);
+}
+
+static void async_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    static char chunk[4096]; /* loop thread only; consumed by on_async_read at once */
+    (void)h;
+    (void)suggested;
+    buf->base = chunk;
+    buf->len = sizeof chunk;
+}
+
+static void on_async_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    async_req_t *r = s->data;
+    if (n == UV_EOF) {
+        uv_close((uv_handle_t *)&r->pipe, async_closed);
+        return;
+    }
+    if (n < 0) {
+        async_fail(r, "read", (int)n);
+        return;
+    }
+    if (luar_buf_append(&r->answer, buf->base, (size_t)n)) {
+        async_fail(r, "answer", UV_ENOBUFS);
+        return;
+    }
+}
+
+static void on_async_written(uv_write_t *wr, int status)
+{
+    async_req_t *r = wr->data;
+    if (status < 0)
+        async_fail(r, "write", status);
+}
+
+static void on_async_connect(uv_connect_t *cr, int status)
+{
+    async_req_t *r = cr->data;
+    if (status < 0) {
+        async_fail(r, "connect", status);
+        return;
+    }
+    uv_buf_t b = uv_buf_init(r->line, (unsigned)strlen(r->line));
+    r->wr.data = r;
+    int rc = uv_write(&r->wr, (uv_stream_t *)&r->pipe, &b, 1, on_async_written);
+    if (rc == 0)
+        rc = uv_read_start((uv_stream_t *)&r->pipe, async_alloc, on_async_read);
+    if (rc)
+        async_fail(r, "write", rc);
+}
+
+int luar_control_request_async(uv_loop_t *loop, const char *path, const char *command,
+                               luar_control_answer_fn cb, void *arg)
+{
+    async_req_t *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return LUAR_ENOMEM;
+    snprintf(r->line, sizeof r->line, "%s\n", command);
+    luar_buf_init(&r->answer, 1 << 20);
+    r->cb = cb;
+    r->arg = arg;
+    uv_pipe_init(loop, &r->pipe, 0);
+    r->pipe.data = r;
+    r->connect.data = r;
+    uv_pipe_connect(&r->connect, &r->pipe, path, on_async_connect);
     return 0;
 }

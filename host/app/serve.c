@@ -11,6 +11,7 @@
 #include "app/app.h"
 #include "audit/audit.h"
 #include "common/error.h"
+#include "common/json.h"
 #include "jobs/jobs.h"
 #include "log/log.h"
 #include "lua/mod_redis.h"
@@ -178,6 +179,13 @@ static int builtin(app_t *app, luar_http_req_t *req)
     return 1;
 }
 
+static void admin_reload(void *ctx, luar_reload_done_fn done, void *arg);
+
+static unsigned admin_generation(void *ctx)
+{
+    return ((app_t *)ctx)->generation;
+}
+
 static void on_request(luar_http_req_t *req, void *udata)
 {
     app_t *app = udata;
@@ -185,7 +193,14 @@ static void on_request(luar_http_req_t *req, void *udata)
         return;
     luar_admin_env_t env = {app->queue,
                             app->runner ? luar_runner_running(app->runner) : 0,
-                            app->worker_id, app->generation, app->started_ns};
+                            app->worker_id,
+                            app->generation,
+                            app->started_ns,
+                            app->stopping ? NULL : app->vm,
+                            app->cfg->jobs.dead_ttl,
+                            admin_reload,
+                            app,
+                            admin_generation};
     if (luar_admin_handle(app->admin, req, &env))
         return;
     if (app->vm == NULL) {
@@ -288,6 +303,62 @@ static void reload_request(void *ctx, luar_reload_done_fn done, void *arg)
     if (done)
         done(arg, rc, err.data);
     luar_buf_free(&err);
+}
+
+/* A worker's reload asked by the admin API, waiting for the supervisor's answer. */
+typedef struct admin_reload_req {
+    luar_reload_done_fn done;
+    void *arg;
+} admin_reload_req_t;
+
+/* The supervisor's answer line: {"ok":true} or {"ok":false,"error":"…"}. */
+static void on_supervisor_reload(void *arg, int rc, const char *answer)
+{
+    admin_reload_req_t *r = arg;
+    luar_buf_t why;
+    luar_buf_init(&why, 64 * 1024);
+    if (rc == 0 && strstr(answer, "\"ok\":true") == NULL) {
+        const char *val;
+        size_t vlen;
+        rc = LUAR_ELUA;
+        if (!luar_json_member(answer, strlen(answer), "error", &val, &vlen) ||
+            luar_json_unquote(val, vlen, &why))
+            luar_buf_puts(&why, answer);
+    } else if (rc) {
+        luar_buf_puts(&why, answer);
+    }
+    r->done(r->arg, rc, why.data);
+    luar_buf_free(&why);
+    free(r);
+}
+
+/*
+ * Reload for the admin API: a lone process reloads at once; a supervisor's worker asks the
+ * supervisor through the control socket, which validates the scripts and reloads every
+ * worker (this one included), then answers.
+ */
+static void admin_reload(void *ctx, luar_reload_done_fn done, void *arg)
+{
+    app_t *app = ctx;
+    if (app->worker_id == 0) {
+        reload_request(ctx, done, arg);
+        return;
+    }
+    admin_reload_req_t *r = malloc(sizeof *r);
+    char *path = luar_config_control_path(app->cfg);
+    if (r == NULL || path == NULL) {
+        free(r);
+        free(path);
+        done(arg, LUAR_ENOMEM, NULL);
+        return;
+    }
+    r->done = done;
+    r->arg = arg;
+    if (luar_control_request_async(&app->loop, path, "reload", on_supervisor_reload, r)) {
+        free(r);
+        done(arg, LUAR_ENOMEM, NULL);
+    }
+    free(path);
 }
 
 /*

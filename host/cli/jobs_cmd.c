@@ -13,6 +13,7 @@
 #include "lua/util.h"
 #include "lua/vm.h"
 #include "queue/queue.h"
+#include "sched/tz.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -57,7 +58,7 @@ typedef struct opts {
     const char *pos[4];
     int npos;
     int json, dead, help;
-    const char *state, *queue, *name, *limit, *cursor;
+    const char *state, *queue, *name, *limit, *cursor, *error, *since, *until;
     const char *args, *delay, *key, *priority, *max_attempts;
 } opts_t;
 
@@ -77,6 +78,9 @@ static const struct {
     {"--name", C_LIST | C_RETRY | C_PURGE, offsetof(opts_t, name), 0},
     {"--limit", C_LIST, offsetof(opts_t, limit), 0},
     {"--cursor", C_LIST, offsetof(opts_t, cursor), 0},
+    {"--error", C_LIST | C_RETRY | C_PURGE, offsetof(opts_t, error), 0},
+    {"--since", C_LIST | C_RETRY | C_PURGE, offsetof(opts_t, since), 0},
+    {"--until", C_LIST | C_RETRY | C_PURGE, offsetof(opts_t, until), 0},
     {"--args", C_ENQUEUE, offsetof(opts_t, args), 0},
     {"--delay", C_ENQUEUE, offsetof(opts_t, delay), 0},
     {"--key", C_ENQUEUE, offsetof(opts_t, key), 0},
@@ -92,12 +96,16 @@ static const struct {
 } command_table[] = {
     {"stats", C_STATS, 0, 0, "usage: luar jobs stats [--json]"},
     {"list", C_LIST, 0, 0,
-     "usage: luar jobs list [--state S] [--queue Q] [--name N] [--limit N] [--cursor ID] "
-     "[--json]"},
+     "usage: luar jobs list [--state S] [--queue Q] [--name N] [--error TEXT] [--since T] "
+     "[--until T] [--limit N] [--cursor ID] [--json]"},
     {"show", C_SHOW, 1, 1, "usage: luar jobs show ID [--json]"},
-    {"retry", C_RETRY, 0, 1, "usage: luar jobs retry ID | --dead [--queue Q] [--name N] [--json]"},
+    {"retry", C_RETRY, 0, 1,
+     "usage: luar jobs retry ID | --dead [--queue Q] [--name N] [--error TEXT] [--since T] "
+     "[--until T] [--json]"},
     {"delete", C_DELETE, 1, 1, "usage: luar jobs delete ID [--json]"},
-    {"purge", C_PURGE, 0, 0, "usage: luar jobs purge --state S [--queue Q] [--name N] [--json]"},
+    {"purge", C_PURGE, 0, 0,
+     "usage: luar jobs purge --state S [--queue Q] [--name N] [--error TEXT] [--since T] "
+     "[--until T] [--json]"},
 };
 
 static const char jobs_usage[] = "usage: luar jobs stats|list|show|retry|delete|purge [options]";
@@ -648,8 +656,22 @@ static int jobs_filter(opts_t *o, luar_job_filter_t *f)
     f->queue = o->queue;
     f->name = o->name;
     f->cursor = o->cursor;
+    f->error = o->error;
     if (o->state != NULL && parse_state(o, o->state, &f->state) != 0)
         return 2;
+    /* T: unix seconds or ISO 8601 (UTC unless it has an offset); a job's time is when it
+     * finished, else when it was enqueued (queue.h). */
+    const char *const times[2] = {o->since, o->until};
+    double *const slots[2] = {&f->since, &f->until};
+    for (int i = 0; i < 2; i++) {
+        if (times[i] != NULL && luar_tz_parse_time(times[i], slots[i]) != 0) {
+            fprintf(stderr,
+                    "luar %s: --%s: expected unix seconds or an ISO 8601 time "
+                    "(2026-01-02T03:04:05Z), got '%s'\n",
+                    o->cmd, i ? "until" : "since", times[i]);
+            return 2;
+        }
+    }
     if (o->limit != NULL) {
         long limit;
         if (parse_long(o->limit, 1, 100000, &limit) != 0) {
@@ -675,8 +697,9 @@ static int jobs_filter(opts_t *o, luar_job_filter_t *f)
     if (o->which == C_RETRY) {
         if (o->npos == 1 && o->dead)
             return usage_error(o, "give either an ID or --dead, not both");
-        if (o->npos == 1 && (o->queue || o->name))
-            return usage_error(o, "--queue and --name select jobs for --dead, not with an ID");
+        if (o->npos == 1 && (o->queue || o->name || o->error || o->since || o->until))
+            return usage_error(o, "--queue, --name, --error, --since and --until select jobs "
+                                  "for --dead, not with an ID");
         if (o->npos == 0 && !o->dead)
             return usage_error(o, "give a job ID or --dead");
         f->state = LUAR_JOB_DEAD;

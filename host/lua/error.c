@@ -41,13 +41,9 @@ static int error_tostring(lua_State *L)
     return 1;
 }
 
-static void push_error_va(lua_State *L, const char *kind, const char *fmt, va_list ap)
+/* Gives the table at the top of the stack the errors' metatable. [-0, +0] */
+static void set_error_mt(lua_State *L)
 {
-    lua_createtable(L, 0, 4);
-    lua_pushstring(L, kind);
-    lua_setfield(L, -2, "kind");
-    lua_pushvfstring(L, fmt, ap);
-    lua_setfield(L, -2, "message");
     if (luaL_newmetatable(L, ERROR_MT)) {
         lua_pushcfunction(L, error_tostring);
         lua_setfield(L, -2, "__tostring");
@@ -55,6 +51,16 @@ static void push_error_va(lua_State *L, const char *kind, const char *fmt, va_li
         lua_setfield(L, -2, "__name");
     }
     lua_setmetatable(L, -2);
+}
+
+static void push_error_va(lua_State *L, const char *kind, const char *fmt, va_list ap)
+{
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, kind);
+    lua_setfield(L, -2, "kind");
+    lua_pushvfstring(L, fmt, ap);
+    lua_setfield(L, -2, "message");
+    set_error_mt(L);
 }
 
 void luar_lua_push_error(lua_State *L, const char *kind, const char *fmt, ...)
@@ -83,4 +89,36 @@ int luar_lua_is_error(lua_State *L, int idx)
     int same = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
     return same;
+}
+
+/*
+ * luar.error: the same errors for Lua code, so a script's or a plugin's module returns
+ * what every host module returns. new(fields) makes the table `fields` (kind and message
+ * strings required, any other fields kept) an error and returns it; is(v) tells one.
+ */
+static int error_new(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (lua_getmetatable(L, 1))
+        return luaL_argerror(L, 1, "the table already has a metatable");
+    if (lua_getfield(L, 1, "kind") != LUA_TSTRING)
+        return luaL_argerror(L, 1, "kind must be a string (\"invalid\", \"http\", ...)");
+    if (lua_getfield(L, 1, "message") != LUA_TSTRING)
+        return luaL_argerror(L, 1, "message must be a string");
+    lua_settop(L, 1);
+    set_error_mt(L);
+    return 1;
+}
+
+static int error_is(lua_State *L)
+{
+    lua_pushboolean(L, luar_lua_is_error(L, 1));
+    return 1;
+}
+
+int luaopen_luar_error(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {{"new", error_new}, {"is", error_is}, {NULL, NULL}};
+    luaL_newlib(L, funcs);
+    return 1;
 }

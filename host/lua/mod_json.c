@@ -1,9 +1,12 @@
 /*
- * luar.json: lua-cjson (a private cjson.new() instance, so settings changed by scripts on
- * `cjson` do not leak in), depth-limited to 128 levels both ways. decode returns nil, err
- * on invalid input instead of raising, so handlers need no pcall.
+ * luar.json: the host's decoder for valid JSON and its encoder (below), lua-cjson (a private
+ * cjson.new() instance, so settings changed by scripts on `cjson` do not leak in) for the
+ * texts the strict validator refuses; depth-limited to 128 levels both ways. decode returns
+ * nil, err on invalid input instead of raising, so handlers need no pcall. Integers keep
+ * all 64 bits both ways.
  */
 #include "common/buf.h"
+#include "common/error.h"
 #include "common/json.h"
 #include "lua/error.h"
 #include "lua/modules.h"
@@ -11,6 +14,9 @@
 
 #include <lauxlib.h>
 #include <lua-cjson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define JSON_MAX_DEPTH 128
@@ -180,21 +186,27 @@ static void dec_string(lua_State *L, dec_t *d)
 }
 
 /*
- * A number. Up to 15 digits without fraction or exponent is exactly the integer lua-cjson
- * ends with (its strtod is exact below 2^53); anything else goes through strtod as a float
- * (the "e0" keeps Lua from reading a long integer exactly where lua-cjson rounds it), then
- * the integral rule of integerize.
+ * A number. An integer without fraction or exponent that fits a Lua integer (64 bits) is
+ * that integer, exactly: ids past 2^53 (Twitter, Discord, Shopify) survive a round trip,
+ * where lua-cjson rounds them through a double. Anything else goes through strtod as a
+ * float (the "e0" keeps Lua from reading a long integer exactly where lua-cjson rounds it),
+ * then the integral rule of integerize, as lua-cjson would give it.
  */
 static void dec_number(lua_State *L, dec_t *d)
 {
     const char *p = d->s;
     int neg = *p == '-';
     const char *q = p + neg;
-    lua_Integer v = 0;
-    for (; q < d->end && *q >= '0' && *q <= '9'; q++)
-        if (q - p - neg < 15)
-            v = v * 10 + (*q - '0');
-    int plain = q - p - neg <= 15;
+    uint64_t v = 0;
+    int fits = 1;
+    for (; q < d->end && *q >= '0' && *q <= '9'; q++) {
+        unsigned digit = (unsigned)(*q - '0');
+        if (v > (UINT64_MAX - digit) / 10)
+            fits = 0;
+        else
+            v = v * 10 + digit;
+    }
+    int plain = fits && (neg ? v <= (uint64_t)LUA_MAXINTEGER + 1 : v <= (uint64_t)LUA_MAXINTEGER);
     while (q < d->end && ((*q >= '0' && *q <= '9') || *q == '.' || *q == 'e' || *q == 'E' ||
                           *q == '+' || *q == '-')) {
         plain = 0;
@@ -202,7 +214,10 @@ static void dec_number(lua_State *L, dec_t *d)
     }
     d->s = q;
     if (plain) {
-        lua_pushinteger(L, neg ? -v : v);
+        if (neg && v == (uint64_t)LUA_MAXINTEGER + 1)
+            lua_pushinteger(L, LUA_MININTEGER);
+        else
+            lua_pushinteger(L, neg ? -(lua_Integer)v : (lua_Integer)v);
         return;
     }
     char small[64], *text = small;
@@ -357,15 +372,182 @@ int luar_json_decode(lua_State *L, int idx)
     return luar_lua_fail(L, "invalid", "%s", msg != NULL ? msg : "invalid JSON");
 }
 
+/* ---- the encoder ----------------------------------------------------------------------- */
+
+/*
+ * The host's own encoder (lua-cjson's rules, two differences): integers are written as
+ * integers, all 64 bits of them (lua-cjson turns them into doubles and prints 14 digits:
+ * 820982911946154508 became 8.2098291194615e+17); floats in the fewest digits that read
+ * back to the same double (lua-cjson's 14 digits lose the last ones). Strings are escaped
+ * by the one JSON string writer (common/buf.h: invalid UTF-8 becomes U+FFFD, so the output
+ * is always valid JSON; '/' is not escaped). Like lua-cjson: a table whose keys are 1..n
+ * (holes allowed while n <= max(10, 2 x the key count)) is an array, any other table an
+ * object with number keys written as strings, an empty table is {}, json.null is null;
+ * NaN, infinities, functions, other userdata and nesting past JSON_MAX_DEPTH raise.
+ */
+typedef struct enc {
+    lua_State *L;
+    luar_buf_t *b;
+} enc_t;
+
+static void enc_value(enc_t *e, int idx, int depth);
+
+static void enc_fail(enc_t *e, const char *fmt, const char *what)
+{
+    luaL_error(e->L, fmt, what);
+}
+
+static void enc_put(enc_t *e, int rc)
+{
+    if (rc)
+        luaL_error(e->L, "Cannot serialise: %s", luar_strerror(rc));
+}
+
+static void enc_number(enc_t *e, int idx)
+{
+    lua_State *L = e->L;
+    char num[40];
+    if (lua_isinteger(L, idx)) {
+        snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, idx));
+    } else {
+        double v = lua_tonumber(L, idx);
+        if (v != v || v - v != 0)
+            luaL_error(L, "Cannot serialise number: must not be NaN or Infinity");
+        lua_Integer i;
+        if (lua_numbertointeger(v, &i) && (double)i == v && v > -1e15 && v < 1e15) {
+            snprintf(num, sizeof num, "%lld", (long long)i); /* 5.0 → 5, as lua-cjson */
+        } else {
+            for (int prec = 15; prec <= 17; prec++) {
+                snprintf(num, sizeof num, "%.*g", prec, v);
+                if (strtod(num, NULL) == v)
+                    break;
+            }
+        }
+    }
+    enc_put(e, luar_buf_puts(e->b, num));
+}
+
+/* The array length of the table at `idx` (its keys are 1..n with few holes), or -1. */
+static lua_Integer array_length(lua_State *L, int idx)
+{
+    lua_Integer max = 0, count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        lua_pop(L, 1);
+        lua_Integer k;
+        if (lua_type(L, -1) == LUA_TNUMBER && lua_isinteger(L, -1))
+            k = lua_tointeger(L, -1);
+        else if (lua_type(L, -1) == LUA_TNUMBER && integral(L, -1, &k))
+            ;
+        else {
+            lua_pop(L, 1);
+            return -1;
+        }
+        if (k < 1) {
+            lua_pop(L, 1);
+            return -1;
+        }
+        if (k > max)
+            max = k;
+        count++;
+    }
+    if (max > 10 && max > 2 * count)
+        luaL_error(L, "Cannot serialise table: excessively sparse array");
+    return max;
+}
+
+static void enc_table(enc_t *e, int idx, int depth)
+{
+    lua_State *L = e->L;
+    if (depth > JSON_MAX_DEPTH)
+        luaL_error(L, "Cannot serialise, excessive nesting (%d)", depth);
+    if (!lua_checkstack(L, 6))
+        luaL_error(L, "Cannot serialise: out of stack");
+    lua_Integer n = array_length(L, idx);
+    if (n > 0) {
+        enc_put(e, luar_buf_putc(e->b, '['));
+        for (lua_Integer i = 1; i <= n; i++) {
+            if (i > 1)
+                enc_put(e, luar_buf_putc(e->b, ','));
+            lua_rawgeti(L, idx, i);
+            enc_value(e, lua_gettop(L), depth);
+            lua_pop(L, 1);
+        }
+        enc_put(e, luar_buf_putc(e->b, ']'));
+        return;
+    }
+    enc_put(e, luar_buf_putc(e->b, '{'));
+    int first = 1;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        if (!first)
+            enc_put(e, luar_buf_putc(e->b, ','));
+        first = 0;
+        int kt = lua_type(L, -2);
+        if (kt == LUA_TSTRING) {
+            size_t len;
+            const char *k = lua_tolstring(L, -2, &len);
+            enc_put(e, luar_buf_append_json_string(e->b, k, len));
+        } else if (kt == LUA_TNUMBER) {
+            enc_put(e, luar_buf_putc(e->b, '"'));
+            lua_pushvalue(L, -2);
+            enc_number(e, lua_gettop(L));
+            lua_pop(L, 1);
+            enc_put(e, luar_buf_putc(e->b, '"'));
+        } else {
+            enc_fail(e, "Cannot serialise %s: table key must be a number or string",
+                     luaL_typename(L, -2));
+        }
+        enc_put(e, luar_buf_putc(e->b, ':'));
+        enc_value(e, lua_gettop(L), depth);
+        lua_pop(L, 1);
+    }
+    enc_put(e, luar_buf_putc(e->b, '}'));
+}
+
+static void enc_value(enc_t *e, int idx, int depth)
+{
+    lua_State *L = e->L;
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        enc_put(e, luar_buf_append_json_string(e->b, s, len));
+        break;
+    }
+    case LUA_TNUMBER:
+        enc_number(e, idx);
+        break;
+    case LUA_TBOOLEAN:
+        enc_put(e, luar_buf_puts(e->b, lua_toboolean(L, idx) ? "true" : "false"));
+        break;
+    case LUA_TNIL:
+        enc_put(e, luar_buf_puts(e->b, "null"));
+        break;
+    case LUA_TTABLE:
+        enc_table(e, idx, depth + 1);
+        break;
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL) { /* json.null */
+            enc_put(e, luar_buf_puts(e->b, "null"));
+            break;
+        }
+        /* fall through */
+    default:
+        enc_fail(e, "Cannot serialise %s: type not supported", luaL_typename(L, idx));
+    }
+}
+
 const char *luar_json_encode(lua_State *L, int idx, size_t *len)
 {
     idx = lua_absindex(L, idx);
-    luar_json_push_instance(L);
-    lua_getfield(L, -1, "encode");
-    lua_remove(L, -2);
-    lua_pushvalue(L, idx);
-    lua_call(L, 1, 1);
-    return lua_tolstring(L, -1, len);
+    enc_t e = {L, luar_lua_newbuf(L, 0)};
+    enc_value(&e, idx, 0);
+    const char *out = lua_pushlstring(L, e.b->data ? e.b->data : "", e.b->len);
+    luar_buf_free(e.b);
+    lua_remove(L, -2); /* the buffer's userdata */
+    out = lua_tolstring(L, -1, len);
+    return out;
 }
 
 /* json.encode(value) → string; raises on values JSON cannot hold. [-1, +1] */

@@ -3,6 +3,7 @@
 
 #include "common/error.h"
 #include "lua/bridge.h"
+#include "lua/error.h"
 
 #include <lauxlib.h>
 #include <lua-cjson.h>
@@ -21,6 +22,7 @@ typedef struct luar_lua_module {
 static const luar_lua_module_t modules[] = {
     {"luar.http", luaopen_luar_http},
     {"luar.json", luaopen_luar_json},
+    {"luar.error", luaopen_luar_error},
     {"luar.log", luaopen_luar_log},
     {"luar.time", luaopen_luar_time},
     {"luar.metrics", luaopen_luar_metrics},

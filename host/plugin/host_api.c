@@ -637,6 +637,11 @@ static double host_now(const luar_host_t *h)
 
 /* ---- the table ----------------------------------------------------------------------- */
 
+static int json_validate(const char *s, size_t len, int max_depth, luar_buf_t *why)
+{
+    return luar_json_validate(s, len, max_depth > 0 ? max_depth : LUAR_JSON_MAX_DEPTH, why);
+}
+
 void luar_plugin_host_init(plugin_rec_t *p)
 {
     luar_host_t *h = &p->host;
@@ -682,6 +687,10 @@ void luar_plugin_host_init(plugin_rec_t *p)
     h->buf_free = buf_free;
     h->buf_reset = luar_buf_reset;
     h->hex_decode = luar_hex_decode;
+    h->json_validate = json_validate;
+    h->json_member = luar_json_member;
+    h->json_array_next = luar_json_array_next;
+    h->json_unquote = luar_json_unquote;
     h->on_error = luar_plugin_hooks_on_error;
     h->on_log = luar_plugin_hooks_on_log;
     h->redact = luar_plugin_hooks_redact;

@@ -428,9 +428,13 @@ static int op_filter(luar_qop_t *op, const luar_job_filter_t *f)
         return 0;
     op->filter.state = f->state;
     op->filter.limit = f->limit;
+    op->filter.since = f->since > 0 ? f->since : 0;
+    op->filter.until = f->until > 0 ? f->until : 0;
+    op->filter.max = f->max;
     if (op_str(op, &op->filter.queue, empty(f->queue) ? NULL : f->queue) ||
         op_str(op, &op->filter.name, empty(f->name) ? NULL : f->name) ||
-        op_str(op, &op->filter.cursor, empty(f->cursor) ? NULL : f->cursor))
+        op_str(op, &op->filter.cursor, empty(f->cursor) ? NULL : f->cursor) ||
+        op_str(op, &op->filter.error, empty(f->error) ? NULL : f->error))
         return LUAR_ENOMEM;
     return 0;
 }

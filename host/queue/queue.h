@@ -86,13 +86,22 @@ typedef struct luar_queue_count {
     int64_t counts[LUAR_JOB_STATES];
 } luar_queue_count_t;
 
-/* Filter for list, bulk retry and purge. NULL/negative fields match everything. */
+/*
+ * Filter for list, bulk retry and purge. NULL, zero or negative fields match everything.
+ * A job's time, for `since` and `until`, is finished_at for a finished job (succeeded,
+ * dead: when it died) and enqueued_at otherwise.
+ */
 typedef struct luar_job_filter {
     int state;             /* a luar_job_state_t, or -1 */
     const char *queue;
     const char *name;
     size_t limit;          /* list only; 0: 100 */
     const char *cursor;    /* list only: continue after this job id (from next_cursor) */
+    const char *error;     /* last_error contains this text (case-sensitive), or NULL */
+    double since;          /* the job's time >= since (unix seconds); 0: no bound */
+    double until;          /* the job's time < until; 0: no bound */
+    size_t max;            /* retry_many, purge: at most this many jobs, oldest id first,
+                              so a caller can work in bounded batches; 0: every match */
 } luar_job_filter_t;
 
 /* ---- opening ------------------------------------------------------------------------ */

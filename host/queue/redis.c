@@ -19,7 +19,7 @@
 #include "queue/redis.h"
 #include "common/error.h"
 #include "crypto/crypto.h"
-#include "redis_queue_lua.h" /* generated from redis_queue.lua: luar_redis_queue_lua[] */
+#include "luar_redis_queue_lua.h" /* generated from redis_queue.lua: luar_redis_queue_lua[] */
 
 #include <inttypes.h>
 #include <math.h>
@@ -57,6 +57,7 @@ typedef struct call {
     const char **argv;
     size_t *lens;
     int cursor_arg; /* retry_many, purge: the argument holding the cursor */
+    int max_arg;    /* retry_many, purge: the argument holding how many more to touch */
     int reloads;
     int nomem;
 } call_t;
@@ -422,11 +423,19 @@ static int read_reply(call_t *c, const redisReply *reply)
         const char *cursor = rstr(op, reply->element[1], &nomem);
         if (nomem)
             return LUAR_ENOMEM;
-        if (cursor == NULL)
+        if (cursor == NULL || (op->filter.max > 0 && op->count >= op->filter.max))
             return 0;
         /* More to do: the same call from the cursor (each call bounded, see the script). */
         c->argv[c->cursor_arg] = cursor;
         c->lens[c->cursor_arg] = strlen(cursor);
+        if (op->filter.max > 0) {
+            char *left = luar_qop_alloc(op, 24);
+            if (left == NULL)
+                return LUAR_ENOMEM;
+            snprintf(left, 24, "%zu", op->filter.max - op->count);
+            c->argv[c->max_arg] = left;
+            c->lens[c->max_arg] = strlen(left);
+        }
         send_call(c);
         return 1;
     }
@@ -634,7 +643,7 @@ static call_t *build(rq_t *rq, luar_qop_t *op)
                         op->kind == LUAR_QOP_RETRY_MANY ? "retry_many"
                         : op->kind == LUAR_QOP_PURGE    ? "purge"
                                                         : "list",
-                        5);
+                        8);
         if (c == NULL)
             return NULL;
         arg(c, state_arg(op->filter.state));
@@ -644,6 +653,13 @@ static call_t *build(rq_t *rq, luar_qop_t *op)
         arg(c, op->kind == LUAR_QOP_LIST && op->filter.cursor ? op->filter.cursor : "");
         if (op->kind == LUAR_QOP_LIST)
             argf(c, "%zu", op->filter.limit);
+        arg(c, op->filter.error ? op->filter.error : "");
+        arg_time(c, op->filter.since);
+        arg_time(c, op->filter.until);
+        if (op->kind != LUAR_QOP_LIST) {
+            c->max_arg = c->argc;
+            argf(c, "%zu", op->filter.max);
+        }
         return c;
     case LUAR_QOP_COUNTS:
     case LUAR_QOP_NEXT_DUE:

@@ -160,11 +160,22 @@ local function scan(states, cursor, fn)
     return ids[#ids]
 end
 
--- Whether a job matches a list filter ('' matches anything; state '-1' too).
-local function matches(id, queue, name, state)
-    local v = call('HMGET', jkey(id), 'queue', 'name', 'state')
-    return (queue == '' or v[1] == queue) and (name == '' or v[2] == name) and
-        (state == '-1' or v[3] == state)
+-- Whether a job matches a list filter ('' matches anything; state '-1' too; `err` is
+-- text last_error contains; `since`, `till` bound the job's time, '0' for none: finished_at
+-- when it finished, else enqueued_at, as in SQLite's FILTER).
+local function matches(id, queue, name, state, err, since, till)
+    local v = call('HMGET', jkey(id), 'queue', 'name', 'state', 'last_error', 'finished_at',
+        'enqueued_at')
+    if not ((queue == '' or v[1] == queue) and (name == '' or v[2] == name) and
+        (state == '-1' or v[3] == state)) then return false end
+    if err ~= '' and not (v[4] and string.find(v[4], err, 1, true)) then return false end
+    if since ~= '0' or till ~= '0' then
+        local t = tonumber(v[5] or '0') or 0
+        if t <= 0 then t = tonumber(v[6] or '0') or 0 end
+        if since ~= '0' and t < tonumber(since) then return false end
+        if till ~= '0' and t >= tonumber(till) then return false end
+    end
+    return true
 end
 
 -- ---- GCRA on integer nanoseconds ------------------------------------------------------
@@ -435,8 +446,10 @@ elseif op == 'delete' then
     return NOT_FOUND
 
 elseif op == 'retry_many' or op == 'purge' then
-    -- state ('-1' any), queue ('' any), name ('' any), cursor: returns { count, cursor|false }
+    -- state ('-1' any), queue ('' any), name ('' any), cursor, error ('' any), since, until
+    -- ('0' none), max (most jobs to touch, '0' all): returns { count, cursor|false }
     local state, queue, name = ARGV[4], ARGV[5], ARGV[6]
+    local err, since, till, max = ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
     local n = 0
     local states
     if op == 'purge' then
@@ -448,15 +461,19 @@ elseif op == 'retry_many' or op == 'purge' then
     else
         return { 0, false }
     end
+    local full = false
     local cursor = scan(states, ARGV[7], function(id)
-        if not matches(id, queue, name, '-1') then return end
+        if full or not matches(id, queue, name, '-1', err, since, till) then return end
         if op == 'purge' then
             if drop(id) then n = n + 1 end
         else
             local v = call('HMGET', jkey(id), 'state', 'queue', 'priority', 'key')
             if requeue(id, v) == 0 then n = n + 1 end
         end
+        if max > 0 and n >= max then full = id end
     end)
+    -- Full: the caller asked for no more; the next batch would start after this id.
+    if full then return { n, false } end
     return { n, cursor }
 
 elseif op == 'get' then
@@ -468,7 +485,9 @@ elseif op == 'get' then
 elseif op == 'list' then
     -- state ('-1' any), queue, name, cursor ('' first page), limit:
     -- returns { next_cursor|false, jobs... }
+    -- error ('' any), since, until ('0' none) as for retry_many
     local state, queue, name, cursor, limit = ARGV[4], ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
+    local err, since, till = ARGV[9], ARGV[10], ARGV[11]
     local zkey = P .. 'ids'
     if INDEXED[state] then zkey = P .. 'state:' .. state end
     local max = '+'
@@ -479,7 +498,7 @@ elseif op == 'list' then
         local ids = call('ZREVRANGEBYLEX', zkey, max, '-', 'LIMIT', 0, 200)
         if #ids == 0 then return out end
         for _, id in ipairs(ids) do
-            if matches(id, queue, name, state) then
+            if matches(id, queue, name, state, err, since, till) then
                 if n == limit then
                     out[1] = last_kept -- one more than asked: a next page after the last kept
                     return out

@@ -28,7 +28,13 @@
 #define RETRY_SET                                                                                  \
     "state = 0, attempt = 0, run_at = ?2, finished_at = 0, expires_at = 0, owner = NULL, "         \
     "lease_expires_at = 0, result = NULL"
-#define FILTER "(?3 IS NULL OR queue = ?3) AND (?4 IS NULL OR name = ?4)"
+/* ?3 queue, ?4 name, ?6 error text, ?7 since, ?8 until (0: none); a job's time is when it
+ * finished, else when it was enqueued (queue.h). */
+#define JOB_TIME "(CASE WHEN finished_at > 0 THEN finished_at ELSE enqueued_at END)"
+#define FILTER                                                                                     \
+    "(?3 IS NULL OR queue = ?3) AND (?4 IS NULL OR name = ?4) AND "                                \
+    "(?6 IS NULL OR instr(last_error, ?6) > 0) AND (?7 <= 0 OR " JOB_TIME " >= ?7) AND "           \
+    "(?8 <= 0 OR " JOB_TIME " < ?8)"
 
 /*
  * The statements. INDEXED BY pins the partial indexes of the schema where the planner,
@@ -77,10 +83,13 @@ static const char *const sql[SQ_STMTS] = {
     [SQ_SWEEP_DEDUPE] = "DELETE FROM dedupe WHERE expires_at < ?1",
     [SQ_STATE] = "SELECT state FROM jobs WHERE id = ?1",
     [SQ_RETRY] = "UPDATE jobs SET " RETRY_SET " WHERE id = ?1",
-    [SQ_RETRY_MANY] = "UPDATE OR IGNORE jobs SET " RETRY_SET " WHERE state IN " RETRYABLE
-                      " AND (?1 < 0 OR state = ?1) AND " FILTER,
+    /* Oldest first, at most ?9 (-1: all): bulk replays go in bounded batches. */
+    [SQ_RETRY_MANY] = "UPDATE OR IGNORE jobs SET " RETRY_SET " WHERE id IN (SELECT id FROM jobs "
+                      "WHERE state IN " RETRYABLE " AND (?1 < 0 OR state = ?1) AND " FILTER
+                      " ORDER BY id LIMIT ?9)",
     [SQ_DELETE] = "DELETE FROM jobs WHERE id = ?1",
-    [SQ_PURGE] = "DELETE FROM jobs WHERE state = ?1 AND " FILTER,
+    [SQ_PURGE] = "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state = ?1 AND " FILTER
+                 " ORDER BY id LIMIT ?9)",
     [SQ_GET] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1",
     [SQ_LIST] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id < ?2 AND ?1 < 0 AND " FILTER
                 " ORDER BY id DESC LIMIT ?5",
@@ -465,12 +474,18 @@ static int do_retry(luar_sq_t *s, luar_qop_t *op)
     return step_done(st);
 }
 
-/* Binds the filter of retry_many, purge and list: ?1 state, ?3 queue, ?4 name. */
+/* Binds the filter of retry_many, purge and list: ?1 state, ?3 queue, ?4 name, ?6 error,
+ * ?7 since, ?8 until; and ?9, the most retry_many and purge touch (-1: no limit). */
 static void bind_filter(sqlite3_stmt *st, const luar_job_filter_t *f)
 {
     sqlite3_bind_int(st, 1, f->state);
     bind_text(st, 3, f->queue);
     bind_text(st, 4, f->name);
+    bind_text(st, 6, f->error);
+    sqlite3_bind_double(st, 7, f->since);
+    sqlite3_bind_double(st, 8, f->until);
+    if (sqlite3_bind_parameter_count(st) >= 9)
+        sqlite3_bind_int64(st, 9, f->max > 0 ? clamp_limit(f->max) : -1);
 }
 
 static int do_retry_many(luar_sq_t *s, luar_qop_t *op)

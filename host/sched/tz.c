@@ -426,6 +426,25 @@ int luar_tz_parse_iso(const char *s, const luar_tz_t *z, int64_t *out, luar_buf_
     return 0;
 }
 
+int luar_tz_parse_time(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double t = strtod(s, &end);
+    /* strtod also reads "inf", "nan" and hex: only plain decimals are seconds here. */
+    if (*s != '\0' && *end == '\0' && errno == 0 && strspn(s, "0123456789.") == strlen(s) &&
+        t >= 0 && t < 253402300800.0) {
+        *out = t;
+        return 0;
+    }
+    const luar_tz_t *utc;
+    int64_t secs;
+    if (luar_tz_load("UTC", &utc, NULL) || luar_tz_parse_iso(s, utc, &secs, NULL))
+        return LUAR_EINVAL;
+    *out = (double)secs;
+    return 0;
+}
+
 /* --- loading zones --- */
 
 static uint32_t be32(const unsigned char *p)

@@ -78,6 +78,14 @@ int luar_tz_format(const luar_tz_t *z, int64_t t, char *out, size_t size);
 int luar_tz_parse_iso(const char *s, const luar_tz_t *z, int64_t *out, luar_buf_t *err);
 
 /*
+ * Parses a point in time given by a person: unix seconds (a non-negative decimal number,
+ * fractions kept) or ISO 8601 as luar_tz_parse_iso reads it, UTC unless it has an offset.
+ * For the `since`/`until` filters of `luar jobs` and the admin API. Returns 0 and sets
+ * *out, or LUAR_EINVAL.
+ */
+int luar_tz_parse_time(const char *s, double *out);
+
+/*
  * Frees every cached zone. Only for tests and process exit: no thread may hold a zone
  * pointer or call into this module while it runs.
  */

@@ -15,14 +15,14 @@ local crypto = require "luar.crypto"
 
 local M = { version = defaults.version }
 
--- Errors carry luar's error metatable (borrowed from a failed decode), so tostring(err)
--- reads like every other module's.
-local ERROR_MT = getmetatable(select(2, json.decode("")))
+-- The one error shape of SPEC §4 (luar.error), so tostring(err) reads like every other
+-- module's.
+local lerror = require "luar.error"
 
 local function fail(kind, message, fields)
   local e = { kind = kind, message = message }
   for k, v in pairs(fields or {}) do e[k] = v end
-  return nil, setmetatable(e, ERROR_MT)
+  return nil, lerror.new(e)
 end
 
 local DEFAULT_API_VERSION = "2022-11-28"

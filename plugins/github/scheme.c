@@ -17,7 +17,6 @@
  */
 #include "github.h"
 
-#include "common/json.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,7 +204,7 @@ static int form_payload(const char *body, size_t len, luar_buf_t *out)
                     c = (char)(hexval(body[j + 1]) << 4 | hexval(body[j + 2]));
                     j += 2;
                 }
-                if (luar_buf_putc(out, c) != 0)
+                if (github_host->buf_append(out, &c, 1) != 0)
                     return 0;
             }
             return 1;
@@ -236,52 +235,53 @@ static int gh_events(const void *p, const luar_webhook_msg_t *msg, luar_webhook_
         h->buf_printf(why, "too many events");
         return LUAR_PLUGIN_ETOOBIG;
     }
-    luar_buf_t local, reason;
-    luar_buf_init(&local, 0);
-    luar_buf_init(&reason, 512);
+    luar_buf_t *local = h->buf_new(0), *reason = h->buf_new(512), *action = h->buf_new(0);
     int rc = 0;
+    if (local == NULL || reason == NULL || action == NULL) {
+        rc = LUAR_PLUGIN_ENOMEM;
+        goto done;
+    }
     /* The event's JSON: the body, or the decoded `payload` field of a form body. */
     const char *json = msg->body;
     size_t json_len = msg->body_len, json_off = 0;
     int form = ct != NULL && ct_len >= 33 &&
                strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0;
     if (form) {
-        if (!form_payload(msg->body, msg->body_len, &local)) {
+        if (!form_payload(msg->body, msg->body_len, local)) {
             h->buf_printf(why, "form body without a payload field");
             rc = LUAR_PLUGIN_EPARSE;
             goto done;
         }
-        json = local.data ? local.data : "";
-        json_len = local.len;
+        json = h->buf_data(local, &json_len);
     }
-    if (luar_json_validate(json, json_len, LUAR_JSON_MAX_DEPTH, &reason) != 0) {
+    if (h->json_validate(json, json_len, 0, reason) != 0) {
         h->buf_printf(why, "%s is not JSON: %s", form ? "the payload field" : "body",
-                      reason.data ? reason.data : "");
+                      h->buf_data(reason, NULL));
         rc = LUAR_PLUGIN_EPARSE;
         goto done;
     }
     /* The action first: `json` may point into `local`, which the type's bytes may move. */
-    luar_buf_t action;
-    luar_buf_init(&action, 0);
     const char *av;
-    size_t av_len;
-    int has_action = luar_json_member(json, json_len, "action", &av, &av_len) &&
-                     av[0] == '"' && av_len > 2 && luar_json_unquote(av, av_len, &action) == 0;
+    size_t av_len, action_len = 0;
+    int has_action = h->json_member(json, json_len, "action", &av, &av_len) &&
+                     av[0] == '"' && av_len > 2 && h->json_unquote(av, av_len, action) == 0;
+    const char *action_text = h->buf_data(action, &action_len);
     /* type = event[.action], after the payload in `local`. */
-    size_t type_off = local.len;
-    rc = luar_buf_append(&local, ev, ev_len);
+    size_t type_off = 0;
+    h->buf_data(local, &type_off);
+    rc = h->buf_append(local, ev, ev_len);
     if (rc == 0 && has_action)
-        rc = luar_buf_putc(&local, '.');
+        rc = h->buf_append(local, ".", 1);
     if (rc == 0 && has_action)
-        rc = luar_buf_append(&local, action.data, action.len);
-    luar_buf_free(&action);
+        rc = h->buf_append(local, action_text, action_len);
     if (rc != 0) {
         rc = LUAR_PLUGIN_ENOMEM;
         goto done;
     }
-    size_t base = 0;
+    size_t base = 0, local_len = 0;
     h->buf_data(scratch, &base);
-    rc = h->buf_append(scratch, local.data, local.len);
+    const char *local_data = h->buf_data(local, &local_len);
+    rc = h->buf_append(scratch, local_data, local_len);
     if (rc != 0)
         goto done;
     const char *s = h->buf_data(scratch, NULL) + base;
@@ -289,14 +289,15 @@ static int gh_events(const void *p, const luar_webhook_msg_t *msg, luar_webhook_
         .id = id,
         .id_len = id_len,
         .type = s + type_off,
-        .type_len = local.len - type_off,
+        .type_len = local_len - type_off,
         .json = form ? s + json_off : json,
         .json_len = json_len,
     };
     *n = 1;
 done:
-    luar_buf_free(&local);
-    luar_buf_free(&reason);
+    h->buf_free(local);
+    h->buf_free(reason);
+    h->buf_free(action);
     return rc;
 }
 

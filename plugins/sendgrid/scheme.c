@@ -21,7 +21,6 @@
  */
 #include "sendgrid.h"
 
-#include "common/json.h"
 
 #include <math.h>
 #include <openssl/bio.h>
@@ -237,15 +236,23 @@ static luar_webhook_verdict_t sg_verify(const void *p, const luar_webhook_msg_t 
     return h->webhook_check_timestamp(TS_HEADER, ts, ts_len, tolerance, now, NULL, why);
 }
 
+static size_t buf_len(const luar_buf_t *b)
+{
+    size_t len = 0;
+    sendgrid_host->buf_data(b, &len);
+    return len;
+}
+
 /* Decodes member `key` of the object `el` when it is a non-empty string; 1 if so. */
 static int string_member(const char *el, size_t ellen, const char *key, luar_buf_t *into)
 {
+    const luar_host_t *h = sendgrid_host;
     const char *v;
     size_t vlen;
-    size_t before = into->len;
-    if (!luar_json_member(el, ellen, key, &v, &vlen) || v[0] != '"')
+    size_t before = buf_len(into);
+    if (!h->json_member(el, ellen, key, &v, &vlen) || v[0] != '"')
         return 0;
-    return luar_json_unquote(v, vlen, into) == 0 && into->len > before;
+    return h->json_unquote(v, vlen, into) == 0 && buf_len(into) > before;
 }
 
 static int sg_events(const void *p, const luar_webhook_msg_t *msg, luar_webhook_event_t *out,
@@ -253,16 +260,18 @@ static int sg_events(const void *p, const luar_webhook_msg_t *msg, luar_webhook_
 {
     (void)p;
     const luar_host_t *h = sendgrid_host;
-    luar_buf_t local, reason;
-    luar_buf_init(&local, 0);
-    luar_buf_init(&reason, 512);
+    luar_buf_t *local = h->buf_new(0), *reason = h->buf_new(512);
     int rc = 0;
     size_t count = 0;
     /* Offsets into `local` of each event's id and type; turned into pointers once `local`
      * has been copied into `scratch` in one piece (scratch may move while it grows). */
     size_t *offs = NULL;
-    if (luar_json_validate(msg->body, msg->body_len, LUAR_JSON_MAX_DEPTH, &reason) != 0) {
-        h->buf_printf(why, "body is not JSON: %s", reason.data ? reason.data : "");
+    if (local == NULL || reason == NULL) {
+        rc = LUAR_PLUGIN_ENOMEM;
+        goto done;
+    }
+    if (h->json_validate(msg->body, msg->body_len, 0, reason) != 0) {
+        h->buf_printf(why, "body is not JSON: %s", h->buf_data(reason, NULL));
         rc = LUAR_PLUGIN_EPARSE;
         goto done;
     }
@@ -281,20 +290,20 @@ static int sg_events(const void *p, const luar_webhook_msg_t *msg, luar_webhook_
     }
     size_t pos = 0, ellen;
     const char *el;
-    while (luar_json_array_next(msg->body, msg->body_len, &pos, &el, &ellen)) {
+    while (h->json_array_next(msg->body, msg->body_len, &pos, &el, &ellen)) {
         if (count == max) {
             h->buf_printf(why, "more than %zu events", max);
             rc = LUAR_PLUGIN_ETOOBIG;
             goto done;
         }
-        size_t id_off = local.len;
-        if (el[0] != '{' || !string_member(el, ellen, "sg_event_id", &local)) {
+        size_t id_off = buf_len(local);
+        if (el[0] != '{' || !string_member(el, ellen, "sg_event_id", local)) {
             h->buf_printf(why, "event %zu has no sg_event_id", count + 1);
             rc = LUAR_PLUGIN_EPARSE;
             goto done;
         }
-        size_t type_off = local.len;
-        if (!string_member(el, ellen, "event", &local)) {
+        size_t type_off = buf_len(local);
+        if (!string_member(el, ellen, "event", local)) {
             h->buf_printf(why, "event %zu has no \"event\" type", count + 1);
             rc = LUAR_PLUGIN_EPARSE;
             goto done;
@@ -302,7 +311,7 @@ static int sg_events(const void *p, const luar_webhook_msg_t *msg, luar_webhook_
         offs[4 * count] = id_off;
         offs[4 * count + 1] = type_off - id_off;
         offs[4 * count + 2] = type_off;
-        offs[4 * count + 3] = local.len - type_off;
+        offs[4 * count + 3] = buf_len(local) - type_off;
         out[count] = (luar_webhook_event_t){.json = el, .json_len = ellen};
         count++;
     }
@@ -313,7 +322,9 @@ static int sg_events(const void *p, const luar_webhook_msg_t *msg, luar_webhook_
     }
     size_t base = 0;
     h->buf_data(scratch, &base);
-    rc = h->buf_append(scratch, local.data, local.len);
+    size_t local_len = 0;
+    const char *local_data = h->buf_data(local, &local_len);
+    rc = h->buf_append(scratch, local_data, local_len);
     if (rc != 0)
         goto done;
     const char *s = h->buf_data(scratch, NULL) + base;
@@ -326,8 +337,8 @@ static int sg_events(const void *p, const luar_webhook_msg_t *msg, luar_webhook_
     *n = count;
 done:
     free(offs);
-    luar_buf_free(&local);
-    luar_buf_free(&reason);
+    h->buf_free(local);
+    h->buf_free(reason);
     return rc;
 }
 

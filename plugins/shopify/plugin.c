@@ -42,7 +42,7 @@ static void shopify_fini(void *ctx)
 static int shopify_open(lua_State *L, void *ctx)
 {
     (void)ctx;
-    if (luaL_loadbuffer(L, (const char *)shopify_lua, shopify_lua_len, "=luar.shopify") !=
+    if (luaL_loadbuffer(L, shopify_lua, sizeof shopify_lua - 1, "=luar.shopify") !=
         LUA_OK)
         return lua_error(L);
     lua_call(L, 0, 1);

@@ -3,18 +3,16 @@
 -- Webhooks are verified by the `shopify` webhook scheme (C, same plugin). Embedded in
 -- shopify.so.
 local crypto = require "luar.crypto"
-local json = require "luar.json"
 local time = require "luar.time"
 
 local shopify = {}
 
--- The one error shape of SPEC §4: the host's error metatable, borrowed from an error
--- luar.json returns, so tostring(err) reads like every other module's.
-local _, sample_err = json.decode("")
-local ERROR_MT = getmetatable(sample_err)
+-- The one error shape of SPEC §4 (luar.error), so tostring(err) reads like every other
+-- module's.
+local lerror = require "luar.error"
 
 local function fail(kind, message)
-  return nil, setmetatable({ kind = kind, message = message }, ERROR_MT)
+  return nil, lerror.new({ kind = kind, message = message })
 end
 
 local function unescape(s)

@@ -51,7 +51,7 @@ static int slack_watch_secret(lua_State *L)
 static int slack_open(lua_State *L, void *ctx)
 {
     (void)ctx;
-    if (luaL_loadbuffer(L, (const char *)slack_lua, slack_lua_len, "=luar.slack") != LUA_OK)
+    if (luaL_loadbuffer(L, slack_lua, sizeof slack_lua - 1, "=luar.slack") != LUA_OK)
         return lua_error(L);
     lua_pushcfunction(L, slack_watch_secret);
     lua_call(L, 1, 1);

@@ -13,17 +13,16 @@ local slack = {}
 local DEFAULT_BASE_URL = "https://slack.com/api"
 local JSON_TYPE = "application/json; charset=utf-8" -- Slack warns "missing_charset" without
 
--- The one error shape of SPEC §4: errors carry the host's own metatable (borrowed from an
--- error luar.json returns), so tostring(err) reads like every other module's.
-local _, sample_err = json.decode("")
-local ERROR_MT = getmetatable(sample_err)
+-- The one error shape of SPEC §4 (luar.error), so tostring(err) reads like every other
+-- module's.
+local lerror = require "luar.error"
 
 local function fail(kind, message, fields)
   local err = { kind = kind, message = message }
   for k, v in pairs(fields or {}) do
     err[k] = v
   end
-  return nil, setmetatable(err, ERROR_MT)
+  return nil, lerror.new(err)
 end
 
 local watched = {}

@@ -269,19 +269,14 @@ static int string_member(const luar_webhook_msg_t *msg, const char *name, luar_b
                          size_t *off, size_t *n, luar_buf_t *why)
 {
     const luar_host_t *h = stripe_host;
-    const char *raw = NULL, *bad = NULL;
+    const char *raw = NULL;
     size_t raw_len = 0;
-    int found = stripe_json_member(msg->body, msg->body_len, name, &raw, &raw_len, &bad);
-    if (found < 0) {
-        h->buf_printf(why, "%s", bad);
-        return LUAR_PLUGIN_EPARSE;
-    }
-    if (found == 0) {
+    if (!h->json_member(msg->body, msg->body_len, name, &raw, &raw_len)) {
         h->buf_printf(why, "the event has no \"%s\"", name);
         return LUAR_PLUGIN_EPARSE;
     }
     h->buf_data(scratch, off);
-    int rc = raw[0] == '"' ? stripe_json_unquote(raw, raw_len, scratch) : LUAR_PLUGIN_EPARSE;
+    int rc = raw[0] == '"' ? h->json_unquote(raw, raw_len, scratch) : LUAR_PLUGIN_EPARSE;
     size_t end = 0;
     h->buf_data(scratch, &end);
     if (rc == 0 && end == *off)
@@ -298,6 +293,23 @@ static int scheme_events(const void *p, const luar_webhook_msg_t *msg, luar_webh
                          size_t max, size_t *n, luar_buf_t *scratch, luar_buf_t *why)
 {
     (void)p;
+    const luar_host_t *h = stripe_host;
+    luar_buf_t *reason = h->buf_new(512);
+    if (reason == NULL)
+        return LUAR_PLUGIN_ENOMEM;
+    int invalid = h->json_validate(msg->body, msg->body_len, 0, reason) != 0;
+    if (invalid)
+        h->buf_printf(why, "the body is not JSON: %s", h->buf_data(reason, NULL));
+    h->buf_free(reason);
+    if (invalid)
+        return LUAR_PLUGIN_EPARSE;
+    size_t i = 0;
+    while (i < msg->body_len && strchr(" \t\r\n", msg->body[i]) != NULL)
+        i++;
+    if (i == msg->body_len || msg->body[i] != '{') {
+        h->buf_printf(why, "the body is not a JSON object");
+        return LUAR_PLUGIN_EPARSE;
+    }
     size_t id_off, id_len, type_off, type_len;
     int rc = string_member(msg, "id", scratch, &id_off, &id_len, why);
     if (rc == 0)

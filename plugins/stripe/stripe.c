@@ -22,8 +22,6 @@
 /* The API version the client pins unless told otherwise: the one the official libraries
  * of this date pin (stripe-node 23.1.0), so response shapes match their documentation. */
 #define STRIPE_API_VERSION "2026-10-28.endive"
-#define ERROR_MT "luar.error"
-
 const luar_host_t *stripe_host;
 
 static const luar_plugin_config_t *stripe_config;
@@ -76,47 +74,6 @@ static int l_watch(lua_State *L)
     return 0;
 }
 
-/*
- * native.error_mt() → the metatable of the host's error tables (tostring gives one line).
- * The ABI has no error constructor, so the plugin shares the host's metatable by its
- * registry name; when no host error was made yet it creates an equivalent one under that
- * name, which the host then adopts (it only fills a metatable it created).
- */
-static int error_tostring(lua_State *L)
-{
-    int top = lua_gettop(L);
-    lua_getfield(L, 1, "kind");
-    lua_getfield(L, 1, "message");
-    lua_pushstring(L, lua_isstring(L, top + 1) ? lua_tostring(L, top + 1) : "error");
-    if (lua_isstring(L, top + 2))
-        lua_pushfstring(L, ": %s", lua_tostring(L, top + 2));
-    else
-        lua_pushliteral(L, "");
-    if (lua_getfield(L, 1, "status") == LUA_TNUMBER && lua_isinteger(L, -1))
-        lua_pushfstring(L, " (status %I)", lua_tointeger(L, -1));
-    else
-        lua_pushliteral(L, "");
-    lua_remove(L, -2);
-    if (lua_getfield(L, 1, "retry_after") == LUA_TNUMBER)
-        lua_pushfstring(L, " (retry after %f s)", lua_tonumber(L, -1));
-    else
-        lua_pushliteral(L, "");
-    lua_remove(L, -2);
-    lua_concat(L, 4);
-    return 1;
-}
-
-static int l_error_mt(lua_State *L)
-{
-    if (luaL_newmetatable(L, ERROR_MT)) {
-        lua_pushcfunction(L, error_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushliteral(L, ERROR_MT);
-        lua_setfield(L, -2, "__name");
-    }
-    return 1;
-}
-
 static void set_config_string(lua_State *L, const char *key, const char *fallback)
 {
     const char *v = stripe_config ? stripe_host->config_string(stripe_config, key) : NULL;
@@ -149,8 +106,6 @@ static int stripe_open(lua_State *L, void *ctx)
     lua_setfield(L, -2, "escape");
     lua_pushcfunction(L, l_watch);
     lua_setfield(L, -2, "watch");
-    lua_pushcfunction(L, l_error_mt);
-    lua_setfield(L, -2, "error_mt");
     lua_pushliteral(L, STRIPE_VERSION);
     lua_setfield(L, -2, "version");
     lua_createtable(L, 0, 6); /* the plugin's configuration, defaults filled in */

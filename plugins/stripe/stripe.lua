@@ -1,6 +1,6 @@
 -- luar.stripe: a Stripe API client on luar.http (one outbound client for the whole host:
 -- its retries, breaker, rate limits and metrics apply). Loaded by the stripe plugin's
--- open() with `native`: the C helpers (encode, escape, watch, error_mt) and the plugin's
+-- open() with `native`: the C helpers (encode, escape, watch) and the plugin's
 -- configuration with defaults filled in. The API is documented in README.md beside this
 -- file and typed in sdk/lua/luar/stripe.lua.
 local native = ...
@@ -12,7 +12,7 @@ local secrets = require "luar.secrets"
 
 local cfg = native.config
 local encode, escape = native.encode, native.escape
-local ERROR_MT = native.error_mt()
+local lerror = require "luar.error"
 
 local M = { version = native.version, api_version = cfg.api_version, encode = encode }
 
@@ -51,7 +51,7 @@ local function check_options(where, given, known)
 end
 
 local function new_error(fields)
-  return setmetatable(fields, ERROR_MT)
+  return lerror.new(fields)
 end
 
 local function nonempty(v)

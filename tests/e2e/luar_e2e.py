@@ -64,6 +64,7 @@ class Luar:
             cmd = ["valgrind", "--error-exitcode=99", "--leak-check=full", "-q"] + cmd
         e = dict(os.environ)
         e.update(env or {})
+        self._ended = set()   # ids of the sinks whose stream reached its end
         self.lines = []       # parsed JSON log records (non-JSON lines as {"raw": ...})
         self.stderr_lines = []
         self.cond = threading.Condition()
@@ -97,6 +98,7 @@ class Luar:
                 sink.append(rec)
                 self.cond.notify_all()
         with self.cond:
+            self._ended.add(id(sink))  # everything the process wrote there has been read
             self.cond.notify_all()
 
     def wait_log(self, pred, timeout=DEFAULT_TIMEOUT, start=0, stream=None):
@@ -111,13 +113,24 @@ class Luar:
                         return sink[i]
                     i += 1
                 left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and i >= len(sink)):
+                ended = self.proc.poll() is not None and id(sink) in self._ended
+                if left <= 0 or (ended and i >= len(sink)):
                     raise AssertionError("log line not seen; last lines:\n" +
                                          "\n".join(json.dumps(r) for r in sink[-15:]) +
                                          "\nstderr:\n" + "\n".join(
                                              r.get("raw", json.dumps(r))
                                              for r in self.stderr_lines[-15:]))
                 self.cond.wait(min(left, 0.5))
+
+    def wait_logs(self, pred, n, timeout=DEFAULT_TIMEOUT, start=0):
+        """Waits until `n` log records match pred (from index `start`); returns them."""
+        found, i = [], start
+        while len(found) < n:
+            rec = self.wait_log(pred, timeout=timeout, start=i)
+            found.append(rec)
+            with self.cond:
+                i = next(j for j in range(i, len(self.lines)) if self.lines[j] is rec) + 1
+        return found
 
     def count_logs(self, pred):
         with self.cond:

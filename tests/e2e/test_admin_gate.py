@@ -66,11 +66,20 @@ def test_missing_or_wrong_token_is_401():
         cases = [(None, "Bearer"), ("wrong", "Bearer"), (TOKEN[:-1], "Bearer"),
                  (TOKEN + "x", "Bearer"), ("", "Bearer"), (TOKEN, "Basic"), (TOKEN, "Token")]
         for token, scheme in cases:
-            for path in ("/admin/api/stats", "/admin/api/nothing-here", "/admin/"):
+            for path in ("/admin/api/stats", "/admin/api/nothing-here", "/admin/nothing.js"):
                 status, h, body = admin_get(luar, path, token, scheme)
                 assert status == 401, (token, scheme, path, status)
                 assert h["www-authenticate"].startswith("Bearer"), h
                 assert json.loads(body) == {"error": "missing or invalid admin token"}
+        # The dashboard's files hold no data: served without the token, under a strict
+        # Content-Security-Policy; the API calls they make need it.
+        for path, ctype in (("/admin/", "text/html"), ("/admin", "text/html"),
+                            ("/admin/app.js", "text/javascript"), ("/admin/app.css", "text/css")):
+            status, h, body = admin_get(luar, path)
+            assert status == 200 and h["content-type"].startswith(ctype), (path, status, h)
+            assert "script-src 'self'" in h["content-security-policy"], h
+            assert "unsafe-inline" not in h["content-security-policy"], h
+            assert h["x-content-type-options"] == "nosniff" and body, h
         # The scheme is case-insensitive (RFC 7235).
         assert admin_get(luar, "/admin/api/stats", TOKEN, "bearer")[0] == 200
         assert_token_not_logged(luar)
@@ -98,6 +107,7 @@ def test_stats_with_the_token_matches_the_queue():
         # Known path, other method: 405 with Allow; unknown path: 404 (behind the gate).
         status, h, body = admin_get(luar, "/admin/api/stats", TOKEN, method="POST")
         assert status == 405 and h["allow"] == "GET", (status, h)
+        assert json.loads(body) == {"error": "method not allowed"}
         status, h, body = admin_get(luar, "/admin/api/nothing-here", TOKEN)
         assert status == 404 and json.loads(body) == {"error": "not found"}
         # Requests under /admin are counted under fixed route labels, not raw paths.

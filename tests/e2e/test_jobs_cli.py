@@ -267,6 +267,24 @@ def test_dead_job_of_a_running_server_is_shown_and_retried():
         assert job["attempt"] == 1, job
         assert ok(["jobs", "retry", jid] + where, srv.dir) == "retried %s\n" % jid
         wait_state(where, jid, "dead", srv.dir)
+        # The admin API's filter: error text and time range (when it died).
+        other = ok(["enqueue", "explode", "--args", '{"n": 8}'] + where, srv.dir).split()[0]
+        died = wait_state(where, other, "dead", srv.dir)["finished_at"]
+        found = ok_json(["jobs", "list", "--error", "kaboom 8"] + where, srv.dir)["jobs"]
+        assert [j["id"] for j in found] == [other], found
+        iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(died + 1))
+        found = ok_json(["jobs", "list", "--state", "dead", "--until", iso] + where, srv.dir)
+        assert {j["id"] for j in found["jobs"]} == {jid, other}, found
+        found = ok_json(["jobs", "list", "--since", "%.3f" % (died + 1)] + where, srv.dir)
+        assert found["jobs"] == [], found
+        assert ok(["jobs", "retry", "--dead", "--error", "kaboom 9"] + where, srv.dir) == \
+            "retried 0 jobs\n"
+        rc, out, err = run_cli(["jobs", "retry", jid, "--error", "x"] + where, cwd=srv.dir)
+        assert rc == 2 and "not with an ID" in err, (rc, out, err)
+        rc, out, err = run_cli(["jobs", "list", "--since", "soon"] + where, cwd=srv.dir)
+        assert rc == 2 and err.startswith("luar jobs list: --since: expected unix seconds"), err
+        assert ok(["jobs", "purge", "--state", "dead", "--error", "kaboom 8"] + where,
+                  srv.dir) == "purged 1 job\n"
         assert ok(["jobs", "purge", "--state", "dead"] + where, srv.dir) == "purged 1 job\n"
 
 

@@ -171,8 +171,8 @@ def test_every_metric_moves_and_promtool_accepts_the_exposition():
             # Jobs: a success, a retried failure that ends dead; durations; queue gauges.
             assert srv.request("POST", "/enqueue/good")[0] == 200
             assert srv.request("POST", "/enqueue/bad")[0] == 200
-            # (the counters move when the attempt ends, the gauges once the backend has
-            # stored the outcome: a scrape may fall between the two)
+            # Outcomes are counted when the runner writes them; the queue gauges are read
+            # from the backend, once the writes have committed.
             s = wait_metric(srv, "the jobs to end", lambda s: value(
                 s, "luar_jobs_total", job="bad", outcome="dead") == 1 and value(
                 s, "luar_jobs_total", job="good", outcome="succeeded") == 1 and value(

@@ -461,7 +461,9 @@ def test_route_runs_one_job_per_event_and_dedupes_each_sg_event_id():
         ]
         for what, (status, answer), want_status, part in refusals:
             assert status == want_status and part in answer["error"], (what, status, answer)
-        outcomes = [r.get("outcome") for r in luar.lines if r.get("msg") == "webhook rejected"]
+        # The answers came first; the log lines they wrote may still be on their way.
+        outcomes = [r.get("outcome") for r in
+                    luar.wait_logs(lambda r: r.get("msg") == "webhook rejected", 7)]
         assert outcomes == ["invalid_signature", "invalid_signature", "expired",
                             "invalid_signature", "invalid_signature", "malformed",
                             "malformed"], outcomes

@@ -145,6 +145,11 @@ http.route("GET", "/info", function()
     b64 = fx.b64("hello, plugin"), unb64 = fx.unb64("aGVsbG8sIHBsdWdpbg"),
     unb64url = hex(fx.unb64("_-8")), unb64std = hex(fx.unb64("+/8=")),
     unhex = fx.unhex("6C7561"), bad_hex = select(2, fx.unhex("zz")),
+    json_id = fx.json_pick('{"a":[1,{"id":"no"}],"id":"evt_\\u00e9"}', "id"),
+    json_count = fx.json_pick('[1, {"x": 2}, "three"]', ""),
+    json_absent = fx.json_pick('{"a":1}', "id") or "nil",
+    json_bad = select(2, fx.json_pick('{"a":', "a")),
+    json_why = select(3, fx.json_pick('{"a":', "a")),
     hmac = fx.hmac_hex("sha256", "key", "data"), random = fx.random_hex(16),
     random2 = fx.random_hex(16), eq = fx.equals("abc", "abc"), ne = fx.equals("abc", "abd"),
     count = fx.count("a", 2), bad_metric = fx.register_metric("luar_other_total"),
@@ -218,6 +223,9 @@ def test_good_plugin_reaches_every_host_function():
             assert info["unb64"] == "hello, plugin" and info["unhex"] == "lua", info
             assert (info["unb64url"], info["unb64std"]) == ("ffef", "fbff"), info
             assert info["bad_hex"] == -6, info  # LUAR_PLUGIN_EPARSE
+            assert info["json_id"] == "evt_\u00e9" and info["json_count"] == 3, info
+            assert info["json_absent"] == "nil" and info["json_bad"] == -6, info
+            assert "at byte" in info["json_why"], info
             assert info["hmac"] == hmac.new(b"key", b"data", hashlib.sha256).hexdigest(), info
             assert len(info["random"]) == 32 and info["random"] != info["random2"], info
             assert info["eq"] is True and info["ne"] is False, info

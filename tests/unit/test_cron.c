@@ -361,6 +361,25 @@ TEST(test_zone_names_and_errors)
     luar_buf_free(&err);
 }
 
+TEST(test_parse_time_takes_seconds_or_iso_utc)
+{
+    double t = -1;
+    CHECK_EQ_INT(luar_tz_parse_time("1767225600", &t), 0);
+    CHECK(t == 1767225600.0);
+    CHECK_EQ_INT(luar_tz_parse_time("1767225600.25", &t), 0);
+    CHECK(t == 1767225600.25);
+    CHECK_EQ_INT(luar_tz_parse_time("2026-01-01T00:00Z", &t), 0);
+    CHECK(t == 1767225600.0);
+    CHECK_EQ_INT(luar_tz_parse_time("2026-01-01T00:00", &t), 0); /* UTC without an offset */
+    CHECK(t == 1767225600.0);
+    CHECK_EQ_INT(luar_tz_parse_time("2026-01-01T01:00+01:00", &t), 0);
+    CHECK(t == 1767225600.0);
+    static const char *const bad[] = {"", "soon", "-5", "inf", "nan", "0x10", "1e3", "1.2.3",
+                                      "2026-13-01", "99999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_EQ_INT(luar_tz_parse_time(bad[i], &t), LUAR_EINVAL);
+}
+
 TEST(test_iso_parse_and_format)
 {
     const luar_tz_t *ny, *utc;
@@ -442,6 +461,7 @@ int main(void)
     RUN(test_next_fire_search_is_bounded);
     RUN(test_zone_names_and_errors);
     RUN(test_iso_parse_and_format);
+    RUN(test_parse_time_takes_seconds_or_iso_utc);
     RUN(test_cmd_next_exit_codes);
     luar_tz_cache_clear();
     return DONE();

@@ -1,7 +1,8 @@
 /*
  * luar_json_decode (lua/mod_json.c) against lua-cjson: the direct decoder must give the
  * values lua-cjson (plus the integral-number rule) gives, bit for bit and type for type,
- * for every valid text, and leave every text the strict validator refuses to lua-cjson,
+ * except that integers which fit 64 bits are exact (lua-cjson rounds them through a
+ * double: the reference protects them from it), for every valid text, and leave every text the strict validator refuses to lua-cjson,
  * errors and leniencies included. Fixed cases at the edges (numbers, escapes, duplicates,
  * depth), then random documents.
  */
@@ -54,9 +55,41 @@ static const char helpers[] =
     "end\n"
     "local c = cjson.new()\n"
     "c.decode_max_depth(128)\n"
+    "-- Plain integer literals that fit 64 bits become marker strings for cjson, then the\n"
+    "-- exact integers again: what luar.json promises beyond lua-cjson.\n"
+    "local function protect(s)\n"
+    "  local out, i, n = {}, 1, #s\n"
+    "  while i <= n do\n"
+    "    local ch = s:sub(i, i)\n"
+    "    if ch == '\"' then\n"
+    "      local j = i + 1\n"
+    "      while j <= n and s:sub(j, j) ~= '\"' do j = j + (s:sub(j, j) == '\\\\' and 2 or 1) end\n"
+    "      out[#out + 1] = s:sub(i, j); i = j + 1\n"
+    "    elseif ch == '-' or ch:match('%d') then\n"
+    "      local num = s:match('^%-?[%d%.eE+%-]+', i)\n"
+    "      local int = num:match('^%-?%d+$')\n"
+    "      if int and math.type(tonumber(int)) == 'integer' then\n"
+    "        out[#out + 1] = '\"@@int:' .. int .. '@@\"'\n"
+    "      else out[#out + 1] = num end\n"
+    "      i = i + #num\n"
+    "    else out[#out + 1] = ch; i = i + 1 end\n"
+    "  end\n"
+    "  return table.concat(out)\n"
+    "end\n"
+    "local function restore(v)\n"
+    "  if type(v) == 'string' then\n"
+    "    local int = v:match('^@@int:(%-?%d+)@@$')\n"
+    "    if int then return math.tointeger(tonumber(int)) end\n"
+    "  elseif type(v) == 'table' then\n"
+    "    for k, x in pairs(v) do v[k] = restore(x) end\n"
+    "  end\n"
+    "  return v\n"
+    "end\n"
     "local function reference(s)\n"
     "  local ok, v = pcall(c.decode, s)\n"
     "  if not ok then return nil end\n"
+    "  local ok2, p = pcall(c.decode, protect(s))\n"
+    "  if ok2 then v = restore(p) end\n"
     "  return integerize(v)\n"
     "end\n"
     "return same, reference\n";

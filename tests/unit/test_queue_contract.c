@@ -1190,6 +1190,66 @@ TEST(contract_retry_many_requeues_matching_jobs)
     close_q(q);
 }
 
+/* A dead job of queue "a" named `name` failing with `error` at the current test time. */
+static void make_dead_with(luar_queue_t *q, const char *name, const char *error, char *id)
+{
+    res_t r;
+    CHECK_EQ_INT(enqueue_named(q, name, "a", id), 0);
+    CHECK_EQ_INT(claim(q, "a", 1, "w", 30, &r), 0);
+    CHECK_EQ_INT(r.n, 1);
+    res_free(&r);
+    CHECK_EQ_INT(fail(q, id, "w", error, NULL, 0, 100000), 0);
+}
+
+TEST(contract_filters_by_error_text_and_time_and_bulk_ops_take_a_max)
+{
+    luar_queue_t *q = open_fresh();
+    double t0 = test_now;
+    char id[40], late[40];
+    for (int i = 0; i < 4; i++) {
+        test_now = t0 + i * 10; /* dies at t0, t0 + 10, t0 + 20, t0 + 30 */
+        make_dead_with(q, "sync", i % 2 ? "HTTP 502 from api.example" : "timeout", i == 3 ? late : id);
+    }
+    test_now = t0 + 100;
+    char fresh[40];
+    CHECK_EQ_INT(enqueue_named(q, "sync", "a", fresh), 0); /* its time is its enqueue, t0 + 100 */
+    res_t r;
+    luar_job_filter_t f = {.state = -1, .error = "502"};
+    CHECK_EQ_INT(list(q, &f, &r), 0);
+    CHECK_EQ_INT(r.n, 2);
+    res_free(&r);
+    f = (luar_job_filter_t){.state = LUAR_JOB_DEAD, .since = t0 + 10, .until = t0 + 30};
+    CHECK_EQ_INT(list(q, &f, &r), 0);
+    CHECK_EQ_INT(r.n, 2); /* t0 + 10 and t0 + 20: since inclusive, until exclusive */
+    res_free(&r);
+    f = (luar_job_filter_t){.state = -1, .since = t0 + 50};
+    CHECK_EQ_INT(list(q, &f, &r), 0);
+    CHECK_EQ_INT(r.n, 1);
+    if (r.n == 1)
+        CHECK_EQ_STR(r.jobs[0].id, fresh);
+    res_free(&r);
+
+    /* Bulk retry in batches of one, oldest first, by error text. */
+    size_t n = 0;
+    f = (luar_job_filter_t){.state = LUAR_JOB_DEAD, .error = "502", .max = 1};
+    CHECK_EQ_INT(count_op(luar_queue_retry_many, q, &f, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    tjob_t j;
+    CHECK_EQ_INT(get(q, late, &j), 0);
+    CHECK_EQ_INT(j.state, LUAR_JOB_DEAD); /* the newer one waits for the next batch */
+    CHECK_EQ_INT(count_op(luar_queue_retry_many, q, &f, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(get(q, late, &j), 0);
+    CHECK_EQ_INT(j.state, LUAR_JOB_QUEUED);
+    CHECK_EQ_INT(count_op(luar_queue_retry_many, q, &f, &n), 0);
+    CHECK_EQ_INT(n, 0);
+    f = (luar_job_filter_t){.state = LUAR_JOB_DEAD, .until = t0 + 5, .max = 5};
+    CHECK_EQ_INT(count_op(luar_queue_purge, q, &f, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(count_of(q, "a", LUAR_JOB_DEAD), 1);
+    close_q(q);
+}
+
 TEST(contract_delete_removes_a_job_and_fences_its_worker)
 {
     luar_queue_t *q = open_fresh();
@@ -1785,6 +1845,7 @@ static void run_contract(const backend_t *b)
     RUN(contract_sweep_deletes_expired_results_dead_jobs_and_dedupe_keys);
     RUN(contract_retry_requeues_finished_and_waiting_jobs);
     RUN(contract_retry_many_requeues_matching_jobs);
+    RUN(contract_filters_by_error_text_and_time_and_bulk_ops_take_a_max);
     RUN(contract_delete_removes_a_job_and_fences_its_worker);
     RUN(contract_purge_deletes_jobs_in_a_state);
     RUN(contract_list_filters_and_pages_newest_first);

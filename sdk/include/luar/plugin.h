@@ -484,6 +484,24 @@ struct luar_host {
      * not hex (odd length, another character). */
     int (*hex_decode)(luar_buf_t *out, const char *text, size_t len);
 
+    /* -- added within ABI 1: JSON scanning without a Lua state, for schemes reading an
+     *    event's id and type (the host's own ingest uses the same functions). */
+    /* Validates `s` as one JSON text (RFC 8259, valid UTF-8, nesting at most `max_depth`,
+     * 128 when 0). Returns 0, or LUAR_PLUGIN_EPARSE with a reason naming the byte offset
+     * appended to `why` (may be NULL). */
+    int (*json_validate)(const char *s, size_t len, int max_depth, luar_buf_t *why);
+    /* In a validated text whose top level is an object: the raw text of member `key`'s
+     * value (a string keeps its quotes) in *val / *vlen, and 1; 0 when absent. */
+    int (*json_member)(const char *s, size_t len, const char *key, const char **val,
+                       size_t *vlen);
+    /* Walks a validated array: *pos = 0 first; each call gives the next element's raw
+     * text and returns 1, then 0 at the end (or when the text is not an array). */
+    int (*json_array_next)(const char *s, size_t len, size_t *pos, const char **el,
+                           size_t *ellen);
+    /* Appends the decoded contents of the raw JSON string `val` (quotes included) to
+     * `out`; LUAR_PLUGIN_EPARSE when it is not a string. */
+    int (*json_unquote)(const char *val, size_t vlen, luar_buf_t *out);
+
     /* -- added within ABI 1 (check host->size >= offsetof(luar_host_t, context) + sizeof
      *    (void *) before use): hooks for error reporters (Sentry), redaction. */
     /* Calls fn(arg, e) on the loop thread for every uncaught Lua error, just before the

@@ -1,5 +1,5 @@
 ---@meta
--- luar.json: lua-cjson with nesting limited to 128 levels.
+-- luar.json: JSON with exact 64-bit integers both ways, nesting limited to 128 levels.
 
 ---@class luar.json
 ---@field null lightuserdata the value JSON null decodes to (and encodes from)
