@@ -127,34 +127,33 @@ void sentry_exception_json(sentry_sb_t *b, const char *type, const char *message
 
 /* The parts of a host log line: {"ts":"…","level":"…","msg":"…"[,fields]} */
 typedef struct log_line {
+    const luar_host_t *h;
+    const char *line;
+    size_t len;
     const char *ts;
     size_t ts_len;
-    const char *level;
-    size_t level_len;
     const char *msg; /* the JSON string, quotes included */
     size_t msg_len;
     const char *fields; /* members without braces; may be empty */
     size_t fields_len;
 } log_line_t;
 
-static int parse_log_line(const char *line, size_t len, log_line_t *l)
+/* The host's lines are valid JSON: the host's scanner (json_member) reads them. */
+static int parse_log_line(const luar_host_t *h, const char *line, size_t len, log_line_t *l)
 {
     memset(l, 0, sizeof *l);
+    l->h = h;
+    l->line = line;
+    l->len = len;
     if (len < 2 || line[0] != '{' || line[len - 1] != '}')
         return 0;
-    const char *members = line + 1;
-    size_t mlen = len - 2;
     const char *v;
     size_t vlen;
-    if (!sentry_json_member(members, mlen, "ts", &v, &vlen) || vlen < 2)
+    if (!h->json_member(line, len, "ts", &v, &vlen) || vlen < 2 || v[0] != '"')
         return 0;
     l->ts = v + 1;
     l->ts_len = vlen - 2;
-    if (!sentry_json_member(members, mlen, "level", &v, &vlen) || vlen < 2)
-        return 0;
-    l->level = v + 1;
-    l->level_len = vlen - 2;
-    if (!sentry_json_member(members, mlen, "msg", &v, &vlen) || vlen < 2 || v[0] != '"')
+    if (!h->json_member(line, len, "msg", &v, &vlen) || vlen < 2 || v[0] != '"')
         return 0;
     l->msg = v;
     l->msg_len = vlen;
@@ -185,7 +184,7 @@ static const char *crumb_level(int level)
 void sentry_breadcrumb_add(sentry_t *s, int level, const char *line, size_t len)
 {
     log_line_t l;
-    if (s->max_breadcrumbs == 0 || !parse_log_line(line, len, &l))
+    if (s->max_breadcrumbs == 0 || !parse_log_line(s->h, line, len, &l))
         return;
     sentry_sb_t b;
     sentry_sb_init(&b);
@@ -225,7 +224,7 @@ static int field_tag(const log_line_t *l, const char *key, char *out, size_t siz
 {
     const char *v;
     size_t vlen;
-    if (l->fields_len == 0 || !sentry_json_member(l->fields, l->fields_len, key, &v, &vlen))
+    if (l->fields_len == 0 || !l->h->json_member(l->line, l->len, key, &v, &vlen))
         return 0;
     if (v[0] == '"' && vlen <= size - 1) {
         memcpy(out, v, vlen);
@@ -261,7 +260,7 @@ static void trace_context(sentry_t *s, sentry_sb_t *b, const char *trace_id, con
 int sentry_log_event(sentry_t *s, const char *line, size_t len)
 {
     log_line_t l;
-    if (!parse_log_line(line, len, &l))
+    if (!parse_log_line(s->h, line, len, &l))
         return -1;
     const luar_host_t *h = s->h;
     char id[33];

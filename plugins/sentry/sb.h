@@ -1,8 +1,7 @@
 /*
  * A growable string for building JSON, and the few JSON helpers the plugin needs: string
  * escaping (invalid UTF-8 becomes U+FFFD, so Sentry never rejects an event for one bad
- * byte of a Lua string) and finding a member of a JSON object's member list without
- * decoding it (log lines' fields are copied into events as they are).
+ * byte of a Lua string). Reading JSON (log lines) is the host's json_member.
  * Out of memory is sticky: `oom` is set and later appends do nothing.
  */
 #ifndef SENTRY_SB_H
@@ -27,16 +26,5 @@ void sentry_sb_printf(sentry_sb_t *b, const char *fmt, ...) __attribute__((forma
 void sentry_sb_json(sentry_sb_t *b, const char *s, size_t len, size_t max);
 /* Takes the text (the caller frees it) and leaves `b` empty; NULL when out of memory. */
 char *sentry_sb_take(sentry_sb_t *b, size_t *len);
-
-/*
- * In `members` (a JSON object's members without braces: `"a":1,"b":"x"`), finds the
- * top-level member `key` and returns its raw value text (a string value with its quotes)
- * in *val / *vlen. Returns 1 when found, 0 otherwise (malformed text included).
- */
-int sentry_json_member(const char *members, size_t len, const char *key, const char **val,
-                       size_t *vlen);
-
-/* Skips one JSON value starting at s[*i] (whitespace first); 0 on malformed text. */
-int sentry_json_skip(const char *s, size_t len, size_t *i);
 
 #endif
