@@ -17,6 +17,7 @@
 #include "lua/mod_redis.h"
 #include "lua/vm.h"
 #include "metrics/metrics.h"
+#include "plugin/hooks.h"
 #include "plugin/loader.h"
 #include "secrets/redact.h"
 #include "secrets/secrets.h"
@@ -414,6 +415,7 @@ static void finish(app_t *app)
     luar_plugins_use_vm(NULL);
     luar_redis_module_close();
     luar_trace_export_stop(); /* the last spans leave; their post is bounded by 2 s */
+    luar_plugin_hooks_stopping(); /* so do the plugins' last sends (Sentry's queue) */
     if (app->queue)
         luar_queue_close(app->queue, NULL, NULL); /* after pending writes complete */
     app->queue = NULL;
@@ -695,6 +697,7 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
 
 fail:
     luar_trace_export_stop();
+    luar_plugin_hooks_stopping();
     luar_jobs_set_host(NULL, NULL, NULL);
     luar_redis_module_close();
     if (app->control)

@@ -20,6 +20,7 @@
 #include "common/error.h"
 #include "log/log.h"
 #include "lua/vm.h"
+#include "plugin/hooks.h"
 #include "plugin/loader.h"
 #include "secrets/secrets.h"
 
@@ -118,6 +119,7 @@ static void finish(supervisor_t *sup)
     uv_close((uv_handle_t *)&sup->sighup, noop_closed);
     uv_close((uv_handle_t *)&sup->sigusr1, noop_closed);
     uv_close((uv_handle_t *)&sup->prepare, noop_closed);
+    luar_plugin_hooks_stopping();
     luar_logf(LUAR_LOG_INFO, "supervisor: every worker has exited");
 }
 

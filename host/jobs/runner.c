@@ -19,6 +19,7 @@
 #include "client/ratelimit.h"
 #include "crypto/crypto.h"
 #include "log/log.h"
+#include "plugin/hooks.h"
 #include "lua/task.h"
 #include "lua/util.h"
 #include "lua/vm_internal.h"
@@ -51,6 +52,7 @@ typedef struct running_job {
     luar_runner_t *r;
     char id[40];
     char *name, *queue, *args;
+    char *schedule; /* the schedule that enqueued it ("cron:<name>:<tick>" key), or NULL */
     int attempt, max_attempts;
     double enqueued_at, run_at;
     luar_task_t *task;
@@ -304,8 +306,18 @@ static void write_failure(running_job_t *j, const luar_job_def_t *def, luar_vm_t
     if (retry_at > 0)
         luar_buf_appendf(&f, ",\"retry_in\":%.3f", retry_at - now);
     const char *msg = retry_at > 0 ? "job failed, will retry" : "job failed, now dead";
-    luar_log_write(retry_at > 0 ? LUAR_LOG_WARN : LUAR_LOG_ERROR, msg, strlen(msg), f.data,
-                   f.len);
+    luar_plugin_error_t e = {.where = "job",
+                             .message = error,
+                             .traceback = traceback,
+                             .job = j->name,
+                             .job_id = j->id,
+                             .queue = j->queue,
+                             .schedule = j->schedule,
+                             .attempt = j->attempt,
+                             .final = retry_at <= 0,
+                             .trace_id = j->trace.trace_id,
+                             .span_id = j->trace.span_id};
+    luar_plugin_report_error(&e, retry_at > 0 ? LUAR_LOG_WARN : LUAR_LOG_ERROR, msg, f.data, f.len);
     luar_buf_free(&f);
     r->writes++;
     if (luar_queue_fail(r->queue, j->id, r->owner, error, traceback, retry_at,
@@ -337,6 +349,7 @@ static void job_closed(uv_handle_t *h)
     free(j->name);
     free(j->queue);
     free(j->args);
+    free(j->schedule);
     free(j);
     maybe_stopped(r);
 }
@@ -554,6 +567,8 @@ static void start_job(luar_runner_t *r, luar_vm_t *vm, const luar_job_t *job, do
     j->name = strdup(job->name);
     j->queue = strdup(job->queue);
     j->args = strdup(job->args ? job->args : "null");
+    if (job->key && strncmp(job->key, "cron:", 5) == 0 && strrchr(job->key, ':') > job->key + 4)
+        j->schedule = strndup(job->key + 5, (size_t)(strrchr(job->key, ':') - job->key - 5));
     j->attempt = job->attempt;
     j->max_attempts = job->max_attempts;
     j->enqueued_at = job->enqueued_at;

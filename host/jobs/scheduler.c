@@ -107,6 +107,7 @@ static void fire(luar_scheduler_t *sc, luar_vm_t *vm, const luar_schedule_t *s, 
     spec.run_at = tick;
     char key[300];
     snprintf(key, sizeof key, "cron:%s:%.0f", s->name, tick);
+    spec.key = key; /* also the job's own key: its runs name their schedule (error reports) */
     double interval = next_tick(s, tick) - tick;
     double ttl = interval * 4 > DEDUPE_MIN_TTL ? interval * 4 : DEDUPE_MIN_TTL;
     sc->writes++;

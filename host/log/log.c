@@ -42,6 +42,12 @@ static struct {
     char ts_prefix[24];
     luar_log_hook_fn hook;
     void *hook_ud;
+    struct {
+        luar_log_tap_fn fn;
+        void *ud;
+    } taps[LUAR_LOG_MAX_TAPS];
+    int ntaps;
+    int tapping; /* inside a tap: lines it logs are not tapped again */
 } g_log = {.level = LUAR_LOG_INFO, .fd = 1, .ts_sec = -1};
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
@@ -228,6 +234,42 @@ void luar_log_set_hook(luar_log_hook_fn fn, void *ud)
     g_log.hook_ud = ud;
 }
 
+int luar_log_add_tap(luar_log_tap_fn fn, void *ud)
+{
+    for (int i = 0; i < g_log.ntaps; i++)
+        if (g_log.taps[i].fn == fn && g_log.taps[i].ud == ud)
+            return 0;
+    if (g_log.ntaps == LUAR_LOG_MAX_TAPS)
+        return LUAR_ETOOBIG;
+    g_log.taps[g_log.ntaps].fn = fn;
+    g_log.taps[g_log.ntaps].ud = ud;
+    g_log.ntaps++;
+    return 0;
+}
+
+void luar_log_remove_tap(luar_log_tap_fn fn, void *ud)
+{
+    for (int i = 0; i < g_log.ntaps; i++) {
+        if (g_log.taps[i].fn == fn && g_log.taps[i].ud == ud) {
+            memmove(&g_log.taps[i], &g_log.taps[i + 1],
+                    (size_t)(g_log.ntaps - i - 1) * sizeof g_log.taps[0]);
+            g_log.ntaps--;
+            return;
+        }
+    }
+}
+
+/* Gives the line to the taps, once it is written: a tap that logs overwrites g_log.line. */
+static void tap_line(int level, const char *line, size_t len)
+{
+    if (g_log.ntaps == 0 || g_log.tapping)
+        return;
+    g_log.tapping = 1;
+    for (int i = 0; i < g_log.ntaps; i++)
+        g_log.taps[i].fn(g_log.taps[i].ud, level, line, len);
+    g_log.tapping = 0;
+}
+
 /* Appends "YYYY-MM-DDTHH:MM:SS.mmmZ" for now (UTC); the per-second prefix is cached. */
 static int append_timestamp(luar_buf_t *b)
 {
@@ -304,8 +346,10 @@ void luar_log_write(int level, const char *msg, size_t msg_len, const char *fiel
         line = g_log.clean.data;
         len = g_log.clean.len;
     }
-    if (g_log.hook && g_log.hook(g_log.hook_ud, level, line, len - 1))
+    if (g_log.hook && g_log.hook(g_log.hook_ud, level, line, len - 1)) {
+        tap_line(level, line, len - 1);
         return;
+    }
     if (!g_log.atexit_done) {
         atexit(at_exit_flush);
         g_log.atexit_done = 1;
@@ -314,12 +358,13 @@ void luar_log_write(int level, const char *msg, size_t msg_len, const char *fiel
         luar_log_flush();
         rotate();
     }
-    if (luar_buf_append(&g_log.pending, line, len) != 0)
-        return;
-    if (g_log.path)
-        g_log.size += len;
-    if (level >= LUAR_LOG_WARN || g_log.pending.len >= FLUSH_AT)
-        luar_log_flush();
+    if (luar_buf_append(&g_log.pending, line, len) == 0) {
+        if (g_log.path)
+            g_log.size += len;
+        if (level >= LUAR_LOG_WARN || g_log.pending.len >= FLUSH_AT)
+            luar_log_flush();
+    }
+    tap_line(level, line, len - 1);
 }
 
 void luar_logf(int level, const char *fmt, ...)

@@ -74,4 +74,17 @@ typedef int (*luar_log_hook_fn)(void *ud, int level, const char *line, size_t le
 /* Installs `fn` (NULL removes it); `ud` is passed back and stays owned by the caller. */
 void luar_log_set_hook(luar_log_hook_fn fn, void *ud);
 
+/*
+ * Taps observe lines without consuming them (the plugins' on_log hooks): each tap is
+ * called with every line that passes the level filter, scrubbed, after the line was
+ * written (or consumed by the hook above). `line` (no newline) is valid only during the
+ * call and must be copied before the tap logs anything itself; lines logged from inside
+ * a tap are written but not tapped, so a tap cannot recurse. At most LUAR_LOG_MAX_TAPS.
+ * luar_log_add_tap returns 0 or LUAR_ETOOBIG; adding a (fn, ud) pair twice is a no-op.
+ */
+#define LUAR_LOG_MAX_TAPS 8
+typedef void (*luar_log_tap_fn)(void *ud, int level, const char *line, size_t len);
+int luar_log_add_tap(luar_log_tap_fn fn, void *ud);
+void luar_log_remove_tap(luar_log_tap_fn fn, void *ud);
+
 #endif

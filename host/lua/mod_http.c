@@ -7,6 +7,7 @@
  */
 #include "common/error.h"
 #include "log/log.h"
+#include "plugin/hooks.h"
 #include "lua/error.h"
 #include "lua/mod_http.h"
 #include "lua/mod_http_client.h"
@@ -506,7 +507,16 @@ static void handler_failed(luar_http_req_t *req, const char *error, const char *
     luar_buf_append_json_string(&f, error, strlen(error));
     luar_buf_puts(&f, ",\"traceback\":");
     luar_buf_append_json_string(&f, traceback, strlen(traceback));
-    luar_log_write(LUAR_LOG_ERROR, "handler error", 13, f.data, f.len);
+    luar_plugin_error_t e = {.where = "http",
+                             .message = error,
+                             .traceback = traceback,
+                             .route = req->route,
+                             .method = req->method,
+                             .status = 500,
+                             .request_id = req->request_id,
+                             .trace_id = req->trace.trace_id,
+                             .span_id = req->trace.span_id};
+    luar_plugin_report_error(&e, LUAR_LOG_ERROR, "handler error", f.data, f.len);
     luar_buf_free(&f);
     luar_vm_count_error("http");
     respond_json_error(req, 500, "internal error");

@@ -23,6 +23,7 @@
  */
 #include "common/error.h"
 #include "log/log.h"
+#include "plugin/hooks.h"
 #include "lua/mod_redis.h"
 #include "lua/vm_internal.h"
 #include "metrics/metrics.h"
@@ -207,7 +208,8 @@ static void handler_done(luar_task_t *task, int status, void *arg)
         luar_buf_append_json_string(&f, error, strlen(error));
         luar_buf_puts(&f, ",\"traceback\":");
         luar_buf_append_json_string(&f, tb, strlen(tb));
-        luar_log_write(LUAR_LOG_ERROR, "redis handler error", 19, f.data, f.len);
+        luar_plugin_error_t e = {.where = "redis", .message = error, .traceback = tb};
+        luar_plugin_report_error(&e, LUAR_LOG_ERROR, "redis handler error", f.data, f.len);
         luar_buf_free(&f);
         luar_vm_count_error("redis");
         count("failed");

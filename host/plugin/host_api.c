@@ -16,6 +16,7 @@
 #include "log/log.h"
 #include "lua/bridge.h"
 #include "metrics/metrics.h"
+#include "plugin/hooks.h"
 #include "queue/queue.h"
 #include "secrets/redact.h"
 #include "secrets/secrets.h"
@@ -690,10 +691,17 @@ void luar_plugin_host_init(plugin_rec_t *p)
     h->json_member = luar_json_member;
     h->json_array_next = luar_json_array_next;
     h->json_unquote = luar_json_unquote;
+    h->on_error = luar_plugin_hooks_on_error;
+    h->on_log = luar_plugin_hooks_on_log;
+    h->redact = luar_plugin_hooks_redact;
+    h->context = luar_plugin_hooks_context;
+    h->on_span = luar_plugin_hooks_on_span;
+    h->on_stop = luar_plugin_hooks_on_stop;
 }
 
 void luar_plugin_host_release(plugin_rec_t *p)
 {
+    luar_plugin_hooks_release(&p->host);
     while (p->timers) {
         host_log(&p->host, LUAR_LOG_DEBUG, "timer left running after fini: stopped");
         timer_stop(p->timers);

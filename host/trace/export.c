@@ -41,9 +41,16 @@ static struct {
     double last_error_log; /* wall time of the last "export failed" line */
 } ex;
 
+static luar_span_listener_fn g_listener;
+
+void luar_trace_set_listener(luar_span_listener_fn fn)
+{
+    g_listener = fn;
+}
+
 int luar_trace_exporting(void)
 {
-    return ex.on;
+    return ex.on || g_listener != NULL;
 }
 
 uint64_t luar_trace_now_ns(void)
@@ -210,7 +217,12 @@ static int encode_span(luar_buf_t *b, const luar_trace_t *t, const char *name, i
 void luar_span_end(const luar_trace_t *t, const char *name, int kind, uint64_t start_unix_ns,
                    const luar_span_attr_t *attrs, size_t nattrs, int error, const char *message)
 {
-    if (!ex.on || t == NULL || !luar_trace_active(t) || !(t->flags & 1))
+    if (t == NULL || !luar_trace_active(t))
+        return;
+    if (g_listener)
+        g_listener(t, name, kind, start_unix_ns, luar_trace_now_ns(), attrs, nattrs, error,
+                   message);
+    if (!ex.on || !(t->flags & 1))
         return;
     if (ex.nspans >= MAX_WAITING) {
         count("dropped", 1);

@@ -61,6 +61,17 @@ int luar_trace_exporting(void);
 void luar_span_end(const luar_trace_t *t, const char *name, int kind, uint64_t start_unix_ns,
                    const luar_span_attr_t *attrs, size_t nattrs, int error, const char *message);
 
+/*
+ * A listener told of every span that ends, sampled or not, exported or not (the plugins'
+ * on_span hooks, plugin/hooks.c). While one is set luar_trace_exporting() is nonzero, so
+ * the call sites record their spans. NULL removes it.
+ */
+typedef void (*luar_span_listener_fn)(const luar_trace_t *t, const char *name, int kind,
+                                      uint64_t start_unix_ns, uint64_t end_unix_ns,
+                                      const luar_span_attr_t *attrs, size_t nattrs, int error,
+                                      const char *message);
+void luar_trace_set_listener(luar_span_listener_fn fn);
+
 /* Wall-clock unix nanoseconds now, and the unix time of a uv_hrtime() value. */
 uint64_t luar_trace_now_ns(void);
 uint64_t luar_trace_unix_ns(uint64_t hrtime_ns);

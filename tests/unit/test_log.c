@@ -286,6 +286,15 @@ static int capture(void *ud, int level, const char *line, size_t len)
     return 1;
 }
 
+static int capture_all(void *ud, int level, const char *line, size_t len)
+{
+    (void)ud;
+    (void)level;
+    (void)line;
+    (void)len;
+    return 1;
+}
+
 TEST(test_hook_sees_and_consumes_lines)
 {
     open_file("hook.log", LUAR_LOG_INFO, 0, 0);
@@ -298,6 +307,46 @@ TEST(test_hook_sees_and_consumes_lines)
     CHECK_EQ_STR(slurp(path_of("hook.log")), "");
     luar_log_close();
     unlink(path_of("hook.log"));
+}
+
+static int tapped;
+static char tapped_last[256];
+
+/* A tap that logs from inside itself: its own line is written but not tapped again. */
+static void tap(void *ud, int level, const char *line, size_t len)
+{
+    (void)ud;
+    tapped++;
+    snprintf(tapped_last, sizeof tapped_last, "%.*s", (int)len, line);
+    if (level == LUAR_LOG_ERROR)
+        luar_log_write(LUAR_LOG_WARN, "from the tap", 12, NULL, 0);
+}
+
+TEST(test_taps_observe_without_consuming_and_never_recurse)
+{
+    open_file("tap.log", LUAR_LOG_INFO, 0, 0);
+    CHECK_EQ_INT(luar_log_add_tap(tap, NULL), 0);
+    CHECK_EQ_INT(luar_log_add_tap(tap, NULL), 0); /* the same pair once */
+    luar_log_write(LUAR_LOG_INFO, "one", 3, "\"k\":1", 5);
+    CHECK_EQ_INT(tapped, 1);
+    CHECK(strstr(tapped_last, "\"msg\":\"one\",\"k\":1}") != NULL);
+    luar_log_write(LUAR_LOG_DEBUG, "filtered", 8, NULL, 0);
+    CHECK_EQ_INT(tapped, 1);
+    luar_log_write(LUAR_LOG_ERROR, "two", 3, NULL, 0);
+    CHECK_EQ_INT(tapped, 2);              /* "from the tap" was not tapped */
+    luar_log_set_hook(capture_all, NULL); /* a consuming hook: taps still see the line */
+    luar_log_write(LUAR_LOG_INFO, "three", 5, NULL, 0);
+    luar_log_set_hook(NULL, NULL);
+    CHECK_EQ_INT(tapped, 3);
+    luar_log_remove_tap(tap, NULL);
+    luar_log_write(LUAR_LOG_INFO, "four", 4, NULL, 0);
+    CHECK_EQ_INT(tapped, 3);
+    luar_log_flush();
+    const char *text = slurp(path_of("tap.log"));
+    CHECK(strstr(text, "\"one\"") && strstr(text, "\"two\"") && strstr(text, "from the tap"));
+    CHECK(strstr(text, "\"four\"") && !strstr(text, "\"three\""));
+    luar_log_close();
+    unlink(path_of("tap.log"));
 }
 
 int main(void)
@@ -317,6 +366,7 @@ int main(void)
     RUN(test_open_failure_is_eio);
     RUN(test_stdout_default_and_failing_write);
     RUN(test_hook_sees_and_consumes_lines);
+    RUN(test_taps_observe_without_consuming_and_never_recurse);
     luar_log_close();
     if (rmdir(dir) != 0)
         fprintf(stderr, "test directory %s not empty\n", dir);

@@ -264,6 +264,92 @@ typedef struct luar_plugin_job_opts {
 /* rc 0: `id` is the new job's id, or NULL for a duplicate. rc < 0: `error` says why. */
 typedef void (*luar_plugin_enqueue_fn)(void *arg, int rc, const char *id, const char *error);
 
+/* ---- hooks: what the host tells plugins about the work (added within ABI 1) ------------ */
+
+/*
+ * An uncaught Lua error: a handler, a job attempt (a cron tick's job too), a pub/sub
+ * handler. Strings are NUL-terminated, scrubbed of every secret value the host knows
+ * (as its log lines are) and valid only during the call; the ones that do not apply are
+ * NULL.
+ */
+typedef struct luar_plugin_error {
+    const char *where;      /* "http", "job", "redis" (the luar_lua_errors_total label) */
+    const char *message;    /* the error ("orders.lua:12: attempt to index a nil value") */
+    const char *traceback;  /* Lua's ("stack traceback:\n\t[C]: in ..."); "" when none */
+    double timestamp;       /* unix seconds */
+    const char *route;      /* http: the route pattern ("/orders/:id") */
+    const char *method;     /* http: "POST" */
+    int status;             /* http: the status answered (500); 0 elsewhere */
+    const char *request_id; /* http: the request's id */
+    const char *job;        /* job: its name */
+    const char *job_id;
+    const char *queue;
+    const char *schedule;   /* job: the schedule (jobs.cron / jobs.every) that enqueued it */
+    int attempt;            /* job: this attempt, 1 for the first */
+    int final;              /* job: no attempt follows (the job is dead) */
+    const char *trace_id;   /* 32 hex digits; NULL when the work has no trace */
+    const char *span_id;    /* 16 hex digits: the request's or job attempt's span */
+} luar_plugin_error_t;
+
+typedef void (*luar_plugin_error_fn)(void *arg, const luar_plugin_error_t *e);
+
+/* A flag of a log line given to on_log hooks. */
+#define LUAR_PLUGIN_LOG_REPORTED 1 /* the line logs an error on_error hooks were also given */
+
+/*
+ * A log line that passed the level filter: `line` is the JSON object as written (no
+ * newline), already scrubbed of secret values, valid only during the call:
+ * {"ts":"2026-01-02T03:04:05.678Z","level":"info","msg":"...",<fields>}.
+ */
+typedef void (*luar_plugin_log_fn)(void *arg, int level, const char *line, size_t len,
+                                   int flags);
+
+/* The work the running Lua code belongs to; NULL members are absent. Host-owned strings,
+ * valid until the Lua function returns. */
+typedef struct luar_plugin_context {
+    const char *request_id;
+    const char *job_id;
+    const char *trace_id; /* 32 hex digits */
+    const char *span_id;  /* 16 hex digits */
+} luar_plugin_context_t;
+
+/* An attribute of a span: a string value, or an integer one when `str` is NULL. */
+typedef struct luar_plugin_attr {
+    const char *key;
+    const char *str;
+    long long num;
+} luar_plugin_attr_t;
+
+/* Kinds of spans (OpenTelemetry's numbers). */
+enum {
+    LUAR_PLUGIN_SPAN_SERVER = 2,  /* an HTTP request the host answered */
+    LUAR_PLUGIN_SPAN_CLIENT = 3,  /* an outbound call (luar.http) */
+    LUAR_PLUGIN_SPAN_CONSUMER = 5 /* a job attempt */
+};
+
+/*
+ * A span that ended (trace/export's, whether or not spans are exported). Attributes are
+ * the exported ones: http.request.method, http.route, http.response.status_code (server);
+ * http.request.method, url.full (secrets redacted), http.response.status_code or
+ * error.type (client); luar.job.id, luar.job.name, luar.job.queue, luar.job.attempt (job).
+ * Valid only during the call.
+ */
+typedef struct luar_plugin_span {
+    const char *name;      /* "GET /orders/:id", "job charge", "POST" */
+    int kind;              /* LUAR_PLUGIN_SPAN_* */
+    const char *trace_id;  /* 32 hex digits */
+    const char *span_id;   /* 16 hex digits */
+    const char *parent_id; /* 16 hex digits; "" for the root of a trace */
+    int sampled;           /* the trace's sampled flag (tracing.sample_rate, or the caller's) */
+    double start, end;     /* unix seconds */
+    int error;             /* the span failed (5xx, a transport error, a failed job) */
+    const char *message;   /* why, or NULL */
+    const luar_plugin_attr_t *attrs;
+    size_t nattrs;
+} luar_plugin_span_t;
+
+typedef void (*luar_plugin_span_fn)(void *arg, const luar_plugin_span_t *span);
+
 typedef struct luar_host luar_host_t;
 
 struct luar_host {
@@ -415,6 +501,41 @@ struct luar_host {
     /* Appends the decoded contents of the raw JSON string `val` (quotes included) to
      * `out`; LUAR_PLUGIN_EPARSE when it is not a string. */
     int (*json_unquote)(const char *val, size_t vlen, luar_buf_t *out);
+
+    /* -- added within ABI 1 (check host->size >= offsetof(luar_host_t, context) + sizeof
+     *    (void *) before use): hooks for error reporters (Sentry), redaction. */
+    /* Calls fn(arg, e) on the loop thread for every uncaught Lua error, just before the
+     * host logs it. One hook a plugin: a second call replaces it; fn NULL removes it. Hooks
+     * go at fini. Returns 0 or LUAR_PLUGIN_ENOMEM. */
+    int (*on_error)(const luar_host_t *h, luar_plugin_error_fn fn, void *arg);
+    /* Calls fn(arg, ...) on the loop thread for every log line written (any level that
+     * passes the log's filter), after it is formatted and scrubbed. Lines a hook logs
+     * itself (host->log inside fn) are written but not given to the hooks again. One hook
+     * a plugin, replaced or removed (fn NULL) like on_error. */
+    int (*on_log)(const luar_host_t *h, luar_plugin_log_fn fn, void *arg);
+    /* Appends `text` to `out` with every secret value the host knows replaced by
+     * "[REDACTED]" (the scrubbing of log lines: the raw value and its JSON-escaped forms).
+     * Returns the number of replacements (>= 0) or LUAR_PLUGIN_ENOMEM. */
+    int (*redact)(luar_buf_t *out, const char *text, size_t len);
+    /* Fills *out with the request or job the Lua code running in L serves (all NULL at
+     * the top level of a script). Returns 0. */
+    int (*context)(lua_State *L, luar_plugin_context_t *out);
+
+    /* -- added within ABI 1 (check host->size >= offsetof(luar_host_t, on_span) + sizeof
+     *    (void *) before use). */
+    /* Calls fn(arg, span) on the loop thread for every span that ends: requests, outbound
+     * calls, job attempts. One hook a plugin, replaced or removed (fn NULL) like on_error.
+     * While a plugin listens the host records spans even without tracing.endpoint. */
+    int (*on_span)(const luar_host_t *h, luar_plugin_span_fn fn, void *arg);
+
+    /* -- added within ABI 1 (check host->size >= offsetof(luar_host_t, on_stop) + sizeof
+     *    (void *) before use). */
+    /* Calls fn(arg) once on the loop thread when a serving process begins its final drain
+     * (requests answered, jobs stopped; the Lua VMs close next, then fini). The host waits
+     * for the plugin's HTTP requests in flight before fini: a plugin that sends in the
+     * background (a queue of reports) bounds that here, e.g. with a timer that cancels
+     * what is left. One hook a plugin, replaced or removed (fn NULL) like on_error. */
+    int (*on_stop)(const luar_host_t *h, void (*fn)(void *arg), void *arg);
 };
 
 /* ---- the descriptor -------------------------------------------------------------------- */
