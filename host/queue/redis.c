@@ -36,6 +36,10 @@
 #define RATE_TOLERANCE_MAX (INT64_C(1) << 52)
 /* The script's reply: a job is its id and these 18 fields. */
 #define JOB_REPLY_LEN 19
+/* Operations one batch (one EVALSHA) carries at most, and arguments' bytes: a batch is
+ * sent when either is reached, or when the loop iteration's commands are written. */
+#define BATCH_MAX_OPS 512
+#define BATCH_MAX_BYTES ((size_t)4 << 20)
 
 typedef struct rq {
     luar_queue_t *q;
@@ -44,6 +48,8 @@ typedef struct rq {
     char sha[41];
     uv_timer_t later; /* completes operations that failed before reaching the connection */
     luar_qop_t *later_ops, *later_tail;
+    struct call **batch; /* batchable calls of this loop iteration, in order (see batch_add) */
+    size_t nbatch, batch_cap, batch_bytes;
     int closing;
     void (*close_done)(void *arg);
     void *close_arg;
@@ -492,9 +498,9 @@ static void on_loaded(void *arg, int rc, const redisReply *reply)
     (void)reply; /* a failed load shows as NOSCRIPT on the resent call */
 }
 
-static void on_reply(void *arg, int rc, const redisReply *reply)
+/* Completes c's operation from its reply (or resends it: NOSCRIPT, a continuation). */
+static void handle_reply(call_t *c, int rc, const redisReply *reply)
 {
-    call_t *c = arg;
     luar_qop_t *op = c->op;
     rq_t *rq = c->rq;
     const char *addr = luar_redis_address(rq->conn);
@@ -523,6 +529,201 @@ static void on_reply(void *arg, int rc, const redisReply *reply)
             op->rc = rc;
     }
     luar_qop_complete(op);
+}
+
+static void on_reply(void *arg, int rc, const redisReply *reply)
+{
+    handle_reply(arg, rc, reply);
+}
+
+/* ---- batches ------------------------------------------------------------------------ */
+
+/*
+ * The hot-path writes that arrive during one loop iteration — enqueues (every webhook
+ * delivery), completions (every job), failures, releases, rate checks — go to Redis as one
+ * EVALSHA of the script's `batch` operation instead of one each: inside Redis an EVALSHA
+ * has a fixed cost (the script's body, its argument table; ~10-20 µs on the test VM) that
+ * was most of a no-op job's cost. The batch is sent from the connection's before_flush
+ * callback, i.e. with the iteration's other commands, so nothing waits longer than it did;
+ * and any other operation sends the batch before itself, so commands still reach Redis in
+ * the order they were submitted. The script runs the batch's operations in order, each as
+ * it would run alone, and answers with the array of their answers.
+ */
+typedef struct batch {
+    rq_t *rq;
+    size_t n;
+    call_t **calls;
+    int argc;
+    const char **argv;
+    size_t *lens;
+    char *counts; /* the decimal argument counts */
+    int reloads;
+} batch_t;
+
+static int batchable(luar_qop_kind_t kind)
+{
+    switch (kind) {
+    case LUAR_QOP_ENQUEUE:
+    case LUAR_QOP_COMPLETE:
+    case LUAR_QOP_FAIL:
+    case LUAR_QOP_RELEASE:
+    case LUAR_QOP_RATE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void batch_free(batch_t *b)
+{
+    free(b->calls);
+    free(b->argv);
+    free(b->lens);
+    free(b->counts);
+    free(b);
+}
+
+/* Fails every operation of b (rc set by the caller's message) and frees b. */
+static void batch_fail(batch_t *b, int now, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void batch_fail(batch_t *b, int now, const char *fmt, ...)
+{
+    char msg[320];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    for (size_t i = 0; i < b->n; i++) {
+        fail_op(b->calls[i]->op, LUAR_EIO, "%s", msg);
+        if (now)
+            luar_qop_complete(b->calls[i]->op);
+        else
+            complete_later(b->rq, b->calls[i]->op);
+    }
+    batch_free(b);
+}
+
+static void on_batch_reply(void *arg, int rc, const redisReply *reply);
+
+static void batch_send(batch_t *b)
+{
+    rq_t *rq = b->rq;
+    int rc = luar_redis_send(rq->conn, b->argc, b->argv, b->lens, on_batch_reply, b);
+    if (rc)
+        batch_fail(b, 0, "redis %s: %s", luar_redis_address(rq->conn),
+                   luar_strerror(rc == LUAR_ECLOSED ? LUAR_EIO : rc));
+}
+
+static void on_batch_reply(void *arg, int rc, const redisReply *reply)
+{
+    batch_t *b = arg;
+    rq_t *rq = b->rq;
+    const char *addr = luar_redis_address(rq->conn);
+    if (rc) {
+        batch_fail(b, 1, "%s", luar_redis_error(rq->conn));
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (strncmp(reply->str, "NOSCRIPT", 8) == 0 && b->reloads < NOSCRIPT_RELOADS &&
+            !rq->closing) {
+            b->reloads++;
+            const char *load[3] = {"SCRIPT", "LOAD", luar_redis_queue_lua};
+            luar_redis_send(rq->conn, 3, load, NULL, on_loaded, NULL);
+            batch_send(b);
+            return;
+        }
+        batch_fail(b, 1, "redis %s: %.*s", addr, (int)(reply->len < 240 ? reply->len : 240),
+                   reply->str);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != b->n) {
+        batch_fail(b, 1, "redis %s: unexpected reply to a batch of queue operations", addr);
+        return;
+    }
+    for (size_t i = 0; i < b->n; i++)
+        handle_reply(b->calls[i], 0, reply->element[i]);
+    batch_free(b);
+}
+
+/* Sends the calls gathered so far: alone when there is one, else as one batch. */
+static void batch_flush(rq_t *rq)
+{
+    size_t n = rq->nbatch;
+    if (n == 0)
+        return;
+    rq->nbatch = 0;
+    rq->batch_bytes = 0;
+    if (n == 1) {
+        send_call(rq->batch[0]);
+        return;
+    }
+    batch_t *b = calloc(1, sizeof *b);
+    int argc = 5;
+    for (size_t i = 0; i < n; i++)
+        argc += rq->batch[i]->argc - 3 + 1; /* its count, then its arguments after the sha */
+    if (b) {
+        b->rq = rq;
+        b->n = n;
+        b->calls = malloc(n * sizeof *b->calls);
+        b->argv = malloc((size_t)argc * sizeof *b->argv);
+        b->lens = malloc((size_t)argc * sizeof *b->lens);
+        b->counts = malloc((n + 1) * 12);
+    }
+    if (b == NULL || b->calls == NULL || b->argv == NULL || b->lens == NULL ||
+        b->counts == NULL) {
+        if (b)
+            batch_free(b);
+        for (size_t i = 0; i < n; i++) /* out of memory: one command each */
+            send_call(rq->batch[i]);
+        return;
+    }
+    memcpy(b->calls, rq->batch, n * sizeof *b->calls);
+    char *num = b->counts;
+    int k = 0;
+#define PUT(s, len) (b->argv[k] = (s), b->lens[k] = (len), k++)
+    PUT("EVALSHA", 7);
+    PUT(rq->sha, 40);
+    PUT("0", 1);
+    PUT("batch", 5);
+    PUT(num, (size_t)sprintf(num, "%zu", n));
+    num += 12;
+    for (size_t i = 0; i < n; i++) {
+        call_t *c = b->calls[i];
+        PUT(num, (size_t)sprintf(num, "%d", c->argc - 3));
+        num += 12;
+        for (int a = 3; a < c->argc; a++)
+            PUT(c->argv[a], c->lens[a]);
+    }
+#undef PUT
+    b->argc = k;
+    batch_send(b);
+}
+
+static void on_before_flush(void *arg)
+{
+    batch_flush(arg);
+}
+
+/* Adds a batchable call to this iteration's batch; 0, or -1 when it must go alone. */
+static int batch_add(rq_t *rq, call_t *c)
+{
+    if (rq->nbatch == rq->batch_cap) {
+        size_t cap = rq->batch_cap ? rq->batch_cap * 2 : 64;
+        call_t **nb = realloc(rq->batch, cap * sizeof *nb);
+        if (nb == NULL)
+            return -1;
+        rq->batch = nb;
+        rq->batch_cap = cap;
+    }
+    rq->batch[rq->nbatch++] = c;
+    for (int a = 0; a < c->argc; a++)
+        rq->batch_bytes += c->lens[a];
+    if (rq->nbatch == 1)
+        luar_redis_flush_soon(rq->conn);
+    if (rq->nbatch >= BATCH_MAX_OPS || rq->batch_bytes >= BATCH_MAX_BYTES)
+        batch_flush(rq);
+    return 0;
 }
 
 /* ---- operations --------------------------------------------------------------------- */
@@ -726,6 +927,9 @@ static void rq_submit(luar_queue_t *q, luar_qop_t *op)
         complete_later(rq, op);
         return;
     }
+    if (!c->nomem && batchable(op->kind) && batch_add(rq, c) == 0)
+        return;
+    batch_flush(rq); /* what was submitted before goes first */
     send_call(c);
 }
 
@@ -737,6 +941,7 @@ static void on_conn_closed(void *arg)
     void (*done)(void *) = rq->close_done;
     void *done_arg = rq->close_arg;
     free(rq->prefix);
+    free(rq->batch);
     free(rq);
     if (done)
         done(done_arg);
@@ -760,6 +965,7 @@ static void finish_close(rq_t *rq)
 static void rq_close(luar_queue_t *q, void (*done)(void *arg), void *arg)
 {
     rq_t *rq = rq_of(q);
+    batch_flush(rq);
     rq->closing = 1;
     rq->close_done = done;
     rq->close_arg = arg;
@@ -808,6 +1014,7 @@ static int rq_open(luar_queue_t *q, const char *rest, luar_buf_t *err)
     }
     uv_timer_init(q->loop, &rq->later);
     rq->later.data = rq;
+    luar_redis_set_before_flush(rq->conn, on_before_flush, rq);
     luar_buf_free(&hex);
     luar_redis_url_free(&u);
     q->impl = rq;
