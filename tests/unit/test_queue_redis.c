@@ -483,6 +483,75 @@ TEST(redis_a_connection_coming_back_wakes_its_siblings)
 }
 
 /* An open against a port nobody listens on succeeds; operations fail with the reason. */
+/*
+ * A burst of webhook-like enqueues (a dedupe key each, some repeated) submitted before the
+ * connection is up — what a worker sees when traffic arrives as it starts — waits for the
+ * first connection and lands whole: every one answered, duplicates exactly the repeated
+ * keys, in a few batched commands. Past the bound of what may wait (64 MiB), the rest fail
+ * at once naming why, and those that fit still land.
+ */
+TEST(redis_burst_sent_while_connecting_waits_then_lands)
+{
+    luar_queue_t *q = redis_fresh();
+    luar_redis_t *conn = luar_queue_redis_conn(q);
+    CHECK(!luar_redis_ready(conn));
+    enum { N = 20000 };
+    res_t *r = calloc(N, sizeof *r);
+    char (*keys)[24] = calloc(N, sizeof *keys);
+    luar_job_spec_t s = {.name = "hook", .queue = "in", .args = "{\"type\":\"charge.succeeded\"}"};
+    for (int i = 0; i < N; i++) {
+        /* Every tenth delivery repeats the one before it (a provider's retry). */
+        snprintf(keys[i], sizeof keys[i], "evt-%d", i % 10 == 9 ? i - 1 : i);
+        CHECK_EQ_INT(luar_queue_enqueue(q, &s, 1, keys[i], 3600, on_enqueued, &r[i]), 0);
+    }
+    int dups = 0, failed = 0;
+    for (int i = 0; i < N; i++) {
+        CHECK(wait_for(&r[i].done));
+        failed += r[i].rc != 0;
+        dups += r[i].duplicate;
+        if (r[i].duplicate != (i % 10 == 9))
+            fprintf(stderr, "  enqueue %d: duplicate %d\n", i, r[i].duplicate);
+        res_free(&r[i]);
+    }
+    CHECK_EQ_INT(failed, 0);
+    CHECK_EQ_INT(dups, N / 10);
+    CHECK_EQ_INT(count_of(q, "in", LUAR_JOB_QUEUED), N - N / 10);
+    luar_redis_stats_t st;
+    luar_redis_stats(conn, &st);
+    fprintf(stderr, "  %d enqueues sent while connecting: %llu commands, %llu writes\n", N,
+            (unsigned long long)st.commands, (unsigned long long)st.writes);
+    CHECK(st.commands <= N / 512 + 8);
+    close_q(q);
+
+    /* 80 MiB submitted at once to a connection not up yet: 64 MiB wait, the rest fail. */
+    q = redis_fresh();
+    enum { BIG = 160, BIG_LEN = 512 * 1024 };
+    char *args = malloc(BIG_LEN + 1);
+    memset(args, '7', BIG_LEN);
+    args[BIG_LEN] = '\0';
+    luar_job_spec_t b = {.name = "big", .queue = "big", .args = args};
+    res_t *br = calloc(BIG, sizeof *br);
+    for (int i = 0; i < BIG; i++)
+        CHECK_EQ_INT(luar_queue_enqueue(q, &b, 1, NULL, 0, on_enqueued, &br[i]), 0);
+    int ok = 0, refused = 0;
+    for (int i = 0; i < BIG; i++) {
+        CHECK(wait_for(&br[i].done));
+        ok += br[i].rc == 0;
+        refused += br[i].rc == LUAR_EIO;
+        res_free(&br[i]);
+    }
+    fprintf(stderr, "  %d x 512 KiB while connecting: %d stored, %d refused\n", BIG, ok, refused);
+    CHECK(ok >= 100 && ok <= 128); /* 64 MiB of 512 KiB, give or take a batch */
+    CHECK_EQ_INT(ok + refused, BIG);
+    CHECK(strstr(luar_queue_last_error(q), "too many commands waiting for the connection"));
+    CHECK_EQ_INT(count_of(q, "big", LUAR_JOB_QUEUED), ok);
+    close_q(q);
+    free(br);
+    free(args);
+    free(keys);
+    free(r);
+}
+
 TEST(redis_unreachable_server_is_eio_naming_it)
 {
     char url[128];
@@ -924,6 +993,7 @@ int main(void)
     RUN(redis_connection_loss_fails_pending_ops_and_recovers);
     RUN(redis_idle_connection_dropped_by_the_server_reconnects_unseen);
     RUN(redis_a_connection_coming_back_wakes_its_siblings);
+    RUN(redis_burst_sent_while_connecting_waits_then_lands);
     RUN(redis_unreachable_server_is_eio_naming_it);
     RUN(redis_acl_user_and_wrong_password);
     RUN(redis_select_isolates_databases);
