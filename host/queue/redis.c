@@ -34,7 +34,7 @@
 #define NOSCRIPT_RELOADS 2
 /* GCRA tolerances above this are refused: the script's doubles are exact below 2^53. */
 #define RATE_TOLERANCE_MAX (INT64_C(1) << 52)
-/* The script's reply: a job is its id and these 18 fields. */
+/* The script's reply: a job is its id and 18 fields, packed into one string. */
 #define JOB_REPLY_LEN 19
 /* Operations one batch (one EVALSHA) carries at most, and arguments' bytes: a batch is
  * sent when either is reached, or when the loop iteration's commands are written. */
@@ -261,44 +261,70 @@ static int64_t rint64(const redisReply *r)
     return strtoll(tmp, NULL, 10);
 }
 
-/* Reads the jobs of a reply's elements [from, from + 19k) into op->jobs. */
+/* A field of a packed job: NULL when absent, else the NUL-terminated value in place. */
+static const char *packed_field(const char *flags, int i, const char *value)
+{
+    return flags[i] == '1' ? value : NULL;
+}
+
+/*
+ * Reads the jobs of a reply's elements from `from` on into op->jobs. Each job is one string
+ * (see pack_job in the script): JOB_REPLY_LEN presence flags, then the JOB_REPLY_LEN values
+ * (the id, then the 18 fields) joined by NUL bytes. The string is copied once into the
+ * record's arena and the fields point into the copy.
+ */
 static int read_jobs(luar_qop_t *op, const redisReply *reply, size_t from)
 {
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < from ||
-        (reply->elements - from) % JOB_REPLY_LEN != 0)
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < from)
         return LUAR_EPARSE;
-    size_t n = (reply->elements - from) / JOB_REPLY_LEN;
+    size_t n = reply->elements - from;
     op->jobs = luar_qop_alloc(op, (n ? n : 1) * sizeof *op->jobs);
     if (op->jobs == NULL)
         return LUAR_ENOMEM;
-    int nomem = 0;
     for (size_t i = 0; i < n; i++) {
-        redisReply **e = reply->element + from + i * JOB_REPLY_LEN;
-        luar_job_t *j = &op->jobs[i];
-        if (e[0]->type != REDIS_REPLY_STRING)
+        const redisReply *e = reply->element[from + i];
+        if (e->type != REDIS_REPLY_STRING || e->len < JOB_REPLY_LEN)
             return LUAR_EPARSE;
-        snprintf(j->id, sizeof j->id, "%.*s", (int)e[0]->len, e[0]->str);
-        j->name = rstr(op, e[1], &nomem);
-        j->queue = rstr(op, e[2], &nomem);
-        j->args = rstr(op, e[3], &nomem);
-        j->key = rstr(op, e[4], &nomem);
-        j->priority = (int)rnum(e[5]);
-        j->state = (luar_job_state_t)(int)rnum(e[6]);
-        j->attempt = (int)rnum(e[7]);
-        j->max_attempts = (int)rnum(e[8]);
-        j->enqueued_at = rnum(e[9]);
-        j->run_at = rnum(e[10]);
-        j->started_at = rnum(e[11]);
-        j->finished_at = rnum(e[12]);
-        j->lease_expires_at = rnum(e[13]);
-        j->owner = rstr(op, e[14], &nomem);
-        j->result = rstr(op, e[15], &nomem);
-        j->last_error = rstr(op, e[16], &nomem);
-        j->traceback = rstr(op, e[17], &nomem);
-        j->expires_at = rnum(e[18]);
+        const char *flags = e->str;
+        size_t blen = e->len - JOB_REPLY_LEN;
+        char *body = luar_qop_alloc(op, blen + 1);
+        if (body == NULL)
+            return LUAR_ENOMEM;
+        memcpy(body, e->str + JOB_REPLY_LEN, blen);
+        body[blen] = '\0';
+        const char *f[JOB_REPLY_LEN];
+        const char *p = body, *end = body + blen;
+        for (int k = 0; k < JOB_REPLY_LEN; k++) {
+            if (p > end)
+                return LUAR_EPARSE;
+            f[k] = p;
+            p += strlen(p) + 1;
+        }
+        if (p != end + 1)
+            return LUAR_EPARSE; /* a value held a NUL, or fields are missing */
+        luar_job_t *j = &op->jobs[i];
+        snprintf(j->id, sizeof j->id, "%s", f[0]);
+        j->name = packed_field(flags, 1, f[1]);
+        j->queue = packed_field(flags, 2, f[2]);
+        j->args = packed_field(flags, 3, f[3]);
+        j->key = packed_field(flags, 4, f[4]);
+        j->priority = (int)strtol(f[5], NULL, 10);
+        j->state = (luar_job_state_t)(int)strtol(f[6], NULL, 10);
+        j->attempt = (int)strtol(f[7], NULL, 10);
+        j->max_attempts = (int)strtol(f[8], NULL, 10);
+        j->enqueued_at = strtod(f[9], NULL);
+        j->run_at = strtod(f[10], NULL);
+        j->started_at = strtod(f[11], NULL);
+        j->finished_at = strtod(f[12], NULL);
+        j->lease_expires_at = strtod(f[13], NULL);
+        j->owner = packed_field(flags, 14, f[14]);
+        j->result = packed_field(flags, 15, f[15]);
+        j->last_error = packed_field(flags, 16, f[16]);
+        j->traceback = packed_field(flags, 17, f[17]);
+        j->expires_at = strtod(f[18], NULL);
     }
     op->njobs = n;
-    return nomem ? LUAR_ENOMEM : 0;
+    return 0;
 }
 
 /* Reads an array of strings into op->out_ids, from element `from`. */

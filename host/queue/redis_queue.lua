@@ -168,12 +168,31 @@ end
 
 local F_STATE, F_OWNER = 6, 14
 
--- Appends id and the FIELDS values v to out. The owner is only meaningful while the job
--- runs: a completion leaves the field in place (one HSET, no HDEL) and it is not shown.
+-- A job travels back to C as ONE string: 19 presence flags ('1' present, '0' absent: the
+-- id, then FIELDS in order), then the 19 values joined by NUL bytes (absent ones empty).
+-- No value can hold a NUL (each came from a C string), so C splits it in place. As 19
+-- replies each, a claim of 256 jobs cost Redis ~6 µs a job to encode and hiredis 4,864
+-- reply objects to parse (a fifth of a worker's CPU in the drain benchmark).
+local flags, vals, vals_claimed = {}, {}, {}
+
+local function pack_job(out, id, v)
+    flags[1], vals[1] = 49, id
+    for i = 1, 18 do
+        local x = v[i]
+        if x then
+            flags[i + 1], vals[i + 1] = 49, x
+        else
+            flags[i + 1], vals[i + 1] = 48, ''
+        end
+    end
+    out[#out + 1] = string.char(unpack(flags)) .. table.concat(vals, '\0')
+end
+
+-- Appends job id with the FIELDS values v to out. The owner is only meaningful while the
+-- job runs: a completion leaves the field in place (one HSET, no HDEL) and it is not shown.
 local function job_values(out, id, v)
-    out[#out + 1] = id
     if v[F_STATE] ~= '2' then v[F_OWNER] = false end
-    for i = 1, #FIELDS do out[#out + 1] = v[i] end
+    pack_job(out, id, v)
 end
 
 -- Appends id and its FIELDS (false, i.e. a nil reply, for absent ones) to out.
@@ -425,14 +444,12 @@ local function dispatch(op, A)
                 local attempt = tostring(tonumber(v[7]) + 1)
                 call('HSET', k, 'state', '2', 'owner', owner, 'started_at', now, 'lease_expires_at',
                     lease_at, 'attempt', attempt)
-                local n = #out
-                out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5], out[n + 6] =
-                    id, v[1], v[2], v[3], v[4], v[5]
-                out[n + 7], out[n + 8], out[n + 9], out[n + 10], out[n + 11], out[n + 12] =
-                    '2', attempt, v[8], v[9], v[10], now
-                out[n + 13], out[n + 14], out[n + 15], out[n + 16], out[n + 17], out[n + 18] =
-                    v[11], lease_at, owner, v[12], v[13], v[14]
-                out[n + 19] = v[15]
+                local j = vals_claimed
+                j[1], j[2], j[3], j[4], j[5], j[6] = v[1], v[2], v[3], v[4], v[5], '2'
+                j[7], j[8], j[9], j[10], j[11], j[12] = attempt, v[8], v[9], v[10], now, v[11]
+                j[13], j[14], j[15], j[16], j[17], j[18] = lease_at, owner, v[12], v[13], v[14],
+                    v[15]
+                pack_job(out, id, j)
                 zadd_later(P .. 'leases', lease_at, id)
             end
         end
