@@ -15,6 +15,8 @@
 #include "redis/url.h"
 #include "redis_server.h"
 
+#include <math.h>
+
 static redis_server_t server; /* the one the contract runs against */
 static char url_now[512];     /* the URL of the last fresh backend */
 static int prefix_seq;
@@ -552,6 +554,48 @@ TEST(redis_burst_sent_while_connecting_waits_then_lands)
     free(r);
 }
 
+/* Times travel as text (a fast formatter, checked, else %.17g): each reads back as the very
+ * same double — random times with every fraction bit set, integral ones, and edge cases. */
+TEST(redis_times_read_back_exactly)
+{
+    luar_queue_t *q = redis_fresh();
+    enum { N = 2000 };
+    double *t = calloc(N, sizeof *t);
+    res_t *r = calloc(N, sizeof *r);
+    uint64_t x = 88172645463325252ULL;
+    for (int i = 0; i < N; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        /* from 2001 to 2128, any fraction; every 7th integral, every 11th .5, a few large */
+        t[i] = 1e9 + (double)(x >> 11) / (double)(1ULL << 53) * 4e9;
+        if (i % 7 == 0)
+            t[i] = floor(t[i]);
+        if (i % 11 == 0)
+            t[i] = floor(t[i]) + 0.5;
+        if (i % 101 == 0)
+            t[i] = 123456789012.0 + (double)(x & 1023) / 1024.0;
+        if (i == 1)
+            t[i] = 9999999999.9999999; /* rounds up to the next integer in 17 digits */
+        luar_job_spec_t s = {.name = "t", .queue = "times", .run_at = t[i]};
+        CHECK_EQ_INT(luar_queue_enqueue(q, &s, 1, NULL, 0, on_enqueued, &r[i]), 0);
+    }
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        CHECK(wait_for(&r[i].done));
+        tjob_t j;
+        if (r[i].n == 1 && get(q, r[i].ids[0], &j) == 0 && j.run_at != t[i]) {
+            if (bad++ < 5)
+                fprintf(stderr, "  %.17g came back as %.17g\n", t[i], j.run_at);
+        }
+        res_free(&r[i]);
+    }
+    CHECK_EQ_INT(bad, 0);
+    free(r);
+    free(t);
+    close_q(q);
+}
+
 TEST(redis_unreachable_server_is_eio_naming_it)
 {
     char url[128];
@@ -994,6 +1038,7 @@ int main(void)
     RUN(redis_idle_connection_dropped_by_the_server_reconnects_unseen);
     RUN(redis_a_connection_coming_back_wakes_its_siblings);
     RUN(redis_burst_sent_while_connecting_waits_then_lands);
+    RUN(redis_times_read_back_exactly);
     RUN(redis_unreachable_server_is_eio_naming_it);
     RUN(redis_acl_user_and_wrong_password);
     RUN(redis_select_isolates_databases);
