@@ -5,8 +5,8 @@
  * Every operation is one command on the queue's pipelined connection (redis/conn.c): most
  * are EVALSHA of the one script, redis_queue.lua (loaded with SCRIPT LOAD on every new
  * connection, so a restarted Redis has it again; a NOSCRIPT answer — SCRIPT FLUSH under
- * a live connection — loads it again and resends, twice at most); ping, counts and
- * next_due are plain commands. The script does each operation atomically, so a claim
+ * a live connection — loads it again and resends, twice at most); ping and counts are
+ * plain commands. The script does each operation atomically, so a claim
  * never hands a job to two claimers, and an enqueue records its dedupe key in the same
  * step as its jobs. Concurrent operations share round trips: their commands leave in one
  * write and their replies come back in order.
@@ -522,9 +522,10 @@ static int read_reply(call_t *c, const redisReply *reply)
     case LUAR_QOP_COUNTS:
         return read_counts(op, reply);
     case LUAR_QOP_NEXT_DUE:
-        if (reply->type != REDIS_REPLY_ARRAY)
+        if (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL)
             return LUAR_EPARSE;
-        op->time = reply->elements >= 2 ? rnum(reply->element[1]) : 0;
+        /* The exact run_at as text, or nil (false) when nothing waits. */
+        op->time = reply->type == REDIS_REPLY_STRING ? rnum(reply) : 0;
         return 0;
     case LUAR_QOP_PING:
         return reply->type == REDIS_REPLY_STATUS ? 0 : LUAR_EPARSE;
@@ -922,23 +923,19 @@ static call_t *build(rq_t *rq, luar_qop_t *op)
         if (op->kind == LUAR_QOP_LIST)
             argf(c, "%zu", op->filter.limit);
         return c;
-    case LUAR_QOP_COUNTS:
     case LUAR_QOP_NEXT_DUE:
+        /* A script: the set's scores are whole microseconds, the exact time is the job's. */
+        return script_call(rq, op, "next_due", 0);
+    case LUAR_QOP_COUNTS:
     case LUAR_QOP_PING:
         c = script_call(rq, op, NULL, 0);
         if (c == NULL)
             return NULL;
         if (op->kind == LUAR_QOP_PING) {
             arg(c, "PING");
-        } else if (op->kind == LUAR_QOP_COUNTS) {
+        } else {
             arg(c, "HGETALL");
             argf(c, "%scounts", rq->prefix);
-        } else {
-            arg(c, "ZRANGE");
-            argf(c, "%swaiting", rq->prefix);
-            arg(c, "0");
-            arg(c, "0");
-            arg(c, "WITHSCORES");
         }
         return c;
     case LUAR_QOP_CACHE_GET:

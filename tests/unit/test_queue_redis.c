@@ -596,6 +596,50 @@ TEST(redis_times_read_back_exactly)
     close_q(q);
 }
 
+/*
+ * The time-ordered sets keep whole microseconds as scores (a listpack compares those without
+ * parsing text); the times themselves stay exact. A job due at a time with more decimals
+ * than that is claimable at its run_at and not 2 µs before; a lease is reclaimed only after
+ * it ended; next_due gives the exact run_at.
+ */
+TEST(redis_microsecond_scores_keep_times_exact)
+{
+    luar_queue_t *q = redis_fresh();
+    double saved = test_now;
+    double due = test_now + 123.4567891234;
+    luar_job_spec_t s = {.name = "at", .queue = "us", .run_at = due};
+    char id[40];
+    CHECK_EQ_INT(enqueue1(q, &s, id), 0);
+    CHECK(next_due(q) == due);
+    res_t r;
+    test_now = due - 2e-6;
+    CHECK_EQ_INT(claim(q, "us", 5, "w", 30, &r), 0);
+    CHECK_EQ_INT(r.n, 0);
+    res_free(&r);
+    test_now = due;
+    CHECK_EQ_INT(claim(q, "us", 5, "w", 30, &r), 0);
+    CHECK_EQ_INT(r.n, 1);
+    double lease = r.n == 1 ? r.jobs[0].lease_expires_at : 0;
+    CHECK(lease == due + 30);
+    res_free(&r);
+    size_t reclaimed = 0, expired = 0;
+    test_now = lease;
+    CHECK_EQ_INT(sweep(q, &reclaimed, &expired), 0);
+    CHECK_EQ_INT(reclaimed, 0); /* ends at `lease`: not yet past it */
+    test_now = lease + 2e-6;
+    CHECK_EQ_INT(sweep(q, &reclaimed, &expired), 0);
+    CHECK_EQ_INT(reclaimed, 1);
+    /* The scores are integers: what Redis stores for the reclaimed job's ready entry. */
+    char key[128];
+    snprintf(key, sizeof key, "t%d:ready:us:0", prefix_seq);
+    raw_t rr;
+    admin("ZSCORE", key, id, NULL, &rr);
+    CHECK_EQ_INT(rr.rc, 0);
+    CHECK(rr.str[0] != '\0' && strspn(rr.str, "0123456789") == strlen(rr.str));
+    test_now = saved;
+    close_q(q);
+}
+
 TEST(redis_unreachable_server_is_eio_naming_it)
 {
     char url[128];
@@ -1039,6 +1083,7 @@ int main(void)
     RUN(redis_a_connection_coming_back_wakes_its_siblings);
     RUN(redis_burst_sent_while_connecting_waits_then_lands);
     RUN(redis_times_read_back_exactly);
+    RUN(redis_microsecond_scores_keep_times_exact);
     RUN(redis_unreachable_server_is_eio_naming_it);
     RUN(redis_acl_user_and_wrong_password);
     RUN(redis_select_isolates_databases);
