@@ -90,6 +90,7 @@ struct luar_runner {
     unsigned claim_failures;
     uv_timer_t poll, heartbeat, grace;
     uv_timer_t lease; /* stops jobs whose lease could not be renewed in time */
+    double lease_armed; /* the lease_until the lease timer is armed for (0: not armed) */
     uv_timer_t due; /* the earliest retry/release time this worker wrote, to look then */
     double due_at;
     int closing;
@@ -190,6 +191,18 @@ static double lease_margin(const luar_runner_t *r)
 
 static void on_lease_timer(uv_timer_t *t);
 
+/* Arms the lease timer for a job whose lease ends at `first` (0: none running). */
+static void arm_lease_at(luar_runner_t *r, double first)
+{
+    r->lease_armed = first;
+    if (first == 0) {
+        uv_timer_stop(&r->lease);
+        return;
+    }
+    double ms = (first - lease_margin(r) - luar_queue_now(r->queue)) * 1000;
+    uv_timer_start(&r->lease, on_lease_timer, ms < 1 ? 1 : (uint64_t)ms + 1, 0);
+}
+
 /* Arms the lease timer for the earliest job that would have to stop. */
 static void arm_lease_timer(luar_runner_t *r)
 {
@@ -199,12 +212,15 @@ static void arm_lease_timer(luar_runner_t *r)
     for (running_job_t *j = r->jobs; j; j = j->next)
         if (j->task && (first == 0 || j->lease_until < first))
             first = j->lease_until;
-    if (first == 0) {
-        uv_timer_stop(&r->lease);
-        return;
-    }
-    double ms = (first - lease_margin(r) - luar_queue_now(r->queue)) * 1000;
-    uv_timer_start(&r->lease, on_lease_timer, ms < 1 ? 1 : (uint64_t)ms + 1, 0);
+    arm_lease_at(r, first);
+}
+
+/* A job started: the timer moves only if its lease ends before the one armed (a scan of
+ * every running job per start was 3-5 % of a worker draining no-op jobs, 256 at a time). */
+static void lease_started(luar_runner_t *r, double lease_until)
+{
+    if (!r->closing && (r->lease_armed == 0 || lease_until < r->lease_armed))
+        arm_lease_at(r, lease_until);
 }
 
 static void on_lease_timer(uv_timer_t *t)
@@ -616,7 +632,7 @@ static void start_job(luar_runner_t *r, luar_vm_t *vm, const luar_job_t *job, do
         uv_timer_start(&j->timeout, on_timeout, (uint64_t)(def->timeout * 1000), 0);
     }
     if (j->task)
-        arm_lease_timer(r);
+        lease_started(r, j->lease_until);
     luar_buf_free(&err);
 }
 

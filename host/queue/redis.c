@@ -5,8 +5,8 @@
  * Every operation is one command on the queue's pipelined connection (redis/conn.c): most
  * are EVALSHA of the one script, redis_queue.lua (loaded with SCRIPT LOAD on every new
  * connection, so a restarted Redis has it again; a NOSCRIPT answer — SCRIPT FLUSH under
- * a live connection — loads it again and resends, twice at most); ping, counts and
- * next_due are plain commands. The script does each operation atomically, so a claim
+ * a live connection — loads it again and resends, twice at most); ping and counts are
+ * plain commands. The script does each operation atomically, so a claim
  * never hands a job to two claimers, and an enqueue records its dedupe key in the same
  * step as its jobs. Concurrent operations share round trips: their commands leave in one
  * write and their replies come back in order.
@@ -34,8 +34,12 @@
 #define NOSCRIPT_RELOADS 2
 /* GCRA tolerances above this are refused: the script's doubles are exact below 2^53. */
 #define RATE_TOLERANCE_MAX (INT64_C(1) << 52)
-/* The script's reply: a job is its id and these 18 fields. */
+/* The script's reply: a job is its id and 18 fields, packed into one string. */
 #define JOB_REPLY_LEN 19
+/* Operations one batch (one EVALSHA) carries at most, and arguments' bytes: a batch is
+ * sent when either is reached, or when the loop iteration's commands are written. */
+#define BATCH_MAX_OPS 512
+#define BATCH_MAX_BYTES ((size_t)4 << 20)
 
 typedef struct rq {
     luar_queue_t *q;
@@ -44,6 +48,8 @@ typedef struct rq {
     char sha[41];
     uv_timer_t later; /* completes operations that failed before reaching the connection */
     luar_qop_t *later_ops, *later_tail;
+    struct call **batch; /* batchable calls of this loop iteration, in order (see batch_add) */
+    size_t nbatch, batch_cap, batch_bytes;
     int closing;
     void (*close_done)(void *arg);
     void *close_arg;
@@ -98,10 +104,60 @@ static void argf(call_t *c, const char *fmt, ...)
     arg(c, luar_qop_strdup(c->op, tmp));
 }
 
-/* A time: %.17g reads back as the same double. */
+/*
+ * Writes a time that reads back as the same double into buf (32 bytes); returns its length.
+ * Times here are unix seconds with a fraction: the integer part and up to 17 significant
+ * digits in all are written with integer arithmetic and the result checked with strtod,
+ * falling back to %.17g when it does not read back exactly (rare) or the value is not a
+ * plain positive time. printf's exact %.17g (multi-precision division) was a tenth of a
+ * worker's CPU in the drain benchmark: a completion writes two times, an enqueue three.
+ */
+static int format_time(char *buf, double t)
+{
+    if (t > 0 && t < 1e15) {
+        uint64_t ip = (uint64_t)t;
+        double frac = t - (double)ip; /* exact: t and ip share their integer part */
+        char digits[24];
+        int nd = snprintf(digits, sizeof digits, "%" PRIu64, ip);
+        int fd = 17 - nd; /* fraction digits that 17 significant digits allow */
+        if (fd > 0 && fd <= 9) {
+            static const double pow10[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+            uint64_t f = (uint64_t)llround(frac * pow10[fd]);
+            if (f >= (uint64_t)pow10[fd]) { /* rounded up to the next integer */
+                f -= (uint64_t)pow10[fd];
+                nd = snprintf(digits, sizeof digits, "%" PRIu64, ip + 1);
+            }
+            memcpy(buf, digits, (size_t)nd);
+            int n = nd;
+            if (f > 0) {
+                while (f % 10 == 0) { /* no trailing zeros, as %g */
+                    f /= 10;
+                    fd--;
+                }
+                buf[n++] = '.';
+                for (int i = fd - 1; i >= 0; i--) {
+                    buf[n + i] = (char)('0' + f % 10);
+                    f /= 10;
+                }
+                n += fd;
+            }
+            buf[n] = '\0';
+            if (strtod(buf, NULL) == t)
+                return n;
+        }
+    }
+    return snprintf(buf, 32, "%.17g", t);
+}
+
+/* A time argument: reads back as the same double (format_time). */
 static void arg_time(call_t *c, double t)
 {
-    argf(c, "%.17g", t);
+    char tmp[32];
+    int n = format_time(tmp, t);
+    char *s = luar_qop_alloc(c->op, (size_t)n + 1);
+    if (s)
+        memcpy(s, tmp, (size_t)n + 1);
+    arg_n(c, s, (size_t)n);
 }
 
 /* An optional string: a flag ("1" present, "0" absent) and the value ("" when absent). */
@@ -256,44 +312,70 @@ static int64_t rint64(const redisReply *r)
     return strtoll(tmp, NULL, 10);
 }
 
-/* Reads the jobs of a reply's elements [from, from + 19k) into op->jobs. */
+/* A field of a packed job: NULL when absent, else the NUL-terminated value in place. */
+static const char *packed_field(const char *flags, int i, const char *value)
+{
+    return flags[i] == '1' ? value : NULL;
+}
+
+/*
+ * Reads the jobs of a reply's elements from `from` on into op->jobs. Each job is one string
+ * (see pack_job in the script): JOB_REPLY_LEN presence flags, then the JOB_REPLY_LEN values
+ * (the id, then the 18 fields) joined by NUL bytes. The string is copied once into the
+ * record's arena and the fields point into the copy.
+ */
 static int read_jobs(luar_qop_t *op, const redisReply *reply, size_t from)
 {
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < from ||
-        (reply->elements - from) % JOB_REPLY_LEN != 0)
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < from)
         return LUAR_EPARSE;
-    size_t n = (reply->elements - from) / JOB_REPLY_LEN;
+    size_t n = reply->elements - from;
     op->jobs = luar_qop_alloc(op, (n ? n : 1) * sizeof *op->jobs);
     if (op->jobs == NULL)
         return LUAR_ENOMEM;
-    int nomem = 0;
     for (size_t i = 0; i < n; i++) {
-        redisReply **e = reply->element + from + i * JOB_REPLY_LEN;
-        luar_job_t *j = &op->jobs[i];
-        if (e[0]->type != REDIS_REPLY_STRING)
+        const redisReply *e = reply->element[from + i];
+        if (e->type != REDIS_REPLY_STRING || e->len < JOB_REPLY_LEN)
             return LUAR_EPARSE;
-        snprintf(j->id, sizeof j->id, "%.*s", (int)e[0]->len, e[0]->str);
-        j->name = rstr(op, e[1], &nomem);
-        j->queue = rstr(op, e[2], &nomem);
-        j->args = rstr(op, e[3], &nomem);
-        j->key = rstr(op, e[4], &nomem);
-        j->priority = (int)rnum(e[5]);
-        j->state = (luar_job_state_t)(int)rnum(e[6]);
-        j->attempt = (int)rnum(e[7]);
-        j->max_attempts = (int)rnum(e[8]);
-        j->enqueued_at = rnum(e[9]);
-        j->run_at = rnum(e[10]);
-        j->started_at = rnum(e[11]);
-        j->finished_at = rnum(e[12]);
-        j->lease_expires_at = rnum(e[13]);
-        j->owner = rstr(op, e[14], &nomem);
-        j->result = rstr(op, e[15], &nomem);
-        j->last_error = rstr(op, e[16], &nomem);
-        j->traceback = rstr(op, e[17], &nomem);
-        j->expires_at = rnum(e[18]);
+        const char *flags = e->str;
+        size_t blen = e->len - JOB_REPLY_LEN;
+        char *body = luar_qop_alloc(op, blen + 1);
+        if (body == NULL)
+            return LUAR_ENOMEM;
+        memcpy(body, e->str + JOB_REPLY_LEN, blen);
+        body[blen] = '\0';
+        const char *f[JOB_REPLY_LEN];
+        const char *p = body, *end = body + blen;
+        for (int k = 0; k < JOB_REPLY_LEN; k++) {
+            if (p > end)
+                return LUAR_EPARSE;
+            f[k] = p;
+            p += strlen(p) + 1;
+        }
+        if (p != end + 1)
+            return LUAR_EPARSE; /* a value held a NUL, or fields are missing */
+        luar_job_t *j = &op->jobs[i];
+        snprintf(j->id, sizeof j->id, "%s", f[0]);
+        j->name = packed_field(flags, 1, f[1]);
+        j->queue = packed_field(flags, 2, f[2]);
+        j->args = packed_field(flags, 3, f[3]);
+        j->key = packed_field(flags, 4, f[4]);
+        j->priority = (int)strtol(f[5], NULL, 10);
+        j->state = (luar_job_state_t)(int)strtol(f[6], NULL, 10);
+        j->attempt = (int)strtol(f[7], NULL, 10);
+        j->max_attempts = (int)strtol(f[8], NULL, 10);
+        j->enqueued_at = strtod(f[9], NULL);
+        j->run_at = strtod(f[10], NULL);
+        j->started_at = strtod(f[11], NULL);
+        j->finished_at = strtod(f[12], NULL);
+        j->lease_expires_at = strtod(f[13], NULL);
+        j->owner = packed_field(flags, 14, f[14]);
+        j->result = packed_field(flags, 15, f[15]);
+        j->last_error = packed_field(flags, 16, f[16]);
+        j->traceback = packed_field(flags, 17, f[17]);
+        j->expires_at = strtod(f[18], NULL);
     }
     op->njobs = n;
-    return nomem ? LUAR_ENOMEM : 0;
+    return 0;
 }
 
 /* Reads an array of strings into op->out_ids, from element `from`. */
@@ -449,9 +531,10 @@ static int read_reply(call_t *c, const redisReply *reply)
     case LUAR_QOP_COUNTS:
         return read_counts(op, reply);
     case LUAR_QOP_NEXT_DUE:
-        if (reply->type != REDIS_REPLY_ARRAY)
+        if (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL)
             return LUAR_EPARSE;
-        op->time = reply->elements >= 2 ? rnum(reply->element[1]) : 0;
+        /* The exact run_at as text, or nil (false) when nothing waits. */
+        op->time = reply->type == REDIS_REPLY_STRING ? rnum(reply) : 0;
         return 0;
     case LUAR_QOP_PING:
         return reply->type == REDIS_REPLY_STATUS ? 0 : LUAR_EPARSE;
@@ -501,9 +584,9 @@ static void on_loaded(void *arg, int rc, const redisReply *reply)
     (void)reply; /* a failed load shows as NOSCRIPT on the resent call */
 }
 
-static void on_reply(void *arg, int rc, const redisReply *reply)
+/* Completes c's operation from its reply (or resends it: NOSCRIPT, a continuation). */
+static void handle_reply(call_t *c, int rc, const redisReply *reply)
 {
-    call_t *c = arg;
     luar_qop_t *op = c->op;
     rq_t *rq = c->rq;
     const char *addr = luar_redis_address(rq->conn);
@@ -532,6 +615,201 @@ static void on_reply(void *arg, int rc, const redisReply *reply)
             op->rc = rc;
     }
     luar_qop_complete(op);
+}
+
+static void on_reply(void *arg, int rc, const redisReply *reply)
+{
+    handle_reply(arg, rc, reply);
+}
+
+/* ---- batches ------------------------------------------------------------------------ */
+
+/*
+ * The hot-path writes that arrive during one loop iteration — enqueues (every webhook
+ * delivery), completions (every job), failures, releases, rate checks — go to Redis as one
+ * EVALSHA of the script's `batch` operation instead of one each: inside Redis an EVALSHA
+ * has a fixed cost (the script's body, its argument table; ~10-20 µs on the test VM) that
+ * was most of a no-op job's cost. The batch is sent from the connection's before_flush
+ * callback, i.e. with the iteration's other commands, so nothing waits longer than it did;
+ * and any other operation sends the batch before itself, so commands still reach Redis in
+ * the order they were submitted. The script runs the batch's operations in order, each as
+ * it would run alone, and answers with the array of their answers.
+ */
+typedef struct batch {
+    rq_t *rq;
+    size_t n;
+    call_t **calls;
+    int argc;
+    const char **argv;
+    size_t *lens;
+    char *counts; /* the decimal argument counts */
+    int reloads;
+} batch_t;
+
+static int batchable(luar_qop_kind_t kind)
+{
+    switch (kind) {
+    case LUAR_QOP_ENQUEUE:
+    case LUAR_QOP_COMPLETE:
+    case LUAR_QOP_FAIL:
+    case LUAR_QOP_RELEASE:
+    case LUAR_QOP_RATE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void batch_free(batch_t *b)
+{
+    free(b->calls);
+    free(b->argv);
+    free(b->lens);
+    free(b->counts);
+    free(b);
+}
+
+/* Fails every operation of b (rc set by the caller's message) and frees b. */
+static void batch_fail(batch_t *b, int now, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void batch_fail(batch_t *b, int now, const char *fmt, ...)
+{
+    char msg[320];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    for (size_t i = 0; i < b->n; i++) {
+        fail_op(b->calls[i]->op, LUAR_EIO, "%s", msg);
+        if (now)
+            luar_qop_complete(b->calls[i]->op);
+        else
+            complete_later(b->rq, b->calls[i]->op);
+    }
+    batch_free(b);
+}
+
+static void on_batch_reply(void *arg, int rc, const redisReply *reply);
+
+static void batch_send(batch_t *b)
+{
+    rq_t *rq = b->rq;
+    int rc = luar_redis_send(rq->conn, b->argc, b->argv, b->lens, on_batch_reply, b);
+    if (rc)
+        batch_fail(b, 0, "redis %s: %s", luar_redis_address(rq->conn),
+                   luar_strerror(rc == LUAR_ECLOSED ? LUAR_EIO : rc));
+}
+
+static void on_batch_reply(void *arg, int rc, const redisReply *reply)
+{
+    batch_t *b = arg;
+    rq_t *rq = b->rq;
+    const char *addr = luar_redis_address(rq->conn);
+    if (rc) {
+        batch_fail(b, 1, "%s", luar_redis_error(rq->conn));
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (strncmp(reply->str, "NOSCRIPT", 8) == 0 && b->reloads < NOSCRIPT_RELOADS &&
+            !rq->closing) {
+            b->reloads++;
+            const char *load[3] = {"SCRIPT", "LOAD", luar_redis_queue_lua};
+            luar_redis_send(rq->conn, 3, load, NULL, on_loaded, NULL);
+            batch_send(b);
+            return;
+        }
+        batch_fail(b, 1, "redis %s: %.*s", addr, (int)(reply->len < 240 ? reply->len : 240),
+                   reply->str);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != b->n) {
+        batch_fail(b, 1, "redis %s: unexpected reply to a batch of queue operations", addr);
+        return;
+    }
+    for (size_t i = 0; i < b->n; i++)
+        handle_reply(b->calls[i], 0, reply->element[i]);
+    batch_free(b);
+}
+
+/* Sends the calls gathered so far: alone when there is one, else as one batch. */
+static void batch_flush(rq_t *rq)
+{
+    size_t n = rq->nbatch;
+    if (n == 0)
+        return;
+    rq->nbatch = 0;
+    rq->batch_bytes = 0;
+    if (n == 1) {
+        send_call(rq->batch[0]);
+        return;
+    }
+    batch_t *b = calloc(1, sizeof *b);
+    int argc = 5;
+    for (size_t i = 0; i < n; i++)
+        argc += rq->batch[i]->argc - 3 + 1; /* its count, then its arguments after the sha */
+    if (b) {
+        b->rq = rq;
+        b->n = n;
+        b->calls = malloc(n * sizeof *b->calls);
+        b->argv = malloc((size_t)argc * sizeof *b->argv);
+        b->lens = malloc((size_t)argc * sizeof *b->lens);
+        b->counts = malloc((n + 1) * 12);
+    }
+    if (b == NULL || b->calls == NULL || b->argv == NULL || b->lens == NULL ||
+        b->counts == NULL) {
+        if (b)
+            batch_free(b);
+        for (size_t i = 0; i < n; i++) /* out of memory: one command each */
+            send_call(rq->batch[i]);
+        return;
+    }
+    memcpy(b->calls, rq->batch, n * sizeof *b->calls);
+    char *num = b->counts;
+    int k = 0;
+#define PUT(s, len) (b->argv[k] = (s), b->lens[k] = (len), k++)
+    PUT("EVALSHA", 7);
+    PUT(rq->sha, 40);
+    PUT("0", 1);
+    PUT("batch", 5);
+    PUT(num, (size_t)sprintf(num, "%zu", n));
+    num += 12;
+    for (size_t i = 0; i < n; i++) {
+        call_t *c = b->calls[i];
+        PUT(num, (size_t)sprintf(num, "%d", c->argc - 3));
+        num += 12;
+        for (int a = 3; a < c->argc; a++)
+            PUT(c->argv[a], c->lens[a]);
+    }
+#undef PUT
+    b->argc = k;
+    batch_send(b);
+}
+
+static void on_before_flush(void *arg)
+{
+    batch_flush(arg);
+}
+
+/* Adds a batchable call to this iteration's batch; 0, or -1 when it must go alone. */
+static int batch_add(rq_t *rq, call_t *c)
+{
+    if (rq->nbatch == rq->batch_cap) {
+        size_t cap = rq->batch_cap ? rq->batch_cap * 2 : 64;
+        call_t **nb = realloc(rq->batch, cap * sizeof *nb);
+        if (nb == NULL)
+            return -1;
+        rq->batch = nb;
+        rq->batch_cap = cap;
+    }
+    rq->batch[rq->nbatch++] = c;
+    for (int a = 0; a < c->argc; a++)
+        rq->batch_bytes += c->lens[a];
+    if (rq->nbatch == 1)
+        luar_redis_flush_soon(rq->conn);
+    if (rq->nbatch >= BATCH_MAX_OPS || rq->batch_bytes >= BATCH_MAX_BYTES)
+        batch_flush(rq);
+    return 0;
 }
 
 /* ---- operations --------------------------------------------------------------------- */
@@ -661,23 +939,19 @@ static call_t *build(rq_t *rq, luar_qop_t *op)
             argf(c, "%zu", op->filter.max);
         }
         return c;
-    case LUAR_QOP_COUNTS:
     case LUAR_QOP_NEXT_DUE:
+        /* A script: the set's scores are whole microseconds, the exact time is the job's. */
+        return script_call(rq, op, "next_due", 0);
+    case LUAR_QOP_COUNTS:
     case LUAR_QOP_PING:
         c = script_call(rq, op, NULL, 0);
         if (c == NULL)
             return NULL;
         if (op->kind == LUAR_QOP_PING) {
             arg(c, "PING");
-        } else if (op->kind == LUAR_QOP_COUNTS) {
+        } else {
             arg(c, "HGETALL");
             argf(c, "%scounts", rq->prefix);
-        } else {
-            arg(c, "ZRANGE");
-            argf(c, "%swaiting", rq->prefix);
-            arg(c, "0");
-            arg(c, "0");
-            arg(c, "WITHSCORES");
         }
         return c;
     case LUAR_QOP_CACHE_GET:
@@ -742,6 +1016,9 @@ static void rq_submit(luar_queue_t *q, luar_qop_t *op)
         complete_later(rq, op);
         return;
     }
+    if (!c->nomem && batchable(op->kind) && batch_add(rq, c) == 0)
+        return;
+    batch_flush(rq); /* what was submitted before goes first */
     send_call(c);
 }
 
@@ -753,6 +1030,7 @@ static void on_conn_closed(void *arg)
     void (*done)(void *) = rq->close_done;
     void *done_arg = rq->close_arg;
     free(rq->prefix);
+    free(rq->batch);
     free(rq);
     if (done)
         done(done_arg);
@@ -776,6 +1054,7 @@ static void finish_close(rq_t *rq)
 static void rq_close(luar_queue_t *q, void (*done)(void *arg), void *arg)
 {
     rq_t *rq = rq_of(q);
+    batch_flush(rq);
     rq->closing = 1;
     rq->close_done = done;
     rq->close_arg = arg;
@@ -824,6 +1103,7 @@ static int rq_open(luar_queue_t *q, const char *rest, luar_buf_t *err)
     }
     uv_timer_init(q->loop, &rq->later);
     rq->later.data = rq;
+    luar_redis_set_before_flush(rq->conn, on_before_flush, rq);
     luar_buf_free(&hex);
     luar_redis_url_free(&u);
     q->impl = rq;

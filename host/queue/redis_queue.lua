@@ -25,19 +25,41 @@
 --   P waiting              zset score run_at: scheduled and retrying jobs (next_due)
 --   P leases               zset score lease_expires_at: running jobs (sweep)
 --   P expiry               zset score expires_at: finished jobs (sweep deletes them)
+--                          (the scores of ready, waiting, leases and expiry are integer
+--                          microseconds: us below)
 --   P keys                 hash unique key -> id of the unfinished job holding it
 --   P dedupe               zset score expires_at: dedupe keys (webhooks, events, cron ticks)
 --   P rate                 hash rate key -> GCRA TAT (unix ns, decimal string)
 --   P rate:tat             zset score TAT in seconds: what the sweep deletes
 --   P cache:<key>          string: a luar.cache value (SET PX / GET / DEL from C; incr here)
 
-local op, P, now = ARGV[1], ARGV[2], ARGV[3]
-local nown = tonumber(now)
+-- A call may also be a batch: EVALSHA <sha> 0 batch <n> then n operations, each as its
+-- argument count followed by its arguments (<op> <prefix> <now> ...). The operations run in
+-- order, each with its own prefix and time, and the answer is the array of their answers.
+-- C batches the hot-path writes that arrive in one loop iteration (enqueue, complete, fail,
+-- release, rate: see BATCHABLE in redis.c), so their fixed cost (one EVALSHA, the
+-- argument table) is paid once for many.
+--
+-- Cost model. Inside a script each redis.call costs about as much as a whole command from a
+-- client (~1-3 µs on the test VM), so the hot paths do as few as they can: per job, a claim
+-- and a completion are one HMGET and one HSET each. Writes that many jobs of one call make
+-- to the same sorted set (ready:<queue>:<prio>, ids, waiting, leases, expiry) are gathered
+-- and sent as one variadic ZADD/ZREM when the call ends (`later` below), and per-state
+-- counts are summed and written once per field. Deferring is safe because no operation reads
+-- those sets back in the same call except claim and sweep, which flush first (`flush`), and
+-- because within one call a set only ever gets ZADDs or only ZREMs of the gathered kind.
+
+local P, now, nown
 local call = redis.call
 
 local FIELDS = { 'name', 'queue', 'args', 'key', 'priority', 'state', 'attempt', 'max_attempts',
     'enqueued_at', 'run_at', 'started_at', 'finished_at', 'lease_expires_at', 'owner', 'result',
     'last_error', 'traceback', 'expires_at' }
+-- What a claim reads: FIELDS but those it sets (started_at, lease_expires_at, owner); each
+-- field an HMGET reads costs (~0.5 µs on the test VM) and a claim reads one job each.
+local CLAIM_READS = { 'name', 'queue', 'args', 'key', 'priority', 'state', 'attempt',
+    'max_attempts', 'enqueued_at', 'run_at', 'finished_at', 'result', 'last_error', 'traceback',
+    'expires_at' }
 local LEASE_EXPIRED = 'lease expired (the worker running it stopped)'
 -- Jobs a maintenance call touches at most, so no call blocks Redis for long; the caller
 -- calls again with the cursor returned (retry_many, purge) or at its next sweep.
@@ -49,9 +71,68 @@ local NOT_FOUND, BUSY, EXISTS = -1, -2, -3
 
 local function jkey(id) return P .. 'job:' .. id end
 
+-- Scores of the time-ordered sets (ready, waiting, leases, expiry) are integer
+-- microseconds, floor(t * 1e6) for stored times and for `now` alike, so the order of times
+-- is kept: a job due at `now` is claimable at `now` (possibly up to 1 µs before its exact
+-- run_at), and a lease or a result is reclaimed or deleted only once floor(expiry) <
+-- floor(now), never early. Why not the seconds as they are: a set under 128 members is a
+-- listpack, and every insert scans it, parsing each stored score back from its text — for
+-- times with 7 decimals the slow path of strtod. An integer is stored as one and compared
+-- without parsing: a ZADD + ZREM in a set of 100 cost 34-38 µs with such times, 11-14 µs
+-- with integers (test VM). The exact times stay in the job's hash (next_due reads them).
+-- Formatted with %.0f: Redis would pass a Lua number on as %.14g.
+local function us(t) return string.format('%.0f', math.floor(tonumber(t) * 1e6)) end
+
+-- ---- writes gathered until the call ends ------------------------------------------------
+local counts = {}            -- '<P>counts\0<state>:<queue>' -> delta (a batch may mix prefixes)
+local zadds, zrems = {}, {}  -- full key -> { score, member, ... } / { member, ... }
+local zorder = {}            -- full keys in first-use order (deterministic replies)
+
+local dirty = false           -- anything gathered since the last flush
+
 local function count(state, queue, delta)
-    local f = state .. ':' .. queue
-    if call('HINCRBY', P .. 'counts', f, delta) <= 0 then call('HDEL', P .. 'counts', f) end
+    local f = P .. 'counts\0' .. state .. ':' .. queue
+    counts[f] = (counts[f] or 0) + delta
+    dirty = true
+end
+
+local function zlater(t, key, a, b)
+    local l = t[key]
+    if not l then
+        l = {}
+        t[key] = l
+        zorder[#zorder + 1] = key
+    end
+    l[#l + 1] = a
+    if b then l[#l + 1] = b end
+    dirty = true
+end
+
+-- ZADD key score member, sent with the others when the call ends.
+local function zadd_later(key, score, id) zlater(zadds, key, score, id) end
+-- ZREM key member, likewise.
+local function zrem_later(key, id) zlater(zrems, key, id) end
+
+local function send_many(cmd, key, t)
+    for i = 1, #t, 1000 do call(cmd, key, unpack(t, i, math.min(i + 999, #t))) end
+end
+
+-- Sends what was gathered: variadic commands of at most 1,000 arguments, then the counts.
+local function flush()
+    if not dirty then return end
+    for _, key in ipairs(zorder) do
+        if zrems[key] then send_many('ZREM', key, zrems[key]) end
+        if zadds[key] then send_many('ZADD', key, zadds[key]) end
+    end
+    for f, delta in pairs(counts) do
+        if delta ~= 0 then
+            local sep = string.find(f, '\0', 1, true)
+            local key, field = string.sub(f, 1, sep - 1), string.sub(f, sep + 1)
+            if call('HINCRBY', key, field, delta) <= 0 then call('HDEL', key, field) end
+        end
+    end
+    zadds, zrems, zorder, counts = {}, {}, {}, {}
+    dirty = false
 end
 
 local INDEXED = { ['1'] = true, ['4'] = true, ['5'] = true }
@@ -70,10 +151,17 @@ local function set_state(id, queue, from, to, ...)
     call('HSET', jkey(id), 'state', to, ...)
 end
 
+-- The queues and priorities this call registered already (prios:<queue>, queues).
+local known = {}
+
 local function ready_add(id, queue, prio, run_at)
-    call('ZADD', P .. 'ready:' .. queue .. ':' .. prio, run_at, id)
-    call('ZADD', P .. 'prios:' .. queue, prio, prio)
-    call('SADD', P .. 'queues', queue)
+    local rk = P .. 'ready:' .. queue .. ':' .. prio
+    zadd_later(rk, us(run_at), id)
+    if not known[rk] then
+        known[rk] = true
+        call('ZADD', P .. 'prios:' .. queue, prio, prio)
+        call('SADD', P .. 'queues', queue)
+    end
 end
 
 -- Empty ready sets are forgotten by the claim that finds them empty, not here: this runs
@@ -92,11 +180,38 @@ local function set_opt(k, field, flag, value)
     if flag == '1' then call('HSET', k, field, value) else call('HDEL', k, field) end
 end
 
+local F_STATE, F_OWNER = 6, 14
+
+-- A job travels back to C as ONE string: 19 presence flags ('1' present, '0' absent: the
+-- id, then FIELDS in order), then the 19 values joined by NUL bytes (absent ones empty).
+-- No value can hold a NUL (each came from a C string), so C splits it in place. As 19
+-- replies each, a claim of 256 jobs cost Redis ~6 µs a job to encode and hiredis 4,864
+-- reply objects to parse (a fifth of a worker's CPU in the drain benchmark).
+local flags, vals, vals_claimed = {}, {}, {}
+
+local function pack_job(out, id, v)
+    flags[1], vals[1] = 49, id
+    for i = 1, 18 do
+        local x = v[i]
+        if x then
+            flags[i + 1], vals[i + 1] = 49, x
+        else
+            flags[i + 1], vals[i + 1] = 48, ''
+        end
+    end
+    out[#out + 1] = string.char(unpack(flags)) .. table.concat(vals, '\0')
+end
+
+-- Appends job id with the FIELDS values v to out. The owner is only meaningful while the
+-- job runs: a completion leaves the field in place (one HSET, no HDEL) and it is not shown.
+local function job_values(out, id, v)
+    if v[F_STATE] ~= '2' then v[F_OWNER] = false end
+    pack_job(out, id, v)
+end
+
 -- Appends id and its FIELDS (false, i.e. a nil reply, for absent ones) to out.
 local function job_reply(out, id)
-    local v = call('HMGET', jkey(id), unpack(FIELDS))
-    out[#out + 1] = id
-    for i = 1, #FIELDS do out[#out + 1] = v[i] end
+    job_values(out, id, call('HMGET', jkey(id), unpack(FIELDS)))
 end
 
 local function drop(id)
@@ -160,6 +275,7 @@ local function scan(states, cursor, fn)
     return ids[#ids]
 end
 
+-- Whether a job matches a list filter ('' matches anything; state '-1' too).
 -- Whether a job matches a list filter ('' matches anything; state '-1' too; `err` is
 -- text last_error contains; `since`, `till` bound the job's time, '0' for none: finished_at
 -- when it finished, else enqueued_at, as in SQLite's FILTER).
@@ -228,228 +344,15 @@ local function rate_store(key, tat)
 end
 
 -- ---- the operations -------------------------------------------------------------------
+-- Each reads its arguments from A, laid out as ARGV is for a single call:
+-- A[1] the operation, A[2] the prefix, A[3] now, then the operation's own.
 
-if op == 'enqueue' then
-    -- dedupe key ('' none), its expires_at, n, then n × (id, name, queue, args, key ('' none),
-    -- priority, state, max_attempts, run_at)
-    local dkey = ARGV[4]
-    if dkey ~= '' then
-        local exp = call('ZSCORE', P .. 'dedupe', dkey)
-        if exp and tonumber(exp) > nown then return { 1 } end
-        call('ZADD', P .. 'dedupe', ARGV[5], dkey)
-    end
-    local out = { 0 }
-    for i = 0, tonumber(ARGV[6]) - 1 do
-        local b = 7 + i * 9
-        local id, queue, key, prio = ARGV[b], ARGV[b + 2], ARGV[b + 4], ARGV[b + 5]
-        local state, run_at = ARGV[b + 6], ARGV[b + 8]
-        local existing = false
-        if key ~= '' then existing = call('HGET', P .. 'keys', key) end
-        if existing then
-            out[#out + 1] = existing
-        else
-            local k = jkey(id)
-            call('HSET', k, 'name', ARGV[b + 1], 'queue', queue, 'args', ARGV[b + 3],
-                'priority', prio, 'state', state, 'attempt', '0', 'max_attempts', ARGV[b + 7],
-                'enqueued_at', now, 'run_at', run_at, 'started_at', '0', 'finished_at', '0',
-                'lease_expires_at', '0', 'expires_at', '0')
-            if key ~= '' then
-                call('HSET', k, 'key', key)
-                call('HSET', P .. 'keys', key, id)
-            end
-            call('ZADD', P .. 'ids', 0, id)
-            if INDEXED[state] then call('ZADD', P .. 'state:' .. state, 0, id) end
-            count(state, queue, 1)
-            ready_add(id, queue, prio, run_at)
-            if state == '1' then call('ZADD', P .. 'waiting', run_at, id) end
-            out[#out + 1] = id
-        end
-    end
-    return out
 
-elseif op == 'claim' then
-    -- queue ('' any), max, owner, lease_expires_at
-    local queue, max, owner, lease_at = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
-    local cands = {}
-    local function candidates(q)
-        local got = 0
-        local prios = call('ZREVRANGE', P .. 'prios:' .. q, 0, -1)
-        for _, p in ipairs(prios) do
-            local rk = P .. 'ready:' .. q .. ':' .. p
-            local r = call('ZRANGEBYSCORE', rk, '-inf', now, 'WITHSCORES', 'LIMIT', 0, max - got)
-            for i = 1, #r, 2 do
-                cands[#cands + 1] = { r[i], tonumber(p), tonumber(r[i + 1]), q, p }
-                got = got + 1
-            end
-            if #r == 0 and call('EXISTS', rk) == 0 then
-                -- emptied since: forget the priority, and the queue with its last one
-                call('ZREM', P .. 'prios:' .. q, p)
-                if call('EXISTS', P .. 'prios:' .. q) == 0 then call('SREM', P .. 'queues', q) end
-            end
-            if got >= max then break end
-        end
-    end
-    if queue ~= '' then
-        candidates(queue)
-    else
-        for _, q in ipairs(call('SMEMBERS', P .. 'queues')) do candidates(q) end
-        table.sort(cands, function(a, b)
-            if a[2] ~= b[2] then return a[2] > b[2] end
-            if a[3] ~= b[3] then return a[3] < b[3] end
-            return a[1] < b[1]
-        end)
-    end
-    local out = {}
-    for i = 1, math.min(max, #cands) do
-        local id, q, p = cands[i][1], cands[i][4], cands[i][5]
-        local k = jkey(id)
-        local state = call('HGET', k, 'state')
-        ready_rem(id, q, p)
-        if state ~= '0' then call('ZREM', P .. 'waiting', id) end
-        set_state(id, q, state, '2', 'owner', owner, 'started_at', now, 'lease_expires_at',
-            lease_at)
-        call('HINCRBY', k, 'attempt', 1)
-        call('ZADD', P .. 'leases', lease_at, id)
-        job_reply(out, id)
-    end
-    return out
-
-elseif op == 'heartbeat' then
-    -- owner, lease_expires_at, ids...: returns the ids the owner no longer holds
-    local owner, lease_at = ARGV[4], ARGV[5]
-    local lost = {}
-    for i = 6, #ARGV do
-        local id = ARGV[i]
-        local v = call('HMGET', jkey(id), 'state', 'owner')
-        if v[1] == '2' and v[2] == owner then
-            call('HSET', jkey(id), 'lease_expires_at', lease_at)
-            call('ZADD', P .. 'leases', lease_at, id)
-        else
-            lost[#lost + 1] = id
-        end
-    end
-    return lost
-
-elseif op == 'complete' then
-    -- id, owner, has_result, result, expires_at
-    local id, exp = ARGV[4], ARGV[8]
-    local v = owned(id, ARGV[5])
-    if not v then return NOT_FOUND end
-    local k = jkey(id)
-    if ARGV[6] == '1' then
-        set_state(id, v[3], '2', '3', 'finished_at', now, 'expires_at', exp,
-            'lease_expires_at', '0', 'result', ARGV[7])
-        call('HDEL', k, 'owner')
-    else
-        set_state(id, v[3], '2', '3', 'finished_at', now, 'expires_at', exp,
-            'lease_expires_at', '0')
-        call('HDEL', k, 'owner', 'result')
-    end
-    call('ZREM', P .. 'leases', id)
-    call('ZADD', P .. 'expiry', exp, id)
-    release_key(id, v[5])
-    return 0
-
-elseif op == 'fail' then
-    -- id, owner, has_error, error, has_traceback, traceback, retry_at ('0': dead),
-    -- expires_at when dead
-    local id, retry_at, exp = ARGV[4], ARGV[10], ARGV[11]
-    local v = owned(id, ARGV[5])
-    if not v then return NOT_FOUND end
-    local k = jkey(id)
-    call('ZREM', P .. 'leases', id)
-    call('HDEL', k, 'owner')
-    call('HSET', k, 'lease_expires_at', '0')
-    set_opt(k, 'last_error', ARGV[6], ARGV[7])
-    set_opt(k, 'traceback', ARGV[8], ARGV[9])
-    if tonumber(retry_at) > 0 then
-        set_state(id, v[3], '2', '4')
-        call('HSET', k, 'run_at', retry_at)
-        ready_add(id, v[3], v[4], retry_at)
-        call('ZADD', P .. 'waiting', retry_at, id)
-    else
-        set_state(id, v[3], '2', '5')
-        call('HSET', k, 'finished_at', now, 'expires_at', exp)
-        call('ZADD', P .. 'expiry', exp, id)
-        release_key(id, v[5])
-    end
-    return 0
-
-elseif op == 'release' then
-    -- id, owner, run_at, state ('0' when run_at <= now, else '1')
-    local id, run_at, state = ARGV[4], ARGV[6], ARGV[7]
-    local v = owned(id, ARGV[5])
-    if not v then return NOT_FOUND end
-    local k = jkey(id)
-    call('ZREM', P .. 'leases', id)
-    call('HDEL', k, 'owner')
-    call('HSET', k, 'lease_expires_at', '0', 'run_at', run_at)
-    if tonumber(call('HGET', k, 'attempt')) > 0 then call('HINCRBY', k, 'attempt', -1) end
-    set_state(id, v[3], '2', state)
-    ready_add(id, v[3], v[4], run_at)
-    if state == '1' then call('ZADD', P .. 'waiting', run_at, id) end
-    return 0
-
-elseif op == 'sweep' then
-    -- expires_at for jobs buried now (now + dead_ttl): returns { reclaimed, expired }
-    local exp = ARGV[4]
-    local reclaimed, expired = 0, 0
-    for _, id in ipairs(call('ZRANGEBYSCORE', P .. 'leases', '-inf', '(' .. now, 'LIMIT', 0, BATCH)) do
-        local k = jkey(id)
-        local v = call('HMGET', k, 'queue', 'priority', 'attempt', 'max_attempts', 'key', 'state')
-        call('ZREM', P .. 'leases', id)
-        if v[6] == '2' then
-            local attempt, max = tonumber(v[3]), tonumber(v[4])
-            call('HDEL', k, 'owner', 'traceback')
-            call('HSET', k, 'lease_expires_at', '0', 'last_error', LEASE_EXPIRED, 'run_at', now)
-            if max > 0 and attempt >= max then
-                set_state(id, v[1], '2', '5')
-                call('HSET', k, 'finished_at', now, 'expires_at', exp)
-                call('ZADD', P .. 'expiry', exp, id)
-                release_key(id, v[5])
-            else
-                set_state(id, v[1], '2', '4')
-                call('HSET', k, 'finished_at', '0', 'expires_at', '0')
-                ready_add(id, v[1], v[2], now)
-                call('ZADD', P .. 'waiting', now, id)
-            end
-            reclaimed = reclaimed + 1
-        end
-    end
-    for _, id in ipairs(call('ZRANGEBYSCORE', P .. 'expiry', '-inf', '(' .. now, 'LIMIT', 0, BATCH)) do
-        call('ZREM', P .. 'expiry', id)
-        if drop(id) then expired = expired + 1 end
-    end
-    local n = call('ZCOUNT', P .. 'dedupe', '-inf', '(' .. now)
-    if n > BATCH then n = BATCH end
-    if n > 0 then call('ZREMRANGEBYRANK', P .. 'dedupe', 0, n - 1) end
-    expired = expired + n
-    for _, key in ipairs(call('ZRANGEBYSCORE', P .. 'rate:tat', '-inf', '(' .. now, 'LIMIT', 0, BATCH)) do
-        call('ZREM', P .. 'rate:tat', key)
-        call('HDEL', P .. 'rate', key)
-        expired = expired + 1
-    end
-    return { reclaimed, expired }
-
-elseif op == 'retry' then
-    -- id
-    local id = ARGV[4]
-    local v = call('HMGET', jkey(id), 'state', 'queue', 'priority', 'key')
-    if not v[1] then return NOT_FOUND end
-    if v[1] == '2' then return BUSY end -- its worker holds it; retrying would run it twice
-    if v[1] == '0' then return 0 end
-    return requeue(id, v)
-
-elseif op == 'delete' then
-    -- id (a running job's worker then fails its fenced writes)
-    if drop(ARGV[4]) then return 0 end
-    return NOT_FOUND
-
-elseif op == 'retry_many' or op == 'purge' then
+local function retry_many_or_purge(op, A)
     -- state ('-1' any), queue ('' any), name ('' any), cursor, error ('' any), since, until
     -- ('0' none), max (most jobs to touch, '0' all): returns { count, cursor|false }
-    local state, queue, name = ARGV[4], ARGV[5], ARGV[6]
-    local err, since, till, max = ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
+    local state, queue, name = A[4], A[5], A[6]
+    local err, since, till, max = A[8], A[9], A[10], tonumber(A[11])
     local n = 0
     local states
     if op == 'purge' then
@@ -462,7 +365,7 @@ elseif op == 'retry_many' or op == 'purge' then
         return { 0, false }
     end
     local full = false
-    local cursor = scan(states, ARGV[7], function(id)
+    local cursor = scan(states, A[7], function(id)
         if full or not matches(id, queue, name, '-1', err, since, till) then return end
         if op == 'purge' then
             if drop(id) then n = n + 1 end
@@ -476,86 +379,368 @@ elseif op == 'retry_many' or op == 'purge' then
     if full then return { n, false } end
     return { n, cursor }
 
-elseif op == 'get' then
-    -- id: the job, or an empty array
-    local out = {}
-    if call('HEXISTS', jkey(ARGV[4]), 'state') == 1 then job_reply(out, ARGV[4]) end
-    return out
+end
 
-elseif op == 'list' then
-    -- state ('-1' any), queue, name, cursor ('' first page), limit:
-    -- returns { next_cursor|false, jobs... }
-    -- error ('' any), since, until ('0' none) as for retry_many
-    local state, queue, name, cursor, limit = ARGV[4], ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
-    local err, since, till = ARGV[9], ARGV[10], ARGV[11]
-    local zkey = P .. 'ids'
-    if INDEXED[state] then zkey = P .. 'state:' .. state end
-    local max = '+'
-    if cursor ~= '' then max = '(' .. cursor end
-    local out = { false }
-    local n, scanned, last_kept = 0, 0, nil
-    while true do
-        local ids = call('ZREVRANGEBYLEX', zkey, max, '-', 'LIMIT', 0, 200)
-        if #ids == 0 then return out end
-        for _, id in ipairs(ids) do
-            if matches(id, queue, name, state, err, since, till) then
-                if n == limit then
-                    out[1] = last_kept -- one more than asked: a next page after the last kept
-                    return out
+
+
+
+
+
+-- One function, not a table of them: the body of the script runs on every call, and each
+-- closure it creates costs (a table of 16 measured ~10 µs a call on the test VM).
+local function dispatch(op, A)
+    P, now = A[2], A[3]
+    nown = tonumber(now)
+    if op == 'enqueue' then
+        -- dedupe key ('' none), its expires_at, n, then n × (id, name, queue, args,
+        -- key ('' none), priority, state, max_attempts, run_at)
+        local dkey = A[4]
+        if dkey ~= '' then
+            local exp = call('ZSCORE', P .. 'dedupe', dkey)
+            if exp and tonumber(exp) > nown then return { 1 } end
+            call('ZADD', P .. 'dedupe', A[5], dkey)
+        end
+        local out = { 0 }
+        for i = 0, tonumber(A[6]) - 1 do
+            local b = 7 + i * 9
+            local id, queue, key, prio = A[b], A[b + 2], A[b + 4], A[b + 5]
+            local state, run_at = A[b + 6], A[b + 8]
+            local existing = false
+            if key ~= '' then existing = call('HGET', P .. 'keys', key) end
+            if existing then
+                out[#out + 1] = existing
+            else
+                local f = { 'name', A[b + 1], 'queue', queue, 'args', A[b + 3], 'priority', prio,
+                    'state', state, 'attempt', '0', 'max_attempts', A[b + 7], 'enqueued_at', now,
+                    'run_at', run_at, 'started_at', '0', 'finished_at', '0', 'lease_expires_at', '0',
+                    'expires_at', '0' }
+                if key ~= '' then
+                    f[#f + 1] = 'key'
+                    f[#f + 1] = key
+                    call('HSET', P .. 'keys', key, id)
                 end
-                job_reply(out, id)
-                n = n + 1
-                last_kept = id
-            end
-            scanned = scanned + 1
-            if scanned >= SCAN_BUDGET then
-                out[1] = id -- read enough for one call: the page goes on from here
-                return out
+                call('HSET', jkey(id), unpack(f))
+                zadd_later(P .. 'ids', 0, id)
+                if INDEXED[state] then call('ZADD', P .. 'state:' .. state, 0, id) end
+                count(state, queue, 1)
+                ready_add(id, queue, prio, run_at)
+                if state == '1' then zadd_later(P .. 'waiting', us(run_at), id) end
+                out[#out + 1] = id
             end
         end
-        max = '(' .. ids[#ids]
-    end
+        return out
+    elseif op == 'claim' then
+        -- queue ('' any), max, owner, lease_expires_at: the jobs, each its id and FIELDS
+        local queue, max, owner, lease_at = A[4], tonumber(A[5]), A[6], A[7]
+        local cands = {}
+        local now_us = us(now)
+        local function candidates(q)
+            local got = 0
+            local prios = call('ZREVRANGE', P .. 'prios:' .. q, 0, -1)
+            for _, p in ipairs(prios) do
+                local rk = P .. 'ready:' .. q .. ':' .. p
+                local r = call('ZRANGEBYSCORE', rk, '-inf', now_us, 'WITHSCORES', 'LIMIT', 0, max - got)
+                for i = 1, #r, 2 do
+                    cands[#cands + 1] = { r[i], tonumber(p), tonumber(r[i + 1]), q, rk }
+                    got = got + 1
+                end
+                if #r == 0 and call('EXISTS', rk) == 0 then
+                    -- emptied since: forget the priority, and the queue with its last one
+                    call('ZREM', P .. 'prios:' .. q, p)
+                    if call('EXISTS', P .. 'prios:' .. q) == 0 then call('SREM', P .. 'queues', q) end
+                end
+                if got >= max then break end
+            end
+        end
+        if queue ~= '' then
+            candidates(queue)
+        else
+            for _, q in ipairs(call('SMEMBERS', P .. 'queues')) do candidates(q) end
+            table.sort(cands, function(a, b)
+                if a[2] ~= b[2] then return a[2] > b[2] end
+                if a[3] ~= b[3] then return a[3] < b[3] end
+                return a[1] < b[1]
+            end)
+        end
+        -- Per job one HMGET (the reply's fields) and one HSET; the ready, waiting and lease
+        -- sets change once for all of them.
+        local out = {}
+        local lease_us = us(lease_at)
+        for i = 1, math.min(max, #cands) do
+            local id, q, rk = cands[i][1], cands[i][4], cands[i][5]
+            local k = jkey(id)
+            local v = call('HMGET', k, unpack(CLAIM_READS))
+            local state = v[6]
+            zrem_later(rk, id)
+            if state then -- (a ready entry always has its job; a missing one is only dropped)
+                if state ~= '0' then zrem_later(P .. 'waiting', id) end
+                if INDEXED[state] then call('ZREM', P .. 'state:' .. state, id) end
+                count(state, q, -1)
+                count('2', q, 1)
+                local attempt = tostring(tonumber(v[7]) + 1)
+                call('HSET', k, 'state', '2', 'owner', owner, 'started_at', now, 'lease_expires_at',
+                    lease_at, 'attempt', attempt)
+                local j = vals_claimed
+                j[1], j[2], j[3], j[4], j[5], j[6] = v[1], v[2], v[3], v[4], v[5], '2'
+                j[7], j[8], j[9], j[10], j[11], j[12] = attempt, v[8], v[9], v[10], now, v[11]
+                j[13], j[14], j[15], j[16], j[17], j[18] = lease_at, owner, v[12], v[13], v[14],
+                    v[15]
+                pack_job(out, id, j)
+                zadd_later(P .. 'leases', lease_us, id)
+            end
+        end
+        return out
+    elseif op == 'heartbeat' then
+        -- owner, lease_expires_at, ids...: returns the ids the owner no longer holds
+        local owner, lease_at = A[4], A[5]
+        local lost = {}
+        local lease_us = us(lease_at)
+        for i = 6, #A do
+            local id = A[i]
+            local v = call('HMGET', jkey(id), 'state', 'owner')
+            if v[1] == '2' and v[2] == owner then
+                call('HSET', jkey(id), 'lease_expires_at', lease_at)
+                call('ZADD', P .. 'leases', lease_us, id) -- not gathered: completions ZREM there
+            else
+                lost[#lost + 1] = id
+            end
+        end
+        return lost
+    elseif op == 'complete' then
+        -- id, owner, has_result, result, expires_at. The owner field stays (job_values
+        -- hides it once the job is not running), and `result` is absent before a
+        -- completion (a retry deletes it): one HSET.
+        local id, exp = A[4], A[8]
+        local v = owned(id, A[5])
+        if not v then return NOT_FOUND end
+        local k = jkey(id)
+        count('2', v[3], -1)
+        count('3', v[3], 1)
+        if A[6] == '1' then
+            call('HSET', k, 'state', '3', 'finished_at', now, 'expires_at', exp,
+                'lease_expires_at', '0', 'result', A[7])
+        else
+            call('HSET', k, 'state', '3', 'finished_at', now, 'expires_at', exp,
+                'lease_expires_at', '0')
+        end
+        zrem_later(P .. 'leases', id)
+        zadd_later(P .. 'expiry', us(exp), id)
+        release_key(id, v[5])
+        return 0
+    elseif op == 'fail' then
+        -- id, owner, has_error, error, has_traceback, traceback, retry_at ('0': dead),
+        -- expires_at when dead
+        local id, retry_at, exp = A[4], A[10], A[11]
+        local v = owned(id, A[5])
+        if not v then return NOT_FOUND end
+        local k = jkey(id)
+        zrem_later(P .. 'leases', id)
+        call('HDEL', k, 'owner')
+        set_opt(k, 'last_error', A[6], A[7])
+        set_opt(k, 'traceback', A[8], A[9])
+        if tonumber(retry_at) > 0 then
+            set_state(id, v[3], '2', '4', 'run_at', retry_at, 'lease_expires_at', '0')
+            ready_add(id, v[3], v[4], retry_at)
+            zadd_later(P .. 'waiting', us(retry_at), id)
+        else
+            set_state(id, v[3], '2', '5', 'finished_at', now, 'expires_at', exp,
+                'lease_expires_at', '0')
+            zadd_later(P .. 'expiry', us(exp), id)
+            release_key(id, v[5])
+        end
+        return 0
+    elseif op == 'release' then
+        -- id, owner, run_at, state ('0' when run_at <= now, else '1')
+        local id, run_at, state = A[4], A[6], A[7]
+        local v = owned(id, A[5])
+        if not v then return NOT_FOUND end
+        local k = jkey(id)
+        zrem_later(P .. 'leases', id)
+        call('HDEL', k, 'owner')
+        local attempt = tonumber(call('HGET', k, 'attempt'))
+        if attempt > 0 then attempt = attempt - 1 end
+        set_state(id, v[3], '2', state, 'lease_expires_at', '0', 'run_at', run_at, 'attempt',
+            tostring(attempt))
+        ready_add(id, v[3], v[4], run_at)
+        if state == '1' then zadd_later(P .. 'waiting', us(run_at), id) end
+        return 0
+    elseif op == 'sweep' then
+        -- expires_at for jobs buried now (now + dead_ttl): returns { reclaimed, expired }
+        local exp = A[4]
+        local reclaimed, expired = 0, 0
+        for _, id in ipairs(call('ZRANGEBYSCORE', P .. 'leases', '-inf', '(' .. us(now), 'LIMIT', 0, BATCH)) do
+            local k = jkey(id)
+            local v = call('HMGET', k, 'queue', 'priority', 'attempt', 'max_attempts', 'key', 'state')
+            call('ZREM', P .. 'leases', id)
+            if v[6] == '2' then
+                local attempt, max = tonumber(v[3]), tonumber(v[4])
+                call('HDEL', k, 'owner', 'traceback')
+                call('HSET', k, 'lease_expires_at', '0', 'last_error', LEASE_EXPIRED, 'run_at', now)
+                if max > 0 and attempt >= max then
+                    set_state(id, v[1], '2', '5')
+                    call('HSET', k, 'finished_at', now, 'expires_at', exp)
+                    call('ZADD', P .. 'expiry', us(exp), id)
+                    release_key(id, v[5])
+                else
+                    set_state(id, v[1], '2', '4')
+                    call('HSET', k, 'finished_at', '0', 'expires_at', '0')
+                    ready_add(id, v[1], v[2], now)
+                    call('ZADD', P .. 'waiting', us(now), id)
+                end
+                reclaimed = reclaimed + 1
+            end
+        end
+        for _, id in ipairs(call('ZRANGEBYSCORE', P .. 'expiry', '-inf', '(' .. us(now), 'LIMIT', 0, BATCH)) do
+            call('ZREM', P .. 'expiry', id)
+            if drop(id) then expired = expired + 1 end
+        end
+        local n = call('ZCOUNT', P .. 'dedupe', '-inf', '(' .. now)
+        if n > BATCH then n = BATCH end
+        if n > 0 then call('ZREMRANGEBYRANK', P .. 'dedupe', 0, n - 1) end
+        expired = expired + n
+        for _, key in ipairs(call('ZRANGEBYSCORE', P .. 'rate:tat', '-inf', '(' .. now, 'LIMIT', 0, BATCH)) do
+            call('ZREM', P .. 'rate:tat', key)
+            call('HDEL', P .. 'rate', key)
+            expired = expired + 1
+        end
+        return { reclaimed, expired }
 
-elseif op == 'rate' then
-    -- key, now_ns, interval_ns, burst, cost (decimal integers):
-    -- returns { allowed, store, tat_ns, retry_after_ns, reset_after_ns, remaining }
-    local key, now_ns = ARGV[4], ARGV[5]
-    local T, burst, cost = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-    local tol = burst * T -- how far the TAT may run ahead of now
-    if cost < 1 then cost = 1 end
-    if cost > burst then cost = burst end
-    local tat = call('HGET', P .. 'rate', key)
-    local d = 0 -- TAT - now
-    if tat then d = ns_sub(tat, now_ns) end
-    if d < 0 then d = 0 end -- idle since: the bucket is full
-    local pulled = 0
-    if d > tol then
-        d = tol -- a clock that went back: no deeper than an empty bucket
-        pulled = 1
+    elseif op == 'retry' then
+        -- id
+        local id = A[4]
+        local v = call('HMGET', jkey(id), 'state', 'queue', 'priority', 'key')
+        if not v[1] then return NOT_FOUND end
+        if v[1] == '2' then return BUSY end -- its worker holds it; retrying would run it twice
+        if v[1] == '0' then return 0 end
+        return requeue(id, v)
+
+    elseif op == 'delete' then
+        -- id (a running job's worker then fails its fenced writes)
+        if drop(A[4]) then return 0 end
+        return NOT_FOUND
+
+    elseif op == 'get' then
+        -- id: the job, or an empty array
+        local out = {}
+        if call('HEXISTS', jkey(A[4]), 'state') == 1 then job_reply(out, A[4]) end
+        return out
+
+    elseif op == 'list' then
+        -- state ('-1' any), queue, name, cursor ('' first page), limit:
+        -- returns { next_cursor|false, jobs... }
+        -- error ('' any), since, until ('0' none) as for retry_many
+        local state, queue, name, cursor, limit = A[4], A[5], A[6], A[7], tonumber(A[8])
+        local err, since, till = A[9], A[10], A[11]
+        local zkey = P .. 'ids'
+        if INDEXED[state] then zkey = P .. 'state:' .. state end
+        local max = '+'
+        if cursor ~= '' then max = '(' .. cursor end
+        local out = { false }
+        local n, scanned, last_kept = 0, 0, nil
+        while true do
+            local ids = call('ZREVRANGEBYLEX', zkey, max, '-', 'LIMIT', 0, 200)
+            if #ids == 0 then return out end
+            for _, id in ipairs(ids) do
+                if matches(id, queue, name, state, err, since, till) then
+                    if n == limit then
+                        out[1] = last_kept -- one more than asked: a next page after the last kept
+                        return out
+                    end
+                    job_reply(out, id)
+                    n = n + 1
+                    last_kept = id
+                end
+                scanned = scanned + 1
+                if scanned >= SCAN_BUDGET then
+                    out[1] = id -- read enough for one call: the page goes on from here
+                    return out
+                end
+            end
+            max = '(' .. ids[#ids]
+        end
+
+    elseif op == 'rate' then
+        -- key, now_ns, interval_ns, burst, cost (decimal integers):
+        -- returns { allowed, store, tat_ns, retry_after_ns, reset_after_ns, remaining }
+        local key, now_ns = A[4], A[5]
+        local T, burst, cost = tonumber(A[6]), tonumber(A[7]), tonumber(A[8])
+        local tol = burst * T -- how far the TAT may run ahead of now
+        if cost < 1 then cost = 1 end
+        if cost > burst then cost = burst end
+        local tat = call('HGET', P .. 'rate', key)
+        local d = 0 -- TAT - now
+        if tat then d = ns_sub(tat, now_ns) end
+        if d < 0 then d = 0 end -- idle since: the bucket is full
+        local pulled = 0
+        if d > tol then
+            d = tol -- a clock that went back: no deeper than an empty bucket
+            pulled = 1
+        end
+        local new_d = d + cost * T
+        local allow_d = new_d - tol -- the earliest time this request fits, from now
+        if allow_d > 0 then
+            local at = ns_add(now_ns, d)
+            if pulled == 1 then rate_store(key, at) end
+            return { 0, pulled, at, int(allow_d), int(d), '0' }
+        end
+        local new_tat = ns_add(now_ns, new_d)
+        rate_store(key, new_tat)
+        return { 1, 1, new_tat, '0', int(new_d), int(quot(-allow_d, T)) }
+    elseif op == 'next_due' then
+        -- the earliest run_at of a scheduled or retrying job (exact, from its hash), or false
+        local first = call('ZRANGE', P .. 'waiting', 0, 0, 'WITHSCORES')
+        if #first == 0 then return false end
+        local best = false
+        for _, id in ipairs(call('ZRANGEBYSCORE', P .. 'waiting', first[2], first[2])) do
+            local r = call('HGET', jkey(id), 'run_at')
+            if r and (not best or tonumber(r) < tonumber(best)) then best = r end
+        end
+        return best
+    elseif op == 'cache_incr' then
+        -- key, delta, ttl_ms (decimal integers): { 1, value as text } or { 0 } when the value
+        -- is not an integer or the sum is out of range. The ttl applies only to a key this
+        -- call creates. The value is read back with GET: INCRBY's integer reply would pass
+        -- through a Lua double here and lose precision beyond 2^53.
+        local k, delta, ttl = P .. 'cache:' .. A[4], A[5], tonumber(A[6])
+        local existed = call('EXISTS', k)
+        local r = redis.pcall('INCRBY', k, delta)
+        if type(r) == 'table' and r.err then return { 0 } end
+        if existed == 0 and ttl > 0 then call('PEXPIRE', k, ttl) end
+        return { 1, call('GET', k) }
+    elseif op == 'retry_many' or op == 'purge' then
+        return retry_many_or_purge(op, A)
     end
-    local new_d = d + cost * T
-    local allow_d = new_d - tol -- the earliest time this request fits, from now
-    if allow_d > 0 then
-        local at = ns_add(now_ns, d)
-        if pulled == 1 then rate_store(key, at) end
-        return { 0, pulled, at, int(allow_d), int(d), '0' }
-    end
-    local new_tat = ns_add(now_ns, new_d)
-    rate_store(key, new_tat)
-    return { 1, 1, new_tat, '0', int(new_d), int(quot(-allow_d, T)) }
+    return redis.error_reply('luar: unknown queue operation ' .. tostring(op))
 end
 
-if op == 'cache_incr' then
-    -- key, delta, ttl_ms (decimal integers): { 1, value as text } or { 0 } when the value
-    -- is not an integer or the sum is out of range. The ttl applies only to a key this
-    -- call creates. The value is read back with GET: INCRBY's integer reply would pass
-    -- through a Lua double here and lose precision beyond 2^53.
-    local k, delta, ttl = P .. 'cache:' .. ARGV[4], ARGV[5], tonumber(ARGV[6])
-    local existed = call('EXISTS', k)
-    local r = redis.pcall('INCRBY', k, delta)
-    if type(r) == 'table' and r.err then return { 0 } end
-    if existed == 0 and ttl > 0 then call('PEXPIRE', k, ttl) end
-    return { 1, call('GET', k) }
-end
+-- The operations whose gathered writes may wait for the end of the call: they read none of
+-- the gathered sets, and together they only ZADD to ready, ids, waiting and expiry and only
+-- ZREM from leases. Any other operation runs between flushes.
+local GATHERS = { enqueue = true, complete = true, fail = true, release = true, rate = true,
+    cache_incr = true }
 
-return redis.error_reply('luar: unknown queue operation ' .. tostring(op))
+-- Runs one operation (dispatch is called directly here, not through a wrapper: every
+-- closure the body creates is paid on every call, ~5 µs for one capturing this many).
+local reply
+if ARGV[1] == 'batch' then
+    -- batch, n, then n × (argument count, arguments...)
+    reply = {}
+    local i = 3
+    for j = 1, tonumber(ARGV[2]) do
+        local n = tonumber(ARGV[i])
+        local A = {}
+        for k = 1, n do A[k] = ARGV[i + k] end
+        local op = A[1]
+        if not GATHERS[op] then
+            flush()
+            if next(known) then known = {} end -- a claim may forget a queue's priorities
+        end
+        reply[j] = dispatch(op, A)
+        if not GATHERS[op] then flush() end
+        i = i + n + 1
+    end
+else
+    reply = dispatch(ARGV[1], ARGV)
+end
+flush()
+return reply

@@ -77,6 +77,8 @@ struct luar_redis {
     void *push_arg;
     void (*on_ready)(void *arg);
     void *on_ready_arg;
+    void (*before_flush)(void *arg);
+    void *before_flush_arg;
     struct luar_redis *prev_open, *next_open; /* every open connection, for siblings */
 };
 
@@ -395,6 +397,8 @@ static void pump(link_t *link)
 static void on_flush(uv_prepare_t *p)
 {
     luar_redis_t *r = p->data;
+    if (r->before_flush)
+        r->before_flush(r->before_flush_arg); /* may send: the handle is still active */
     uv_prepare_stop(p);
     link_t *link = r->link;
     if (link == NULL || !link->ready || r->out.len == 0)
@@ -919,6 +923,18 @@ void luar_redis_set_on_ready(luar_redis_t *r, void (*cb)(void *arg), void *arg)
 {
     r->on_ready = cb;
     r->on_ready_arg = arg;
+}
+
+void luar_redis_set_before_flush(luar_redis_t *r, void (*cb)(void *arg), void *arg)
+{
+    r->before_flush = cb;
+    r->before_flush_arg = arg;
+}
+
+void luar_redis_flush_soon(luar_redis_t *r)
+{
+    if (!r->finishing)
+        uv_prepare_start(&r->flush, on_flush);
 }
 
 void luar_redis_stats(const luar_redis_t *r, luar_redis_stats_t *out)

@@ -95,6 +95,17 @@ void luar_redis_set_push(luar_redis_t *r, luar_redis_push_cb cb, void *arg);
 void luar_redis_set_on_ready(luar_redis_t *r, void (*cb)(void *arg), void *arg);
 
 /*
+ * Calls cb(arg) when the commands of this loop iteration are about to be written (from
+ * the prepare handle, before the write), so that an owner gathering work into one command
+ * (the queue's batches) can send it there and still share the iteration's write. Ask for
+ * the call with luar_redis_flush_soon; cb may send.
+ */
+void luar_redis_set_before_flush(luar_redis_t *r, void (*cb)(void *arg), void *arg);
+
+/* Asks for this iteration's flush (and the before_flush callback). */
+void luar_redis_flush_soon(luar_redis_t *r);
+
+/*
  * Sends one command (arguments copied; `lens` NULL: NUL-terminated strings). Returns 0 and
  * calls cb later exactly once, or LUAR_EINVAL / LUAR_ENOMEM / LUAR_ECLOSED without calling
  * it.

@@ -923,6 +923,95 @@ TEST(contract_heartbeat_extends_leases_and_reports_lost_ones)
     close_q(q);
 }
 
+/*
+ * Writes submitted together (one loop iteration: what a busy worker does, and what the Redis
+ * backend sends as one batch) each get their own answer, as if sent one by one in order:
+ * the second of two completions of one job is refused, a dedupe key or unique key taken by
+ * the first of two enqueues holds for the second, a read submitted after them sees them.
+ */
+TEST(contract_writes_submitted_together_answer_each_in_order)
+{
+    luar_queue_t *q = open_fresh();
+    char ids[4][40];
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ_INT(enqueue_named(q, "t", "together", ids[i]), 0);
+    res_t c;
+    CHECK_EQ_INT(claim(q, "together", 4, "w", 30, &c), 0);
+    CHECK_EQ_INT(c.n, 4);
+    res_free(&c);
+
+    luar_job_spec_t s = {.name = "u", .queue = "together", .key = "k1"};
+    res_t r[12];
+    memset(r, 0, sizeof r);
+    CHECK_EQ_INT(luar_queue_complete(q, ids[0], "w", "{\"n\":1}", 60, on_done, &r[0]), 0);
+    CHECK_EQ_INT(luar_queue_complete(q, ids[0], "w", NULL, 60, on_done, &r[1]), 0);
+    CHECK_EQ_INT(luar_queue_complete(q, ids[1], "intruder", NULL, 60, on_done, &r[2]), 0);
+    CHECK_EQ_INT(luar_queue_fail(q, ids[1], "w", "boom", NULL, test_now + 10, 0, on_done, &r[3]),
+                 0);
+    CHECK_EQ_INT(luar_queue_release(q, ids[2], "w", test_now, on_done, &r[4]), 0);
+    CHECK_EQ_INT(luar_queue_enqueue(q, &s, 1, "d1", 60, on_enqueued, &r[6]), 0);
+    CHECK_EQ_INT(luar_queue_enqueue(q, &s, 1, "d1", 60, on_enqueued, &r[7]), 0);
+    CHECK_EQ_INT(luar_queue_enqueue(q, &s, 1, "d2", 60, on_enqueued, &r[8]), 0);
+    CHECK_EQ_INT(luar_queue_fail(q, ids[3], "w", "last", NULL, 0, 60, on_done, &r[9]), 0);
+    CHECK_EQ_INT(luar_queue_complete(q, ids[3], "w", NULL, 60, on_done, &r[10]), 0);
+    for (int i = 0; i < 12; i++)
+        CHECK(i == 5 || i == 11 || wait_for(&r[i].done));
+    /* Reads once the writes answered (the contract: a read submitted after a write's
+     * callback sees it). */
+    CHECK_EQ_INT(luar_queue_get(q, ids[0], on_jobs, &r[5]), 0);
+    CHECK_EQ_INT(luar_queue_get(q, ids[1], on_jobs, &r[11]), 0);
+    CHECK(wait_for(&r[5].done));
+    CHECK(wait_for(&r[11].done));
+    CHECK_EQ_INT(r[0].rc, 0);
+    CHECK_EQ_INT(r[1].rc, LUAR_ENOTFOUND);
+    CHECK_EQ_INT(r[2].rc, LUAR_ENOTFOUND);
+    CHECK_EQ_INT(r[3].rc, 0);
+    CHECK_EQ_INT(r[4].rc, 0);
+    CHECK_EQ_INT(r[5].rc, 0);
+    CHECK_EQ_INT(r[5].n, 1);
+    if (r[5].n == 1) {
+        CHECK_EQ_INT(r[5].jobs[0].state, LUAR_JOB_SUCCEEDED);
+        CHECK_EQ_STR(r[5].jobs[0].result, "{\"n\":1}");
+        CHECK_EQ_STR(r[5].jobs[0].owner, NUL_STR);
+    }
+    CHECK_EQ_INT(r[6].rc, 0);
+    CHECK_EQ_INT(r[6].duplicate, 0);
+    CHECK_EQ_INT(r[6].n, 1);
+    CHECK_EQ_INT(r[7].rc, 0);
+    CHECK_EQ_INT(r[7].duplicate, 1); /* the first one's dedupe key, in the same batch */
+    CHECK_EQ_INT(r[8].rc, 0);
+    CHECK_EQ_INT(r[8].duplicate, 0);
+    CHECK_EQ_INT(r[8].n, 1);
+    if (r[6].n == 1 && r[8].n == 1)
+        CHECK_EQ_STR(r[8].ids[0], r[6].ids[0]); /* unique key k1 held by the first */
+    CHECK_EQ_INT(r[9].rc, 0);
+    CHECK_EQ_INT(r[10].rc, LUAR_ENOTFOUND); /* dead already */
+    CHECK_EQ_INT(r[11].rc, 0);
+    if (r[11].n == 1) {
+        CHECK_EQ_INT(r[11].jobs[0].state, LUAR_JOB_RETRYING);
+        CHECK_EQ_STR(r[11].jobs[0].last_error, "boom");
+        CHECK_EQ_STR(r[11].jobs[0].owner, NUL_STR);
+    }
+    tjob_t j;
+    CHECK_EQ_INT(get(q, ids[2], &j), 0);
+    CHECK_EQ_INT(j.state, LUAR_JOB_QUEUED);
+    CHECK_EQ_INT(j.attempt, 0);
+    CHECK_EQ_INT(state_of(q, ids[3]), LUAR_JOB_DEAD);
+    /* The counts moved once per change: u and the released job queued, one each of the rest. */
+    CHECK_EQ_INT(count_of(q, "together", LUAR_JOB_QUEUED), 2);
+    CHECK_EQ_INT(count_of(q, "together", LUAR_JOB_RUNNING), 0);
+    CHECK_EQ_INT(count_of(q, "together", LUAR_JOB_SUCCEEDED), 1);
+    CHECK_EQ_INT(count_of(q, "together", LUAR_JOB_RETRYING), 1);
+    CHECK_EQ_INT(count_of(q, "together", LUAR_JOB_DEAD), 1);
+    /* And what they made claimable is claimable: the released job now, u. */
+    CHECK_EQ_INT(claim(q, "together", 10, "w2", 30, &c), 0);
+    CHECK_EQ_INT(c.n, 2);
+    res_free(&c);
+    for (int i = 0; i < 12; i++)
+        res_free(&r[i]);
+    close_q(q);
+}
+
 TEST(contract_writes_are_fenced_by_owner)
 {
     luar_queue_t *q = open_fresh();
@@ -1838,6 +1927,7 @@ static void run_contract(const backend_t *b)
     RUN(contract_two_handles_share_jobs_and_never_claim_one_twice);
     RUN(contract_heartbeat_extends_leases_and_reports_lost_ones);
     RUN(contract_writes_are_fenced_by_owner);
+    RUN(contract_writes_submitted_together_answer_each_in_order);
     RUN(contract_fail_with_retry_at_makes_job_retrying_then_claimable);
     RUN(contract_fail_without_retry_buries_job_as_dead);
     RUN(contract_release_does_not_count_the_attempt);

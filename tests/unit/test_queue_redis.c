@@ -15,6 +15,8 @@
 #include "redis/url.h"
 #include "redis_server.h"
 
+#include <math.h>
+
 static redis_server_t server; /* the one the contract runs against */
 static char url_now[512];     /* the URL of the last fresh backend */
 static int prefix_seq;
@@ -219,7 +221,8 @@ TEST(redis_url_forms_and_errors)
     luar_buf_free(&e2);
 }
 
-/* Thousands of operations in flight share writes; every reply reaches its own caller. */
+/* Thousands of operations in flight share writes (and enqueues share commands: batches);
+ * every reply reaches its own caller. */
 TEST(redis_pipelining_matches_replies_in_order)
 {
     luar_queue_t *q = redis_fresh();
@@ -262,7 +265,9 @@ TEST(redis_pipelining_matches_replies_in_order)
     uint64_t cmds = after.commands - before.commands, writes = after.writes - before.writes;
     fprintf(stderr, "  %d enqueues in %.3f s (%.0f/s); %llu commands in %llu writes\n", N, secs,
             N / secs, (unsigned long long)cmds, (unsigned long long)writes);
-    CHECK_EQ_INT(cmds, 2 * N);
+    /* The enqueues of one loop iteration go as batches of up to 512 (one EVALSHA each);
+     * gets are not batched: one command each. */
+    CHECK_EQ_INT(cmds, (N + 511) / 512 + N);
     CHECK(writes < N / 10);
     CHECK_EQ_INT(count_of(q, "odd", LUAR_JOB_QUEUED), N / 2);
     /* Priorities: the claim takes the highest first. */
@@ -480,6 +485,161 @@ TEST(redis_a_connection_coming_back_wakes_its_siblings)
 }
 
 /* An open against a port nobody listens on succeeds; operations fail with the reason. */
+/*
+ * A burst of webhook-like enqueues (a dedupe key each, some repeated) submitted before the
+ * connection is up — what a worker sees when traffic arrives as it starts — waits for the
+ * first connection and lands whole: every one answered, duplicates exactly the repeated
+ * keys, in a few batched commands. Past the bound of what may wait (64 MiB), the rest fail
+ * at once naming why, and those that fit still land.
+ */
+TEST(redis_burst_sent_while_connecting_waits_then_lands)
+{
+    luar_queue_t *q = redis_fresh();
+    luar_redis_t *conn = luar_queue_redis_conn(q);
+    CHECK(!luar_redis_ready(conn));
+    enum { N = 20000 };
+    res_t *r = calloc(N, sizeof *r);
+    char (*keys)[24] = calloc(N, sizeof *keys);
+    luar_job_spec_t s = {.name = "hook", .queue = "in", .args = "{\"type\":\"charge.succeeded\"}"};
+    for (int i = 0; i < N; i++) {
+        /* Every tenth delivery repeats the one before it (a provider's retry). */
+        snprintf(keys[i], sizeof keys[i], "evt-%d", i % 10 == 9 ? i - 1 : i);
+        CHECK_EQ_INT(luar_queue_enqueue(q, &s, 1, keys[i], 3600, on_enqueued, &r[i]), 0);
+    }
+    int dups = 0, failed = 0;
+    for (int i = 0; i < N; i++) {
+        CHECK(wait_for(&r[i].done));
+        failed += r[i].rc != 0;
+        dups += r[i].duplicate;
+        if (r[i].duplicate != (i % 10 == 9))
+            fprintf(stderr, "  enqueue %d: duplicate %d\n", i, r[i].duplicate);
+        res_free(&r[i]);
+    }
+    CHECK_EQ_INT(failed, 0);
+    CHECK_EQ_INT(dups, N / 10);
+    CHECK_EQ_INT(count_of(q, "in", LUAR_JOB_QUEUED), N - N / 10);
+    luar_redis_stats_t st;
+    luar_redis_stats(conn, &st);
+    fprintf(stderr, "  %d enqueues sent while connecting: %llu commands, %llu writes\n", N,
+            (unsigned long long)st.commands, (unsigned long long)st.writes);
+    CHECK(st.commands <= N / 512 + 8);
+    close_q(q);
+
+    /* 80 MiB submitted at once to a connection not up yet: 64 MiB wait, the rest fail. */
+    q = redis_fresh();
+    enum { BIG = 160, BIG_LEN = 512 * 1024 };
+    char *args = malloc(BIG_LEN + 1);
+    memset(args, '7', BIG_LEN);
+    args[BIG_LEN] = '\0';
+    luar_job_spec_t b = {.name = "big", .queue = "big", .args = args};
+    res_t *br = calloc(BIG, sizeof *br);
+    for (int i = 0; i < BIG; i++)
+        CHECK_EQ_INT(luar_queue_enqueue(q, &b, 1, NULL, 0, on_enqueued, &br[i]), 0);
+    int ok = 0, refused = 0;
+    for (int i = 0; i < BIG; i++) {
+        CHECK(wait_for(&br[i].done));
+        ok += br[i].rc == 0;
+        refused += br[i].rc == LUAR_EIO;
+        res_free(&br[i]);
+    }
+    fprintf(stderr, "  %d x 512 KiB while connecting: %d stored, %d refused\n", BIG, ok, refused);
+    CHECK(ok >= 100 && ok <= 128); /* 64 MiB of 512 KiB, give or take a batch */
+    CHECK_EQ_INT(ok + refused, BIG);
+    CHECK(strstr(luar_queue_last_error(q), "too many commands waiting for the connection"));
+    CHECK_EQ_INT(count_of(q, "big", LUAR_JOB_QUEUED), ok);
+    close_q(q);
+    free(br);
+    free(args);
+    free(keys);
+    free(r);
+}
+
+/* Times travel as text (a fast formatter, checked, else %.17g): each reads back as the very
+ * same double — random times with every fraction bit set, integral ones, and edge cases. */
+TEST(redis_times_read_back_exactly)
+{
+    luar_queue_t *q = redis_fresh();
+    enum { N = 2000 };
+    double *t = calloc(N, sizeof *t);
+    res_t *r = calloc(N, sizeof *r);
+    uint64_t x = 88172645463325252ULL;
+    for (int i = 0; i < N; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        /* from 2001 to 2128, any fraction; every 7th integral, every 11th .5, a few large */
+        t[i] = 1e9 + (double)(x >> 11) / (double)(1ULL << 53) * 4e9;
+        if (i % 7 == 0)
+            t[i] = floor(t[i]);
+        if (i % 11 == 0)
+            t[i] = floor(t[i]) + 0.5;
+        if (i % 101 == 0)
+            t[i] = 123456789012.0 + (double)(x & 1023) / 1024.0;
+        if (i == 1)
+            t[i] = 9999999999.9999999; /* rounds up to the next integer in 17 digits */
+        luar_job_spec_t s = {.name = "t", .queue = "times", .run_at = t[i]};
+        CHECK_EQ_INT(luar_queue_enqueue(q, &s, 1, NULL, 0, on_enqueued, &r[i]), 0);
+    }
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        CHECK(wait_for(&r[i].done));
+        tjob_t j;
+        if (r[i].n == 1 && get(q, r[i].ids[0], &j) == 0 && j.run_at != t[i]) {
+            if (bad++ < 5)
+                fprintf(stderr, "  %.17g came back as %.17g\n", t[i], j.run_at);
+        }
+        res_free(&r[i]);
+    }
+    CHECK_EQ_INT(bad, 0);
+    free(r);
+    free(t);
+    close_q(q);
+}
+
+/*
+ * The time-ordered sets keep whole microseconds as scores (a listpack compares those without
+ * parsing text); the times themselves stay exact. A job due at a time with more decimals
+ * than that is claimable at its run_at and not 2 µs before; a lease is reclaimed only after
+ * it ended; next_due gives the exact run_at.
+ */
+TEST(redis_microsecond_scores_keep_times_exact)
+{
+    luar_queue_t *q = redis_fresh();
+    double saved = test_now;
+    double due = test_now + 123.4567891234;
+    luar_job_spec_t s = {.name = "at", .queue = "us", .run_at = due};
+    char id[40];
+    CHECK_EQ_INT(enqueue1(q, &s, id), 0);
+    CHECK(next_due(q) == due);
+    res_t r;
+    test_now = due - 2e-6;
+    CHECK_EQ_INT(claim(q, "us", 5, "w", 30, &r), 0);
+    CHECK_EQ_INT(r.n, 0);
+    res_free(&r);
+    test_now = due;
+    CHECK_EQ_INT(claim(q, "us", 5, "w", 30, &r), 0);
+    CHECK_EQ_INT(r.n, 1);
+    double lease = r.n == 1 ? r.jobs[0].lease_expires_at : 0;
+    CHECK(lease == due + 30);
+    res_free(&r);
+    size_t reclaimed = 0, expired = 0;
+    test_now = lease;
+    CHECK_EQ_INT(sweep(q, &reclaimed, &expired), 0);
+    CHECK_EQ_INT(reclaimed, 0); /* ends at `lease`: not yet past it */
+    test_now = lease + 2e-6;
+    CHECK_EQ_INT(sweep(q, &reclaimed, &expired), 0);
+    CHECK_EQ_INT(reclaimed, 1);
+    /* The scores are integers: what Redis stores for the reclaimed job's ready entry. */
+    char key[128];
+    snprintf(key, sizeof key, "t%d:ready:us:0", prefix_seq);
+    raw_t rr;
+    admin("ZSCORE", key, id, NULL, &rr);
+    CHECK_EQ_INT(rr.rc, 0);
+    CHECK(rr.str[0] != '\0' && strspn(rr.str, "0123456789") == strlen(rr.str));
+    test_now = saved;
+    close_q(q);
+}
+
 TEST(redis_unreachable_server_is_eio_naming_it)
 {
     char url[128];
@@ -921,6 +1081,9 @@ int main(void)
     RUN(redis_connection_loss_fails_pending_ops_and_recovers);
     RUN(redis_idle_connection_dropped_by_the_server_reconnects_unseen);
     RUN(redis_a_connection_coming_back_wakes_its_siblings);
+    RUN(redis_burst_sent_while_connecting_waits_then_lands);
+    RUN(redis_times_read_back_exactly);
+    RUN(redis_microsecond_scores_keep_times_exact);
     RUN(redis_unreachable_server_is_eio_naming_it);
     RUN(redis_acl_user_and_wrong_password);
     RUN(redis_select_isolates_databases);
