@@ -591,7 +591,14 @@ static void start_job(luar_runner_t *r, luar_vm_t *vm, const luar_job_t *job, do
     j->run_at = job->run_at;
     j->lease_until = job->lease_expires_at > 0 ? job->lease_expires_at : lease_until;
     j->start_ns = uv_hrtime();
-    luar_trace_child(&j->trace, NULL);
+    /* The attempt is a span under the one that enqueued the job, else a trace of its own. */
+    luar_trace_t parent;
+    memset(&parent, 0, sizeof parent);
+    if (job->trace == NULL || luar_trace_parse(job->trace, strlen(job->trace), &parent) != 0)
+        parent.trace_id[0] = '\0';
+    else
+        memcpy(parent.span_id, parent.parent_id, sizeof parent.span_id);
+    luar_trace_child(&j->trace, &parent);
     uv_timer_init(r->loop, &j->timeout);
     j->timeout.data = j;
     j->next = r->jobs;

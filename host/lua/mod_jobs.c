@@ -10,6 +10,7 @@
 #include "lua/bridge.h"
 #include "lua/error.h"
 #include "lua/modules.h"
+#include "lua/task.h"
 #include "lua/util.h"
 #include "lua/vm_internal.h"
 
@@ -197,6 +198,19 @@ int luar_jobs_enqueue_wait(lua_State *L, const char *what, const luar_job_spec_t
     luar_queue_t *q = luar_jobs_queue();
     if (q == NULL)
         return luar_lua_fail(L, "backend", "no queue backend in this command");
+    /* The jobs carry the enqueuing span's trace: each attempt is a span under it. */
+    luar_task_t *task = luar_task_current(L);
+    if (task && luar_trace_active(luar_task_trace(task))) {
+        char *tp = lua_newuserdatauv(L, LUAR_TRACEPARENT_LEN + 1, 0);
+        luar_trace_format(luar_task_trace(task), tp);
+        luar_job_spec_t *copy = lua_newuserdatauv(L, n * sizeof *copy, 0);
+        for (size_t i = 0; i < n; i++) {
+            copy[i] = specs[i];
+            if (copy[i].trace == NULL)
+                copy[i].trace = tp;
+        }
+        specs = copy; /* both stay on the stack until the call returns */
+    }
     luar_bridge_op_t *op = luar_bridge_op_new(L, what, sizeof(struct enqueue_op));
     luar_bridge_op_set_cleanup(op, enqueue_cleanup);
     struct enqueue_op *e = luar_bridge_op_data(op);

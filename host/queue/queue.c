@@ -492,7 +492,8 @@ int luar_queue_enqueue(luar_queue_t *q, const luar_job_spec_t *specs, size_t n,
         if (op_str(op, &d->name, s->name) ||
             op_str(op, &d->queue, empty(s->queue) ? "default" : s->queue) ||
             op_str(op, &d->args, empty(s->args) ? "null" : s->args) ||
-            op_str(op, &d->key, empty(s->key) ? NULL : s->key))
+            op_str(op, &d->key, empty(s->key) ? NULL : s->key) ||
+            op_str(op, &d->trace, empty(s->trace) ? NULL : s->trace))
             rc = LUAR_ENOMEM;
     }
     if (rc == 0)

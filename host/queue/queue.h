@@ -64,6 +64,7 @@ typedef struct luar_job {
     const char *result;   /* JSON, once succeeded; NULL otherwise */
     const char *last_error;
     const char *traceback;
+    const char *trace;    /* `traceparent` of the span that enqueued it (W3C), or NULL */
     double expires_at;    /* when a finished job is deleted; 0: never */
 } luar_job_t;
 
@@ -78,6 +79,8 @@ typedef struct luar_job_spec {
     double run_at;         /* 0: now (queued); in the future: scheduled; in the past:
                               queued, and kept as the job's run_at (a cron tick) */
     int max_attempts;      /* 1 + retries; 0: unlimited */
+    const char *trace;     /* `traceparent` of the enqueuing span (trace/trace.h); NULL:
+                              none. Each attempt is a span whose parent it names. */
 } luar_job_spec_t;
 
 /* Counts by queue and state, for stats and metrics. */

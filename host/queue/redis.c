@@ -35,7 +35,7 @@
 /* GCRA tolerances above this are refused: the script's doubles are exact below 2^53. */
 #define RATE_TOLERANCE_MAX (INT64_C(1) << 52)
 /* The script's reply: a job is its id and 18 fields, packed into one string. */
-#define JOB_REPLY_LEN 19
+#define JOB_REPLY_LEN 20
 /* Operations one batch (one EVALSHA) carries at most, and arguments' bytes: a batch is
  * sent when either is reached, or when the loop iteration's commands are written. */
 #define BATCH_MAX_OPS 512
@@ -373,6 +373,7 @@ static int read_jobs(luar_qop_t *op, const redisReply *reply, size_t from)
         j->last_error = packed_field(flags, 16, f[16]);
         j->traceback = packed_field(flags, 17, f[17]);
         j->expires_at = strtod(f[18], NULL);
+        j->trace = packed_field(flags, 19, f[19]);
     }
     op->njobs = n;
     return 0;
@@ -826,7 +827,7 @@ static call_t *build(rq_t *rq, luar_qop_t *op)
     call_t *c = NULL;
     switch (op->kind) {
     case LUAR_QOP_ENQUEUE:
-        c = script_call(rq, op, "enqueue", 3 + 9 * op->nspecs);
+        c = script_call(rq, op, "enqueue", 3 + 10 * op->nspecs);
         if (c == NULL)
             return NULL;
         arg(c, op->dedupe_key ? op->dedupe_key : "");
@@ -847,6 +848,7 @@ static call_t *build(rq_t *rq, luar_qop_t *op)
             argf(c, "%d", s->max_attempts);
             /* A past run_at (a cron tick, a catch-up) is kept: it is job.scheduled_at. */
             arg_time(c, s->run_at > 0 ? s->run_at : op->now);
+            arg(c, s->trace ? s->trace : "");
         }
         return c;
     case LUAR_QOP_CLAIM:

@@ -54,12 +54,12 @@ local call = redis.call
 
 local FIELDS = { 'name', 'queue', 'args', 'key', 'priority', 'state', 'attempt', 'max_attempts',
     'enqueued_at', 'run_at', 'started_at', 'finished_at', 'lease_expires_at', 'owner', 'result',
-    'last_error', 'traceback', 'expires_at' }
+    'last_error', 'traceback', 'expires_at', 'trace' }
 -- What a claim reads: FIELDS but those it sets (started_at, lease_expires_at, owner); each
 -- field an HMGET reads costs (~0.5 µs on the test VM) and a claim reads one job each.
 local CLAIM_READS = { 'name', 'queue', 'args', 'key', 'priority', 'state', 'attempt',
     'max_attempts', 'enqueued_at', 'run_at', 'finished_at', 'result', 'last_error', 'traceback',
-    'expires_at' }
+    'expires_at', 'trace' }
 local LEASE_EXPIRED = 'lease expired (the worker running it stopped)'
 -- Jobs a maintenance call touches at most, so no call blocks Redis for long; the caller
 -- calls again with the cursor returned (retry_many, purge) or at its next sweep.
@@ -182,8 +182,8 @@ end
 
 local F_STATE, F_OWNER = 6, 14
 
--- A job travels back to C as ONE string: 19 presence flags ('1' present, '0' absent: the
--- id, then FIELDS in order), then the 19 values joined by NUL bytes (absent ones empty).
+-- A job travels back to C as ONE string: 20 presence flags ('1' present, '0' absent: the
+-- id, then FIELDS in order), then the 20 values joined by NUL bytes (absent ones empty).
 -- No value can hold a NUL (each came from a C string), so C splits it in place. As 19
 -- replies each, a claim of 256 jobs cost Redis ~6 µs a job to encode and hiredis 4,864
 -- reply objects to parse (a fifth of a worker's CPU in the drain benchmark).
@@ -191,7 +191,7 @@ local flags, vals, vals_claimed = {}, {}, {}
 
 local function pack_job(out, id, v)
     flags[1], vals[1] = 49, id
-    for i = 1, 18 do
+    for i = 1, 19 do
         local x = v[i]
         if x then
             flags[i + 1], vals[i + 1] = 49, x
@@ -393,7 +393,7 @@ local function dispatch(op, A)
     nown = tonumber(now)
     if op == 'enqueue' then
         -- dedupe key ('' none), its expires_at, n, then n × (id, name, queue, args,
-        -- key ('' none), priority, state, max_attempts, run_at)
+        -- key ('' none), priority, state, max_attempts, run_at, trace ('' none))
         local dkey = A[4]
         if dkey ~= '' then
             local exp = call('ZSCORE', P .. 'dedupe', dkey)
@@ -402,7 +402,7 @@ local function dispatch(op, A)
         end
         local out = { 0 }
         for i = 0, tonumber(A[6]) - 1 do
-            local b = 7 + i * 9
+            local b = 7 + i * 10
             local id, queue, key, prio = A[b], A[b + 2], A[b + 4], A[b + 5]
             local state, run_at = A[b + 6], A[b + 8]
             local existing = false
@@ -418,6 +418,10 @@ local function dispatch(op, A)
                     f[#f + 1] = 'key'
                     f[#f + 1] = key
                     call('HSET', P .. 'keys', key, id)
+                end
+                if A[b + 9] ~= '' then
+                    f[#f + 1] = 'trace'
+                    f[#f + 1] = A[b + 9]
                 end
                 call('HSET', jkey(id), unpack(f))
                 zadd_later(P .. 'ids', 0, id)
@@ -485,6 +489,7 @@ local function dispatch(op, A)
                 j[7], j[8], j[9], j[10], j[11], j[12] = attempt, v[8], v[9], v[10], now, v[11]
                 j[13], j[14], j[15], j[16], j[17], j[18] = lease_at, owner, v[12], v[13], v[14],
                     v[15]
+                j[19] = v[16]
                 pack_job(out, id, j)
                 zadd_later(P .. 'leases', lease_us, id)
             end

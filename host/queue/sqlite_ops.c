@@ -11,11 +11,13 @@
 #include <stdio.h>
 #include <string.h>
 
-/* A job's arguments are in job_args (migration 7), read with the row by its args_id. */
+/* A job's arguments are in job_args (migration 7), read with the row by its args_id, and
+ * so is its trace (migration 8): both are written once, at enqueue. */
 #define JOB_COLUMNS                                                                                \
     "id, name, queue, (SELECT args FROM job_args WHERE job_args.id = jobs.args_id), key, "         \
     "priority, state, attempt, max_attempts, enqueued_at, run_at, started_at, finished_at, "       \
-    "lease_expires_at, owner, result, last_error, traceback, expires_at"
+    "lease_expires_at, owner, result, last_error, traceback, expires_at, "                         \
+    "(SELECT trace FROM job_args WHERE job_args.id = jobs.args_id)"
 
 /* State predicates, written exactly as in the partial indexes of the schema (without IN
  * lists, which cost an ephemeral table per evaluation) so the planner can use them. */
@@ -48,7 +50,7 @@ static const char *const sql[SQ_STMTS] = {
     [SQ_INSERT] = "INSERT INTO jobs (id, name, queue, args_id, key, priority, state, "
                   "max_attempts, enqueued_at, run_at) "
                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    [SQ_ARGS_PUT] = "INSERT INTO job_args (args) VALUES (?1)",
+    [SQ_ARGS_PUT] = "INSERT INTO job_args (args, trace) VALUES (?1, ?2)",
     [SQ_ARGS_DROP] = "DELETE FROM job_args WHERE id = ?1",
     [SQ_CLAIM_ANY] = "SELECT " JOB_COLUMNS " FROM jobs INDEXED BY jobs_claim_queue WHERE " CLAIMABLE
                      " AND run_at <= ?1 ORDER BY priority DESC, run_at, id LIMIT ?2",
@@ -207,6 +209,7 @@ static int read_job(luar_qop_t *op, sqlite3_stmt *st, luar_job_t *job)
     job->last_error = col_text(op, st, 16, &nomem);
     job->traceback = col_text(op, st, 17, &nomem);
     job->expires_at = sqlite3_column_double(st, 18);
+    job->trace = col_text(op, st, 19, &nomem);
     return nomem ? SQLITE_NOMEM : SQLITE_OK;
 }
 
@@ -270,6 +273,7 @@ static int do_enqueue(luar_sq_t *s, luar_qop_t *op)
         int later = spec->run_at > op->now;
         STMT(put, SQ_ARGS_PUT);
         sqlite3_bind_text(put, 1, spec->args, -1, SQLITE_STATIC);
+        bind_text(put, 2, spec->trace);
         src = step_done(put);
         if (src != SQLITE_OK)
             return src;

@@ -178,6 +178,9 @@ static const char *const migrations[] = {
     "CREATE TRIGGER jobs_args_delete AFTER DELETE ON jobs BEGIN"
     "  DELETE FROM job_args WHERE id = old.args_id;"
     "END;",
+    /* 8: the trace context of the span that enqueued a job (W3C traceparent), written
+     * once beside its arguments. */
+    "ALTER TABLE job_args ADD COLUMN trace TEXT;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))

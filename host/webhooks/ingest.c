@@ -780,8 +780,13 @@ void luar_webhook_ingest(luar_webhook_route_t *r, luar_http_req_t *req)
          * takes: one no handler matches stores its dedupe record alone. */
         if (rc == 0 && n > 0 && (rc = request_headers(r, req, &headers)) == 0)
             rc = build_args(r, req, ev, received_at, &headers, &args);
-        for (size_t j = 0; j < n; j++)
+        /* The handlers' attempts are spans under the request's (trace/trace.h). */
+        char tp[LUAR_TRACEPARENT_LEN + 1];
+        luar_trace_format(&req->trace, tp);
+        for (size_t j = 0; j < n; j++) {
             specs[j].args = args.data;
+            specs[j].trace = tp;
+        }
         e->njobs = n;
         /* Zero jobs (no handler matches the type) still records the id: the event was
          * received, and a redelivery is a duplicate. */

@@ -122,6 +122,29 @@ def test_a_callers_own_traceparent_is_sent_as_given():
         up_srv.shutdown()
 
 
+WEBHOOK_APP = r'''
+local webhooks = require "luar.webhooks"
+local log = require "luar.log"
+webhooks.route("/hooks/h", { scheme = "hmac", secret = "tracing-e2e-secret",
+                             header = "X-Signature" })
+webhooks.on("/hooks/h", "#", function(event, meta) log.info("handled", { id = meta.id }) end)
+'''
+
+
+def test_a_webhook_handler_job_runs_in_the_delivery_trace():
+    import hashlib
+    import hmac
+    body = json.dumps({"id": "evt_traced", "type": "a.b"}).encode()
+    sig = hmac.new(b"tracing-e2e-secret", body, hashlib.sha256).hexdigest()
+    with Luar({"main.lua": WEBHOOK_APP}) as srv:
+        status, _, _ = srv.request("POST", "/hooks/h", body=body, headers={
+            "Content-Type": "application/json", "X-Signature": sig,
+            "traceparent": "00-%s-%s-01" % (TRACE, PARENT)})
+        assert status == 200
+        rec = srv.wait_log(lambda r: r.get("msg") == "handled")
+        assert rec["id"] == "evt_traced" and rec["trace_id"] == TRACE, rec
+
+
 def test_a_handler_error_line_carries_the_trace():
     with Luar({"main.lua": APP}) as srv:
         status, _, _ = srv.request("GET", "/fail",
@@ -208,12 +231,19 @@ def test_spans_are_exported_as_otlp_json_with_their_parents():
             # The collector got the configured header on each post.
             assert all(p.get("x-api-key") == "collector-key-123" for p in Collector.posts)
             assert all(p.get("content-type") == "application/json" for p in Collector.posts)
-            # A job attempt is a consumer span; its log lines carry its trace.
+            # A job attempt is a consumer span under the request that enqueued it; its log
+            # lines carry that trace.
             n = len(srv.lines)
-            assert srv.request("POST", "/job")[0] == 200
+            job_trace = "5" * 32
+            assert srv.request("POST", "/job", headers={
+                "traceparent": "00-%s-%s-01" % (job_trace, PARENT)})[0] == 200
             rec = srv.wait_log(lambda r: r.get("msg") == "in the job", start=n)
+            assert rec["trace_id"] == job_trace, rec
             job = wait_spans(lambda sp: sp["kind"] == 5, "the job's span")[0]
-            assert job["name"] == "job traced" and job["traceId"] == rec["trace_id"], (job, rec)
+            assert job["name"] == "job traced" and job["traceId"] == job_trace, (job, rec)
+            enqueuer = wait_spans(lambda sp: sp["kind"] == 2 and sp["traceId"] == job_trace,
+                                  "the enqueuing request's span")[0]
+            assert job["parentSpanId"] == enqueuer["spanId"], (job, enqueuer)
             assert job["attrs"]["luar.job.name"] == "traced"
             assert job["attrs"]["luar.job.id"] == rec["job_id"]
             # A failing request is an error span.
@@ -272,6 +302,7 @@ if __name__ == "__main__":
           test_missing_or_invalid_traceparent_starts_a_new_trace,
           test_a_callers_own_traceparent_is_sent_as_given,
           test_a_handler_error_line_carries_the_trace,
+          test_a_webhook_handler_job_runs_in_the_delivery_trace,
           test_spans_are_exported_as_otlp_json_with_their_parents,
           test_sampling_follows_the_rate_and_the_remote_flag,
           test_a_collector_that_is_down_drops_spans_and_blocks_nothing])

@@ -103,7 +103,7 @@ static void close_q(luar_queue_t *q)
 typedef struct tjob {
     char id[40];
     char name[64], queue[64], args[256], key[64], owner[64];
-    char result[256], last_error[256], traceback[256];
+    char result[256], last_error[256], traceback[256], trace[64];
     int priority, state, attempt, max_attempts;
     double enqueued_at, run_at, started_at, finished_at, lease_expires_at, expires_at;
 } tjob_t;
@@ -144,6 +144,7 @@ static void copy_job(tjob_t *d, const luar_job_t *j)
     cp(d->result, sizeof d->result, j->result);
     cp(d->last_error, sizeof d->last_error, j->last_error);
     cp(d->traceback, sizeof d->traceback, j->traceback);
+    cp(d->trace, sizeof d->trace, j->trace);
     d->priority = j->priority;
     d->state = j->state;
     d->attempt = j->attempt;
@@ -557,6 +558,7 @@ TEST(contract_enqueue_defaults_and_time_ordered_ids)
     CHECK_EQ_STR(j.result, NUL_STR);
     CHECK_EQ_STR(j.last_error, NUL_STR);
     CHECK_EQ_STR(j.traceback, NUL_STR);
+    CHECK_EQ_STR(j.trace, NUL_STR);
     CHECK_EQ_INT(j.state, LUAR_JOB_QUEUED);
     CHECK_EQ_INT(j.priority, 0);
     CHECK_EQ_INT(j.attempt, 0);
@@ -575,6 +577,29 @@ TEST(contract_enqueue_defaults_and_time_ordered_ids)
     CHECK_EQ_INT(j.priority, 7);
     CHECK_EQ_INT(j.max_attempts, 4);
     CHECK_EQ_INT(get(q, "00000000000000000000000000", &j), LUAR_ENOTFOUND);
+    close_q(q);
+}
+
+/* A job keeps the trace context of the span that enqueued it, through claims and retries. */
+TEST(contract_job_keeps_the_trace_it_was_enqueued_with)
+{
+    static const char tp[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    luar_queue_t *q = open_fresh();
+    char id[40], plain[40];
+    luar_job_spec_t s = {.name = "traced", .trace = tp};
+    CHECK_EQ_INT(enqueue1(q, &s, id), 0);
+    CHECK_EQ_INT(enqueue_named(q, "untraced", NULL, plain), 0);
+    tjob_t j;
+    CHECK_EQ_INT(get(q, id, &j), 0);
+    CHECK_EQ_STR(j.trace, tp);
+    CHECK_EQ_INT(get(q, plain, &j), 0);
+    CHECK_EQ_STR(j.trace, NUL_STR);
+    res_t r;
+    CHECK_EQ_INT(claim(q, NULL, 2, "w", 30, &r), 0);
+    CHECK_EQ_INT(r.n, 2);
+    for (size_t i = 0; i < r.n; i++)
+        CHECK_EQ_STR(r.jobs[i].trace, strcmp(r.jobs[i].id, id) == 0 ? tp : NUL_STR);
+    res_free(&r);
     close_q(q);
 }
 
@@ -1936,6 +1961,7 @@ static void run_contract(const backend_t *b)
     RUN(contract_retry_requeues_finished_and_waiting_jobs);
     RUN(contract_retry_many_requeues_matching_jobs);
     RUN(contract_filters_by_error_text_and_time_and_bulk_ops_take_a_max);
+    RUN(contract_job_keeps_the_trace_it_was_enqueued_with);
     RUN(contract_delete_removes_a_job_and_fences_its_worker);
     RUN(contract_purge_deletes_jobs_in_a_state);
     RUN(contract_list_filters_and_pages_newest_first);
