@@ -699,6 +699,20 @@ size_t luar_queue_cache_max_value(luar_queue_t *q)
     return q->cache_max_value;
 }
 
+/* Copies `len` bytes of `value` into the record's arena (NUL-terminated) as op->value. */
+static int op_value(luar_qop_t *op, const char *value, size_t len)
+{
+    char *copy = luar_qop_alloc(op, len + 1);
+    if (copy == NULL)
+        return LUAR_ENOMEM;
+    if (len)
+        memcpy(copy, value, len);
+    copy[len] = '\0';
+    op->value = copy;
+    op->value_len = len;
+    return 0;
+}
+
 /* 1..LUAR_QUEUE_CACHE_MAX_KEY bytes (so no NUL inside: the key is a C string). */
 static int cache_key_ok(const char *key)
 {
@@ -731,13 +745,8 @@ int luar_queue_cache_set(luar_queue_t *q, const char *key, const char *value, si
     START(LUAR_QOP_CACHE_SET, cb);
     op->ttl = ttl;
     rc = op_str(op, &op->cache_key, key);
-    char *copy = luar_qop_alloc(op, len + 1);
-    if (copy == NULL)
-        rc = LUAR_ENOMEM;
-    else if (len)
-        memcpy(copy, value, len);
-    op->value = copy;
-    op->value_len = len;
+    if (rc == 0)
+        rc = op_value(op, value, len);
     return op_submit(op, rc);
 }
 
@@ -776,14 +785,7 @@ int luar_queue_kv(luar_queue_t *q, luar_kv_mode_t mode, const char *key, const c
     op->kv_mode = mode;
     op->ttl = mode == LUAR_KV_PUT || mode == LUAR_KV_ADD ? ttl : 0;
     rc = op_str(op, &op->cache_key, key);
-    if (value != NULL && rc == 0) {
-        char *copy = luar_qop_alloc(op, len + 1);
-        if (copy == NULL)
-            rc = LUAR_ENOMEM;
-        else if (len)
-            memcpy(copy, value, len);
-        op->value = copy;
-        op->value_len = len;
-    }
+    if (value != NULL && rc == 0)
+        rc = op_value(op, value, len);
     return op_submit(op, rc);
 }
