@@ -49,8 +49,7 @@ int luar_oauth_seal(const void *plain, size_t len, const char *aad, luar_buf_t *
     return luar_aead_encrypt(g_key, plain, len, aad, strlen(aad), out);
 }
 
-int luar_oauth_open(const void *blob, size_t len, const char *aad, luar_buf_t *out,
-                    luar_buf_t *why)
+int luar_oauth_open(const void *blob, size_t len, const char *aad, luar_buf_t *out, luar_buf_t *why)
 {
     if (!g_key_set)
         return LUAR_ECONFIG;

@@ -89,7 +89,9 @@ function M.provider(name, opts)
         error("oauth.provider: the name must be letters, digits, '_' or '-', got " ..
               tostring(name), 2)
     end
-    if type(opts) ~= "table" then error(("oauth.provider(%q): expected an options table"):format(name), 2) end
+    if type(opts) ~= "table" then
+        error(("oauth.provider(%q): expected an options table"):format(name), 2)
+    end
     if providers[name] then error(("oauth.provider(%q): declared twice"):format(name), 2) end
     local p = {}
     for k, v in pairs(PRESETS[name] or {}) do p[k] = v end
@@ -116,8 +118,9 @@ function M.provider(name, opts)
     p.jwks = nil
     providers[name] = p
     if p.authorize_url then
-        http.route("GET", "/oauth/" .. name .. "/start", function(req) return start_route(p, req) end)
-        http.route("GET", "/oauth/" .. name .. "/callback", function(req) return callback_route(p, req) end)
+        local base = "/oauth/" .. name
+        http.route("GET", base .. "/start", function(req) return start_route(p, req) end)
+        http.route("GET", base .. "/callback", function(req) return callback_route(p, req) end)
     end
     return p
 end
@@ -200,7 +203,8 @@ local function record_of(body, prev, requested)
         token_type = body.token_type or "Bearer",
         refresh_token = body.refresh_token or (prev and prev.refresh_token),
         -- RFC 6749 §5.1: no scope in the answer means the scope requested was granted
-        scopes = body.scope and split_scopes(body.scope) or (prev and prev.scopes) or requested or {},
+        scopes = body.scope and split_scopes(body.scope) or (prev and prev.scopes) or requested
+            or {},
         obtained_at = now,
     }
     local ttl = tonumber(body.expires_in)
@@ -284,19 +288,23 @@ function M.token(name, account, opts)
     local rec, err = load(key)
     if err then return nil, err end
     if not rec then
-        return nil, oerr("not_connected", ("account %s has not connected %s (send it to /oauth/%s/start?account=...)")
-            :format(account, p.name, p.name), { provider = p.name, account = account })
+        return nil, oerr("not_connected",
+            ("account %s has not connected %s (send it to /oauth/%s/start?account=...)")
+                :format(account, p.name, p.name), { provider = p.name, account = account })
     end
     local missing = missing_scopes(rec, opts and opts.scopes)
     if missing then
-        return nil, oerr("insufficient_scope", ("scope %s was not granted by %s for account %s (granted: %s); connect again asking for it")
-            :format(table.concat(missing, ", "), p.name, account, table.concat(rec.scopes or {}, " ")),
+        return nil, oerr("insufficient_scope",
+            ("scope %s was not granted by %s for account %s (granted: %s); connect again "
+             .. "asking for it"):format(table.concat(missing, ", "), p.name, account,
+                                        table.concat(rec.scopes or {}, " ")),
             { provider = p.name, account = account, missing = missing })
     end
     if fresh(p, rec) then return rec.access_token, rec end
     if not rec.refresh_token then
-        return nil, oerr("expired", ("the %s token of account %s expired and there is no refresh token; connect again")
-            :format(p.name, account), { provider = p.name, account = account })
+        return nil, oerr("expired",
+            ("the %s token of account %s expired and there is no refresh token; connect again")
+                :format(p.name, account), { provider = p.name, account = account })
     end
     local out, ferr = single_flight(p.name .. ":" .. account,
         function() return load(key) end,
@@ -367,7 +375,8 @@ function M.revoke(name, account)
                                       headers = headers, timeout = 15 }
         if not res then return nil, e end
         if res.status ~= 200 then
-            return nil, oerr("revoke_failed", ("%s revocation endpoint answered %d"):format(p.name, res.status),
+            return nil, oerr("revoke_failed",
+                ("%s revocation endpoint answered %d"):format(p.name, res.status),
                 { status = res.status, provider = p.name, account = account })
         end
     end
@@ -470,7 +479,8 @@ end
 
 local function page(status, title, text)
     return { status = status,
-             headers = { ["Content-Type"] = "text/html; charset=utf-8", ["Cache-Control"] = "no-store" },
+             headers = { ["Content-Type"] = "text/html; charset=utf-8",
+                         ["Cache-Control"] = "no-store" },
              body = ("<!doctype html><html><head><meta charset=\"utf-8\"><title>%s</title></head>"
                      .. "<body><h1>%s</h1><p>%s</p></body></html>\n")
                  :format(html_escape(title), html_escape(title), html_escape(text)) }
@@ -493,7 +503,8 @@ local function query_string(t)
     table.sort(keys)
     local parts = {}
     for _, k in ipairs(keys) do
-        local v = tostring(t[k]):gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end)
+        local v = tostring(t[k]):gsub("[^%w%-%._~]",
+                                      function(c) return ("%%%02X"):format(c:byte()) end)
         parts[#parts + 1] = k .. "=" .. v
     end
     return table.concat(parts, "&")
@@ -506,7 +517,9 @@ function start_route(p, req)
     end
     if p.start_guard then
         local ok, why = p.start_guard(req, account)
-        if not ok then return page(403, "Not allowed", why or "This connection may not be started here.") end
+        if not ok then
+            return page(403, "Not allowed", why or "This connection may not be started here.")
+        end
     end
     local state = crypto.base64url(crypto.random(32))
     local rec = { provider = p.name, account = account, issued_at = time.now(),
@@ -528,7 +541,8 @@ function start_route(p, req)
     local ok, err = save("oauth:state:" .. state, rec, STATE_TTL)
     if not ok then
         log.error("oauth start failed", { provider = p.name, error = tostring(err) })
-        return page(503, "Try again", "The connection could not be started: " .. (err.message or tostring(err)))
+        return page(503, "Try again",
+                    "The connection could not be started: " .. (err.message or tostring(err)))
     end
     local sep = p.authorize_url:find("?", 1, true) and "&" or "?"
     return { status = 302, headers = { Location = p.authorize_url .. sep .. query_string(params),
@@ -547,15 +561,17 @@ function callback_route(p, req)
     if not found then
         local used = core.kv("get", "oauth:used:" .. state)
         if used then
-            return page(400, "Invalid callback", "This state was already used: a callback is accepted once.")
+            return page(400, "Invalid callback",
+                        "This state was already used: a callback is accepted once.")
         end
-        return page(400, "Invalid callback", "Unknown or expired state: start the connection again.")
+        return page(400, "Invalid callback",
+                    "Unknown or expired state: start the connection again.")
     end
     core.kv("put", "oauth:used:" .. state, "1", 24 * 3600)
-    local plain, oerr_ = core.open(blob, key)
+    local plain, open_err = core.open(blob, key)
     local rec = plain and json.decode(plain)
     if not rec then
-        return page(400, "Invalid callback", "The state cannot be read: " .. tostring(oerr_))
+        return page(400, "Invalid callback", "The state cannot be read: " .. tostring(open_err))
     end
     if rec.provider ~= p.name then
         return page(400, "Invalid callback", ("This state was issued for provider %s, not %s.")
@@ -571,7 +587,8 @@ function callback_route(p, req)
     if type(q.code) ~= "string" or q.code == "" then
         return page(400, "Invalid callback", "The callback has no code parameter.")
     end
-    local form = { grant_type = "authorization_code", code = q.code, redirect_uri = rec.redirect_uri }
+    local form = { grant_type = "authorization_code", code = q.code,
+                   redirect_uri = rec.redirect_uri }
     if rec.verifier then form.code_verifier = rec.verifier end
     local body, err = token_request(p, form)
     if not body then
@@ -592,10 +609,12 @@ function callback_route(p, req)
     end
     local ok, serr = save(token_key(p, rec.account), tok)
     if not ok then
-        return page(503, "Try again", "The tokens could not be stored: " .. (serr.message or tostring(serr)))
+        return page(503, "Try again",
+                    "The tokens could not be stored: " .. (serr.message or tostring(serr)))
     end
-    local n, perr = events.publish("oauth.connected", { provider = p.name, account = rec.account,
-                                                        scopes = tok.scopes, expires_at = tok.expires_at })
+    local n, perr = events.publish("oauth.connected", {
+        provider = p.name, account = rec.account, scopes = tok.scopes,
+        expires_at = tok.expires_at })
     if not n then log.warn("oauth.connected not published", { error = tostring(perr) }) end
     log.info("oauth connected", { provider = p.name, account = rec.account })
     if p.success_url then

@@ -111,10 +111,12 @@ static const char *const sql[SQ_STMTS] = {
     /* Takes the place of an expired row only. */
     [SQ_KV_ADD] = "INSERT INTO kv (key, value, expires_at) VALUES (?1, ?2, ?3) "
                   "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
-                  "expires_at = excluded.expires_at WHERE kv.expires_at > 0 AND kv.expires_at <= ?4",
+                  "expires_at = excluded.expires_at "
+                  "WHERE kv.expires_at > 0 AND kv.expires_at <= ?4",
     [SQ_KV_DELETE] = "DELETE FROM kv WHERE key = ?1 AND (?2 IS NULL OR value = ?2) "
                      "AND (expires_at = 0 OR expires_at > ?3)",
-    [SQ_SWEEP_KV] = "DELETE FROM kv INDEXED BY kv_expires WHERE expires_at > 0 AND expires_at < ?1",
+    [SQ_SWEEP_KV] =
+        "DELETE FROM kv INDEXED BY kv_expires WHERE expires_at > 0 AND expires_at < ?1",
     [SQ_SAVEPOINT] = "SAVEPOINT op",
     [SQ_RELEASE_SAVEPOINT] = "RELEASE op",
     [SQ_ROLLBACK_SAVEPOINT] = "ROLLBACK TO op",

@@ -5,8 +5,9 @@ key; it checks PKCE S256 at its token endpoint and carries the nonce into ID tok
 An HTTP client follows the redirects by hand: /oauth/mock/start -> the provider's
 /authorize -> /oauth/mock/callback; the tokens land encrypted in the backend and
 oauth.connected reaches a subscriber. Then: wrong, missing, replayed and cross-provider
-states answer 400; ID tokens with another audience, another nonce or a payload changed
-after signing are refused (nothing stored); a token close to expiry is refreshed once for
+states answer 400, as do a declined authorization (error=access_denied, escaped in the
+page) and a start refused by start_guard (403); ID tokens with another audience, another
+nonce or a payload changed after signing are refused (nothing stored); a token close to expiry is refreshed once for
 50 concurrent callers (refresh requests counted at the provider), also across two
 instances sharing one SQLite file; a revoked refresh token surfaces as kind "oauth", code
 invalid_grant; client credentials are cached; revoke calls the provider and forgets the
@@ -46,6 +47,7 @@ oauth.provider("mock", {
 oauth.provider("other", {
   authorize_url = ISS .. "/authorize", token_url = ISS .. "/token",
   client_id = "other-client", scopes = { "read" },
+  start_guard = function(req, account) return account ~= "blocked", "account blocked here" end,
 })
 
 events.subscribe("oauth.connected", "seen", function(p)
@@ -55,7 +57,8 @@ end)
 
 local function answer(tok, err)
   if not tok then
-    return { status = 200, json = { ok = false, kind = err.kind, code = err.code, message = err.message } }
+    return { status = 200, json = { ok = false, kind = err.kind, code = err.code,
+                                    message = err.message } }
   end
   return { json = { ok = true, token = tok } }
 end
@@ -130,7 +133,8 @@ class Provider:
 
 def start_luar(provider, config_extra="", port=None, queue_url=None):
     port = port or free_port()
-    conf = 'return { reload = { watch = false }, jobs = { poll = 0.1 }, public_url = "http://127.0.0.1:%d"%s%s }' % (
+    conf = ('return { reload = { watch = false }, jobs = { poll = 0.1 }, '
+            'public_url = "http://127.0.0.1:%d"%s%s }') % (
         port, ', queue = "%s"' % queue_url if queue_url else "", config_extra)
     return Luar(scripts={"main.lua": APP}, config=conf, listen="127.0.0.1:%d" % port,
                 env={"OAUTH_ISSUER": provider.issuer, "LUAR_SECRETS_KEY": KEY})
@@ -150,7 +154,8 @@ def get(url):
 
 def authorize(luar, provider, account, name="mock"):
     """start -> authorize: returns (authorize URL, the callback URL the provider redirects to)."""
-    status, h, body = get("http://127.0.0.1:%d/oauth/%s/start?account=%s" % (luar.port, name, account))
+    status, h, body = get("http://127.0.0.1:%d/oauth/%s/start?account=%s"
+                          % (luar.port, name, account))
     assert status == 302, (status, body)
     auth_url = h["location"]
     assert auth_url.startswith(provider.issuer + "/authorize?"), auth_url
@@ -230,6 +235,15 @@ def test_state_rejected():
         assert len(provider.grants("authorization_code")) == 1
         status, _, body = get(base + "/oauth/mock/start")
         assert status == 400 and b"account" in body, (status, body)
+        status, _, body = get(base + "/oauth/other/start?account=blocked")
+        assert status == 403 and b"account blocked here" in body, (status, body)
+        # the user declined at the provider: a valid state with error=access_denied
+        _, cb3 = authorize(luar, provider, "acct-d")
+        state = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(cb3).query))["state"]
+        status, _, body = get(base + "/oauth/mock/callback?state=%s&error=access_denied"
+                              "&error_description=%%3Cb%%3Eno%%3C%%2Fb%%3E" % state)
+        assert status == 400 and b"access_denied: &lt;b&gt;no&lt;/b&gt;" in body, (status, body)
+        assert len(provider.grants("authorization_code")) == 1
 
 
 def test_id_token_checked():
@@ -331,7 +345,8 @@ def test_tokens_encrypted_in_sqlite():
         assert b"client-secret-xyz" not in raw
         db = sqlite3.connect(os.path.join(luar.data, "luar.db"))
         try:
-            rows = db.execute("SELECT key, value FROM kv WHERE key LIKE 'oauth:token:%'").fetchall()
+            rows = db.execute("SELECT key, value FROM kv "
+                              "WHERE key LIKE 'oauth:token:%'").fetchall()
         finally:
             db.close()
         assert [r[0] for r in rows] == ["oauth:token:mock:acct-e"], rows
@@ -347,7 +362,7 @@ def test_tokens_encrypted_in_redis():
         connect(luar, provider, "acct-rd")
         code = provider.grants("authorization_code")[0]
         results = burst(luar, "acct-rd", 20)
-        assert len(provider.grants("refresh_token")) == 1, (provider.grants("refresh_token"), results)
+        assert len(provider.grants("refresh_token")) == 1, provider.grants("refresh_token")
         new = provider.grants("refresh_token")[0]["access_token"]
         assert all(r["token"] == new for r in results)
         keys = redis.command("KEYS", "*oauth:token:*")
