@@ -101,7 +101,7 @@ static int core_kv(lua_State *L)
     luar_queue_t *q = luar_jobs_queue();
     if (q == NULL)
         return backend_fail(L, LUAR_EINVAL);
-    luar_bridge_op_t *op = luar_bridge_op_new(L, "oauth", sizeof(struct kv_wait));
+    luar_bridge_op_t *op = luar_bridge_op_new(L, "luar.oauth", sizeof(struct kv_wait));
     luar_bridge_op_set_cleanup(op, kv_cleanup);
     int rc = luar_queue_kv(q, mode, key, value, len, ttl, on_kv, op);
     if (rc != 0) {
