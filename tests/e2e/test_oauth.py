@@ -11,7 +11,8 @@ nonce or a payload changed after signing are refused (nothing stored); a token c
 50 concurrent callers (refresh requests counted at the provider), also across two
 instances sharing one SQLite file; a revoked refresh token surfaces as kind "oauth", code
 invalid_grant; client credentials are cached; revoke calls the provider and forgets the
-account; and neither the SQLite file nor the Redis key holds any token text."""
+account; neither the SQLite file nor the Redis key holds any token text, and an instance
+with another secrets key cannot read the tokens."""
 import concurrent.futures
 import glob
 import json
@@ -131,13 +132,13 @@ class Provider:
         self.close()
 
 
-def start_luar(provider, config_extra="", port=None, queue_url=None):
+def start_luar(provider, config_extra="", port=None, queue_url=None, key=KEY):
     port = port or free_port()
     conf = ('return { reload = { watch = false }, jobs = { poll = 0.1 }, '
             'public_url = "http://127.0.0.1:%d"%s%s }') % (
         port, ', queue = "%s"' % queue_url if queue_url else "", config_extra)
     return Luar(scripts={"main.lua": APP}, config=conf, listen="127.0.0.1:%d" % port,
-                env={"OAUTH_ISSUER": provider.issuer, "LUAR_SECRETS_KEY": KEY})
+                env={"OAUTH_ISSUER": provider.issuer, "LUAR_SECRETS_KEY": key})
 
 
 def get(url):
@@ -355,6 +356,24 @@ def test_tokens_encrypted_in_sqlite():
         assert code["access_token"].encode() not in blob
 
 
+def test_another_key_cannot_read_the_tokens():
+    shared = tempfile.mkdtemp(prefix="luar-oauth-key-")
+    try:
+        url = "sqlite:" + os.path.join(shared, "luar.db")
+        with Provider() as provider:
+            with start_luar(provider, queue_url=url) as luar:
+                connect(luar, provider, "acct-k")
+                assert token(luar, "acct-k")["ok"]
+            with start_luar(provider, queue_url=url, key="8" * 64) as other:
+                got = token(other, "acct-k")
+                assert not got["ok"] and got["kind"] == "oauth", got
+                assert "cannot be decrypted: wrong key" in got["message"], got
+            with start_luar(provider, queue_url=url) as again:   # the right key reads it
+                assert token(again, "acct-k")["ok"]
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
 def test_tokens_encrypted_in_redis():
     with RedisServer() as redis, Provider() as provider, \
             start_luar(provider, queue_url=redis.url(prefix="lt:")) as luar:
@@ -376,4 +395,5 @@ if __name__ == "__main__":
     main([test_flow_pkce_connected_event, test_state_rejected, test_id_token_checked,
           test_refresh_once_for_50_callers, test_refresh_once_across_instances,
           test_invalid_refresh_token_is_oauth_error, test_client_credentials_cached_and_revoke,
-          test_tokens_encrypted_in_sqlite, test_tokens_encrypted_in_redis])
+          test_tokens_encrypted_in_sqlite, test_another_key_cannot_read_the_tokens,
+          test_tokens_encrypted_in_redis])
