@@ -10,6 +10,7 @@
 #include "cli/webhook_cmd.h"
 #include "cli/secrets_cmd.h"
 #include "jobs/jobs.h"
+#include "oauth/oauth.h"
 #include "queue/queue.h"
 #include "sched/cron.h"
 #include "common/error.h"
@@ -163,8 +164,11 @@ static int load_config(const args_t *a, luar_config_t *cfg)
     int rc = luar_config_load(cfg, &a->flags, &err);
     if (rc)
         fprintf(stderr, "%s", err.data ? err.data : "configuration error\n");
-    else
+    if (rc == 0) {
         luar_deliver_configure(&cfg->webhooks); /* webhook deliveries follow it (any job runner) */
+        /* luar.oauth's public_url and the key its tokens are sealed under */
+        luar_oauth_configure(cfg->public_url, cfg->secrets_key.bytes, cfg->secrets_key.set);
+    }
     luar_buf_free(&err);
     return rc ? 2 : 0;
 }

@@ -646,6 +646,8 @@ static void read_table(loader_t *ld, lua_State *L)
         set_str(&cfg->data, s);
     if ((s = opt_string(ld, L, "queue", "queue")))
         set_str(&cfg->queue, s);
+    if ((s = opt_string(ld, L, "public_url", "public_url")))
+        set_str(&cfg->public_url, s);
     int t = lua_getfield(L, -1, "workers");
     if (t == LUA_TNUMBER || t == LUA_TSTRING) {
         if (parse_workers(lua_tostring(L, -1), &cfg->workers))
@@ -818,6 +820,8 @@ static void apply_env(loader_t *ld)
         set_str(&cfg->admin_token, v);
     if ((v = getenv("LUAR_SECRETS_KEY")) && *v)
         set_secrets_key(ld, v, "LUAR_SECRETS_KEY");
+    if ((v = getenv("LUAR_PUBLIC_URL")) && *v)
+        set_str(&cfg->public_url, v);
 }
 
 static void apply_flags(loader_t *ld, const luar_config_flags_t *f)
@@ -911,6 +915,7 @@ void luar_config_free(luar_config_t *cfg)
         free(cfg->jobs.queues[i].name);
     free(cfg->file);
     free(cfg->scripts);
+    free(cfg->public_url);
     free(cfg->data);
     free(cfg->queue);
     free(cfg->admin_token);

@@ -99,6 +99,7 @@ typedef struct luar_config {
     char *secrets_file;     /* secrets.file; default <data>/secrets.enc */
     luar_secrets_key_t secrets_key; /* LUAR_SECRETS_KEY, else secrets.key; wiped on free */
     char *audit_file;       /* audit.file; default <data>/audit.log */
+    char *public_url;       /* public_url (LUAR_PUBLIC_URL): OAuth redirect URIs; NULL: none */
     struct {
         size_t max_bytes; /* cache.max_bytes: the in-process cache's bound (64 MiB) */
         size_t max_value; /* cache.max_value: the largest value luar.cache stores (1 MiB) */

@@ -34,6 +34,7 @@ static const luar_lua_module_t modules[] = {
     {"luar.ratelimit", luaopen_luar_ratelimit},
     {"luar.cache", luaopen_luar_cache},
     {"luar.redis", luaopen_luar_redis},
+    {"luar.oauth", luaopen_luar_oauth},
     {"cjson", luaopen_cjson},
     {"cjson.safe", luaopen_cjson_safe},
     {NULL, NULL},

@@ -21,6 +21,7 @@ int luaopen_luar_secrets(lua_State *L);
 int luaopen_luar_ratelimit(lua_State *L);
 int luaopen_luar_cache(lua_State *L);
 int luaopen_luar_redis(lua_State *L);
+int luaopen_luar_oauth(lua_State *L);
 
 /* Sets package.preload[name] = open for every module of the table. Stack [-0, +0]. */
 void luar_lua_open_modules(lua_State *L);

@@ -41,9 +41,10 @@ typedef enum luar_qop_kind {
     LUAR_QOP_CACHE_SET,
     LUAR_QOP_CACHE_DELETE,
     LUAR_QOP_CACHE_INCR,
+    LUAR_QOP_KV,
 } luar_qop_kind_t;
 
-#define LUAR_QOP_KINDS 21
+#define LUAR_QOP_KINDS 22
 
 /* A block of the per-operation arena (see luar_qop_alloc). */
 typedef struct luar_qop_block luar_qop_block_t;
@@ -85,6 +86,7 @@ typedef struct luar_qop {
     const char *value;        /* cache_set: value_len bytes (NUL-terminated in the arena) */
     size_t value_len;
     int64_t delta; /* cache_incr */
+    luar_kv_mode_t kv_mode; /* kv: cache_key, value (NULL: none), ttl */
     /* cache_set, cache_incr: `ttl` above, seconds, 0 for none */
 
     /* ---- outputs ---- */
@@ -104,7 +106,7 @@ typedef struct luar_qop {
     luar_gcra_result_t rate; /* rate */
     const char *out_value;   /* cache_get: the value (in the arena), NULL when absent */
     size_t out_value_len;
-    int64_t number; /* cache_incr: the new value */
+    int64_t number; /* cache_incr: the new value; kv: applied (0 or 1) */
 
     luar_qop_block_t *arena;
 } luar_qop_t;

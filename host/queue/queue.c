@@ -182,6 +182,11 @@ void luar_qop_complete(luar_qop_t *op)
     case LUAR_QOP_CACHE_INCR:
         ((luar_queue_cache_incr_cb)op->cb)(op->arg, rc, ok ? op->number : 0);
         break;
+    case LUAR_QOP_KV:
+        ((luar_queue_kv_cb)op->cb)(op->arg, rc, ok ? (int)op->number : 0,
+                                   ok ? op->out_value : NULL,
+                                   ok && op->out_value ? op->out_value_len : 0);
+        break;
     }
     luar_qop_free(op);
 }
@@ -695,6 +700,20 @@ size_t luar_queue_cache_max_value(luar_queue_t *q)
     return q->cache_max_value;
 }
 
+/* Copies `len` bytes of `value` into the record's arena (NUL-terminated) as op->value. */
+static int op_value(luar_qop_t *op, const char *value, size_t len)
+{
+    char *copy = luar_qop_alloc(op, len + 1);
+    if (copy == NULL)
+        return LUAR_ENOMEM;
+    if (len)
+        memcpy(copy, value, len);
+    copy[len] = '\0';
+    op->value = copy;
+    op->value_len = len;
+    return 0;
+}
+
 /* 1..LUAR_QUEUE_CACHE_MAX_KEY bytes (so no NUL inside: the key is a C string). */
 static int cache_key_ok(const char *key)
 {
@@ -727,13 +746,8 @@ int luar_queue_cache_set(luar_queue_t *q, const char *key, const char *value, si
     START(LUAR_QOP_CACHE_SET, cb);
     op->ttl = ttl;
     rc = op_str(op, &op->cache_key, key);
-    char *copy = luar_qop_alloc(op, len + 1);
-    if (copy == NULL)
-        rc = LUAR_ENOMEM;
-    else if (len)
-        memcpy(copy, value, len);
-    op->value = copy;
-    op->value_len = len;
+    if (rc == 0)
+        rc = op_value(op, value, len);
     return op_submit(op, rc);
 }
 
@@ -755,5 +769,24 @@ int luar_queue_cache_incr(luar_queue_t *q, const char *key, int64_t delta, doubl
     op->delta = delta;
     op->ttl = ttl;
     rc = op_str(op, &op->cache_key, key);
+    return op_submit(op, rc);
+}
+
+/* ---- durable key-value -------------------------------------------------------------- */
+
+int luar_queue_kv(luar_queue_t *q, luar_kv_mode_t mode, const char *key, const char *value,
+                  size_t len, double ttl, luar_queue_kv_cb cb, void *arg)
+{
+    if (!cache_key_ok(key) || mode < LUAR_KV_GET || mode > LUAR_KV_TAKE || !ttl_ok(ttl) ||
+        ((mode == LUAR_KV_PUT || mode == LUAR_KV_ADD) && value == NULL))
+        return LUAR_EINVAL;
+    if (q != NULL && len > q->cache_max_value)
+        return LUAR_ETOOBIG;
+    START(LUAR_QOP_KV, cb);
+    op->kv_mode = mode;
+    op->ttl = mode == LUAR_KV_PUT || mode == LUAR_KV_ADD ? ttl : 0;
+    rc = op_str(op, &op->cache_key, key);
+    if (value != NULL && rc == 0)
+        rc = op_value(op, value, len);
     return op_submit(op, rc);
 }

@@ -337,4 +337,35 @@ typedef void (*luar_queue_cache_incr_cb)(void *arg, int rc, int64_t value);
 int luar_queue_cache_incr(luar_queue_t *q, const char *key, int64_t delta, double ttl,
                           luar_queue_cache_incr_cb cb, void *arg);
 
+/* ---- durable key-value (luar.oauth) ------------------------------------------------- */
+
+/*
+ * Small durable records shared by every process and instance on the backend, with an
+ * optional expiry: OAuth tokens (already encrypted by the caller), OAuth states, and the
+ * locks that keep one token refresh in flight. Unlike the cache, what is written here stays
+ * until deleted or expired (SQLite: the `kv` table of the queue's file; Redis: the key
+ * <prefix>kv:<key>). Keys as the cache's; values up to the cache's max_value.
+ *
+ *   LUAR_KV_GET     cb(applied = 1 when found, value, len)
+ *   LUAR_KV_PUT     replaces; applied = 1
+ *   LUAR_KV_ADD     stores only when the key is absent (or expired): applied = 1 when it did
+ *                   (a lock: set-if-absent with a ttl)
+ *   LUAR_KV_DELETE  removes; with a value, only when the stored value equals it (releasing
+ *                   a lock one still owns); applied = 1 when something was removed
+ *   LUAR_KV_TAKE    removes and returns the value in one step (a one-time state): applied
+ *                   = 1 with the value when it was there
+ * `ttl` in seconds (0: no expiry) for PUT and ADD.
+ */
+typedef enum luar_kv_mode {
+    LUAR_KV_GET = 0,
+    LUAR_KV_PUT,
+    LUAR_KV_ADD,
+    LUAR_KV_DELETE,
+    LUAR_KV_TAKE,
+} luar_kv_mode_t;
+
+typedef void (*luar_queue_kv_cb)(void *arg, int rc, int applied, const char *value, size_t len);
+int luar_queue_kv(luar_queue_t *q, luar_kv_mode_t mode, const char *key, const char *value,
+                  size_t len, double ttl, luar_queue_kv_cb cb, void *arg);
+
 #endif

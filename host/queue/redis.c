@@ -564,6 +564,19 @@ static int read_reply(call_t *c, const redisReply *reply)
             return LUAR_EPARSE;
         op->number = rint64(reply->element[1]); /* the value as text: exact beyond 2^53 */
         return 0;
+    case LUAR_QOP_KV: {
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1)
+            return LUAR_EPARSE;
+        op->number = rint64(reply->element[0]) != 0;
+        if (reply->elements < 2)
+            return 0;
+        if (reply->element[1]->type != REDIS_REPLY_STRING)
+            return LUAR_EPARSE;
+        int nomem = 0;
+        op->out_value = rstr(op, reply->element[1], &nomem);
+        op->out_value_len = reply->element[1]->len;
+        return nomem ? LUAR_ENOMEM : 0;
+    }
     case LUAR_QOP_RATE:
         if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 6)
             return LUAR_EPARSE;
@@ -985,6 +998,18 @@ static call_t *build(rq_t *rq, luar_qop_t *op)
         argf(c, "%" PRId64, op->delta);
         argf(c, "%.0f", op->ttl > 0 ? ceil(op->ttl * 1000) : 0);
         return c;
+    case LUAR_QOP_KV: {
+        static const char *const modes[] = {"get", "put", "add", "delete", "take"};
+        c = script_call(rq, op, "kv", 5);
+        if (c == NULL)
+            return NULL;
+        arg(c, modes[op->kv_mode]);
+        arg(c, op->cache_key);
+        arg(c, op->value ? "1" : "0");
+        arg_n(c, op->value ? op->value : "", op->value ? op->value_len : 0);
+        argf(c, "%.0f", op->ttl > 0 ? ceil(op->ttl * 1000) : 0);
+        return c;
+    }
     case LUAR_QOP_RATE: {
         if (op->limit.burst > RATE_TOLERANCE_MAX / op->limit.interval_ns) {
             fail_op(op, LUAR_EINVAL,

@@ -32,6 +32,7 @@
 --   P rate                 hash rate key -> GCRA TAT (unix ns, decimal string)
 --   P rate:tat             zset score TAT in seconds: what the sweep deletes
 --   P cache:<key>          string: a luar.cache value (SET PX / GET / DEL from C; incr here)
+--   P kv:<key>             string: a durable key-value record (luar_queue_kv; op 'kv')
 
 -- A call may also be a batch: EVALSHA <sha> 0 batch <n> then n operations, each as its
 -- argument count followed by its arguments (<op> <prefix> <now> ...). The operations run in
@@ -714,6 +715,26 @@ local function dispatch(op, A)
         return { 1, call('GET', k) }
     elseif op == 'retry_many' or op == 'purge' then
         return retry_many_or_purge(op, A)
+    elseif op == 'kv' then
+        -- mode (get, put, add, delete, take), key, has_value ('1'/'0'), value, ttl_ms:
+        -- { applied } or { 1, value } for get and take when found. Expiry runs on Redis's
+        -- clock (PX), so an expired record is simply absent.
+        local mode, k, has, v, ttl = A[4], P .. 'kv:' .. A[5], A[6] == '1', A[7], tonumber(A[8])
+        if mode == 'get' or mode == 'take' then
+            local cur = call('GET', k)
+            if not cur then return { 0 } end
+            if mode == 'take' then call('DEL', k) end
+            return { 1, cur }
+        elseif mode == 'put' or mode == 'add' then
+            local args = { 'SET', k, v }
+            if mode == 'add' then args[#args + 1] = 'NX' end
+            if ttl > 0 then args[#args + 1] = 'PX'; args[#args + 1] = ttl end
+            return { call(unpack(args)) and 1 or 0 }
+        elseif mode == 'delete' then
+            if has and call('GET', k) ~= v then return { 0 } end
+            return { call('DEL', k) }
+        end
+        return redis.error_reply('luar: unknown kv mode ' .. tostring(mode))
     end
     return redis.error_reply('luar: unknown queue operation ' .. tostring(op))
 end

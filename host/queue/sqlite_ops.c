@@ -106,6 +106,19 @@ static const char *const sql[SQ_STMTS] = {
     [SQ_RATE_PUT] = "INSERT INTO ratelimit (key, tat) VALUES (?1, ?2) "
                     "ON CONFLICT (key) DO UPDATE SET tat = excluded.tat",
     [SQ_SWEEP_RATE] = "DELETE FROM ratelimit WHERE tat < ?1",
+    [SQ_KV_GET] = "SELECT value FROM kv WHERE key = ?1 AND (expires_at = 0 OR expires_at > ?2)",
+    [SQ_KV_PUT] = "INSERT INTO kv (key, value, expires_at) VALUES (?1, ?2, ?3) "
+                  "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                  "expires_at = excluded.expires_at",
+    /* Takes the place of an expired row only. */
+    [SQ_KV_ADD] = "INSERT INTO kv (key, value, expires_at) VALUES (?1, ?2, ?3) "
+                  "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                  "expires_at = excluded.expires_at "
+                  "WHERE kv.expires_at > 0 AND kv.expires_at <= ?4",
+    [SQ_KV_DELETE] = "DELETE FROM kv WHERE key = ?1 AND (?2 IS NULL OR value = ?2) "
+                     "AND (expires_at = 0 OR expires_at > ?3)",
+    [SQ_SWEEP_KV] =
+        "DELETE FROM kv INDEXED BY kv_expires WHERE expires_at > 0 AND expires_at < ?1",
     [SQ_SAVEPOINT] = "SAVEPOINT op",
     [SQ_RELEASE_SAVEPOINT] = "RELEASE op",
     [SQ_ROLLBACK_SAVEPOINT] = "ROLLBACK TO op",
@@ -450,6 +463,12 @@ static int do_sweep(luar_sq_t *s, luar_qop_t *op)
     if (src != SQLITE_OK)
         return src;
     op->count2 += (size_t)sqlite3_changes(s->db);
+    STMT(kv, SQ_SWEEP_KV);
+    sqlite3_bind_double(kv, 1, op->now);
+    src = step_done(kv);
+    if (src != SQLITE_OK)
+        return src;
+    op->count2 += (size_t)sqlite3_changes(s->db);
     return SQLITE_OK;
 }
 
@@ -645,6 +664,79 @@ static int do_rate(luar_sq_t *s, luar_qop_t *op)
     return step_done(put);
 }
 
+/* ---- durable key-value -------------------------------------------------------------- */
+
+/* Reads the live value of op->cache_key into op->out_value (NULL when absent). */
+static int kv_read(luar_sq_t *s, luar_qop_t *op)
+{
+    STMT(get, SQ_KV_GET);
+    sqlite3_bind_text(get, 1, op->cache_key, -1, SQLITE_STATIC);
+    sqlite3_bind_double(get, 2, op->now);
+    int src = sqlite3_step(get);
+    if (src == SQLITE_ROW) {
+        size_t n = (size_t)sqlite3_column_bytes(get, 0);
+        const void *v = sqlite3_column_blob(get, 0);
+        char *copy = luar_qop_alloc(op, n + 1);
+        if (copy == NULL) {
+            op->rc = LUAR_ENOMEM;
+        } else {
+            if (n)
+                memcpy(copy, v, n);
+            op->out_value = copy;
+            op->out_value_len = n;
+            op->number = 1;
+        }
+        src = SQLITE_DONE;
+    }
+    sqlite3_reset(get);
+    return src == SQLITE_DONE ? SQLITE_OK : src;
+}
+
+/* Every mode runs in the writer's transaction, so ADD and TAKE are atomic across processes. */
+static int do_kv(luar_sq_t *s, luar_qop_t *op)
+{
+    double expires = op->ttl > 0 ? op->now + op->ttl : 0;
+    int src;
+    op->number = 0;
+    switch (op->kv_mode) {
+    case LUAR_KV_GET:
+        return kv_read(s, op);
+    case LUAR_KV_PUT:
+    case LUAR_KV_ADD: {
+        int add = op->kv_mode == LUAR_KV_ADD;
+        STMT(put, add ? SQ_KV_ADD : SQ_KV_PUT);
+        sqlite3_bind_text(put, 1, op->cache_key, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(put, 2, op->value, (int)op->value_len, SQLITE_STATIC);
+        sqlite3_bind_double(put, 3, expires);
+        if (add)
+            sqlite3_bind_double(put, 4, op->now);
+        src = step_done(put);
+        if (src == SQLITE_OK)
+            op->number = sqlite3_changes(s->db) > 0;
+        return src;
+    }
+    case LUAR_KV_TAKE:
+        src = kv_read(s, op);
+        if (src != SQLITE_OK || op->number == 0)
+            return src;
+        __attribute__((fallthrough)); /* delete what was read */
+    case LUAR_KV_DELETE: {
+        STMT(del, SQ_KV_DELETE);
+        sqlite3_bind_text(del, 1, op->cache_key, -1, SQLITE_STATIC);
+        if (op->kv_mode == LUAR_KV_DELETE && op->value != NULL)
+            sqlite3_bind_blob(del, 2, op->value, (int)op->value_len, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(del, 2);
+        sqlite3_bind_double(del, 3, op->now);
+        src = step_done(del);
+        if (src == SQLITE_OK)
+            op->number = sqlite3_changes(s->db) > 0;
+        return src;
+    }
+    }
+    return SQLITE_OK;
+}
+
 int luar_sq_exec(luar_sq_t *s, luar_qop_t *op)
 {
     static int (*const run[LUAR_QOP_KINDS])(luar_sq_t *, luar_qop_t *) = {
@@ -665,6 +757,7 @@ int luar_sq_exec(luar_sq_t *s, luar_qop_t *op)
         [LUAR_QOP_NEXT_DUE] = do_next_due,
         [LUAR_QOP_PING] = do_ping,
         [LUAR_QOP_RATE] = do_rate,
+        [LUAR_QOP_KV] = do_kv,
     };
     op->rc = 0;
     return run[op->kind](s, op);

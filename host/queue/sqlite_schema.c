@@ -181,6 +181,15 @@ static const char *const migrations[] = {
     /* 8: the trace context of the span that enqueued a job (W3C traceparent), written
      * once beside its arguments. */
     "ALTER TABLE job_args ADD COLUMN trace TEXT;",
+    /* 9: durable key-value records (luar_queue_kv: OAuth tokens, states, refresh locks),
+     * expires_at unix seconds, 0 for none. An expired row reads as absent; the sweep
+     * deletes them through the partial index. */
+    "CREATE TABLE kv ("
+    "  key TEXT PRIMARY KEY,"
+    "  value BLOB NOT NULL,"
+    "  expires_at REAL NOT NULL DEFAULT 0"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX kv_expires ON kv(expires_at) WHERE expires_at > 0;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))

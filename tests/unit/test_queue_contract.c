@@ -1935,6 +1935,89 @@ TEST(contract_cache_entries_expire_after_their_ttl)
     close_q(q);
 }
 
+/* ---- the durable key-value (luar_queue_kv) ------------------------------------------- */
+
+static void on_kv(void *arg, int rc, int applied, const char *value, size_t len)
+{
+    cache_res_t *r = arg;
+    r->rc = rc;
+    r->number = applied;
+    r->found = value != NULL;
+    r->len = len;
+    if (value)
+        memcpy(r->value, value, len < sizeof r->value ? len : sizeof r->value);
+    r->done = 1;
+}
+
+/* Runs one kv call: "<error N>", else "<applied>" / "<not applied>" or "<applied>:value". */
+static const char *kv(luar_queue_t *q, luar_kv_mode_t mode, const char *key, const char *value,
+                      double ttl)
+{
+    static char out[2100];
+    cache_res_t r = {0};
+    int rc = luar_queue_kv(q, mode, key, value, value ? strlen(value) : 0, ttl, on_kv, &r);
+    if (rc == 0 && wait_for(&r.done))
+        rc = r.rc;
+    if (rc)
+        snprintf(out, sizeof out, "<error %d>", rc);
+    else if (r.found)
+        snprintf(out, sizeof out, "%s:%.*s", r.number ? "<applied>" : "<not applied>",
+                 (int)r.len, r.value);
+    else
+        snprintf(out, sizeof out, "%s", r.number ? "<applied>" : "<not applied>");
+    return out;
+}
+
+TEST(contract_kv_is_durable_shared_and_atomic)
+{
+    luar_queue_t *a = open_fresh();
+    luar_queue_t *b = open_again();
+    CHECK_EQ_STR(kv(a, LUAR_KV_GET, "k", NULL, 0), "<not applied>");
+    CHECK_EQ_STR(kv(a, LUAR_KV_PUT, "k", "one", 0), "<applied>");
+    /* Every handle sees it, SQLite's included (unlike its cache). */
+    CHECK_EQ_STR(kv(b, LUAR_KV_GET, "k", NULL, 0), "<applied>:one");
+    CHECK_EQ_STR(kv(b, LUAR_KV_PUT, "k", "two", 0), "<applied>");
+    CHECK_EQ_STR(kv(a, LUAR_KV_GET, "k", NULL, 0), "<applied>:two");
+    /* add: only when absent (a lock) */
+    CHECK_EQ_STR(kv(a, LUAR_KV_ADD, "lock", "owner-a", 30), "<applied>");
+    CHECK_EQ_STR(kv(b, LUAR_KV_ADD, "lock", "owner-b", 30), "<not applied>");
+    CHECK_EQ_STR(kv(b, LUAR_KV_GET, "lock", NULL, 0), "<applied>:owner-a");
+    /* delete with a value: only while it is still that value */
+    CHECK_EQ_STR(kv(b, LUAR_KV_DELETE, "lock", "owner-b", 0), "<not applied>");
+    CHECK_EQ_STR(kv(a, LUAR_KV_DELETE, "lock", "owner-a", 0), "<applied>");
+    CHECK_EQ_STR(kv(b, LUAR_KV_ADD, "lock", "owner-b", 30), "<applied>");
+    CHECK_EQ_STR(kv(a, LUAR_KV_DELETE, "lock", NULL, 0), "<applied>");
+    CHECK_EQ_STR(kv(a, LUAR_KV_DELETE, "lock", NULL, 0), "<not applied>");
+    /* take: read and delete in one step, once */
+    CHECK_EQ_STR(kv(a, LUAR_KV_PUT, "state", "s1", 600), "<applied>");
+    CHECK_EQ_STR(kv(b, LUAR_KV_TAKE, "state", NULL, 0), "<applied>:s1");
+    CHECK_EQ_STR(kv(a, LUAR_KV_TAKE, "state", NULL, 0), "<not applied>");
+    /* bad arguments fail synchronously */
+    cache_res_t r = {0};
+    CHECK_EQ_INT(luar_queue_kv(a, LUAR_KV_PUT, "", "v", 1, 0, on_kv, &r), LUAR_EINVAL);
+    CHECK_EQ_INT(luar_queue_kv(a, LUAR_KV_PUT, "k", NULL, 0, 0, on_kv, &r), LUAR_EINVAL);
+    CHECK_EQ_INT(luar_queue_kv(a, LUAR_KV_ADD, "k", "v", 1, -1, on_kv, &r), LUAR_EINVAL);
+    CHECK_EQ_INT(r.done, 0);
+    close_q(a);
+    close_q(b);
+}
+
+TEST(contract_kv_records_expire_and_an_expired_lock_can_be_taken)
+{
+    luar_queue_t *q = open_fresh();
+    CHECK_EQ_STR(kv(q, LUAR_KV_ADD, "lock", "dead-owner", 0.4), "<applied>");
+    CHECK_EQ_STR(kv(q, LUAR_KV_PUT, "short", "s", 0.4), "<applied>");
+    CHECK_EQ_STR(kv(q, LUAR_KV_PUT, "forever", "f", 0), "<applied>");
+    CHECK_EQ_STR(kv(q, LUAR_KV_ADD, "lock", "other", 30), "<not applied>");
+    let_time_pass(0.6);
+    CHECK_EQ_STR(kv(q, LUAR_KV_GET, "short", NULL, 0), "<not applied>");
+    CHECK_EQ_STR(kv(q, LUAR_KV_TAKE, "short", NULL, 0), "<not applied>");
+    CHECK_EQ_STR(kv(q, LUAR_KV_GET, "forever", NULL, 0), "<applied>:f");
+    CHECK_EQ_STR(kv(q, LUAR_KV_ADD, "lock", "other", 30), "<applied>");
+    CHECK_EQ_STR(kv(q, LUAR_KV_GET, "lock", NULL, 0), "<applied>:other");
+    close_q(q);
+}
+
 /* Runs the whole contract against backend `b`. */
 static void run_contract(const backend_t *b)
 {
@@ -1979,6 +2062,8 @@ static void run_contract(const backend_t *b)
     RUN(contract_cache_incr_in_flight_together_is_exact);
     RUN(contract_cache_is_shared_by_handles_unless_in_process);
     RUN(contract_cache_entries_expire_after_their_ttl);
+    RUN(contract_kv_is_durable_shared_and_atomic);
+    RUN(contract_kv_records_expire_and_an_expired_lock_can_be_taken);
 }
 
 #ifndef QUEUE_CONTRACT_NO_MAIN

@@ -1,0 +1,74 @@
+---@meta
+-- luar.oauth: "connect your account" OAuth 2.0 with tokens that stay fresh. Providers are
+-- declared while the scripts load (each gets GET /oauth/<name>/start?account=<id> and
+-- GET /oauth/<name>/callback); tokens are stored encrypted under the secrets key in the
+-- queue backend and refreshed once per account across coroutines, processes and
+-- instances. Errors are nil, err with err.kind "oauth" and err.code (not_connected,
+-- insufficient_scope, expired, invalid_grant, timeout, ...). See docs/oauth.md.
+
+---@class luar.oauth
+local oauth = {}
+
+---@class luar.OAuthProviderOptions
+---@field client_id string
+---@field client_secret? string
+---@field authorize_url? string without it, no routes (client credentials only)
+---@field token_url string
+---@field scopes? string[]|string
+---@field pkce? boolean S256, default true
+---@field extra_params? table<string, string> added to the authorization URL
+---@field revoke_url? string RFC 7009 endpoint
+---@field issuer? string OpenID Connect issuer (ID tokens verified; nonce sent)
+---@field jwks_url? string default: discovered from the issuer
+---@field redirect_uri? string default <public_url>/oauth/<name>/callback
+---@field success_url? string redirect after connecting instead of the HTML page
+---@field refresh_margin? number seconds before expiry a token is refreshed (60)
+---@field auth? "post"|"basic" how the client authenticates at token_url ("post")
+---@field start_guard? fun(req: table, account: string): boolean, string? who may start a connection
+
+---@class luar.OAuthRecord
+---@field scopes string[] granted scopes
+---@field expires_at number|nil unix seconds
+---@field token_type string
+---@field id_claims table|nil verified ID-token claims
+
+---Declares a provider (while the scripts load). "google" and "github" are presets: give
+---client_id and client_secret, the rest is filled in (your options win).
+---@param name string letters, digits, '_' and '-'
+---@param opts luar.OAuthProviderOptions
+---@return table provider
+function oauth.provider(name, opts) end
+
+---A valid access token of `account` at `provider`, refreshed first when it expires within
+---refresh_margin (one refresh in flight per account everywhere), ⏸. With opts.scopes, each
+---must have been granted (else code "insufficient_scope" naming the missing ones).
+---@param provider string
+---@param account string
+---@param opts? {scopes: string[]}
+---@return string|nil access_token
+---@return luar.OAuthRecord|luar.Error record_or_err
+function oauth.token(provider, account, opts) end
+
+---An application token from the client-credentials grant, cached until it nears expiry, ⏸.
+---@param provider string
+---@param opts? {scopes: string[], audience: string}
+---@return string|nil access_token
+---@return luar.OAuthRecord|luar.Error record_or_err
+function oauth.client_credentials(provider, opts) end
+
+---Revokes the account's tokens at the provider (revoke_url, when it has one) and deletes
+---them, ⏸. true when tokens were stored, false when there were none.
+---@param provider string
+---@param account string
+---@return boolean|nil ok
+---@return luar.Error? err
+function oauth.revoke(provider, account) end
+
+---What is stored for the account, without the tokens, ⏸; nil when not connected.
+---@param provider string
+---@param account string
+---@return {provider: string, account: string, scopes: string[], expires_at: number?, obtained_at: number, claims: table?, has_refresh_token: boolean}|nil
+---@return luar.Error? err
+function oauth.connection(provider, account) end
+
+return oauth
