@@ -129,6 +129,7 @@ void luar_admin_replay_dead(luar_admin_call_t *c);
 void luar_admin_list_schedules(luar_admin_call_t *c);
 void luar_admin_list_webhooks(luar_admin_call_t *c);
 void luar_admin_list_deliveries(luar_admin_call_t *c);
+void luar_admin_list_plugins(luar_admin_call_t *c);
 void luar_admin_reload(luar_admin_call_t *c);
 
 /* ---- the dashboard's files (web.c) ---------------------------------------------------- */

@@ -4,6 +4,7 @@
  * no headers, no secrets: see webhooks/recent.c and deliver.c), and reload.
  */
 #include "admin/api.h"
+#include "plugin/loader.h"
 #include "cli/jobs_format.h"
 #include "common/error.h"
 #include "jobs/jobs.h"
@@ -256,6 +257,42 @@ void luar_admin_list_webhooks(luar_admin_call_t *c)
 void luar_admin_list_deliveries(luar_admin_call_t *c)
 {
     list_recent(c, "deliveries", LUAR_DELIVER_RING, luar_deliver_recent_json);
+}
+
+/* ---- GET /admin/api/plugins ---------------------------------------------------------- */
+
+static void put_str(luar_buf_t *b, const char *key, const char *v)
+{
+    luar_buf_appendf(b, "\"%s\":", key);
+    if (v)
+        luar_buf_append_json_string(b, v, strlen(v));
+    else
+        luar_buf_puts(b, "null");
+}
+
+/* {"plugins":[{name, version, abi, path, description, loaded, refused, named}…]}: what
+ * `luar plugins` shows, as this process loaded them. */
+void luar_admin_list_plugins(luar_admin_call_t *c)
+{
+    luar_buf_t b;
+    luar_buf_init(&b, 0);
+    luar_buf_puts(&b, "{\"plugins\":[");
+    for (size_t i = 0; i < luar_plugins_count(); i++) {
+        const luar_plugin_info_t *p = luar_plugins_at(i);
+        luar_buf_puts(&b, i ? ",{" : "{");
+        put_str(&b, "name", p->name);
+        luar_buf_putc(&b, ',');
+        put_str(&b, "version", p->version);
+        luar_buf_appendf(&b, ",\"abi\":%d,", p->abi);
+        put_str(&b, "path", p->path);
+        luar_buf_putc(&b, ',');
+        put_str(&b, "description", p->description);
+        luar_buf_appendf(&b, ",\"loaded\":%s,", p->refused ? "false" : "true");
+        put_str(&b, "refused", p->refused);
+        luar_buf_appendf(&b, ",\"named\":%s}", p->named ? "true" : "false");
+    }
+    luar_buf_appendf(&b, "],\"pid\":%d,\"worker\":%d}", (int)getpid(), c->env.worker_id);
+    luar_admin_respond_buf(c, 200, &b);
 }
 
 /* ---- POST /admin/api/reload ---------------------------------------------------------- */

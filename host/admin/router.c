@@ -30,6 +30,7 @@ static const struct admin_route {
     {"GET", "/admin/api/schedules", luar_admin_list_schedules},
     {"GET", "/admin/api/webhooks", luar_admin_list_webhooks},
     {"GET", "/admin/api/deliveries", luar_admin_list_deliveries},
+    {"GET", "/admin/api/plugins", luar_admin_list_plugins},
     {"POST", "/admin/api/reload", luar_admin_reload},
 };
 

@@ -243,7 +243,17 @@ int luar_sq_setup(luar_sq_t *s, luar_buf_t *err)
     sqlite3_extended_result_codes(s->db, 1);
     /* Several processes share the file: wait for the write lock rather than fail. */
     sqlite3_busy_timeout(s->db, 5000);
-    if (query_one(s, "PRAGMA journal_mode = WAL", NULL, mode, sizeof mode) != SQLITE_OK)
+    /* Two processes opening a new file at once (the workers of a supervisor) both switch it
+     * to WAL; the loser is told SQLITE_BUSY at once, without the busy handler (it holds a
+     * shared lock the winner waits on). Try again for up to 5 s, as the busy timeout would:
+     * this is start-up, before the loop runs. */
+    int src = SQLITE_BUSY;
+    for (int i = 0; i < 500 && (src & 0xff) == SQLITE_BUSY; i++) {
+        src = query_one(s, "PRAGMA journal_mode = WAL", NULL, mode, sizeof mode);
+        if ((src & 0xff) == SQLITE_BUSY)
+            sqlite3_sleep(10);
+    }
+    if (src != SQLITE_OK)
         return fail_msg(s, err, "cannot set WAL mode");
     if (sqlite3_stricmp(mode, "wal") != 0) {
         luar_buf_appendf(err, "%s: cannot set WAL mode (journal mode is %s)", s->path, mode);

@@ -5,9 +5,12 @@ args, reload) shows in the queue afterwards and as a record in the audit log, wh
 `luar audit verify` accepts. Jobs fail "by design" until the test heals their upstream."""
 import json
 import os
+import shutil
+import tempfile
 import time
 import urllib.parse
 
+import luar_e2e
 from luar_e2e import Luar, main, run_cli, wait_until
 
 TOKEN = "e2e-admin-api-0d9c8b7a6f5e4d3c2b1a"
@@ -74,6 +77,7 @@ ENDPOINTS = [
     ("POST", "/admin/api/jobs/purge"), ("POST", "/admin/api/dead/replay"),
     ("GET", "/admin/api/schedules"), ("GET", "/admin/api/webhooks"),
     ("GET", "/admin/api/deliveries"), ("POST", "/admin/api/reload"),
+    ("GET", "/admin/api/plugins"),
 ]
 
 
@@ -454,8 +458,32 @@ def test_redis_backend_filters_and_503_while_it_is_down():
             wait_until(lambda: api(luar, "GET", "/admin/api/stats")[0] == 200, "redis back")
 
 
+def test_plugins_loaded_and_refused():
+    """The plugins this process found: the build's provider plugins, loaded; and a file
+    that is no plugin, refused with its reason."""
+    build_plugins = os.path.join(os.path.dirname(os.path.abspath(
+        shutil.which(luar_e2e.BIN) or luar_e2e.BIN)), "plugins")
+    extra = tempfile.mkdtemp(prefix="luar-admin-plugins-")
+    with open(os.path.join(extra, "notaplugin.so"), "w") as f:
+        f.write("not an ELF file\n")
+    cfg = CONFIG.replace("jobs = { poll = 0.1 } }",
+                         "jobs = { poll = 0.1 }, plugins = { dir = { %s, %s } } }"
+                         % (json.dumps(build_plugins), json.dumps(extra)))
+    with Luar({"main.lua": APP}, config=cfg) as luar:
+        doc = ok(luar, "GET", "/admin/api/plugins")
+        by_name = {p["name"]: p for p in doc["plugins"] if p["name"]}
+        for name in ("stripe", "sendgrid", "github", "slack", "shopify", "s3", "sentry"):
+            p = by_name[name]
+            assert p["loaded"] is True and p["refused"] is None and p["abi"] == 1, p
+            assert p["path"].endswith("/%s.so" % name) and p["version"], p
+        bad = [p for p in doc["plugins"] if p["path"].endswith("notaplugin.so")]
+        assert len(bad) == 1 and bad[0]["loaded"] is False and bad[0]["refused"], doc
+        assert doc["pid"] > 0
+
+
 if __name__ == "__main__":
     main([test_every_endpoint_needs_the_token,
+          test_plugins_loaded_and_refused,
           test_jobs_by_state_with_filters_paging_and_detail,
           test_retry_delete_purge_show_in_the_queue_and_the_audit_log,
           test_dead_letter_replay_in_bulk_by_filter,

@@ -170,7 +170,8 @@ def test_reload_reaching_a_worker_still_loading_does_not_kill_it():
         luar.wait_log(lambda r: luar.count_logs(lambda x: x.get("msg") == "listening") >= 2)
         # The worker lived through it: no death reported, the same process still there and
         # serving; the held SIGHUP became a reload once it was ready.
-        assert luar.count_logs(lambda r: "died" in r.get("msg", "")) == 0, luar.lines[-10:]
+        assert luar.count_logs(lambda r: "died" in r.get("msg", "")) == 0, (
+            luar.lines[-10:], luar.stderr_lines[-10:])
         os.kill(pid, 0)
         luar.wait_log(lambda r: r.get("msg") == "scripts reloaded")
         assert luar.get_json("/v") == {"v": 1}

@@ -2766,6 +2766,63 @@ TEST(sqlite_two_processes_share_the_file_and_claim_each_job_once)
     close_q(q);
 }
 
+/* A child of the test below: waits on the pipe, then opens `path` at the same moment as
+ * its siblings. */
+static int child_opens(const char *path, int go)
+{
+    uv_loop_fork(&loop);
+    char c;
+    if (read(go, &c, 1) != 1)
+        return 3;
+    luar_buf_t err;
+    luar_buf_init(&err, 0);
+    int rc = 0;
+    luar_queue_t *q = sqlite_open(path, &err, &rc);
+    if (q == NULL)
+        fprintf(stderr, "  child: %s\n", err.data ? err.data : "?");
+    luar_buf_free(&err);
+    if (q == NULL)
+        return 2;
+    close_q(q);
+    return 0;
+}
+
+/*
+ * The workers of a supervisor open a new database file at the same moment; each must get
+ * it (one switches it to WAL and migrates, the others wait), never "database is locked".
+ */
+TEST(sqlite_processes_opening_a_new_file_together_all_succeed)
+{
+    enum { ROUNDS = 10, PROCS = 4 };
+    int failed = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/together%d/queue.db", tmpdir, round);
+        int go[2];
+        CHECK_EQ_INT(pipe(go), 0);
+        pid_t pids[PROCS];
+        fflush(NULL);
+        for (int k = 0; k < PROCS; k++) {
+            pids[k] = fork();
+            if (pids[k] == 0) {
+                close(go[1]);
+                _exit(child_opens(path, go[0]));
+            }
+        }
+        close(go[0]);
+        char start[PROCS] = {0};
+        CHECK_EQ_INT(write(go[1], start, PROCS), PROCS); /* all at once */
+        close(go[1]);
+        for (int k = 0; k < PROCS; k++) {
+            int status = -1;
+            CHECK_EQ_INT(waitpid(pids[k], &status, 0), pids[k]);
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                failed++;
+        }
+    }
+    CHECK_EQ_INT(failed, 0);
+}
+
 TEST(sqlite_open_failures_name_the_file)
 {
     luar_buf_t err;
@@ -2888,6 +2945,7 @@ int main(void)
     RUN(sqlite_idle_queue_lets_the_loop_end_and_work_keeps_it_running);
     RUN(sqlite_two_processes_share_the_file_and_claim_each_job_once);
     RUN(sqlite_open_failures_name_the_file);
+    RUN(sqlite_processes_opening_a_new_file_together_all_succeed);
     RUN(sqlite_full_disk_is_eio_naming_the_file_and_service_resumes);
     uv_run(&loop, UV_RUN_DEFAULT);
     CHECK_EQ_INT(uv_loop_close(&loop), 0);
