@@ -76,6 +76,9 @@ const readline = require('node:readline');
   });
 
   await server.start(0, '127.0.0.1');
+  // The mock names itself http://localhost:N; a fresh machine may have no localhost entry
+  // in /etc/hosts, and tests speak to 127.0.0.1 only.
+  server.issuer.url = 'http://127.0.0.1:' + server.address().port;
   out({ issuer: server.issuer.url });
 
   const rl = readline.createInterface({ input: process.stdin });
