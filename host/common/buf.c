@@ -226,3 +226,14 @@ char *luar_buf_detach(luar_buf_t *b, size_t *len)
     b->cap = 0;
     return p;
 }
+
+char *luar_memdup(const void *p, size_t len)
+{
+    char *copy = malloc(len + 1);
+    if (copy == NULL)
+        return NULL;
+    if (len)
+        memcpy(copy, p, len);
+    copy[len] = '\0';
+    return copy;
+}

@@ -57,6 +57,12 @@ size_t luar_utf8_seq(const unsigned char *s, size_t n);
  * length, 1 to 4. */
 size_t luar_utf8_put(char out[4], unsigned long cp);
 
+/*
+ * A heap copy of `len` bytes followed by a NUL (binary-safe, unlike strndup: the bytes may
+ * hold NULs); NULL when out of memory. The caller frees it.
+ */
+char *luar_memdup(const void *p, size_t len);
+
 /* Takes the buffer's storage; the caller frees it with free(). The buffer becomes empty. */
 char *luar_buf_detach(luar_buf_t *b, size_t *len);
 

@@ -224,14 +224,10 @@ static void on_get(void *arg, int rc, const char *value, size_t len)
     if (!fired(op, rc))
         return;
     if (rc == 0 && value != NULL) {
-        w->value = malloc(len + 1);
-        if (w->value == NULL) {
+        w->value = luar_memdup(value, len);
+        w->len = len;
+        if (w->value == NULL)
             w->rc = LUAR_ENOMEM;
-        } else {
-            memcpy(w->value, value, len);
-            w->value[len] = '\0';
-            w->len = len;
-        }
     }
     luar_bridge_complete(op);
 }

@@ -44,14 +44,10 @@ static void on_kv(void *arg, int rc, int applied, const char *value, size_t len)
     w->rc = rc;
     w->applied = applied;
     if (rc == 0 && value != NULL) {
-        w->value = malloc(len + 1);
-        if (w->value == NULL) {
+        w->value = luar_memdup(value, len);
+        w->len = len;
+        if (w->value == NULL)
             w->rc = LUAR_ENOMEM;
-        } else {
-            memcpy(w->value, value, len);
-            w->value[len] = '\0';
-            w->len = len;
-        }
     }
     luar_bridge_complete(op);
 }

@@ -364,9 +364,7 @@ static int lock_try(lua_State *L)
     luar_bridge_op_set_cleanup(op, try_cleanup);
     struct try_op *t = luar_bridge_op_data(op);
     t->h = h;
-    t->key = malloc(h->key_len + 1);
-    if (t->key)
-        memcpy(t->key, h->key, h->key_len + 1);
+    t->key = luar_memdup(h->key, h->key_len);
     t->key_len = h->key_len;
     memcpy(t->token, h->token, sizeof t->token);
     char ttl[32];

@@ -144,10 +144,9 @@ static int declare(lua_State *L)
         s->items = items;
         s->cap = cap;
     }
-    char *copy = malloc(len + 1);
+    char *copy = luar_memdup(name, len);
     if (copy == NULL)
         return luaL_error(L, "%s: not enough memory", what);
-    memcpy(copy, name, len + 1);
     lua_pushvalue(L, 2);
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);
     s->items[s->n++] = (sub_t){copy, len, pattern, ref};
@@ -410,10 +409,9 @@ static void sync_subscriptions(void)
             ps.active = a;
             ps.cap = cap;
         }
-        char *copy = malloc(s->len + 1);
+        char *copy = luar_memdup(s->name, s->len);
         if (copy == NULL)
             return;
-        memcpy(copy, s->name, s->len + 1);
         ps.active[ps.nactive++] = (active_t){copy, s->len, s->pattern};
         send_sub(1, s->name, s->len, s->pattern);
         ps.announce = 1;

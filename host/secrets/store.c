@@ -146,12 +146,9 @@ int luar_secret_store_set(luar_secret_store_t *s, const char *name, const void *
         return LUAR_EINVAL;
     if (len > LUAR_SECRET_VALUE_MAX)
         return LUAR_ETOOBIG;
-    char *copy = malloc(len + 1);
+    char *copy = luar_memdup(value, len);
     if (copy == NULL)
         return LUAR_ENOMEM;
-    if (len)
-        memcpy(copy, value, len);
-    copy[len] = '\0';
     size_t i = search(s, name, &found);
     if (existed)
         *existed = found;

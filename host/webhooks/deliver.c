@@ -432,12 +432,10 @@ int luar_deliver_attempt(uv_loop_t *loop, const luar_deliver_msg_t *m, luar_deli
     c->created_at = m->created_at;
     c->span = luar_deliver_span(w);
     c->url = strdup(m->url);
-    c->body = malloc(m->body_len + 1);
+    c->body = luar_memdup(m->body, m->body_len);
     int rc = LUAR_ENOMEM;
     if (c->url == NULL || c->body == NULL)
         goto fail;
-    memcpy(c->body, m->body, m->body_len);
-    c->body[m->body_len] = '\0';
     c->body_len = m->body_len;
     rc = build_headers(c, m, now, err);
     if (rc)
