@@ -110,6 +110,32 @@ static int error_new(lua_State *L)
     return 1;
 }
 
+/* fail(kind, message[, fields]) → nil, err: a new error holding a copy of `fields`. */
+static int error_fail(lua_State *L)
+{
+    luaL_checkstring(L, 1);
+    luaL_checkstring(L, 2);
+    if (!lua_isnoneornil(L, 3))
+        luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 3);
+    lua_pushnil(L);
+    lua_newtable(L);
+    if (lua_istable(L, 3)) {
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, 5);
+        }
+    }
+    lua_pushvalue(L, 1);
+    lua_setfield(L, 5, "kind");
+    lua_pushvalue(L, 2);
+    lua_setfield(L, 5, "message");
+    set_error_mt(L);
+    return 2;
+}
+
 static int error_is(lua_State *L)
 {
     lua_pushboolean(L, luar_lua_is_error(L, 1));
@@ -118,7 +144,8 @@ static int error_is(lua_State *L)
 
 int luaopen_luar_error(lua_State *L)
 {
-    static const luaL_Reg funcs[] = {{"new", error_new}, {"is", error_is}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {
+        {"new", error_new}, {"fail", error_fail}, {"is", error_is}, {NULL, NULL}};
     luaL_newlib(L, funcs);
     return 1;
 }

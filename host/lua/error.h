@@ -26,7 +26,8 @@ int luar_lua_fail(lua_State *L, const char *kind, const char *fmt, ...)
 /* Returns nonzero when the value at `idx` is an error table built by this file. */
 int luar_lua_is_error(lua_State *L, int idx);
 
-/* require "luar.error": new(fields) → err, is(v) → boolean (the same errors, from Lua). */
+/* require "luar.error": new(fields) → err, fail(kind, message[, fields]) → nil, err,
+ * is(v) → boolean (the same errors, from Lua). */
 int luaopen_luar_error(lua_State *L);
 
 #endif

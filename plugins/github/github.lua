@@ -19,11 +19,7 @@ local M = { version = defaults.version }
 -- module's.
 local lerror = require "luar.error"
 
-local function fail(kind, message, fields)
-  local e = { kind = kind, message = message }
-  for k, v in pairs(fields or {}) do e[k] = v end
-  return nil, lerror.new(e)
-end
+local fail = lerror.fail
 
 local DEFAULT_API_VERSION = "2022-11-28"
 local SECONDARY_DEFAULT_WAIT = 60 -- GitHub: "wait at least one minute" without Retry-After

@@ -17,11 +17,7 @@ local M = { version = defaults.version }
 -- module's.
 local lerror = require "luar.error"
 
-local function fail(kind, message, fields)
-  local e = { kind = kind, message = message }
-  for k, v in pairs(fields or {}) do e[k] = v end
-  return nil, lerror.new(e)
-end
+local fail = lerror.fail
 
 -- Validation failures unwind build() as this table; send() turns it into nil, err.
 local Invalid = {}

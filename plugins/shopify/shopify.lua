@@ -11,9 +11,7 @@ local shopify = {}
 -- module's.
 local lerror = require "luar.error"
 
-local function fail(kind, message)
-  return nil, lerror.new({ kind = kind, message = message })
-end
+local fail = lerror.fail
 
 local function unescape(s)
   local bad = false

@@ -17,13 +17,7 @@ local JSON_TYPE = "application/json; charset=utf-8" -- Slack warns "missing_char
 -- module's.
 local lerror = require "luar.error"
 
-local function fail(kind, message, fields)
-  local err = { kind = kind, message = message }
-  for k, v in pairs(fields or {}) do
-    err[k] = v
-  end
-  return nil, lerror.new(err)
-end
+local fail = lerror.fail
 
 local watched = {}
 local function watch(value)

@@ -17,6 +17,15 @@ local lerror = {}
 ---@return luar.Error
 function lerror.new(fields) end
 
+---Returns nil and a new error {kind, message, ...fields} (fields copied): the usual
+---`return lerror.fail("http", "card declined", { status = 402 })`.
+---@param kind string
+---@param message string
+---@param fields? table
+---@return nil
+---@return luar.Error
+function lerror.fail(kind, message, fields) end
+
 ---True when `v` is an error made by a luar module or by lerror.new.
 ---@param v any
 ---@return boolean
