@@ -1,0 +1,507 @@
+"""Every code sample of the book is run: each fenced block of docs/**/*.md and README.md is
+extracted and executed by the real binary according to its info string. A block no runner
+takes fails the test (nothing is skipped in silence); the closing lines count the blocks
+of each kind and list the shell commands left out, each with its reason.
+
+Info strings and what happens to the block:
+
+  lua          a fragment of scripts/main.lua: written to scripts/main.lua of a temporary
+               project and loaded with `luar check` (the top-level code runs: routes,
+               jobs, schedules and webhook routes are declared, plugins are required).
+  lua config   a luar.conf.lua: `luar check --config luar.conf.lua`.
+  lua spec     a busted spec, run with `luar test` in a temporary project whose
+               scripts/main.lua is the closest ```lua block above it in the same file (the
+               handler the page has just written), unless a setup says otherwise.
+  sh, bash,    commands (for console, the lines after "$ "; continuation lines with "\"
+  console      are joined). They run with bash -e in the folder of a `luar serve` the test
+               starts on a free port, serving the closest ```lua block above (or the
+               setup) as scripts/main.lua, with admin.token = $LUAR_ADMIN_TOKEN.
+               `127.0.0.1:8080` becomes that port, `build/luar` the binary under test.
+               Commands in NOT_RUN (make, apt-get, compilers, `luar serve`) are not run and
+               are listed with the reason.
+  python       compiled with compile() (the Django side of the migration page).
+  js           `node --check`.
+  json         parsed (a document, or one document a line: log lines).
+  yaml         parsed by a small block-YAML reader (mappings, sequences, scalars, `|`).
+  sql          executed in an in-memory SQLite database.
+  c from=PATH, an excerpt of a file of the repository that the build compiles: each part
+  cmake        (parts are separated by a line holding only "…") must appear in PATH in
+  from=PATH    order, whitespace aside.
+  text         not code (output shown, diagrams, syntax): counted, not run.
+
+Any other info string, or none, fails with the block's file:line.
+
+Setups. A fragment that needs context may carry it in an HTML comment on the lines right
+before its fence: `<!-- sample-setup ... -->`. Its text is Lua: for ```lua it is put before
+the fragment (on the same scripts/main.lua); for ```lua spec, ```lua config and shell
+blocks it is the scripts/main.lua they run with. A line `---- luar.conf.lua` in a setup
+starts a configuration file for the project. Keep setups rare: a sample that needs one is
+usually better written whole.
+"""
+import json
+import os
+import re
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+
+from luar_e2e import Luar, free_port, main, write_files
+
+ROOT = os.environ.get("LUAR_SOURCE_DIR") or os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.abspath(os.environ.get("LUAR_BIN", os.path.join(ROOT, "build", "luar")))
+BUILD = os.path.abspath(os.environ.get("LUAR_BUILD_DIR", os.path.dirname(BIN)))
+
+# The environment every sample runs in: the variables the pages tell the reader to set.
+ADMIN_TOKEN = "docs-admin-token-0123456789"
+DOC_ENV = {
+    "LUAR_ADMIN_TOKEN": ADMIN_TOKEN,
+    "T": ADMIN_TOKEN,
+    "LUAR_LOG_LEVEL": "info",
+}
+
+# First words of shell commands that are not run, and why.
+NOT_RUN = {
+    "make": "builds the tree and serves or tests it: the test runs on that build",
+    "apt-get": "installs Debian packages: tools/deps.sh, run by make",
+    "sudo": "installs system-wide: not in a test",
+    "cmake": "builds a plugin out of tree: tests/e2e/test_sdk_install.py does it",
+    "cc": "builds a plugin out of tree: tests/e2e/test_sdk_install.py does it",
+    "npm": "installs Node packages: the test does not touch the network",
+    "pip": "installs Python packages: the test does not touch the network",
+    "luar serve": "starts a server: the test starts that server itself",
+}
+
+FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*(.*)$")
+SETUP_CONFIG = re.compile(r"^----\s*luar\.conf\.lua\s*$", re.M)
+
+
+class Block:
+    def __init__(self, path, line, info, text, setup):
+        self.path, self.line, self.info, self.text, self.setup = path, line, info, text, setup
+        words = info.split()
+        self.lang = words[0].lower() if words else ""
+        self.mods = words[1:]
+        self.prev_lua = None  # the closest ```lua block above, in the same file
+
+    @property
+    def where(self):
+        return "%s:%d" % (self.path, self.line)
+
+    @property
+    def kind(self):
+        if self.lang == "lua" and self.mods in ([], ["spec"], ["config"]):
+            return " ".join(["lua"] + self.mods)
+        if self.lang in ("sh", "bash", "console") and not self.mods:
+            return "shell"
+        if self.lang in ("c", "cmake") and len(self.mods) == 1 and \
+                self.mods[0].startswith("from="):
+            return "excerpt"
+        if self.lang in ("python", "js", "json", "yaml", "sql", "text") and not self.mods:
+            return self.lang
+        return None
+
+
+def parse(path, shown):
+    """The fenced blocks of a Markdown file, with their setups; `shown` names the file in
+    messages."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    blocks, i, last_lua = [], 0, None
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        indent, fence, info = len(m.group(1)), m.group(2), m.group(3).strip()
+        j = i + 1
+        while j < len(lines) and lines[j].strip() != fence:
+            j += 1
+        body = [l[indent:] if l[:indent].strip() == "" else l for l in lines[i + 1:j]]
+        setup = None
+        k = i - 1
+        if k >= 0 and lines[k].strip().endswith("-->"):
+            start = k
+            while start >= 0 and "<!--" not in lines[start]:
+                start -= 1
+            head = lines[start].strip() if start >= 0 else ""
+            if head.startswith("<!-- sample-setup"):
+                text = "\n".join(lines[start:k + 1]).strip()
+                setup = text[len("<!-- sample-setup"):-len("-->")].strip("\n")
+        b = Block(shown, i + 1, info if j < len(lines) else "<unclosed fence>",
+                  "\n".join(body) + "\n", setup)
+        b.prev_lua = last_lua
+        if b.kind == "lua":
+            last_lua = b
+        blocks.append(b)
+        i = j + 1
+    return blocks
+
+
+def doc_files():
+    out = []
+    for top, dirs, files in os.walk(os.path.join(ROOT, "docs")):
+        dirs.sort()
+        out += [os.path.join(top, f) for f in sorted(files) if f.endswith(".md")]
+    return out + [os.path.join(ROOT, "README.md")]
+
+
+def split_setup(setup):
+    """(main.lua text, luar.conf.lua text or None) of a setup."""
+    if setup is None:
+        return "", None
+    parts = SETUP_CONFIG.split(setup, maxsplit=1)
+    return parts[0].strip("\n") + "\n", (parts[1] if len(parts) > 1 else None)
+
+
+def project(files):
+    d = tempfile.mkdtemp(prefix="luar-docs-")
+    os.symlink(BUILD, os.path.join(d, "build"))  # plugins: the default ./build/plugins
+    write_files(d, files)
+    return d
+
+
+def run(cmd, cwd, timeout=120, env=None):
+    e = dict(os.environ)
+    e.update(DOC_ENV)
+    e.update(env or {})
+    p = subprocess.run(cmd, cwd=cwd, env=e, capture_output=True, timeout=timeout,
+                       stdin=subprocess.DEVNULL)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def map_lines(message, b, offset, name="scripts/main.lua"):
+    """Turns `scripts/main.lua:N:` in a message into the block's file:line."""
+    def sub(m):
+        n = int(m.group(1)) - offset
+        return "%s:%d:" % (b.path, b.line + n) if n >= 1 else m.group(0)
+    return re.sub(re.escape(name) + r":(\d+):", sub, message)
+
+
+def main_of(b):
+    """scripts/main.lua (and configuration) a spec or a shell block runs with."""
+    if b.setup is not None:
+        return split_setup(b.setup)
+    if b.prev_lua is not None:
+        pre, conf = split_setup(b.prev_lua.setup)
+        return (pre if b.prev_lua.setup else "") + b.prev_lua.text, conf
+    return "", None
+
+
+def check_lua(b):
+    pre, conf = split_setup(b.setup)
+    pre = pre if b.setup is not None else ""
+    files = {"scripts/main.lua": pre + b.text}
+    if conf is not None:
+        files["luar.conf.lua"] = conf
+    d = project(files)
+    try:
+        rc, out, err = run([BIN, "check"], d)
+        if rc != 0:
+            return "luar check exit %d: %s" % (rc, map_lines(err.strip(), b, pre.count("\n")))
+    finally:
+        shutil.rmtree(d, True)
+
+
+def check_config(b):
+    main_lua, _ = split_setup(b.setup)
+    d = project({"luar.conf.lua": b.text, "scripts/main.lua": main_lua})
+    try:
+        rc, out, err = run([BIN, "check", "--config", "luar.conf.lua"], d)
+        if rc != 0:
+            return "luar check --config exit %d: %s" % (
+                rc, map_lines(err.strip(), b, 0, "luar.conf.lua"))
+    finally:
+        shutil.rmtree(d, True)
+
+
+def check_spec(b):
+    main_lua, conf = main_of(b)
+    files = {"scripts/main.lua": main_lua, "spec/doc_spec.lua": b.text}
+    if conf is not None:
+        files["luar.conf.lua"] = conf
+    d = project(files)
+    try:
+        rc, out, err = run([BIN, "test"], d)
+        if rc != 0:
+            return "luar test exit %d:\n%s\n%s" % (
+                rc, map_lines(out.strip(), b, 0, "spec/doc_spec.lua"), err.strip())
+    finally:
+        shutil.rmtree(d, True)
+
+
+def commands(b):
+    """[(doc line, command)] of a shell block."""
+    out, pending, first = [], None, None
+    for n, line in enumerate(b.text.split("\n")):
+        lineno = b.line + 1 + n
+        if pending is None:
+            if b.lang == "console":
+                if not line.startswith("$ "):
+                    continue
+                line = line[2:]
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            first, pending = lineno, ""
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        out.append((first, pending + line))
+        pending = None
+    return out
+
+
+def not_run_reason(cmd):
+    words = shlex.split(cmd, comments=True) if cmd.strip() else []
+    while words and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0]):
+        words = words[1:]
+    if not words:
+        return None
+    first = re.sub(r"^(\./)?build/", "", words[0])
+    two = " ".join([first] + words[1:2])
+    return NOT_RUN.get(two) or NOT_RUN.get(first)
+
+
+SKIPPED = []   # (where, command, reason)
+
+
+def check_shell(b):
+    cmds = commands(b)
+    runnable = []
+    for lineno, cmd in cmds:
+        reason = not_run_reason(cmd)
+        if reason:
+            SKIPPED.append(("%s:%d" % (b.path, lineno), cmd.strip(), reason))
+        else:
+            runnable.append((lineno, cmd))
+    if not runnable:
+        return None if cmds else "no command in the block"
+    main_lua, conf = main_of(b)
+    port = free_port()
+    # The commands run in the server's folder and read its luar.conf.lua: the same
+    # scripts, data and admin token; plugins from the build under test.
+    config = ("local c = (function()\n%s\nend)()\n"
+              "c.scripts = c.scripts or 'scripts'; c.data = c.data or 'data'\n"
+              "c.admin = c.admin or { token = env('LUAR_ADMIN_TOKEN') }\n"
+              "c.plugins = c.plugins or {}; c.plugins.dir = c.plugins.dir or %r\n"
+              "return c\n") % (conf or "return {}", os.path.join(BUILD, "plugins"))
+    bindir = tempfile.mkdtemp(prefix="luar-docs-bin-")
+    os.symlink(BIN, os.path.join(bindir, "luar"))
+    script = ["set -eo pipefail", "trap 'echo \"failed at script line $LINENO\" >&2' ERR"]
+    where = {}
+    for lineno, cmd in runnable:
+        cmd = re.sub(r"(?<![\w/])(\./)?build/luar\b", "luar", cmd)
+        cmd = cmd.replace("127.0.0.1:8080", "127.0.0.1:%d" % port)
+        cmd = cmd.replace("localhost:8080", "127.0.0.1:%d" % port)
+        script.append(cmd)
+        where[len(script)] = lineno
+    env = dict(DOC_ENV)
+    env["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    try:
+        with Luar(scripts={"main.lua": main_lua}, config=config, env=env,
+                  listen="127.0.0.1:%d" % port) as srv:
+            with open(os.path.join(srv.dir, "sample.sh"), "w") as f:
+                f.write("\n".join(script) + "\n")
+            rc, out, err = run(["bash", "sample.sh"], srv.dir, timeout=120, env=env)
+            if rc != 0:
+                m = re.search(r"failed at script line (\d+)", err)
+                at = where.get(int(m.group(1))) if m else None
+                return "exit %d%s:\n%s%s" % (rc, " at %s:%d" % (b.path, at) if at else "",
+                                             out[-1500:], err[-1500:])
+    finally:
+        shutil.rmtree(bindir, True)
+
+
+def check_python(b):
+    try:
+        compile(b.text, b.where, "exec")
+    except SyntaxError as e:
+        return "%s:%d: %s" % (b.path, b.line + (e.lineno or 0), e.msg)
+
+
+def check_js(b):
+    d = tempfile.mkdtemp(prefix="luar-docs-js-")
+    try:
+        with open(os.path.join(d, "sample.js"), "w") as f:
+            f.write(b.text)
+        rc, out, err = run(["node", "--check", "sample.js"], d)
+        if rc != 0:
+            return "node --check: " + err.strip()
+    finally:
+        shutil.rmtree(d, True)
+
+
+def check_json(b):
+    try:
+        json.loads(b.text)
+        return None
+    except ValueError:
+        pass
+    for n, line in enumerate(b.text.split("\n")):
+        if line.strip():
+            try:
+                json.loads(line)
+            except ValueError as e:
+                return "%s:%d: not JSON: %s" % (b.path, b.line + 1 + n, e)
+
+
+def check_yaml(b):
+    """Block YAML as Prometheus and Alertmanager files use it: a mapping or sequence per
+    indentation level, `key: value`, `- item`, flow values parsed as JSON-ish, `|` blocks."""
+    stack = [(-1, None)]   # (indent, "map" | "seq")
+    block_indent = None
+    lines = b.text.split("\n")
+    for n, raw in enumerate(lines):
+        where = "%s:%d" % (b.path, b.line + 1 + n)
+        if block_indent is not None:
+            if not raw.strip() or len(raw) - len(raw.lstrip()) >= block_indent:
+                continue
+            block_indent = None
+        line = re.sub(r"\s+#.*$", "", raw) if not raw.lstrip().startswith("#") else ""
+        if not line.strip():
+            continue
+        if "\t" in raw[:len(raw) - len(raw.lstrip())]:
+            return where + ": tab in indentation"
+        indent = len(line) - len(line.lstrip())
+        body = line.strip()
+        while indent < stack[-1][0]:
+            stack.pop()
+        kind = "seq" if body.startswith("- ") or body == "-" else "map"
+        if indent > stack[-1][0]:
+            stack.append((indent, kind))
+        elif stack[-1][1] != kind:
+            return where + ": a %s item among %s items" % (kind, stack[-1][1])
+        if kind == "seq":
+            body = body[1:].strip()
+            if not body:
+                continue
+            stack.append((indent + 2, "map" if re.match(r"^[\w.\-\"']+:(\s|$)", body)
+                          else "seq"))
+            if stack[-1][1] == "seq":
+                stack.pop()
+        m = re.match(r"^(\"[^\"]*\"|'[^']*'|[\w.\-/]+):(\s+(.*))?$", body)
+        if kind == "map" or (kind == "seq" and m):
+            if not m:
+                return where + ": expected `key: value`, got %r" % body
+            value = (m.group(3) or "").strip()
+        else:
+            value = body
+        if value in ("|", "|-", ">", ">-"):
+            block_indent = indent + 1
+            continue
+        if value[:1] in ("[", "{"):
+            try:
+                json.loads(re.sub(r"([\w.\-]+)(?=\s*[,\]}])", r'"\1"', value))
+            except ValueError:
+                if value.count(value[0]) != value.count({"[": "]", "{": "}"}[value[0]]):
+                    return where + ": unbalanced %r" % value
+        for q in ("'", '"'):
+            if value.startswith(q) and not (value.endswith(q) and len(value) > 1):
+                return where + ": unterminated string %r" % value
+
+
+def check_sql(b):
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(b.text)
+    except sqlite3.Error as e:
+        return "sqlite: %s" % e
+    finally:
+        db.close()
+
+
+def squash(s):
+    return re.sub(r"\s+", " ", s).strip()
+
+
+def check_excerpt(b):
+    path = os.path.join(ROOT, b.mods[0][len("from="):])
+    if not os.path.isfile(path):
+        return "from=%s: no such file" % b.mods[0][5:]
+    with open(path, encoding="utf-8") as f:
+        source = squash(f.read())
+    at = 0
+    for part in re.split(r"^\s*…\s*$", b.text, flags=re.M):
+        part = squash(part)
+        if not part:
+            continue
+        i = source.find(part, at)
+        if i < 0:
+            return "not found in %s (after what matched before): %s" % (
+                b.mods[0][5:], part[:120])
+        at = i + len(part)
+
+
+RUNNERS = {"lua": check_lua, "lua config": check_config, "lua spec": check_spec,
+           "shell": check_shell, "python": check_python, "js": check_js, "json": check_json,
+           "yaml": check_yaml, "sql": check_sql, "excerpt": check_excerpt,
+           "text": lambda b: None}
+
+
+def run_blocks(blocks):
+    """Runs every block; returns ([failure messages], {kind: count})."""
+    failures, counts = [], {}
+    for b in blocks:
+        kind = b.kind
+        if kind is None:
+            failures.append("%s: no runner for the info string %r (label the block: see "
+                            "tests/e2e/test_docs_samples.py)" % (b.where, b.info))
+            continue
+        counts[kind] = counts.get(kind, 0) + 1
+        try:
+            err = RUNNERS[kind](b)
+        except Exception as e:  # a timeout, a server that did not start: still this block
+            err = "%s: %s" % (type(e).__name__, e)
+        if err:
+            failures.append("%s (%s): %s" % (b.where, b.info, err))
+    return failures, counts
+
+
+def test_every_sample_runs():
+    blocks = []
+    for path in doc_files():
+        blocks += parse(path, os.path.relpath(path, ROOT))
+    only = os.environ.get("DOCS_SAMPLES_ONLY")  # a substring of file:line, to iterate
+    if only:
+        blocks = [b for b in blocks if only in b.where]
+    failures, counts = run_blocks(blocks)
+    print("samples by kind: " + ", ".join("%s %d" % kv for kv in sorted(counts.items())))
+    for where, cmd, reason in SKIPPED:
+        print("not run: %s: %s  -- %s" % (where, cmd, reason))
+    assert not failures, "%d of %d samples failed:\n%s" % (
+        len(failures), len(blocks), "\n\n".join(failures))
+    assert only or sum(counts.values()) > 100, counts
+
+
+def test_a_broken_sample_is_reported_with_file_and_line():
+    d = tempfile.mkdtemp(prefix="luar-docs-broken-")
+    try:
+        md = os.path.join(d, "broken.md")
+        with open(md, "w") as f:
+            f.write("# Broken\n\n```lua\nlocal http = require \"luar.http\"\n"
+                    "http.route(\"GET\", \"/x\")\n```\n\n"
+                    "```lua config\nreturn { workers = \"many\" }\n```\n\n"
+                    "```python\ndef f(:\n```\n\n"
+                    "```\nno info string\n```\n\n"
+                    "```sh\nluar jobs show no-such-job\n```\n\n"
+                    "<!-- sample-setup\nlocal log = require \"luar.log\"\n-->\n"
+                    "```lua\nlog.info(\"fine\", {})\n```\n")
+        blocks = parse(md, "broken.md")
+        failures, counts = run_blocks(blocks)
+        text = "\n".join(failures)
+        assert len(failures) == 5, text
+        assert "broken.md:3 (lua)" in text and "broken.md:5:" in text, text
+        assert "broken.md:8 (lua config)" in text and "workers" in text, text
+        assert "broken.md:12 (python)" in text, text
+        assert "broken.md:16: no runner" in text, text
+        assert "broken.md:20 (sh)" in text, text
+        assert counts == {"lua": 2, "lua config": 1, "python": 1, "shell": 1}, counts
+    finally:
+        shutil.rmtree(d, True)
+
+
+if __name__ == "__main__":
+    main([test_a_broken_sample_is_reported_with_file_and_line, test_every_sample_runs])
