@@ -8,7 +8,14 @@ Info strings and what happens to the block:
   lua          a fragment of scripts/main.lua: written to scripts/main.lua of a temporary
                project and loaded with `luar check` (the top-level code runs: routes,
                jobs, schedules and webhook routes are declared, plugins are required).
+               Every Lua sample is also listed with `luac5.4 -l`: a global that is not
+               Lua's own (or busted's in a spec, `env` in a configuration) fails, so a
+               handler body cannot use a name nothing defines.
   lua config   a luar.conf.lua: `luar check --config luar.conf.lua`.
+  lua continued
+               the page goes on: the closest ```lua block above, with this one after it,
+               loaded as one scripts/main.lua (a narrative's later fragments use what the
+               earlier ones declared).
   lua spec     a busted spec, run with `luar test` in a temporary project whose
                scripts/main.lua is the closest ```lua block above it in the same file (the
                handler the page has just written), unless a setup says otherwise.
@@ -24,9 +31,10 @@ Info strings and what happens to the block:
   json         parsed (a document, or one document a line: log lines).
   yaml         parsed by a small block-YAML reader (mappings, sequences, scalars, `|`).
   sql          executed in an in-memory SQLite database.
+  redis        one Redis command a line, sent to a redis-server the test starts (ACLs).
   c from=PATH, an excerpt of a file of the repository that the build compiles: each part
-  cmake        (parts are separated by a line holding only "…") must appear in PATH in
-  from=PATH    order, whitespace aside.
+  cmake        (parts are separated by lines starting with "…" or "...": elisions) must
+  from=PATH    appear in PATH in order, comments and whitespace aside.
   text         not code (output shown, diagrams, syntax): counted, not run.
 
 Any other info string, or none, fails with the block's file:line.
@@ -49,6 +57,7 @@ import sys
 import tempfile
 
 from luar_e2e import Luar, free_port, main, write_files
+from redis_server import RedisServer
 
 ROOT = os.environ.get("LUAR_SOURCE_DIR") or os.path.dirname(os.path.dirname(
     os.path.dirname(os.path.abspath(__file__))))
@@ -61,6 +70,17 @@ DOC_ENV = {
     "LUAR_ADMIN_TOKEN": ADMIN_TOKEN,
     "T": ADMIN_TOKEN,
     "LUAR_LOG_LEVEL": "info",
+    # API keys and webhook secrets the samples read with env(), os.getenv or secrets.get
+    "GITHUB_TOKEN": "ghp_docs0000000000000000000000000000000000",
+    "WEATHER_TOKEN": "docs-weather-token",
+    "AWS_ACCESS_KEY_ID": "AKIADOCS000000000000",
+    "AWS_SECRET_ACCESS_KEY": "docs-aws-secret-key-0000000000000000000000",
+    "S3_ACCESS_KEY": "AKIADOCS000000000000",
+    "S3_SECRET_KEY": "docs-s3-secret-key-00000000000000000000000",
+    "MINIO_SECRET": "docs-minio-secret",
+    "GOOGLE_CLIENT_ID": "docs-client.apps.googleusercontent.com",
+    "GOOGLE_CLIENT_SECRET": "docs-google-client-secret",
+    "WH_SECRET": "whsec_ZG9jcy13ZWJob29rLXNlY3JldC0wMDAwMDA=",
 }
 
 # First words of shell commands that are not run, and why.
@@ -73,6 +93,7 @@ NOT_RUN = {
     "npm": "installs Node packages: the test does not touch the network",
     "pip": "installs Python packages: the test does not touch the network",
     "luar serve": "starts a server: the test starts that server itself",
+    "cp": "installs a plugin built out of tree (see cc and cmake)",
 }
 
 FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*(.*)$")
@@ -86,6 +107,8 @@ class Block:
         self.lang = words[0].lower() if words else ""
         self.mods = words[1:]
         self.prev_lua = None  # the closest ```lua block above, in the same file
+        self.main = None      # for ```lua blocks: the whole scripts/main.lua it runs as
+        self.conf = None      # and the luar.conf.lua its setup gives, if any
 
     @property
     def where(self):
@@ -93,14 +116,15 @@ class Block:
 
     @property
     def kind(self):
-        if self.lang == "lua" and self.mods in ([], ["spec"], ["config"]):
+        if self.lang == "lua" and self.mods in ([], ["spec"], ["config"], ["continued"]):
             return " ".join(["lua"] + self.mods)
         if self.lang in ("sh", "bash", "console") and not self.mods:
             return "shell"
         if self.lang in ("c", "cmake") and len(self.mods) == 1 and \
                 self.mods[0].startswith("from="):
             return "excerpt"
-        if self.lang in ("python", "js", "json", "yaml", "sql", "text") and not self.mods:
+        if self.lang in ("python", "js", "json", "yaml", "sql", "redis", "text") and \
+                not self.mods:
             return self.lang
         return None
 
@@ -134,7 +158,13 @@ def parse(path, shown):
         b = Block(shown, i + 1, info if j < len(lines) else "<unclosed fence>",
                   "\n".join(body) + "\n", setup)
         b.prev_lua = last_lua
-        if b.kind == "lua":
+        if b.kind in ("lua", "lua continued"):
+            pre, b.conf = split_setup(b.setup)
+            if b.kind == "lua continued" and last_lua is not None:
+                b.main = last_lua.main + pre + b.text
+                b.conf = b.conf if b.conf is not None else last_lua.conf
+            else:
+                b.main = pre + b.text
             last_lua = b
         blocks.append(b)
         i = j + 1
@@ -186,22 +216,47 @@ def main_of(b):
     if b.setup is not None:
         return split_setup(b.setup)
     if b.prev_lua is not None:
-        pre, conf = split_setup(b.prev_lua.setup)
-        return (pre if b.prev_lua.setup else "") + b.prev_lua.text, conf
+        return b.prev_lua.main, b.prev_lua.conf
     return "", None
 
 
+LUA_GLOBALS = set("""_G _VERSION assert collectgarbage coroutine debug dofile error
+getmetatable io ipairs load loadfile math next os package pairs pcall print rawequal rawget
+rawlen rawset require select setmetatable string table tonumber tostring type utf8 warn
+xpcall""".split())
+BUSTED_GLOBALS = set("""describe context it spec test before_each after_each setup teardown
+lazy_setup lazy_teardown strict_setup strict_teardown pending finally insulate expose spy stub
+mock match""".split())
+
+
+def stray_globals(b, path, offset, allowed=()):
+    """Globals a sample reads or writes that nothing defines (`luac -l` lists them): a
+    handler body that uses an undefined name fails only when it runs, which `luar check`
+    does not do. The usual cause is a `…` placeholder or a missing require."""
+    rc, out, err = run(["luac5.4", "-l", "-p", path], os.path.dirname(path))
+    if rc != 0:
+        return "luac: " + err.strip()
+    bad = []
+    for m in re.finditer(r"\[(\d+)\]\s+(GET|SET)TABUP\s.*; _ENV \"([^\"]+)\"", out):
+        name = m.group(3)
+        if name not in LUA_GLOBALS and name not in allowed:
+            line = int(m.group(1)) - offset
+            bad.append("%s:%d: %s global '%s'" % (b.path, b.line + line, "reads" if
+                       m.group(2) == "GET" else "sets", name))
+    return "; ".join(sorted(set(bad))) or None
+
+
 def check_lua(b):
-    pre, conf = split_setup(b.setup)
-    pre = pre if b.setup is not None else ""
-    files = {"scripts/main.lua": pre + b.text}
-    if conf is not None:
-        files["luar.conf.lua"] = conf
+    files = {"scripts/main.lua": b.main}
+    if b.conf is not None:
+        files["luar.conf.lua"] = b.conf
     d = project(files)
     try:
+        offset = b.main.count("\n") - b.text.count("\n")
         rc, out, err = run([BIN, "check"], d)
         if rc != 0:
-            return "luar check exit %d: %s" % (rc, map_lines(err.strip(), b, pre.count("\n")))
+            return "luar check exit %d: %s" % (rc, map_lines(err.strip(), b, offset))
+        return stray_globals(b, os.path.join(d, "scripts", "main.lua"), offset)
     finally:
         shutil.rmtree(d, True)
 
@@ -214,6 +269,7 @@ def check_config(b):
         if rc != 0:
             return "luar check --config exit %d: %s" % (
                 rc, map_lines(err.strip(), b, 0, "luar.conf.lua"))
+        return stray_globals(b, os.path.join(d, "luar.conf.lua"), 0, {"env"})
     finally:
         shutil.rmtree(d, True)
 
@@ -229,18 +285,26 @@ def check_spec(b):
         if rc != 0:
             return "luar test exit %d:\n%s\n%s" % (
                 rc, map_lines(out.strip(), b, 0, "spec/doc_spec.lua"), err.strip())
+        return stray_globals(b, os.path.join(d, "spec", "doc_spec.lua"), 0, BUSTED_GLOBALS)
     finally:
         shutil.rmtree(d, True)
 
 
+EXIT_NOTE = re.compile(r"\(exit status (\d+)\)")
+
+
 def commands(b):
-    """[(doc line, command)] of a shell block."""
+    """[(doc line, command, expected exit status)] of a shell block. In a console block, an
+    output line saying "(exit status N)" is the status the command above it must end with."""
     out, pending, first = [], None, None
     for n, line in enumerate(b.text.split("\n")):
         lineno = b.line + 1 + n
         if pending is None:
             if b.lang == "console":
                 if not line.startswith("$ "):
+                    m = EXIT_NOTE.search(line)
+                    if m and out:
+                        out[-1] = out[-1][:2] + (int(m.group(1)),)
                     continue
                 line = line[2:]
             if not line.strip() or line.lstrip().startswith("#"):
@@ -249,7 +313,7 @@ def commands(b):
         if line.rstrip().endswith("\\"):
             pending += line.rstrip()[:-1] + " "
             continue
-        out.append((first, pending + line))
+        out.append((first, pending + line, 0))
         pending = None
     return out
 
@@ -271,12 +335,12 @@ SKIPPED = []   # (where, command, reason)
 def check_shell(b):
     cmds = commands(b)
     runnable = []
-    for lineno, cmd in cmds:
+    for lineno, cmd, status in cmds:
         reason = not_run_reason(cmd)
         if reason:
             SKIPPED.append(("%s:%d" % (b.path, lineno), cmd.strip(), reason))
         else:
-            runnable.append((lineno, cmd))
+            runnable.append((lineno, cmd, status))
     if not runnable:
         return None if cmds else "no command in the block"
     main_lua, conf = main_of(b)
@@ -292,10 +356,13 @@ def check_shell(b):
     os.symlink(BIN, os.path.join(bindir, "luar"))
     script = ["set -eo pipefail", "trap 'echo \"failed at script line $LINENO\" >&2' ERR"]
     where = {}
-    for lineno, cmd in runnable:
+    for lineno, cmd, status in runnable:
         cmd = re.sub(r"(?<![\w/])(\./)?build/luar\b", "luar", cmd)
         cmd = cmd.replace("127.0.0.1:8080", "127.0.0.1:%d" % port)
         cmd = cmd.replace("localhost:8080", "127.0.0.1:%d" % port)
+        if status:
+            cmd = ("rc=0; %s || rc=$?; if [ $rc != %d ]; then echo \"exit status $rc, the page "
+                   "says %d\" >&2; false; fi" % (cmd, status, status))
         script.append(cmd)
         where[len(script)] = lineno
     env = dict(DOC_ENV)
@@ -413,8 +480,28 @@ def check_sql(b):
         db.close()
 
 
-def squash(s):
+def check_redis(b):
+    with RedisServer() as srv:
+        for n, line in enumerate(b.text.split("\n")):
+            if line.strip():
+                try:
+                    srv.command(*shlex.split(line))
+                except Exception as e:
+                    return "%s:%d: %s" % (b.path, b.line + 1 + n, e)
+
+
+def squash(s, lang):
+    """The text with comments and runs of whitespace dropped: an excerpt may comment more
+    (or less) than its source."""
+    if lang == "c":
+        s = re.sub(r"/\*.*?\*/", " ", s, flags=re.S)
+        s = re.sub(r"//[^\n]*", " ", s)
+    else:
+        s = re.sub(r"#[^\n]*", " ", s)
     return re.sub(r"\s+", " ", s).strip()
+
+
+ELISION = re.compile(r"^\s*(?:…|\.\.\.)[^\n]*$", re.M)
 
 
 def check_excerpt(b):
@@ -422,10 +509,10 @@ def check_excerpt(b):
     if not os.path.isfile(path):
         return "from=%s: no such file" % b.mods[0][5:]
     with open(path, encoding="utf-8") as f:
-        source = squash(f.read())
+        source = squash(f.read(), b.lang)
     at = 0
-    for part in re.split(r"^\s*…\s*$", b.text, flags=re.M):
-        part = squash(part)
+    for part in ELISION.split(b.text):
+        part = squash(part, b.lang)
         if not part:
             continue
         i = source.find(part, at)
@@ -435,9 +522,9 @@ def check_excerpt(b):
         at = i + len(part)
 
 
-RUNNERS = {"lua": check_lua, "lua config": check_config, "lua spec": check_spec,
+RUNNERS = {"lua": check_lua, "lua continued": check_lua, "lua config": check_config, "lua spec": check_spec,
            "shell": check_shell, "python": check_python, "js": check_js, "json": check_json,
-           "yaml": check_yaml, "sql": check_sql, "excerpt": check_excerpt,
+           "yaml": check_yaml, "sql": check_sql, "redis": check_redis, "excerpt": check_excerpt,
            "text": lambda b: None}
 
 
