@@ -25,7 +25,10 @@ Info strings and what happens to the block:
                setup) as scripts/main.lua, with admin.token = $LUAR_ADMIN_TOKEN.
                `127.0.0.1:8080` becomes that port, `build/luar` the binary under test.
                Commands in NOT_RUN (make, apt-get, compilers, `luar serve`) are not run and
-               are listed with the reason.
+               are listed with the reason. In a console block, an output line saying
+               "(exit status N)" is the status its command must end with.
+  sh continued the page goes on: the shell blocks above it (back to one not marked
+               continued) run first, in the same folder and server.
   python       compiled with compile() (the Django side of the migration page).
   js           `node --check`.
   json         parsed (a document, or one document a line: log lines).
@@ -81,6 +84,11 @@ DOC_ENV = {
     "GOOGLE_CLIENT_ID": "docs-client.apps.googleusercontent.com",
     "GOOGLE_CLIENT_SECRET": "docs-google-client-secret",
     "WH_SECRET": "whsec_ZG9jcy13ZWJob29rLXNlY3JldC0wMDAwMDA=",
+    "BILLING_WH_SECRET": "whsec_YmlsbGluZy1zZWNyZXQtZm9yLXRoZS1kb2Nz",
+    "BILLING_WH_SECRET_OLD": "whsec_b2xkLWJpbGxpbmctc2VjcmV0LWZvci1kb2Nz",
+    "SHOP_REDIS_URL": "redis://127.0.0.1:6379/0?prefix=shop:",
+    "TOKEN": "ghp_docs1111111111111111111111111111111111",
+    "TOKEN_ENCRYPTION_KEY": "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
 }
 
 # First words of shell commands that are not run, and why.
@@ -109,6 +117,7 @@ class Block:
         self.prev_lua = None  # the closest ```lua block above, in the same file
         self.main = None      # for ```lua blocks: the whole scripts/main.lua it runs as
         self.conf = None      # and the luar.conf.lua its setup gives, if any
+        self.prior = None     # for ```sh continued: the shell block it goes on from
 
     @property
     def where(self):
@@ -118,7 +127,7 @@ class Block:
     def kind(self):
         if self.lang == "lua" and self.mods in ([], ["spec"], ["config"], ["continued"]):
             return " ".join(["lua"] + self.mods)
-        if self.lang in ("sh", "bash", "console") and not self.mods:
+        if self.lang in ("sh", "bash", "console") and self.mods in ([], ["continued"]):
             return "shell"
         if self.lang in ("c", "cmake") and len(self.mods) == 1 and \
                 self.mods[0].startswith("from="):
@@ -134,7 +143,7 @@ def parse(path, shown):
     messages."""
     with open(path, encoding="utf-8") as f:
         lines = f.read().split("\n")
-    blocks, i, last_lua = [], 0, None
+    blocks, i, last_lua, last_shell = [], 0, None, None
     while i < len(lines):
         m = FENCE.match(lines[i])
         if not m:
@@ -166,6 +175,11 @@ def parse(path, shown):
             else:
                 b.main = pre + b.text
             last_lua = b
+        if b.kind == "shell":
+            if b.mods == ["continued"]:
+                b.prior = last_shell
+                b.prev_lua = last_shell.prev_lua if last_shell else last_lua
+            last_shell = b
         blocks.append(b)
         i = j + 1
     return blocks
@@ -341,9 +355,29 @@ def check_shell(b):
             SKIPPED.append(("%s:%d" % (b.path, lineno), cmd.strip(), reason))
         else:
             runnable.append((lineno, cmd, status))
+    prior = b.prior
+    while prior is not None:  # ```sh continued: the blocks it goes on from run first
+        runnable = [c for c in commands(prior) if not not_run_reason(c[1])] + runnable
+        prior = prior.prior
     if not runnable:
         return None if cmds else "no command in the block"
     main_lua, conf = main_of(b)
+    bindir = tempfile.mkdtemp(prefix="luar-docs-bin-")
+    os.symlink(BIN, os.path.join(bindir, "luar"))
+    env = dict(DOC_ENV)
+    env["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    # Leading `export NAME=…` lines set up the server's environment, as they would for a
+    # reader who exports and then starts luar: they run before the server starts.
+    exports = []
+    while runnable and re.match(r"^\s*export\s+[A-Za-z_]\w*=", runnable[0][1]):
+        exports.append(runnable.pop(0)[1])
+    if exports:
+        rc, out, err = run(["bash", "-c", "set -e\n%s\nenv -0" % "\n".join(exports)],
+                           bindir, env=env)
+        if rc != 0:
+            shutil.rmtree(bindir, True)
+            return "the exports failed: " + err.strip()
+        env = dict(kv.split("=", 1) for kv in out.split("\0") if "=" in kv)
     port = free_port()
     # The commands run in the server's folder and read its luar.conf.lua: the same
     # scripts, data and admin token; plugins from the build under test.
@@ -352,9 +386,10 @@ def check_shell(b):
               "c.admin = c.admin or { token = env('LUAR_ADMIN_TOKEN') }\n"
               "c.plugins = c.plugins or {}; c.plugins.dir = c.plugins.dir or %r\n"
               "return c\n") % (conf or "return {}", os.path.join(BUILD, "plugins"))
-    bindir = tempfile.mkdtemp(prefix="luar-docs-bin-")
-    os.symlink(BIN, os.path.join(bindir, "luar"))
-    script = ["set -eo pipefail", "trap 'echo \"failed at script line $LINENO\" >&2' ERR"]
+    # curl fails on a 4xx or 5xx answer (exit status 22), so a page cannot show a call that
+    # no longer works; a console block shows an expected refusal with "(exit status 22)".
+    script = ["set -eo pipefail", "trap 'echo \"failed at script line $LINENO\" >&2' ERR",
+              'curl() { command curl --fail-with-body "$@"; }']
     where = {}
     for lineno, cmd, status in runnable:
         cmd = re.sub(r"(?<![\w/])(\./)?build/luar\b", "luar", cmd)
@@ -365,8 +400,6 @@ def check_shell(b):
                    "says %d\" >&2; false; fi" % (cmd, status, status))
         script.append(cmd)
         where[len(script)] = lineno
-    env = dict(DOC_ENV)
-    env["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     try:
         with Luar(scripts={"main.lua": main_lua}, config=config, env=env,
                   listen="127.0.0.1:%d" % port) as srv:
@@ -402,17 +435,17 @@ def check_js(b):
 
 
 def check_json(b):
-    try:
-        json.loads(b.text)
-        return None
-    except ValueError:
-        pass
-    for n, line in enumerate(b.text.split("\n")):
-        if line.strip():
-            try:
-                json.loads(line)
-            except ValueError as e:
-                return "%s:%d: not JSON: %s" % (b.path, b.line + 1 + n, e)
+    """One JSON document, or several one after the other (log lines, two answers)."""
+    dec, text, i = json.JSONDecoder(), b.text, 0
+    while True:
+        while i < len(text) and text[i].isspace():
+            i += 1
+        if i >= len(text):
+            return None
+        try:
+            _, i = dec.raw_decode(text, i)
+        except ValueError as e:
+            return "%s:%d: not JSON: %s" % (b.path, b.line + 1 + text.count("\n", 0, i), e)
 
 
 def check_yaml(b):
