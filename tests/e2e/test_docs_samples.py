@@ -88,6 +88,7 @@ DOC_ENV = {
     "BILLING_WH_SECRET_OLD": "whsec_b2xkLWJpbGxpbmctc2VjcmV0LWZvci1kb2Nz",
     "SHOP_REDIS_URL": "redis://127.0.0.1:6379/0?prefix=shop:",
     "TOKEN": "ghp_docs1111111111111111111111111111111111",
+    "HONEYCOMB_KEY": "docs-honeycomb-key",
     "TOKEN_ENCRYPTION_KEY": "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
 }
 
