@@ -27,6 +27,10 @@ Info strings and what happens to the block:
                Commands in NOT_RUN (make, apt-get, compilers, `luar serve`) are not run and
                are listed with the reason. In a console block, an output line saying
                "(exit status N)" is the status its command must end with.
+               The closest ```lua spec block above, if any, is in spec/ of that folder,
+               so `luar test` there runs it. A setup that is exactly
+               "-- serve: the repository's scripts/" serves the example integration (what
+               `make run` serves) instead of a block of the page.
   sh continued the page goes on: the shell blocks above it (back to one not marked
                continued) run first, in the same folder and server.
   python       compiled with compile() (the Django side of the migration page).
@@ -89,6 +93,7 @@ DOC_ENV = {
     "SHOP_REDIS_URL": "redis://127.0.0.1:6379/0?prefix=shop:",
     "TOKEN": "ghp_docs1111111111111111111111111111111111",
     "HONEYCOMB_KEY": "docs-honeycomb-key",
+    "ORDERS_WEBHOOK_SECRET": "whsec_b3JkZXJzLXNlY3JldC1mb3ItdGhlLWRvY3M=",
     "TOKEN_ENCRYPTION_KEY": "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
 }
 
@@ -119,6 +124,7 @@ class Block:
         self.main = None      # for ```lua blocks: the whole scripts/main.lua it runs as
         self.conf = None      # and the luar.conf.lua its setup gives, if any
         self.prior = None     # for ```sh continued: the shell block it goes on from
+        self.prev_spec = None  # the closest ```lua spec block above, in the same file
 
     @property
     def where(self):
@@ -144,7 +150,7 @@ def parse(path, shown):
     messages."""
     with open(path, encoding="utf-8") as f:
         lines = f.read().split("\n")
-    blocks, i, last_lua, last_shell = [], 0, None, None
+    blocks, i, last_lua, last_shell, last_spec = [], 0, None, None, None
     while i < len(lines):
         m = FENCE.match(lines[i])
         if not m:
@@ -167,7 +173,9 @@ def parse(path, shown):
                 setup = text[len("<!-- sample-setup"):-len("-->")].strip("\n")
         b = Block(shown, i + 1, info if j < len(lines) else "<unclosed fence>",
                   "\n".join(body) + "\n", setup)
-        b.prev_lua = last_lua
+        b.prev_lua, b.prev_spec = last_lua, last_spec
+        if b.kind == "lua spec":
+            last_spec = b
         if b.kind in ("lua", "lua continued"):
             pre, b.conf = split_setup(b.setup)
             if b.kind == "lua continued" and last_lua is not None:
@@ -339,7 +347,7 @@ def not_run_reason(cmd):
         words = words[1:]
     if not words:
         return None
-    first = re.sub(r"^(\./)?build/", "", words[0])
+    first = re.sub(r"^(\.\.?/)?build/", "", words[0])
     two = " ".join([first] + words[1:2])
     return NOT_RUN.get(two) or NOT_RUN.get(first)
 
@@ -363,6 +371,17 @@ def check_shell(b):
     if not runnable:
         return None if cmds else "no command in the block"
     main_lua, conf = main_of(b)
+    scripts = {"main.lua": main_lua}
+    if main_lua.strip() == "-- serve: the repository's scripts/":
+        scripts = {}
+        for top, dirs, files in os.walk(os.path.join(ROOT, "scripts")):
+            for name in files:
+                path = os.path.join(top, name)
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    scripts[os.path.relpath(path, os.path.join(ROOT, "scripts"))] = f.read()
+        if conf is None and os.path.isfile(os.path.join(ROOT, "luar.conf.lua")):
+            with open(os.path.join(ROOT, "luar.conf.lua"), encoding="utf-8") as f:
+                conf = f.read()
     bindir = tempfile.mkdtemp(prefix="luar-docs-bin-")
     os.symlink(BIN, os.path.join(bindir, "luar"))
     env = dict(DOC_ENV)
@@ -393,7 +412,7 @@ def check_shell(b):
               'curl() { command curl --fail-with-body "$@"; }']
     where = {}
     for lineno, cmd, status in runnable:
-        cmd = re.sub(r"(?<![\w/])(\./)?build/luar\b", "luar", cmd)
+        cmd = re.sub(r"(?<![\w/.])(\.\.?/)?build/luar\b", "luar", cmd)
         cmd = cmd.replace("127.0.0.1:8080", "127.0.0.1:%d" % port)
         cmd = cmd.replace("localhost:8080", "127.0.0.1:%d" % port)
         if status:
@@ -402,8 +421,11 @@ def check_shell(b):
         script.append(cmd)
         where[len(script)] = lineno
     try:
-        with Luar(scripts={"main.lua": main_lua}, config=config, env=env,
+        with Luar(scripts=scripts, config=config, env=env,
                   listen="127.0.0.1:%d" % port) as srv:
+            if b.prev_spec is not None:  # `luar test` in a shell block runs the spec above
+                write_files(srv.dir, {"spec/%s_spec.lua" % re.sub(r"\W", "_", b.where):
+                                      b.prev_spec.text})
             with open(os.path.join(srv.dir, "sample.sh"), "w") as f:
                 f.write("\n".join(script) + "\n")
             rc, out, err = run(["bash", "sample.sh"], srv.dir, timeout=120, env=env)
