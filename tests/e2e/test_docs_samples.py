@@ -423,6 +423,7 @@ def check_shell(b):
     try:
         with Luar(scripts=scripts, config=config, env=env,
                   listen="127.0.0.1:%d" % port) as srv:
+            os.symlink("data", os.path.join(srv.dir, "luar-data"))  # the default's name
             if b.prev_spec is not None:  # `luar test` in a shell block runs the spec above
                 write_files(srv.dir, {"spec/%s_spec.lua" % re.sub(r"\W", "_", b.where):
                                       b.prev_spec.text})
