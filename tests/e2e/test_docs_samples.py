@@ -620,6 +620,43 @@ def test_every_sample_runs():
     assert only or sum(counts.values()) > 100, counts
 
 
+def anchors(path):
+    """GitHub's heading anchors of a Markdown file."""
+    out = set()
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            m = re.match(r"^#+\s+(.*)", line)
+            if m:
+                out.add(re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-"))
+    return out
+
+
+def test_every_link_resolves():
+    """Relative links of the book, the READMEs and the SDK's pages point at files that exist
+    (and at headings that exist, for #anchors): pages get renamed."""
+    pages = doc_files()
+    for top in ("plugins", "sdk", "scripts", "bench"):
+        for d, dirs, files in os.walk(os.path.join(ROOT, top)):
+            pages += [os.path.join(d, f) for f in files if f.endswith(".md")]
+    bad = []
+    for page in pages:
+        with open(page, encoding="utf-8") as f:
+            text = re.sub(r"```.*?```", "", f.read(), flags=re.S)
+        for m in re.finditer(r"\]\(([^)\s]+)\)", text):
+            url = m.group(1)
+            if re.match(r"^[a-z]+:", url):
+                continue
+            path, _, frag = url.partition("#")
+            target = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
+            where = os.path.relpath(page, ROOT)
+            if not os.path.exists(target):
+                bad.append("%s: %s: no such file" % (where, url))
+            elif frag and target.endswith(".md") and frag not in anchors(target):
+                bad.append("%s: %s: no such heading" % (where, url))
+    assert not bad, "\n".join(bad)
+    assert len(pages) > 20, pages
+
+
 def test_a_broken_sample_is_reported_with_file_and_line():
     d = tempfile.mkdtemp(prefix="luar-docs-broken-")
     try:
@@ -648,4 +685,5 @@ def test_a_broken_sample_is_reported_with_file_and_line():
 
 
 if __name__ == "__main__":
-    main([test_a_broken_sample_is_reported_with_file_and_line, test_every_sample_runs])
+    main([test_a_broken_sample_is_reported_with_file_and_line, test_every_link_resolves,
+          test_every_sample_runs])
