@@ -31,6 +31,11 @@ Info strings and what happens to the block:
                so `luar test` there runs it. A setup that is exactly
                "-- serve: the repository's scripts/" serves the example integration (what
                `make run` serves) instead of a block of the page.
+               The lines under a console command are its output: each must be printed, in
+               order (`…` stands for any text, blanks are compared loosely, JSON lines are
+               compared as JSON). `console transcript` shows a session of its own (another
+               queue, other plugins): its commands run and their statuses are checked,
+               their output is not compared.
   sh continued the page goes on: the shell blocks above it (back to one not marked
                continued) run first, in the same folder and server.
   python       compiled with compile() (the Django side of the migration page).
@@ -134,7 +139,8 @@ class Block:
     def kind(self):
         if self.lang == "lua" and self.mods in ([], ["spec"], ["config"], ["continued"]):
             return " ".join(["lua"] + self.mods)
-        if self.lang in ("sh", "bash", "console") and self.mods in ([], ["continued"]):
+        if self.lang in ("sh", "bash", "console") and \
+                set(self.mods) <= {"continued", "transcript"} and len(set(self.mods)) == len(self.mods):
             return "shell"
         if self.lang in ("c", "cmake") and len(self.mods) == 1 and \
                 self.mods[0].startswith("from="):
@@ -317,8 +323,9 @@ EXIT_NOTE = re.compile(r"\(exit status (\d+)\)")
 
 
 def commands(b):
-    """[(doc line, command, expected exit status)] of a shell block. In a console block, an
-    output line saying "(exit status N)" is the status the command above it must end with."""
+    """[(doc line, command, expected exit status, [output lines shown])] of a shell block.
+    In a console block, the lines under a command are its output as the page shows it; a
+    line saying "(exit status N)" is the status the command must end with."""
     out, pending, first = [], None, None
     for n, line in enumerate(b.text.split("\n")):
         lineno = b.line + 1 + n
@@ -327,7 +334,9 @@ def commands(b):
                 if not line.startswith("$ "):
                     m = EXIT_NOTE.search(line)
                     if m and out:
-                        out[-1] = out[-1][:2] + (int(m.group(1)),)
+                        out[-1] = out[-1][:2] + (int(m.group(1)), out[-1][3])
+                    elif out and line.strip():
+                        out[-1][3].append((lineno, line))
                     continue
                 line = line[2:]
             if not line.strip() or line.lstrip().startswith("#"):
@@ -336,9 +345,55 @@ def commands(b):
         if line.rstrip().endswith("\\"):
             pending += line.rstrip()[:-1] + " "
             continue
-        out.append((first, pending + line, 0))
+        out.append((first, pending + line, 0, []))
         pending = None
     return out
+
+
+def text_matches(want, got):
+    """`…` in `want` stands for any text; runs of blanks are one blank."""
+    norm = lambda s: re.sub(r"\s+", " ", s.strip())
+    rx = "^" + ".*?".join(re.escape(p) for p in norm(want).split("…")) + "$"
+    return re.match(rx, norm(got)) is not None
+
+
+def value_matches(want, got):
+    """JSON values: equal, key order aside; a string with `…` is a pattern."""
+    if isinstance(want, dict):
+        return isinstance(got, dict) and want.keys() == got.keys() and all(
+            value_matches(v, got[k]) for k, v in want.items())
+    if isinstance(want, list):
+        return isinstance(got, list) and len(want) == len(got) and all(
+            value_matches(w, g) for w, g in zip(want, got))
+    if isinstance(want, str) and "…" in want:
+        return isinstance(got, str) and text_matches(want, got)
+    return want == got
+
+
+def line_matches(want, got):
+    try:
+        w = json.loads(want)
+        if isinstance(w, (dict, list)):
+            return value_matches(w, json.loads(got))
+    except ValueError:
+        pass
+    return text_matches(want, got)
+
+
+def output_mismatch(b, shown, got):
+    """The first line a console block shows under a command that the command's output does
+    not have (in order; a JSON line is compared as JSON, key order aside); `…` in a shown
+    line stands for any text. None when all are there."""
+    lines = got.split("\n")
+    i = 0
+    for lineno, want in shown:
+        while i < len(lines) and not line_matches(want.strip(), lines[i].strip()):
+            i += 1
+        if i == len(lines):
+            return "%s:%d: the page shows %r; the command printed:\n%s" % (
+                b.path, lineno, want.strip(), got[-1500:])
+        i += 1
+    return None
 
 
 def not_run_reason(cmd):
@@ -358,12 +413,12 @@ SKIPPED = []   # (where, command, reason)
 def check_shell(b):
     cmds = commands(b)
     runnable = []
-    for lineno, cmd, status in cmds:
-        reason = not_run_reason(cmd)
+    for c in cmds:
+        reason = not_run_reason(c[1])
         if reason:
-            SKIPPED.append(("%s:%d" % (b.path, lineno), cmd.strip(), reason))
+            SKIPPED.append(("%s:%d" % (b.path, c[0]), c[1].strip(), reason))
         else:
-            runnable.append((lineno, cmd, status))
+            runnable.append(c)
     prior = b.prior
     while prior is not None:  # ```sh continued: the blocks it goes on from run first
         runnable = [c for c in commands(prior) if not not_run_reason(c[1])] + runnable
@@ -411,15 +466,20 @@ def check_shell(b):
     script = ["set -eo pipefail", "trap 'echo \"failed at script line $LINENO\" >&2' ERR",
               'curl() { command curl --fail-with-body "$@"; }']
     where = {}
-    for lineno, cmd, status in runnable:
+    for n, (lineno, cmd, status, shown) in enumerate(runnable):
         cmd = re.sub(r"(?<![\w/.])(\.\.?/)?build/luar\b", "luar", cmd)
         cmd = cmd.replace("127.0.0.1:8080", "127.0.0.1:%d" % port)
         cmd = cmd.replace("localhost:8080", "127.0.0.1:%d" % port)
-        if status:
-            cmd = ("rc=0; %s || rc=$?; if [ $rc != %d ]; then echo \"exit status $rc, the page "
-                   "says %d\" >&2; false; fi" % (cmd, status, status))
+        # Each command's output (stdout and stderr) goes to a file of its own, then to the
+        # script's stdout, for the comparison with what the page shows.
+        out = os.path.join(bindir, "out.%d" % n)
+        cmd = "rc=0; { %s\n} >%s 2>&1 || rc=$?; cat %s" % (cmd, out, out)
+        cmd += ("; if [ $rc != %d ]; then echo \"exit status $rc, the page says %d\" >&2; "
+                "false; fi" % (status, status))
         script.append(cmd)
-        where[len(script)] = lineno
+        first = sum(part.count("\n") + 1 for part in script[:-1]) + 1
+        for k in range(first, first + cmd.count("\n") + 1):
+            where[k] = lineno
     try:
         with Luar(scripts=scripts, config=config, env=env,
                   listen="127.0.0.1:%d" % port) as srv:
@@ -435,6 +495,13 @@ def check_shell(b):
                 at = where.get(int(m.group(1))) if m else None
                 return "exit %d%s:\n%s%s" % (rc, " at %s:%d" % (b.path, at) if at else "",
                                              out[-1500:], err[-1500:])
+            for n, (lineno, cmd, status, shown) in enumerate(runnable):
+                if "transcript" in b.mods:
+                    break
+                with open(os.path.join(bindir, "out.%d" % n), errors="replace") as f:
+                    bad = output_mismatch(b, shown, f.read())
+                if bad:
+                    return bad
     finally:
         shutil.rmtree(bindir, True)
 
@@ -669,17 +736,21 @@ def test_a_broken_sample_is_reported_with_file_and_line():
                     "```\nno info string\n```\n\n"
                     "```sh\nluar jobs show no-such-job\n```\n\n"
                     "<!-- sample-setup\nlocal log = require \"luar.log\"\n-->\n"
-                    "```lua\nlog.info(\"fine\", {})\n```\n")
+                    "```lua\nlog.info(\"fine\", {})\n```\n\n"
+                    "```console\n$ luar cron next '0 9 * * *' --tz UTC --from 2026-01-01\n"
+                    "2026-01-01T10:00:00+00:00\n```\n")
         blocks = parse(md, "broken.md")
         failures, counts = run_blocks(blocks)
         text = "\n".join(failures)
-        assert len(failures) == 5, text
+        assert len(failures) == 6, text
         assert "broken.md:3 (lua)" in text and "broken.md:5:" in text, text
         assert "broken.md:8 (lua config)" in text and "workers" in text, text
         assert "broken.md:12 (python)" in text, text
         assert "broken.md:16: no runner" in text, text
         assert "broken.md:20 (sh)" in text, text
-        assert counts == {"lua": 2, "lua config": 1, "python": 1, "shell": 1}, counts
+        assert "broken.md:31 (console): broken.md:33: the page shows" in text, text
+        assert "2026-01-01T09:00:00+00:00" in text, text
+        assert counts == {"lua": 2, "lua config": 1, "python": 1, "shell": 2}, counts
     finally:
         shutil.rmtree(d, True)
 
