@@ -41,6 +41,9 @@ Info strings and what happens to the block:
   python       compiled with compile() (the Django side of the migration page).
   js           `node --check`.
   json         parsed (a document, or one document a line: log lines).
+  json log     log records the server of the shell block right above it must write while
+               its commands run (each field shown, `…` in a string for any text): what
+               the page says the reader will see in the log.
   yaml         parsed by a small block-YAML reader (mappings, sequences, scalars, `|`).
   sql          executed in an in-memory SQLite database.
   redis        one Redis command a line, sent to a redis-server the test starts (ACLs).
@@ -130,6 +133,8 @@ class Block:
         self.conf = None      # and the luar.conf.lua its setup gives, if any
         self.prior = None     # for ```sh continued: the shell block it goes on from
         self.prev_spec = None  # the closest ```lua spec block above, in the same file
+        self.log = None       # for shell blocks: the ```json log block right after it
+        self.seen = False     # for ```json log: its records were found in a server's log
 
     @property
     def where(self):
@@ -148,6 +153,8 @@ class Block:
         if self.lang in ("python", "js", "json", "yaml", "sql", "redis", "text") and \
                 not self.mods:
             return self.lang
+        if self.lang == "json" and self.mods == ["log"]:
+            return "json log"
         return None
 
 
@@ -180,6 +187,8 @@ def parse(path, shown):
         b = Block(shown, i + 1, info if j < len(lines) else "<unclosed fence>",
                   "\n".join(body) + "\n", setup)
         b.prev_lua, b.prev_spec = last_lua, last_spec
+        if b.kind == "json log" and blocks and blocks[-1].kind == "shell":
+            blocks[-1].log = b
         if b.kind == "lua spec":
             last_spec = b
         if b.kind in ("lua", "lua continued"):
@@ -495,6 +504,14 @@ def check_shell(b):
                 at = where.get(int(m.group(1))) if m else None
                 return "exit %d%s:\n%s%s" % (rc, " at %s:%d" % (b.path, at) if at else "",
                                              out[-1500:], err[-1500:])
+            if b.log is not None:
+                for n, rec in enumerate(json_records(b.log.text)):
+                    try:
+                        srv.wait_log(lambda r: record_matches(rec, r), timeout=15)
+                    except AssertionError as e:
+                        return "%s:%d: no such line in the server's log: %s\n%s" % (
+                            b.log.path, b.log.line, json.dumps(rec, ensure_ascii=False), str(e)[-1500:])
+                b.log.seen = True
             for n, (lineno, cmd, status, shown) in enumerate(runnable):
                 if "transcript" in b.mods:
                     break
@@ -504,6 +521,32 @@ def check_shell(b):
                     return bad
     finally:
         shutil.rmtree(bindir, True)
+
+
+def json_records(text):
+    dec, out, i = json.JSONDecoder(), [], 0
+    while True:
+        while i < len(text) and text[i].isspace():
+            i += 1
+        if i >= len(text):
+            return out
+        rec, i = dec.raw_decode(text, i)
+        out.append(rec)
+
+
+def record_matches(want, got):
+    """A log record the page shows, against one the server wrote: every field shown is
+    there with that value (`…` in a string: any text); fields not shown do not matter."""
+    return all(k in got and value_matches(v, got[k]) for k, v in want.items())
+
+
+def check_json_log(b):
+    err = check_json(b)
+    if err:
+        return err
+    if not b.seen:
+        return ("a ```json log block shows lines of the log of the shell block right above "
+                "it; there is none, or it did not run")
 
 
 def check_python(b):
@@ -648,7 +691,7 @@ def check_excerpt(b):
 
 RUNNERS = {"lua": check_lua, "lua continued": check_lua, "lua config": check_config, "lua spec": check_spec,
            "shell": check_shell, "python": check_python, "js": check_js, "json": check_json,
-           "yaml": check_yaml, "sql": check_sql, "redis": check_redis, "excerpt": check_excerpt,
+           "json log": check_json_log, "yaml": check_yaml, "sql": check_sql, "redis": check_redis, "excerpt": check_excerpt,
            "text": lambda b: None}
 
 
