@@ -145,7 +145,8 @@ class Block:
         if self.lang == "lua" and self.mods in ([], ["spec"], ["config"], ["continued"]):
             return " ".join(["lua"] + self.mods)
         if self.lang in ("sh", "bash", "console") and \
-                set(self.mods) <= {"continued", "transcript"} and len(set(self.mods)) == len(self.mods):
+                set(self.mods) <= {"continued", "transcript"} and \
+                len(set(self.mods)) == len(self.mods):
             return "shell"
         if self.lang in ("c", "cmake") and len(self.mods) == 1 and \
                 self.mods[0].startswith("from="):
@@ -510,7 +511,8 @@ def check_shell(b):
                         srv.wait_log(lambda r: record_matches(rec, r), timeout=15)
                     except AssertionError as e:
                         return "%s:%d: no such line in the server's log: %s\n%s" % (
-                            b.log.path, b.log.line, json.dumps(rec, ensure_ascii=False), str(e)[-1500:])
+                            b.log.path, b.log.line, json.dumps(rec, ensure_ascii=False),
+                            str(e)[-1500:])
                 b.log.seen = True
             for n, (lineno, cmd, status, shown) in enumerate(runnable):
                 if "transcript" in b.mods:
@@ -689,9 +691,10 @@ def check_excerpt(b):
         at = i + len(part)
 
 
-RUNNERS = {"lua": check_lua, "lua continued": check_lua, "lua config": check_config, "lua spec": check_spec,
-           "shell": check_shell, "python": check_python, "js": check_js, "json": check_json,
-           "json log": check_json_log, "yaml": check_yaml, "sql": check_sql, "redis": check_redis, "excerpt": check_excerpt,
+RUNNERS = {"lua": check_lua, "lua continued": check_lua, "lua config": check_config,
+           "lua spec": check_spec, "shell": check_shell, "python": check_python,
+           "js": check_js, "json": check_json, "json log": check_json_log, "yaml": check_yaml,
+           "sql": check_sql, "redis": check_redis, "excerpt": check_excerpt,
            "text": lambda b: None}
 
 
