@@ -1,49 +1,49 @@
 """Every code sample of the book is run: each fenced block of docs/**/*.md and README.md is
 extracted and executed by the real binary according to its info string. A block no runner
 takes fails the test (nothing is skipped in silence); the closing lines count the blocks
-of each kind and list the shell commands left out, each with its reason.
+of each kind and list the shell commands left out, each with its reason. A failure names
+the block's file:line (and the line inside it when the tool says which).
 
 Info strings and what happens to the block:
 
-  lua          a fragment of scripts/main.lua: written to scripts/main.lua of a temporary
-               project and loaded with `luar check` (the top-level code runs: routes,
-               jobs, schedules and webhook routes are declared, plugins are required).
-               Every Lua sample is also listed with `luac5.4 -l`: a global that is not
-               Lua's own (or busted's in a spec, `env` in a configuration) fails, so a
-               handler body cannot use a name nothing defines.
-  lua config   a luar.conf.lua: `luar check --config luar.conf.lua`.
+  lua          a fragment of scripts/main.lua, loaded with `luar check` in a temporary
+               project (the top-level code runs: routes, jobs, schedules and webhook
+               routes are declared, plugins are required). Every Lua sample is also listed
+               with `luac5.4 -l`: a global that is not Lua's own (busted's in a spec, `env`
+               in a configuration) fails, so a handler body cannot use a name nothing
+               defines (the usual trace of a `…` placeholder).
   lua continued
-               the page goes on: the closest ```lua block above, with this one after it,
-               loaded as one scripts/main.lua (a narrative's later fragments use what the
-               earlier ones declared).
+               the page goes on: the closest ```lua block above, then this one, loaded as
+               one scripts/main.lua (a narrative's later fragments use what earlier ones
+               declared).
+  lua config   a luar.conf.lua: `luar check --config luar.conf.lua`.
   lua spec     a busted spec, run with `luar test` in a temporary project whose
-               scripts/main.lua is the closest ```lua block above it in the same file (the
-               handler the page has just written), unless a setup says otherwise.
-  sh, bash,    commands (for console, the lines after "$ "; continuation lines with "\"
-  console      are joined). They run with bash -e in the folder of a `luar serve` the test
-               starts on a free port, serving the closest ```lua block above (or the
-               setup) as scripts/main.lua, with admin.token = $LUAR_ADMIN_TOKEN.
-               `127.0.0.1:8080` becomes that port, `build/luar` the binary under test.
+               scripts/main.lua is the closest ```lua block above (the handler the page has
+               just written).
+  sh, bash,    commands (for console: the lines after "$ "; lines ending in "\" are
+  console      joined), run by bash -e in the folder of a `luar serve` that the test starts
+               on a free port, serving the closest ```lua block above as scripts/main.lua,
+               with the spec of the closest ```lua spec block above in spec/ (so `luar test`
+               runs it) and admin.token = $LUAR_ADMIN_TOKEN. `127.0.0.1:8080` becomes that
+               port, `build/luar` the binary under test, and curl fails on a 4xx or 5xx
+               answer (exit status 22). Leading `export NAME=…` lines run first and set the
+               server's environment, as for a reader who exports, then starts luar.
                Commands in NOT_RUN (make, apt-get, compilers, `luar serve`) are not run and
-               are listed with the reason. In a console block, an output line saying
-               "(exit status N)" is the status its command must end with.
-               The closest ```lua spec block above, if any, is in spec/ of that folder,
-               so `luar test` there runs it. A setup that is exactly
-               "-- serve: the repository's scripts/" serves the example integration (what
-               `make run` serves) instead of a block of the page.
-               The lines under a console command are its output: each must be printed, in
-               order (`…` stands for any text, blanks are compared loosely, JSON lines are
-               compared as JSON). `console transcript` shows a session of its own (another
-               queue, other plugins): its commands run and their statuses are checked,
-               their output is not compared.
-  sh continued the page goes on: the shell blocks above it (back to one not marked
-               continued) run first, in the same folder and server.
+               are listed with the reason.
+               In a console block the lines under a command are its output: each must be
+               printed, in order (`…` stands for any text, blanks compare loosely, JSON lines
+               compare as JSON, key order aside); "(exit status N)" is the status the
+               command must end with. `console transcript` shows a session of its own
+               (another queue, other plugins): commands and statuses are checked, output
+               is not.
+  sh continued the page goes on: the shell blocks above, back to one not marked continued,
+               run first in the same folder and server.
+  json log     log records that the server of the shell block right above must write while
+               its commands run (each field shown, `…` in a string for any text): what the
+               page says the reader will see in the log.
+  json         parsed (a document, or several one after another: log lines).
   python       compiled with compile() (the Django side of the migration page).
   js           `node --check`.
-  json         parsed (a document, or one document a line: log lines).
-  json log     log records the server of the shell block right above it must write while
-               its commands run (each field shown, `…` in a string for any text): what
-               the page says the reader will see in the log.
   yaml         parsed by a small block-YAML reader (mappings, sequences, scalars, `|`).
   sql          executed in an in-memory SQLite database.
   redis        one Redis command a line, sent to a redis-server the test starts (ACLs).
@@ -52,14 +52,21 @@ Info strings and what happens to the block:
   from=PATH    appear in PATH in order, comments and whitespace aside.
   text         not code (output shown, diagrams, syntax): counted, not run.
 
-Any other info string, or none, fails with the block's file:line.
+Any other info string, or none, fails.
+
+Samples run with the environment DOC_ENV below: the variables the pages tell the reader to
+set (API keys, webhook secrets), with values that are never real.
 
 Setups. A fragment that needs context may carry it in an HTML comment on the lines right
 before its fence: `<!-- sample-setup ... -->`. Its text is Lua: for ```lua it is put before
-the fragment (on the same scripts/main.lua); for ```lua spec, ```lua config and shell
-blocks it is the scripts/main.lua they run with. A line `---- luar.conf.lua` in a setup
-starts a configuration file for the project. Keep setups rare: a sample that needs one is
-usually better written whole.
+the fragment; for ```lua spec, ```lua config and shell blocks it is the scripts/main.lua
+they run with. A line `---- luar.conf.lua` in a setup starts a configuration file for the
+project. A shell setup that is exactly "-- serve: the repository's scripts/" serves the
+example integration and its luar.conf.lua (what `make run` serves). Keep setups rare: a
+sample that needs one is usually better written whole.
+
+The test also checks that every relative link of the book, the READMEs and the SDK's pages
+resolves, anchors included.
 """
 import json
 import os
@@ -68,7 +75,6 @@ import shlex
 import shutil
 import sqlite3
 import subprocess
-import sys
 import tempfile
 
 from luar_e2e import Luar, free_port, main, write_files
