@@ -1,9 +1,10 @@
 -- Lists what the real Lua API has, for test_sdk_stubs.py: every module in package.preload
 -- whose name starts with "luar." (the host's table and the plugins' modules alike), each
 -- module's functions (nested tables as "a.b"), and the methods of the objects the API
--- returns that can be made without a network. Printed as one JSON line:
+-- returns that can be made without a network, and each module's other fields (constants
+-- such as json.null or stripe.version). Printed as one JSON line:
 --   {"modules": {"luar.http": ["client", ...]}, "objects": {"luar.http.Client": [...]},
---    "errors": ["what could not be made and why", ...]}
+--    "constants": {"luar.json": ["null"], ...}, "errors": ["what went wrong", ...]}
 -- arg[1], when given, is the base URL of a local HTTP server (a response object is made).
 -- Names starting with "_" are private and left out.
 local json = require "luar.json"
@@ -62,7 +63,7 @@ local function methods_of(obj, errors, what)
   return sorted(out)
 end
 
-local modules, objects, errors = {}, {}, {}
+local modules, objects, constants, errors = {}, {}, {}, {}
 local loaded = {}
 for name in pairs(package.preload) do
   if type(name) == "string" and name:match("^luar%.") and name ~= "luar.test" then
@@ -74,6 +75,14 @@ for name in pairs(package.preload) do
       functions_of(m, nil, fns, {}, 0)
       modules[name] = sorted(fns)
       loaded[name] = m
+      local consts = {}
+      for k, v in pairs(m) do
+        if type(k) == "string" and k:sub(1, 1) ~= "_" and type(v) ~= "function"
+            and not (type(v) == "table" and getmetatable(v) == nil) then
+          consts[k] = true
+        end
+      end
+      constants[name] = sorted(consts)
     end
   end
 end
@@ -140,4 +149,5 @@ for class, make in pairs(makers) do
 end
 
 table.sort(errors)
-print(json.encode { modules = modules, objects = objects, errors = errors })
+print(json.encode { modules = modules, objects = objects, constants = constants,
+                    errors = errors })

@@ -29,16 +29,18 @@ CLASS = re.compile(r"^---@class\s+([\w.]+)\s*(?::\s*(.+))?$")
 LOCAL = re.compile(r"^local\s+(\w+)\s*=\s*\{\s*\}")
 FUNC = re.compile(r"^function\s+(\w+)((?:\.\w+)*)(?::(\w+))?\s*\(")
 FIELD_FN = re.compile(r"^---@field\s+(\w+)\??\s+fun\(")
+FIELD = re.compile(r"^---@field\s+(\w+)\??\s")
 
 
 # ---- the stubs ----
 
 def parse_stubs(folder):
-    """Returns (functions, bases, files): functions maps a class name (a module's, like
-    "luar.http", or an object's, like "luar.http.Client") to the set of function names it
-    declares ("route", "sub.fn" for nested tables); bases maps a class to its parents;
-    files maps each module (luar.<file>, which each file must declare) to its file name."""
-    functions, bases, files = {}, {}, {}
+    """Returns (functions, bases, files, fields): functions maps a class name (a module's,
+    like "luar.http", or an object's, like "luar.http.Client") to the set of function names
+    it declares ("route", "sub.fn" for nested tables); bases maps a class to its parents;
+    files maps each module (luar.<file>, which each file must declare) to its file name;
+    fields maps a class to its ---@field names that are not functions."""
+    functions, bases, files, fields = {}, {}, {}, {}
     for path in sorted(glob.glob(os.path.join(folder, "*.lua"))):
         var_class = {}
         last_class = None      # the class the next `local X = {}` names
@@ -56,6 +58,10 @@ def parse_stubs(folder):
                 m = FIELD_FN.match(line)
                 if m and current:
                     functions[current].add(m.group(1))
+                    continue
+                m = FIELD.match(line)
+                if m and current:
+                    fields.setdefault(current, set()).add(m.group(1))
                     continue
                 if line.startswith("---"):
                     continue
@@ -79,7 +85,7 @@ def parse_stubs(folder):
         if "luar." + base not in functions:
             raise AssertionError("%s declares no ---@class luar.%s" % (path, base))
         files["luar." + base] = base
-    return functions, bases, files
+    return functions, bases, files, fields
 
 
 def with_inherited(functions, bases, cls, seen=()):
@@ -111,7 +117,7 @@ def as_list(v):
 
 def dump_runtime():
     """Runs sdk_dump.lua inside `luar run` with every built plugin loaded; returns
-    {"modules": {name: [fn]}, "objects": {class: [method]}}."""
+    (modules {name: {fn}}, objects {class: {method}}, constants {module: {field}})."""
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     d = tempfile.mkdtemp(prefix="luar-stubs-")
@@ -132,9 +138,11 @@ def dump_runtime():
     assert not errors, "the dump could not reach everything:\n  " + "\n  ".join(errors)
     modules = {k: set(as_list(v)) for k, v in got["modules"].items()}
     objects = {k: set(as_list(v)) for k, v in got["objects"].items()}
+    constants = {k: set(as_list(v)) for k, v in got["constants"].items()}
     if os.path.exists(os.path.join(STUBS, "test.lua")):
         modules["luar.test"] = dump_test_module()
-    return modules, objects
+        constants["luar.test"] = set()
+    return modules, objects, constants
 
 
 def dump_test_module():
@@ -180,10 +188,10 @@ end)
 
 # ---- the comparison ----
 
-def mismatches(stub_dir, modules, objects):
-    """Every difference, one line each: a function on one side only, a module without a stub
-    file or a stub file without a module."""
-    functions, bases, stub_modules = parse_stubs(stub_dir)
+def mismatches(stub_dir, modules, objects, constants):
+    """Every difference, one line each: a function on one side only, a module's constant on
+    one side only, a module without a stub file or a stub file without a module."""
+    functions, bases, stub_modules, fields = parse_stubs(stub_dir)
     out = []
     for name in sorted(modules):
         if name not in stub_modules:
@@ -206,6 +214,12 @@ def mismatches(stub_dir, modules, objects):
             out.append("missing from the stubs: %s%s%s" % (cls, sep, fn))
         for fn in sorted(declared - real[cls]):
             out.append("not in the real API: %s%s%s" % (cls, sep, fn))
+        if cls in modules:
+            declared = fields.get(cls, set())
+            for f in sorted(constants.get(cls, set()) - declared):
+                out.append("field missing from the stubs: %s.%s" % (cls, f))
+            for f in sorted(declared - constants.get(cls, set())):
+                out.append("field not in the real API: %s.%s" % (cls, f))
     return out
 
 
@@ -220,7 +234,7 @@ def runtime():
 
 
 def test_every_module_and_plugin_is_loaded():
-    modules, objects = runtime()
+    modules, objects, constants = runtime()
     for p in PLUGINS:
         assert "luar." + p in modules, "plugin %s's module is not loaded (%s)" % (p, PLUGIN_DIR)
     for m in ("luar.http", "luar.error", "luar.oauth", "luar.redis", "luar.secrets",
@@ -228,20 +242,21 @@ def test_every_module_and_plugin_is_loaded():
         assert m in modules, m
     assert "route" in modules["luar.http"] and "get" in objects["luar.http.Client"]
     assert "json" in objects["luar.http.ClientResponse"]
+    assert "null" in constants["luar.json"]
 
 
 def test_stubs_match_the_real_api():
-    modules, objects = runtime()
-    bad = mismatches(STUBS, modules, objects)
+    modules, objects, constants = runtime()
+    bad = mismatches(STUBS, modules, objects, constants)
     assert not bad, "the stubs and the API differ:\n  " + "\n  ".join(bad)
-    functions, bases, _ = parse_stubs(STUBS)
+    functions, bases, _, _ = parse_stubs(STUBS)
     n = sum(len(with_inherited(functions, bases, c)) for c in set(modules) | set(objects))
     print("     %d modules, %d object classes, %d functions checked"
           % (len(modules), len(objects), n))
 
 
 def test_a_mismatched_stub_set_is_reported_both_ways():
-    modules, objects = runtime()
+    modules, objects, constants = runtime()
     d = tempfile.mkdtemp(prefix="luar-stubs-bad-")
     try:
         for p in glob.glob(os.path.join(STUBS, "*.lua")):
@@ -260,19 +275,27 @@ def test_a_mismatched_stub_set_is_reported_both_ways():
         src = src.replace("function Client:patch(", "local function _gone(")
         with open(os.path.join(d, "http.lua"), "w") as f:
             f.write(src)
+        with open(os.path.join(d, "json.lua")) as f:
+            src = f.read()
+        assert "---@field null " in src
+        src = src.replace("---@field null ", "---@field nul ")
+        with open(os.path.join(d, "json.lua"), "w") as f:
+            f.write(src)
         os.remove(os.path.join(d, "time.lua"))
-        bad = mismatches(d, modules, objects)
+        bad = mismatches(d, modules, objects, constants)
         assert "missing from the stubs: luar.crypto.uuid" in bad, bad
         assert "not in the real API: luar.crypto.uuid_v9" in bad, bad
         assert "missing from the stubs: luar.http.Client:patch" in bad, bad
         assert "module luar.time has no stub file in sdk/lua/luar/" in bad, bad
+        assert "field missing from the stubs: luar.json.null" in bad, bad
+        assert "field not in the real API: luar.json.nul" in bad, bad
         # and a stub module the host does not have
         with open(os.path.join(d, "nosuch.lua"), "w") as f:
             f.write("---@meta\n---@class luar.nosuch\nlocal m = {}\nfunction m.x() end\n"
                     "return m\n")
-        bad = mismatches(d, modules, objects)
+        bad = mismatches(d, modules, objects, constants)
         assert any("declares module luar.nosuch" in b for b in bad), bad
-        assert len(bad) == 5, bad
+        assert len(bad) == 7, bad
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
