@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import threading
 
-from luar_e2e import main, run_cli
+from luar_e2e import Luar, main, run_cli
 from plugin_e2e import PLUGIN_DIR, json_lines, write_config
 
 SRC = os.environ.get("LUAR_SOURCE_DIR", os.getcwd())
@@ -139,10 +139,34 @@ def dump_runtime():
     modules = {k: set(as_list(v)) for k, v in got["modules"].items()}
     objects = {k: set(as_list(v)) for k, v in got["objects"].items()}
     constants = {k: set(as_list(v)) for k, v in got["constants"].items()}
+    objects["luar.http.Request"] = dump_server_request()
     if os.path.exists(os.path.join(STUBS, "test.lua")):
         modules["luar.test"] = dump_test_module()
         constants["luar.test"] = set()
     return modules, objects, constants
+
+
+SERVER_MAIN = """
+local http = require "luar.http"
+http.route("GET", "/methods", function(req)
+  local out, idx = {}, (getmetatable(req) or {}).__index
+  for _, t in ipairs { req, type(idx) == "table" and idx or {} } do
+    for k, v in pairs(t) do
+      if type(v) == "function" and k:sub(1, 1) ~= "_" then out[#out + 1] = k end
+    end
+  end
+  if type(idx) == "function" then out[#out + 1] = "(__index is a function)" end
+  return { json = { methods = out } }
+end)
+"""
+
+
+def dump_server_request():
+    """The methods of the request object a route handler gets, from a real `luar serve`."""
+    with Luar(scripts={"main.lua": SERVER_MAIN}) as srv:
+        status, _, body = srv.request("GET", "/methods")
+        assert status == 200, (status, body)
+        return set(as_list(json.loads(body)["methods"]))
 
 
 def dump_test_module():
@@ -242,6 +266,7 @@ def test_every_module_and_plugin_is_loaded():
         assert m in modules, m
     assert "route" in modules["luar.http"] and "get" in objects["luar.http.Client"]
     assert "json" in objects["luar.http.ClientResponse"]
+    assert "json" in objects["luar.http.Request"]
     assert "null" in constants["luar.json"]
 
 
