@@ -13,7 +13,6 @@
 ---| "connect" | refused, DNS failure, reset (luar.http) | |
 ---| "tls" | handshake or certificate failure (luar.http) | |
 ---| "too_large" | a response over `max_body` (luar.http) | |
----| "canceled" | the call was cancelled (shutdown, job timeout) | |
 ---| "http" | an answer >= 400 with `raise_for_status`, or a plugin's API error | status, retry_after; plugins add their own (stripe: type, code, decline_code, param, doc_url, request_id, raw; github: documentation_url, errors, request_id; sendgrid: field, help, errors) |
 ---| "breaker_open" | luar.http: the host's circuit breaker is open | retry_after |
 ---| "rate_limited" | luar.http `rate` over `rate_max_wait`; github, slack | retry_after, status |
@@ -29,7 +28,7 @@
 ---| "s3" | luar.s3: S3 answered an error | status, code, request_id, s3_message, operation, upload_id, aborted, abort_error |
 ---| "io" | luar.s3: a local file could not be read or written | |
 ---@class luar.Error
----@field kind "timeout"|"connect"|"tls"|"too_large"|"canceled"|"http"|"breaker_open"|"rate_limited"|"invalid"|"private_address"|"backend"|"not_found"|"redis"|"locked"|"invalid_signature"|"expired"|"oauth"|"slack"|"s3"|"io"|string
+---@field kind "timeout"|"connect"|"tls"|"too_large"|"http"|"breaker_open"|"rate_limited"|"invalid"|"private_address"|"backend"|"not_found"|"redis"|"locked"|"invalid_signature"|"expired"|"oauth"|"slack"|"s3"|"io"|string
 ---@field message string one readable line that names what failed
 ---@field status? integer the HTTP status ("http", "rate_limited", "s3", "oauth")
 ---@field retry_after? number seconds to wait before trying again ("breaker_open", "rate_limited", a 429 or 503 with Retry-After)
