@@ -473,7 +473,7 @@ def check_shell(b):
     # The commands run in the server's folder and read its luar.conf.lua: the same
     # scripts, data and admin token; plugins from the build under test.
     config = ("local c = (function()\n%s\nend)()\n"
-              "c.scripts = c.scripts or 'scripts'; c.data = c.data or 'data'\n"
+              "c.scripts = c.scripts or 'scripts'; c.data = c.data or 'luar-data'\n"
               "c.admin = c.admin or { token = env('LUAR_ADMIN_TOKEN') }\n"
               "c.plugins = c.plugins or {}; c.plugins.dir = c.plugins.dir or %r\n"
               "return c\n") % (conf or "return {}", os.path.join(BUILD, "plugins"))
@@ -499,7 +499,9 @@ def check_shell(b):
     try:
         with Luar(scripts=scripts, config=config, env=env,
                   listen="127.0.0.1:%d" % port) as srv:
-            os.symlink("data", os.path.join(srv.dir, "luar-data"))  # the default's name
+            # The server was given --data data/; the commands read the default, luar-data/,
+            # from the configuration: one folder under both names.
+            os.symlink("data", os.path.join(srv.dir, "luar-data"))
             if b.prev_spec is not None:  # `luar test` in a shell block runs the spec above
                 write_files(srv.dir, {"spec/%s_spec.lua" % re.sub(r"\W", "_", b.where):
                                       b.prev_spec.text})
