@@ -163,16 +163,17 @@ static void on_ticks(void *arg, int rc)
 }
 
 /*
- * core.move(offset) ⏸: the clock becomes real time + offset; the ticks of every schedule
- * the move passed forward over are enqueued before it returns.
+ * core.move(offset, ticks) ⏸: the clock becomes real time + offset; with `ticks`, the
+ * ticks of every schedule the move passed forward over are enqueued before it returns.
  */
 static int core_move(lua_State *L)
 {
     double offset = luaL_checknumber(L, 1);
+    int ticks = lua_toboolean(L, 2);
     double before = luar_time_now();
     luar_time_set_offset(offset);
     double after = luar_time_now();
-    if (after <= before || T.vm == NULL)
+    if (!ticks || after <= before || T.vm == NULL)
         return 0;
     json_op_t *j = json_op_new(L, "t.clock");
     if (luar_scheduler_fire_range(T.queue, T.vm, before, after, on_ticks, j)) {
