@@ -23,6 +23,7 @@
 
 #include "luar_test_lua.h" /* generated from host/lua/test.lua: luar_test_lua[] */
 
+#include <errno.h>
 #include <lauxlib.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -34,8 +35,8 @@
 
 static struct {
     uv_loop_t *loop;
-    char dir[64];       /* the temporary folder of the queue */
-    char db[96];        /* its SQLite file */
+    char dir[4096];     /* the temporary folder of the queue */
+    char db[4200];      /* its SQLite file */
     luar_queue_t *queue;
     luar_runner_t *runner;
     luar_http_server_t *server;
@@ -407,14 +408,16 @@ int luar_test_session_open(uv_loop_t *loop, const luar_config_t *cfg, luar_buf_t
 {
     memset(&T, 0, sizeof T);
     T.loop = loop;
-    snprintf(T.dir, sizeof T.dir, "/tmp/luar-test-XXXXXX");
+    const char *tmp = getenv("TMPDIR");
+    snprintf(T.dir, sizeof T.dir, "%s/luar-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (mkdtemp(T.dir) == NULL) {
-        luar_buf_appendf(err, "cannot create a temporary folder for the test queue");
+        luar_buf_appendf(err, "cannot create a temporary folder for the test queue in %s: %s",
+                         tmp && *tmp ? tmp : "/tmp", strerror(errno));
         return LUAR_EIO;
     }
     T.open = 1;
     snprintf(T.db, sizeof T.db, "%s/luar.db", T.dir);
-    char url[128];
+    char url[4300];
     snprintf(url, sizeof url, "sqlite:%s", T.db);
     int rc = luar_queue_open(loop, url, &T.queue, err);
     if (rc)
@@ -453,7 +456,7 @@ static void remove_dir(void)
 {
     static const char *const files[] = {"luar.db", "luar.db-wal", "luar.db-shm",
                                         "luar.db-journal"};
-    char path[160];
+    char path[4300];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", T.dir, files[i]);
         unlink(path);

@@ -237,8 +237,10 @@ function M._attach(busted)
         run(...)
         local unmatched = core.unmatched()
         if unmatched then
-          error(unmatched .. "(the request failed in the code under test; add a t.http.stub " ..
-            "for it, or t.http.passthrough)", 0)
+          local where = element.trace and element.trace.short_src and
+            (element.trace.short_src .. ":" .. tostring(element.trace.currentline) .. ": ") or ""
+          error(where .. unmatched .. "(the request failed in the code under test; add a " ..
+            "t.http.stub for it, or t.http.passthrough)", 0)
         end
       end
       element.luar_test_wrapped = true
