@@ -219,8 +219,9 @@ end
 
 -- Every test starts from nothing (a before_each of the root block, so it runs before the
 -- specs' own), and ends failed when an outbound request matched no stub, even when the
--- code under test caught that error.
-function M._attach(busted)
+-- code under test caught that error. Reached through the metatable: not part of the API
+-- the specs see (pairs does not list it).
+local function attach(busted)
   local registered = false
   busted.subscribe({ "suite", "start" }, function()
     -- The root block is the current context here: its before_each runs first of all.
@@ -249,4 +250,4 @@ function M._attach(busted)
   end)
 end
 
-return M
+return setmetatable(M, { __index = { _attach = attach } })
