@@ -43,6 +43,7 @@ static struct {
     int port;
     luar_vm_t *vm;
     luar_buf_t logs; /* captured records, one JSON object a line */
+    size_t cache_max_bytes;
     int open;
 } T;
 
@@ -373,7 +374,25 @@ static int empty_queue(luar_buf_t *err)
     return rc == SQLITE_OK ? 0 : LUAR_EIO;
 }
 
-/* core.reset(): stubs, recorded requests, logs, the clock and the queue, as new */
+static void cache_emptied(void *arg, int rc)
+{
+    (void)arg;
+    (void)rc;
+}
+
+/*
+ * luar.cache lives in the SQLite backend's in-process LRU, not in the file: a bound of one
+ * byte for one operation (run at once, on the loop thread) evicts every entry; the next
+ * operation restores the configured bound.
+ */
+static void empty_cache(void)
+{
+    luar_queue_set_cache_limits(T.queue, 1, 0);
+    luar_queue_cache_delete(T.queue, "luar.test:reset", cache_emptied, NULL);
+    luar_queue_set_cache_limits(T.queue, T.cache_max_bytes, 0);
+}
+
+/* core.reset(): stubs, recorded requests, logs, the clock, the queue and the cache, as new */
 static int core_reset(lua_State *L)
 {
     luar_test_stubs_reset(T.vm);
@@ -382,6 +401,7 @@ static int core_reset(lua_State *L)
     luar_buf_t *err = luar_lua_newbuf(L, 1024);
     if (empty_queue(err))
         return luaL_error(L, "luar.test: %s", err->data);
+    empty_cache();
     return 0;
 }
 
@@ -423,6 +443,7 @@ int luar_test_session_open(uv_loop_t *loop, const luar_config_t *cfg, luar_buf_t
     if (rc)
         return rc;
     luar_queue_set_cache_limits(T.queue, cfg->cache.max_bytes, cfg->cache.max_value);
+    T.cache_max_bytes = cfg->cache.max_bytes;
     rc = luar_runner_new(loop, T.queue, &cfg->jobs, "luar-test", current_vm, NULL, &T.runner);
     if (rc)
         return rc;
