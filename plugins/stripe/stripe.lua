@@ -292,7 +292,8 @@ function M.client(conf)
   if conf.stripe_account then headers["Stripe-Account"] = conf.stripe_account end
   for k, v in pairs(conf.headers or {}) do headers[k] = v end
   local retries = conf.max_network_retries or cfg.max_network_retries
-  local retry = conf.retry or { attempts = math.floor(retries) + 1, on = RETRY_ON }
+  local retry = conf.retry -- false is kept: it turns luar.http's retries off
+  if retry == nil then retry = { attempts = math.floor(retries) + 1, on = RETRY_ON } end
   local h = http.client{
     base_url = base,
     auth = { bearer = key },

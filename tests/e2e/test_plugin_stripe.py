@@ -296,6 +296,21 @@ done()
         assert e["type"] == "idempotency_error" and e["raw_type"] == "idempotency_error", e
 
 
+def test_retry_false_sends_each_call_once():
+    script = r"""
+local c = stripe.client{ base_url = BASE, retry = false }
+call("once", c.customers.create, c.customers, { email = "once@example.com" })
+done()
+"""
+    with StripeStandIn() as api:
+        api.fault("POST", "/v1/customers", "500")
+        r, _ = run_script(script, api.url)
+        e = failed(r, "once")
+        assert e["kind"] == "http" and e["status"] == 500, e
+        attempts = api.calls("POST", "/v1/customers")
+        assert [a["status"] for a in attempts] == ["500"], attempts
+
+
 def test_list_iterates_every_page():
     script = r"""
 local c = stripe.client{ base_url = BASE }
@@ -644,7 +659,7 @@ def test_cli_sign_is_accepted_by_the_stripe_package():
 
 if __name__ == "__main__":
     main([test_calls_carry_what_stripe_checks, test_form_encoding_edge_cases,
-          test_idempotency_key_is_the_same_across_retries,
+          test_idempotency_key_is_the_same_across_retries, test_retry_false_sends_each_call_once,
           test_list_iterates_every_page, test_a_failing_page_ends_the_loop_with_the_error,
           test_errors_map_to_stripe_fields, test_api_key_from_config_secret_store_or_environment,
           test_bad_plugin_configuration_is_refused_with_its_key,
