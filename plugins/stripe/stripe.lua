@@ -234,8 +234,11 @@ function Resource:update(id, params, opts)
   return self.client:update(self.path, id, params, opts)
 end
 function Resource:list(params, opts) return self.client:list(self.path, params, opts) end
+
 -- search{query = "email:'a@b.c'"}: an iterator like list (search results page by next_page).
-function Resource:search(params, opts)
+-- Only the resources Stripe's Search API covers have it (not refunds: there is no
+-- /v1/refunds/search).
+local function search(self, params, opts)
   return self.client:list(self.path .. "/search", params, opts)
 end
 
@@ -257,14 +260,17 @@ local function delete(self, id, params, opts)
 end
 
 local function attach_resources(c)
-  c.customers = resource(c, "customers", { delete = delete })
+  c.customers = resource(c, "customers", { delete = delete, search = search })
   c.payment_intents = resource(c, "payment_intents", {
+    search = search,
     confirm = action("confirm", "payment_intents.confirm"),
     capture = action("capture", "payment_intents.capture"),
     cancel = action("cancel", "payment_intents.cancel"),
   })
-  c.charges = resource(c, "charges", { capture = action("capture", "charges.capture") })
+  c.charges = resource(c, "charges", { search = search,
+                                       capture = action("capture", "charges.capture") })
   c.subscriptions = resource(c, "subscriptions", {
+    search = search,
     -- DELETE /v1/subscriptions/:id cancels (params: invoice_now, prorate, …)
     cancel = delete,
     resume = action("resume", "subscriptions.resume"),

@@ -326,6 +326,11 @@ for cus, err in c.customers:search{ query = "tier:'gold'", limit = 4 } do
   found[#found + 1] = cus.id
 end
 results.found = found
+-- Stripe's Search API covers these, not refunds (there is no /v1/refunds/search).
+results.searchable = {}
+for _, name in ipairs({ "customers", "payment_intents", "charges", "subscriptions", "refunds" }) do
+  results.searchable[name] = type(c[name].search) == "function"
+end
 local back = {}
 for cus in c.customers:list{ limit = 3, ending_before = arg[2], email = "many@example.com" } do
   back[#back + 1] = cus.id
@@ -354,6 +359,9 @@ done()
             "email=many%40example.com&limit=10&starting_after=" + expected[19]], pages
         gold = [m for i, m in enumerate(made) if i % 2]
         assert r["found"] == gold, r["found"]
+        assert r["searchable"] == {"customers": True, "payment_intents": True,
+                                   "charges": True, "subscriptions": True,
+                                   "refunds": False}, r["searchable"]
         searches = api.calls("GET", "/v1/customers/search")
         assert [q["params"].get("page") for q in searches] == [None, "4", "8"], searches
         assert all(q["params"]["query"] == "tier:'gold'" for q in searches), searches
