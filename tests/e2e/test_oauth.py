@@ -26,7 +26,7 @@ import threading
 import urllib.parse
 import http.client
 
-from luar_e2e import Luar, free_port, main
+from luar_e2e import Luar, free_port, main, wait_until
 from redis_server import RedisServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -112,6 +112,10 @@ class Provider:
             ev = self.events.get(timeout=10)
             if "ack" in ev:
                 return
+
+    def revoked(self):
+        with self.lock:
+            return list(self.revokes)
 
     def grants(self, grant_type):
         with self.lock:
@@ -323,7 +327,9 @@ def test_client_credentials_cached_and_revoke():
         connect(luar, provider, "acct-v")
         status, _, body = luar.request("POST", "/revoke/acct-v")
         assert status == 200 and json.loads(body)["ok"], body
-        assert len(provider.revokes) == 1
+        # the provider's event is read on another thread: wait for it, then count
+        wait_until(provider.revoked, "the provider's revocation")
+        assert len(provider.revoked()) == 1
         assert token(luar, "acct-v")["code"] == "not_connected"
 
 
