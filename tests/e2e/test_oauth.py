@@ -61,7 +61,11 @@ local function answer(tok, err)
     return { status = 200, json = { ok = false, kind = err.kind, code = err.code,
                                     message = err.message } }
   end
-  return { json = { ok = true, token = tok } }
+  -- the record's field names: what a script gets besides the token
+  local fields = {}
+  for k in pairs(type(err) == "table" and err or {}) do fields[#fields + 1] = k end
+  table.sort(fields)
+  return { json = { ok = true, token = tok, fields = fields } }
 end
 
 http.route("GET", "/t/:account", function(req)
@@ -145,6 +149,12 @@ def start_luar(provider, config_extra="", port=None, queue_url=None, key=KEY):
                 env={"OAUTH_ISSUER": provider.issuer, "LUAR_SECRETS_KEY": key})
 
 
+# What oauth.token hands a script besides the token (sorted): never the refresh token.
+# id_claims is absent (nil) without an ID token, as for client credentials.
+RECORD_FIELDS = ["access_token", "account", "expires_at", "id_claims", "obtained_at",
+                 "provider", "scopes", "token_type"]
+
+
 def get(url):
     """One GET (no redirect following); returns (status, headers, body)."""
     u = urllib.parse.urlsplit(url)
@@ -203,6 +213,9 @@ def test_flow_pkce_connected_event():
         # the stored access token is the one the provider issued; no refresh needed
         got = token(luar, "acct-1")
         assert got["ok"] and got["token"] == codes[0]["access_token"], got
+        # the record handed to the script: everything but the refresh token (one was issued)
+        assert codes[0]["refresh_token"], codes
+        assert got["fields"] == RECORD_FIELDS, got
         assert got == token(luar, "acct-1")
         assert provider.grants("refresh_token") == []
         # scopes: granted ones pass, another is named in the error
@@ -283,6 +296,7 @@ def test_refresh_once_for_50_callers():
         new = refreshes[0]["access_token"]
         assert new != first
         assert all(r["ok"] and r["token"] == new for r in results), results
+        assert all(r["fields"] == RECORD_FIELDS for r in results), results[0]["fields"]
         # the refreshed token (3600 s) is fresh: no more refreshes
         assert token(luar, "acct-r")["token"] == new
         assert len(provider.grants("refresh_token")) == 1
@@ -322,6 +336,8 @@ def test_client_credentials_cached_and_revoke():
         a = luar.get_json("/cc")
         b = luar.get_json("/cc")
         assert a["ok"] and a["token"] == b["token"], (a, b)
+        assert a["fields"] == b["fields"] == [f for f in RECORD_FIELDS
+                                         if f not in ("account", "id_claims")], a
         ccs = provider.grants("client_credentials")
         assert len(ccs) == 1 and ccs[0]["access_token"] == a["token"], ccs
         connect(luar, provider, "acct-v")
