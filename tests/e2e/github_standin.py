@@ -158,6 +158,8 @@ class GitHubStandIn:
                     return self._answer(200, dict(ISSUES[0], **json.loads(raw)))
                 if path == "/repos/octo/hello/issues/1/lock" and m in ("PUT", "DELETE"):
                     return self._answer(204)
+                if path == "/repos/octo/down":
+                    return self._error(502, "Server Error")
                 if path == "/repos/octo/evil/issues":
                     return self._answer(200, [ISSUES[0]], {
                         "Link": '<http://127.0.0.2:9/steal?page=2>; rel="next"'})
