@@ -145,7 +145,9 @@ def main(argv):
         print("usage: tools/standins.py COMMAND [ARGS…]", file=sys.stderr)
         return 2
     try:
-        standins = StandIns().__enter__()
+        # LUAR_STANDIN_PORTS=free: free ports (tests/e2e/test_example.py runs it so).
+        free = os.environ.get("LUAR_STANDIN_PORTS") == "free"
+        standins = StandIns(ports=None if free else PORTS).__enter__()
     except OSError as e:
         print("standins: cannot start the stand-ins (%s); is another `make run` up?" % e,
               file=sys.stderr)

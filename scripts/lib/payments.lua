@@ -37,8 +37,11 @@ webhooks.on(M.route, "payment_intent.succeeded", { name = "stripe:payment_succee
     amounts:observe(pi.amount_received or pi.amount, { currency = pi.currency })
     local id = customers.value(pi.customer)
     local cus = id and customers.retrieve(id)
-    receipts.enqueue(pi, cus)
-    if cus then welcome.maybe(cus) end
+    local receipt = receipts.enqueue(pi, cus)
+    local welcome_job = cus and welcome.maybe(cus) or nil
+    log.info("payment succeeded", { payment_intent = pi.id, customer = id, amount = pi.amount,
+                                    currency = pi.currency, receipt_job = receipt,
+                                    welcome_job = welcome_job })
   end)
 
 -- A payment failed: nothing to do but say so (Stripe tells the customer; the metric
