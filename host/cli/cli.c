@@ -17,6 +17,7 @@
 #include "config/config.h"
 #include "log/log.h"
 #include "lua/mod_redis.h"
+#include "lua/coverage.h"
 #include "lua/vm.h"
 #include "luar_version.h"
 #include "plugin/loader.h"
@@ -31,12 +32,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
 typedef struct args {
     luar_config_flags_t flags;
     int worker_id;
+    const char *coverage; /* `test --coverage[=FILE]`: the report's path ("" = the default) */
+    double coverage_min;  /* `test --coverage-min=N`, or -1 */
     int npos;
     char **pos; /* positional arguments after the command */
 } args_t;
@@ -76,7 +80,8 @@ static void usage(FILE *f)
           "        [--workers N]          run the host\n"
           "  check [--config F]           load config and scripts, print every error\n"
           "  run FILE.lua [ARGS...]       run one script to completion on a live loop\n"
-          "  test [PATH...]               run busted specs inside the host\n"
+          "  test [--coverage[=FILE]] [--coverage-min=N] [busted options] [PATH...]\n"
+          "                               run busted specs inside the host\n"
           "  reload                       make the running instance reload its scripts\n"
           "  jobs stats|list|show|retry|delete|purge   inspect and repair the queue\n"
           "  enqueue NAME [--args JSON] [--queue Q] [--delay S] [--key K]   enqueue a job\n"
@@ -92,6 +97,38 @@ static void usage(FILE *f)
           "  plugins [--config F]         list the plugins found, and why any was refused\n"
           "  version                      versions of luar and its libraries\n",
           f);
+}
+
+/*
+ * `luar test`'s own options: --coverage[=FILE] and --coverage-min=PERCENT (which implies
+ * --coverage). Returns 1 when `arg` was one of them, 0 when not, -1 after printing why
+ * its value is wrong.
+ */
+static int test_option(const char *arg, args_t *a)
+{
+    if (strcmp(arg, "--coverage") == 0) {
+        if (a->coverage == NULL)
+            a->coverage = "";
+        return 1;
+    }
+    if (strncmp(arg, "--coverage=", 11) == 0) {
+        a->coverage = arg + 11;
+        return 1;
+    }
+    if (strncmp(arg, "--coverage-min=", 15) == 0) {
+        char *end;
+        double v = strtod(arg + 15, &end);
+        if (end == arg + 15 || *end != '\0' || v < 0 || v > 100) {
+            fprintf(stderr, "luar test: --coverage-min wants a percentage from 0 to 100, "
+                            "not \"%s\"\n", arg + 15);
+            return -1;
+        }
+        a->coverage_min = v;
+        if (a->coverage == NULL)
+            a->coverage = "";
+        return 1;
+    }
+    return 0;
 }
 
 /*
@@ -112,6 +149,7 @@ static int parse_args(int argc, char **argv, int stop_at_first_positional, args_
         {"--workers", offsetof(luar_config_flags_t, workers)},
     };
     memset(a, 0, sizeof *a);
+    a->coverage_min = -1;
     a->pos = calloc((size_t)argc + 1, sizeof *a->pos);
     for (int i = 2; i < argc; i++) {
         const char *arg = argv[i];
@@ -122,6 +160,13 @@ static int parse_args(int argc, char **argv, int stop_at_first_positional, args_
         if (strncmp(arg, "--", 2) != 0 || strcmp(arg, "--") == 0) {
             a->pos[a->npos++] = argv[i];
             continue;
+        }
+        if (strcmp(argv[1], "test") == 0) {
+            int taken = test_option(arg, a);
+            if (taken < 0)
+                return 2;
+            if (taken)
+                continue;
         }
         char name[64];
         const char *value = NULL;
@@ -144,6 +189,15 @@ static int parse_args(int argc, char **argv, int stop_at_first_positional, args_
         if (strcmp(name, "--worker-id") == 0 && value) {
             found = 1;
             a->worker_id = atoi(value);
+        }
+        if (!found && strcmp(argv[1], "test") == 0) {
+            /* busted's own options (--output=TAP, --filter x …) go to busted as given,
+             * with the argument read as their value, if any, after them */
+            int took_next = eq == NULL && value != NULL;
+            a->pos[a->npos++] = argv[i - took_next];
+            if (took_next)
+                a->pos[a->npos++] = argv[i];
+            continue;
         }
         if (!found) {
             fprintf(stderr, "luar %s: unknown option %s\n", argv[1], name);
@@ -307,6 +361,39 @@ static void run_done(int status, void *arg)
     rs->status = status;
 }
 
+/*
+ * `luar test --coverage`: writes the report once the specs ran and prints the total;
+ * returns the run's status, or 1 when the total is below --coverage-min.
+ */
+static int report_coverage(const args_t *a, const luar_config_t *cfg, int status)
+{
+    char path[4096];
+    if (a->coverage[0] != '\0') {
+        snprintf(path, sizeof path, "%s", a->coverage);
+    } else {
+        mkdir(cfg->data, 0700);
+        snprintf(path, sizeof path, "%s/coverage.txt", cfg->data);
+    }
+    luar_buf_t err;
+    luar_buf_init(&err, 0);
+    double percent = 0;
+    if (luar_coverage_report(path, &percent, &err) != 0) {
+        fprintf(stderr, "luar test: %s", err.data ? err.data : "coverage report failed\n");
+        status = status ? status : 1;
+    } else {
+        fprintf(stderr, "coverage: %.2f%% of the code lines in %s ran (report: %s)\n", percent,
+                cfg->scripts, path);
+        if (a->coverage_min >= 0 && percent < a->coverage_min) {
+            fprintf(stderr, "luar test: coverage %.2f%% is below --coverage-min=%g\n", percent,
+                    a->coverage_min);
+            status = status ? status : 1;
+        }
+    }
+    luar_buf_free(&err);
+    luar_coverage_stop();
+    return status;
+}
+
 /* `luar run` and `luar test`: a VM on a live loop, run to completion. */
 static int cmd_script(const args_t *a, int tests)
 {
@@ -348,7 +435,10 @@ static int cmd_script(const args_t *a, int tests)
     if (!tests)
         luar_redis_module_setup(&loop, cfg.redis_url, cfg.queue, &err);
     luar_buf_reset(&err);
-    if (load_plugins(&cfg, &loop)) {
+    if (tests && a->coverage != NULL && luar_coverage_start(cfg.scripts) != 0) {
+        fprintf(stderr, "luar test: --coverage: no scripts folder %s\n", cfg.scripts);
+        rs.status = 2;
+    } else if (load_plugins(&cfg, &loop)) {
         rs.status = 2;
     } else if (luar_vm_new(&vc, &vm, &err)) {
         print_load_error(&err);
@@ -373,6 +463,8 @@ static int cmd_script(const args_t *a, int tests)
     if (queue)
         luar_queue_close(queue, NULL, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
+    if (luar_coverage_on())
+        rs.status = report_coverage(a, &cfg, rs.status);
     close_plugins(&loop);
     luar_log_flush();
     luar_buf_free(&err);

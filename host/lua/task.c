@@ -4,6 +4,7 @@
  * resume, so completion callbacks and module code never re-enter Lua.
  */
 #include "common/error.h"
+#include "lua/coverage.h"
 #include "lua/vm_internal.h"
 
 #include <lauxlib.h>
@@ -11,9 +12,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+int luar_task_hook_mask(void)
+{
+    return LUA_MASKCOUNT | (luar_coverage_on() ? LUA_MASKLINE : 0);
+}
+
 void luar_task_hook(lua_State *L, lua_Debug *ar)
 {
-    (void)ar;
+    if (ar->event == LUA_HOOKLINE) {
+        luar_coverage_line(L, ar);
+        return;
+    }
     luar_vm_t *vm = luar_vm_of(L);
     luar_task_t *t = vm->current;
     if (t == NULL)
@@ -235,7 +244,7 @@ static int spawn_protected(lua_State *L)
     struct spawn *s = lua_touserdata(L, 1);
     lua_settop(L, 0);
     lua_State *co = lua_newthread(L);
-    lua_sethook(co, luar_task_hook, LUA_MASKCOUNT, LUAR_TASK_HOOK_COUNT);
+    lua_sethook(co, luar_task_hook, luar_task_hook_mask(), LUAR_TASK_HOOK_COUNT);
     int nargs = s->setup(L, s->arg);
     luaL_checkstack(co, nargs + 1, "too many arguments");
     lua_xmove(L, co, nargs + 1);

@@ -79,7 +79,7 @@ int luar_vm_pcall(luar_vm_t *vm, lua_CFunction fn, void *ud, luar_buf_t *err)
     lua_settop(L, top);
     if (saved == NULL) {
         if (vm->host_task.kill != TASK_KILL_NONE)
-            lua_sethook(L, luar_task_hook, LUA_MASKCOUNT, LUAR_TASK_HOOK_COUNT);
+            lua_sethook(L, luar_task_hook, luar_task_hook_mask(), LUAR_TASK_HOOK_COUNT);
         vm->current = NULL;
     }
     if (rc == LUA_ERRMEM)
@@ -214,7 +214,7 @@ int luar_vm_new(const luar_vm_config_t *cfg, luar_vm_t **out, luar_buf_t *err)
     if (vm->L == NULL)
         goto fail;
     lua_atpanic(vm->L, vm_panic);
-    lua_sethook(vm->L, luar_task_hook, LUA_MASKCOUNT, LUAR_TASK_HOOK_COUNT);
+    lua_sethook(vm->L, luar_task_hook, luar_task_hook_mask(), LUAR_TASK_HOOK_COUNT);
     rc = luar_vm_pcall(vm, vm_open, vm, err);
     if (rc != 0)
         goto fail;

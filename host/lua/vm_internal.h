@@ -116,8 +116,12 @@ luar_vm_t *luar_vm_of(lua_State *L);
  */
 int luar_vm_pcall(luar_vm_t *vm, lua_CFunction fn, void *ud, luar_buf_t *err);
 
-/* task.c: the hook that enforces the CPU budget; installed on every thread. */
+/*
+ * task.c: the hook that enforces the CPU budget (and counts lines for `luar test
+ * --coverage`); installed on every thread with the mask luar_task_hook_mask() gives.
+ */
 void luar_task_hook(lua_State *L, lua_Debug *ar);
+int luar_task_hook_mask(void);
 
 /* task.c: resumes queued tasks (the VM's idle callback). */
 void luar_task_run_queue(luar_vm_t *vm);
