@@ -18,6 +18,7 @@
 #include "log/log.h"
 #include "lua/mod_redis.h"
 #include "lua/coverage.h"
+#include "lua/mod_test.h"
 #include "lua/vm.h"
 #include "luar_version.h"
 #include "plugin/loader.h"
@@ -425,7 +426,16 @@ static int cmd_script(const args_t *a, int tests)
     luar_queue_t *queue = NULL;
     run_state_t rs = {0, 1};
     int rc;
-    /* `luar run` scripts may enqueue and read jobs; `luar test` gets its doubles later. */
+    /* `luar run` scripts may enqueue and read jobs; `luar test` gets its doubles: a queue
+     * of its own in a temporary folder, a runner that only drains, stubs, log capture. */
+    if (tests && luar_test_session_open(&loop, &cfg, &err)) {
+        fprintf(stderr, "luar test: %s\n", err.data ? err.data : "cannot set up the doubles");
+        luar_test_session_close();
+        uv_run(&loop, UV_RUN_DEFAULT);
+        luar_buf_free(&err);
+        luar_config_free(&cfg);
+        return 1;
+    }
     if (!tests && luar_queue_open(&loop, cfg.queue, &queue, &err) == 0) {
         luar_queue_set_cache_limits(queue, cfg.cache.max_bytes, cfg.cache.max_value);
         luar_jobs_set_host(queue, NULL, &cfg.jobs);
@@ -446,6 +456,8 @@ static int cmd_script(const args_t *a, int tests)
     } else {
         luar_plugins_use_vm(vm);
         if (tests)
+            luar_test_session_set_vm(vm);
+        if (tests)
             rc = luar_vm_run_tests(vm, a->npos, a->pos, run_done, &rs);
         else
             rc = luar_vm_run_file(vm, a->pos[0], a->npos - 1, a->pos + 1, run_done, &rs);
@@ -459,6 +471,8 @@ static int cmd_script(const args_t *a, int tests)
         luar_vm_retire(vm);
     }
     luar_jobs_set_host(NULL, NULL, NULL);
+    if (tests)
+        luar_test_session_close();
     luar_redis_module_close();
     if (queue)
         luar_queue_close(queue, NULL, NULL);

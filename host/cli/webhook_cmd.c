@@ -226,16 +226,9 @@ static int sign_body(const wh_args_t *a, const luar_buf_t *body, luar_buf_t *out
     }
     luar_buf_t err;
     luar_buf_init(&err, 0);
-    luar_webhook_verifier_t v;
-    const char *secrets[] = {a->secret};
     int status = 0;
-    int rc = luar_webhook_verifier_init(&v, a->scheme, secrets, NULL, 1, a->opts, a->nopts, 0,
-                                        &err);
-    if (rc == 0) {
-        rc = luar_webhook_sign(&v, a->id, ts, body->data ? body->data : "", body->len, out,
-                               &err);
-        luar_webhook_verifier_free(&v);
-    }
+    int rc = luar_webhook_sign_with_secret(a->scheme, a->secret, a->opts, a->nopts, a->id, ts,
+                                           body->data ? body->data : "", body->len, out, &err);
     if (rc) {
         fprintf(stderr, "luar %s: %s\n", a->cmd, err.data ? err.data : luar_strerror(rc));
         if (rc == LUAR_ENOTFOUND) /* the plugin that has it may have been refused */

@@ -108,6 +108,29 @@ void luar_client_res_free(luar_client_res_t *res);
 /* Returns the value of header `name` (lower-case) in `res`, or NULL. */
 const char *luar_client_res_header(const luar_client_res_t *res, const char *name);
 
+/* ---- test doubles (`luar test`'s t.http) ------------------------------------------------ */
+
+/*
+ * A stub sees every attempt at its start, before curl does: this is the one entry point of
+ * every outbound request (luar.http with its retries, breaker, cache and rate limit above
+ * it; plugins' host->http_request; webhook delivery), so all of them meet the stubs.
+ *
+ * match(arg, req, &token) is called inside luar_client_request() and must not run Lua: it
+ * returns 0 to let the request go to the network, or 1 to answer it itself. Then, from the
+ * loop (never inside luar_client_request), answer(arg, token, res) fills `res` (status,
+ * headers as malloc'd lower-case strings, body; or rc, kind and message for an error)
+ * just before the caller's callback runs; drop(arg, token) instead when the call was
+ * cancelled first. Loop thread only; NULL removes the stub.
+ */
+typedef struct luar_client_stub {
+    int (*match)(void *arg, const luar_client_req_t *req, void **token);
+    void (*answer)(void *arg, void *token, luar_client_res_t *res);
+    void (*drop)(void *arg, void *token);
+    void *arg;
+} luar_client_stub_t;
+
+void luar_client_set_stub(const luar_client_stub_t *stub);
+
 /* ---- the multi handle of a loop (host/client/multi.c) --------------------------------- */
 
 typedef struct luar_client_multi luar_client_multi_t;

@@ -40,7 +40,19 @@ struct luar_client_call {
     char host[256];
     char errbuf[CURL_ERROR_SIZE];
     luar_buf_t log_headers; /* the request headers as redacted JSON members (debug only) */
+    uv_timer_t *stub_timer; /* answered by the test stub (client.h), not by curl */
+    void *stub_token;
 };
+
+static luar_client_stub_t g_stub; /* `luar test` only: every field NULL otherwise */
+
+void luar_client_set_stub(const luar_client_stub_t *stub)
+{
+    if (stub)
+        g_stub = *stub;
+    else
+        memset(&g_stub, 0, sizeof g_stub);
+}
 
 /* ---- the response ---------------------------------------------------------------------- */
 
@@ -327,10 +339,55 @@ void luar_client_call_finished(luar_client_call_t *c, int curl_code)
     cb(arg, res);
 }
 
+static void stub_timer_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* The stub's answer, one loop turn after the request started (as curl's would come). */
+static void on_stub_answer(uv_timer_t *t)
+{
+    struct luar_client_call *c = t->data;
+    c->stub_timer = NULL;
+    uv_close((uv_handle_t *)t, stub_timer_closed);
+    g_stub.answer(g_stub.arg, c->stub_token, c->res);
+    c->res->duration = (double)(uv_hrtime() - c->started_ns) / 1e9;
+    count(c);
+    if (luar_log_enabled(LUAR_LOG_DEBUG))
+        log_attempt(c);
+    luar_client_res_t *res = c->res;
+    c->res = NULL;
+    luar_client_done_fn cb = c->cb;
+    void *arg = c->arg;
+    call_free(c);
+    cb(arg, res);
+}
+
+/* Answers `c` through the stub instead of curl. Returns 0 or LUAR_ENOMEM. */
+static int stub_start(struct luar_client_call *c, uv_loop_t *loop)
+{
+    c->stub_timer = malloc(sizeof *c->stub_timer);
+    if (c->stub_timer == NULL)
+        return LUAR_ENOMEM;
+    uv_timer_init(loop, c->stub_timer);
+    c->stub_timer->data = c;
+    c->started_ns = uv_hrtime();
+    uv_timer_start(c->stub_timer, on_stub_answer, 0, 0);
+    return 0;
+}
+
 void luar_client_cancel(luar_client_call_t *c)
 {
     if (c == NULL)
         return;
+    if (c->stub_timer) {
+        uv_timer_stop(c->stub_timer);
+        uv_close((uv_handle_t *)c->stub_timer, stub_timer_closed);
+        if (g_stub.drop)
+            g_stub.drop(g_stub.arg, c->stub_token);
+        call_free(c);
+        return;
+    }
     luar_client_multi_remove(c->multi, c->easy);
     call_free(c);
 }
@@ -496,6 +553,17 @@ int luar_client_request(uv_loop_t *loop, const luar_client_req_t *req, luar_clie
     rc = build_headers(c, req);
     if (rc)
         goto fail;
+    if (g_stub.match && g_stub.match(g_stub.arg, req, &c->stub_token)) {
+        rc = stub_start(c, loop);
+        if (rc) {
+            if (g_stub.drop)
+                g_stub.drop(g_stub.arg, c->stub_token);
+            goto fail;
+        }
+        if (out)
+            *out = c;
+        return 0;
+    }
 
     CURL *e = c->easy;
     curl_easy_setopt(e, CURLOPT_PRIVATE, c);

@@ -195,6 +195,28 @@ void luar_runner_stop(luar_runner_t *r, double grace, void (*done)(void *arg), v
  */
 void luar_runner_abort(luar_runner_t *r);
 
+/*
+ * `luar test` (t.jobs.drain): a manual runner claims nothing on its own, starts no timer,
+ * and runs jobs only while draining. Set before luar_runner_start.
+ */
+void luar_runner_set_manual(luar_runner_t *r);
+
+/* What a drain did: attempts that ended, by outcome, and each failure's error. */
+typedef struct luar_runner_drained {
+    size_t ran, succeeded, failed;
+    const char *errors_json; /* `{"id":…,"name":…,"error":…}` objects joined by commas */
+    int full;                /* stopped at `max` with work perhaps left */
+} luar_runner_drained_t;
+
+/*
+ * Runs every due job (and the jobs they enqueue, once due) through the runner's own path
+ * — retries, dead letter, errors — until none is due and none runs, or `max` attempts
+ * (0: 1000) ended; then calls done(arg, report) (the report lives during the call).
+ * Returns 0, or LUAR_EBUSY while a drain runs. Needs luar_runner_set_manual.
+ */
+int luar_runner_drain(luar_runner_t *r, size_t max,
+                      void (*done)(void *arg, const luar_runner_drained_t *report), void *arg);
+
 typedef struct luar_scheduler luar_scheduler_t;
 
 /*
@@ -207,6 +229,15 @@ void luar_scheduler_start(luar_scheduler_t *sc);
 
 /* Stops firing; frees the scheduler once its writes are done, then calls done(arg). */
 void luar_scheduler_stop(luar_scheduler_t *sc, void (*done)(void *arg), void *arg);
+
+/*
+ * `luar test` (t.clock): enqueues every tick in (after, until] of every schedule of `vm`,
+ * each with its scheduler dedupe key (so once), as the scheduler would (not run). Calls
+ * done(arg, rc) once every enqueue answered (rc: the first error, else 0); at once (inside
+ * the call) when there is nothing to enqueue. Returns 0 or LUAR_ENOMEM.
+ */
+int luar_scheduler_fire_range(luar_queue_t *queue, luar_vm_t *vm, double after, double until,
+                              void (*done)(void *arg, int rc), void *arg);
 
 /* Prints the schedules of `vm` with their next three fire times (`luar cron list`). */
 void luar_jobs_print_schedules(luar_vm_t *vm, FILE *out);

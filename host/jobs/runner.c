@@ -96,6 +96,17 @@ struct luar_runner {
     int closing;
     void (*stopped)(void *);
     void *stopped_arg;
+    int manual; /* `luar test`: claims only while draining (luar_runner_drain) */
+    struct {
+        int active;
+        size_t max;
+        int round_open;     /* an eager claim round began while the runner was idle */
+        size_t round_found; /* jobs claimed since that round began */
+        luar_runner_drained_t report;
+        luar_buf_t errors;  /* the report's errors: JSON objects joined by commas */
+        void (*done)(void *arg, const luar_runner_drained_t *report);
+        void *arg;
+    } drain;
 };
 
 static luar_metric_t *m_jobs, *m_duration, *m_queue;
@@ -148,6 +159,30 @@ static qstate_t *qstate(luar_runner_t *r, const char *name)
 
 static void pump(luar_runner_t *r);
 static void maybe_stopped(luar_runner_t *r);
+static void drain_check(luar_runner_t *r);
+
+/* A drain counts what it ran: an attempt that ended (succeeded, failed, or asked to run
+ * again), and the error of each failure. */
+static void drain_count(luar_runner_t *r, int outcome, const char *id, const char *name,
+                        const char *error)
+{
+    if (!r->drain.active)
+        return;
+    r->drain.report.ran++;
+    if (outcome > 0) {
+        r->drain.report.succeeded++;
+    } else if (outcome < 0) {
+        r->drain.report.failed++;
+        luar_buf_t *b = &r->drain.errors;
+        luar_buf_puts(b, b->len ? ",{\"id\":" : "{\"id\":");
+        luar_buf_append_json_string(b, id, strlen(id));
+        luar_buf_puts(b, ",\"name\":");
+        luar_buf_append_json_string(b, name, strlen(name));
+        luar_buf_puts(b, ",\"error\":");
+        luar_buf_append_json_string(b, error ? error : "", error ? strlen(error) : 0);
+        luar_buf_puts(b, "}");
+    }
+}
 
 static void on_due(uv_timer_t *t)
 {
@@ -256,6 +291,7 @@ static void on_written(void *arg, int rc)
     r->writes--;
     pump(r);
     maybe_stopped(r);
+    drain_check(r);
 }
 
 /* Seconds before the next attempt after attempt `attempt` failed. */
@@ -300,6 +336,7 @@ static void write_failure(running_job_t *j, const luar_job_def_t *def, luar_vm_t
     error = luar_secret_clean(error, &clean_error);
     traceback = luar_secret_clean(traceback, &clean_traceback);
     count_outcome(j, "failed");
+    drain_count(r, -1, j->id, j->name, error);
     if (j->max_attempts == 0 || j->attempt < j->max_attempts) {
         retry_at = now + backoff_delay(def, vm, j->attempt);
         if (retry_at <= 0)
@@ -445,9 +482,11 @@ static void job_done(luar_task_t *task, int status, void *arg)
         } else if (o.retry) {
             luar_logf(LUAR_LOG_INFO, "job %s (%s) asked to run again in %.3f s", j->id, j->name,
                       o.retry_in);
+            drain_count(r, 0, j->id, j->name, NULL);
             write_release(j, luar_queue_now(r->queue) + (o.retry_in > 0 ? o.retry_in : 0));
         } else {
             count_outcome(j, "succeeded");
+            drain_count(r, 1, j->id, j->name, NULL);
             r->writes++;
             if (luar_queue_complete(r->queue, j->id, r->owner, o.result, r->cfg.result_ttl,
                                     on_written, r))
@@ -482,6 +521,7 @@ static void job_done(luar_task_t *task, int status, void *arg)
     }
     job_release_slot(j);
     pump(r);
+    drain_check(r);
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -677,6 +717,7 @@ static void on_claimed(void *arg, int rc, const luar_job_t *jobs, size_t n)
         r->claim_failing = 0;
         r->claim_failures = 0;
         luar_vm_t *vm = r->current_vm(r->vm_arg);
+        r->drain.round_found += n;
         for (size_t i = 0; i < n; i++) {
             if (r->stopping) /* claimed as the stop began: give it straight back */
                 luar_queue_release(r->queue, jobs[i].id, r->owner, luar_queue_now(r->queue),
@@ -690,6 +731,7 @@ static void on_claimed(void *arg, int rc, const luar_job_t *jobs, size_t n)
     if (rc == 0 && n == asked)
         pump(r); /* there may be more */
     maybe_stopped(r);
+    drain_check(r);
 }
 
 /*
@@ -699,7 +741,7 @@ static void on_claimed(void *arg, int rc, const luar_job_t *jobs, size_t n)
  */
 static void pump_some(luar_runner_t *r, int eager)
 {
-    if (r->stopping || r->closing)
+    if (r->stopping || r->closing || (r->manual && !r->drain.active))
         return;
     luar_vm_t *vm = r->current_vm(r->vm_arg);
     if (vm == NULL || vm->jobs == NULL)
@@ -712,6 +754,13 @@ static void pump_some(luar_runner_t *r, int eager)
         int free_slots = r->cfg.concurrency - r->running;
         if (q->limit > 0 && q->limit - q->running < free_slots)
             free_slots = q->limit - q->running;
+        if (r->drain.active) {
+            size_t started = r->drain.report.ran + (size_t)r->running;
+            if (started >= r->drain.max)
+                return;
+            if ((size_t)free_slots > r->drain.max - started)
+                free_slots = (int)(r->drain.max - started);
+        }
         if (free_slots <= 0)
             continue;
         int batch = q->limit > 0 && q->limit < r->cfg.concurrency ? q->limit : r->cfg.concurrency;
@@ -841,6 +890,8 @@ int luar_runner_new(uv_loop_t *loop, luar_queue_t *queue, const luar_jobs_config
 
 void luar_runner_start(luar_runner_t *r)
 {
+    if (r->manual)
+        return; /* no poll, no heartbeat: luar_runner_drain does the work */
     uint64_t poll_ms = (uint64_t)(r->cfg.poll * 1000);
     uint64_t hb_ms = (uint64_t)(r->cfg.heartbeat * 1000);
     uv_timer_start(&r->poll, on_poll, poll_ms ? poll_ms : 1, poll_ms ? poll_ms : 1);
@@ -925,4 +976,54 @@ void luar_runner_stop(luar_runner_t *r, double grace, void (*done)(void *arg), v
 void luar_runner_kick(luar_runner_t *r)
 {
     pump(r);
+}
+
+/* ---- draining (`luar test`) ------------------------------------------------------------ */
+
+void luar_runner_set_manual(luar_runner_t *r)
+{
+    r->manual = 1;
+}
+
+/*
+ * Called whenever something the drain waits for ended. Once nothing runs or is being
+ * written, a claim round over every queue begins; a round that found nothing while idle
+ * means no job is due: the drain is over.
+ */
+static void drain_check(luar_runner_t *r)
+{
+    if (!r->drain.active || r->running || r->writes)
+        return;
+    int full = r->drain.report.ran >= r->drain.max;
+    if (!full && !(r->drain.round_open && r->drain.round_found == 0)) {
+        r->drain.round_open = 1;
+        r->drain.round_found = 0;
+        pump_some(r, 1);
+        if (r->writes)
+            return; /* the claims answer later */
+    }
+    r->drain.active = 0;
+    luar_buf_t errors = r->drain.errors;
+    luar_buf_init(&r->drain.errors, 0);
+    r->drain.report.errors_json = errors.data ? errors.data : "";
+    r->drain.report.full = full;
+    r->drain.done(r->drain.arg, &r->drain.report);
+    luar_buf_free(&errors);
+}
+
+int luar_runner_drain(luar_runner_t *r, size_t max,
+                      void (*done)(void *arg, const luar_runner_drained_t *report), void *arg)
+{
+    if (r->drain.active || r->stopping)
+        return LUAR_EBUSY;
+    memset(&r->drain.report, 0, sizeof r->drain.report);
+    luar_buf_init(&r->drain.errors, 0);
+    r->drain.active = 1;
+    r->drain.round_open = 0;
+    r->drain.round_found = 0;
+    r->drain.max = max ? max : 1000;
+    r->drain.done = done;
+    r->drain.arg = arg;
+    drain_check(r);
+    return 0;
 }

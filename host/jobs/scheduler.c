@@ -7,6 +7,7 @@
  * most recent missed one fires once at start.
  */
 #include "jobs/jobs.h"
+#include "common/clock.h"
 #include "common/error.h"
 #include "log/log.h"
 #include "lua/error.h"
@@ -94,7 +95,9 @@ static void on_fired(void *arg, int rc, const char *const *ids, size_t n, int du
         uv_close((uv_handle_t *)&sc->timer, scheduler_closed);
 }
 
-static void fire(luar_scheduler_t *sc, luar_vm_t *vm, const luar_schedule_t *s, double tick)
+/* Enqueues the job of schedule `s` for `tick` under the tick's dedupe key. */
+static int enqueue_tick(luar_queue_t *queue, luar_vm_t *vm, const luar_schedule_t *s,
+                        double tick, luar_queue_enqueue_cb cb, void *arg)
 {
     const luar_job_def_t *def = luar_jobs_find(vm->jobs, s->job);
     luar_job_spec_t spec;
@@ -110,9 +113,81 @@ static void fire(luar_scheduler_t *sc, luar_vm_t *vm, const luar_schedule_t *s, 
     spec.key = key; /* also the job's own key: its runs name their schedule (error reports) */
     double interval = next_tick(s, tick) - tick;
     double ttl = interval * 4 > DEDUPE_MIN_TTL ? interval * 4 : DEDUPE_MIN_TTL;
+    return luar_queue_enqueue(queue, &spec, 1, key, ttl, cb, arg);
+}
+
+static void fire(luar_scheduler_t *sc, luar_vm_t *vm, const luar_schedule_t *s, double tick)
+{
     sc->writes++;
-    if (luar_queue_enqueue(sc->queue, &spec, 1, key, ttl, on_fired, sc))
+    if (enqueue_tick(sc->queue, vm, s, tick, on_fired, sc))
         sc->writes--;
+}
+
+/* ---- luar test: the ticks a moved clock passed --------------------------------------- */
+
+#define RANGE_MAX_TICKS 10000 /* per schedule and move: a year of minutes is not a test */
+
+typedef struct tick_range {
+    int writes;
+    int rc;
+    int kick;
+    void (*done)(void *arg, int rc);
+    void *arg;
+} tick_range_t;
+
+static void range_finish(tick_range_t *tr)
+{
+    if (tr->kick)
+        luar_jobs_kick();
+    tr->done(tr->arg, tr->rc);
+    free(tr);
+}
+
+static void on_range_fired(void *arg, int rc, const char *const *ids, size_t n, int duplicate)
+{
+    tick_range_t *tr = arg;
+    (void)ids;
+    (void)n;
+    if (rc && tr->rc == 0)
+        tr->rc = rc;
+    if (!rc && !duplicate)
+        tr->kick = 1;
+    if (--tr->writes == 0)
+        range_finish(tr);
+}
+
+int luar_scheduler_fire_range(luar_queue_t *queue, luar_vm_t *vm, double after, double until,
+                              void (*done)(void *arg, int rc), void *arg)
+{
+    tick_range_t *tr = calloc(1, sizeof *tr);
+    if (tr == NULL)
+        return LUAR_ENOMEM;
+    tr->done = done;
+    tr->arg = arg;
+    tr->writes = 1; /* held until every tick is asked for */
+    size_t n = vm && vm->jobs ? luar_jobs_schedules(vm->jobs) : 0;
+    for (size_t i = 0; i < n; i++) {
+        const luar_schedule_t *s = luar_jobs_schedule_at(vm->jobs, i);
+        double t = next_tick(s, after);
+        int k = 0;
+        for (; t > 0 && t <= until && k < RANGE_MAX_TICKS; k++) {
+            tr->writes++;
+            int rc = enqueue_tick(queue, vm, s, t, on_range_fired, tr);
+            if (rc) {
+                tr->writes--;
+                if (tr->rc == 0)
+                    tr->rc = rc;
+            }
+            t = next_tick(s, t);
+        }
+        if (k == RANGE_MAX_TICKS)
+            luar_logf(LUAR_LOG_WARN, "luar.test: schedule %s has more than %d ticks in this "
+                      "clock move; only the first %d were enqueued", s->name, RANGE_MAX_TICKS,
+                      RANGE_MAX_TICKS);
+    }
+    if (--tr->writes == 0)
+        range_finish(tr);
+    return 0;
 }
 
 static tick_state_t *state_for(luar_scheduler_t *sc, const luar_schedule_t *s)
@@ -303,7 +378,7 @@ void luar_jobs_print_schedules(luar_vm_t *vm, FILE *out)
         fprintf(out, "no schedules\n");
         return;
     }
-    double now = (double)time(NULL);
+    double now = luar_time_now();
     fprintf(out, "%-24s %-20s %-20s %-20s %s\n", "NAME", "SCHEDULE", "ZONE", "JOB",
             "NEXT FIRE TIMES");
     for (size_t i = 0; i < n; i++) {

@@ -126,6 +126,8 @@ static int req_push(lua_State *L, luar_bridge_op_t *op)
     luar_client_res_t *res = ro->res;
     if (res == NULL)
         return luar_lua_fail(L, "connect", "out of memory");
+    if (res->rc && strcmp(res->kind, "no_stub") == 0) /* luar test: raises, naming it */
+        return luaL_error(L, "%s", res->message);
     if (res->rc) {
         luar_lua_fail(L, res->kind, "%s", res->message);
         if (res->retry_after > 0) {

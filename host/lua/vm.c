@@ -397,6 +397,7 @@ static const char test_runner[] =
     "local new_core = require('busted.core')\n"
     "package.loaded['busted.core'] = function(...)\n"
     "  local busted = new_core(...)\n"
+    "  if package.preload['luar.test'] then require('luar.test')._attach(busted) end\n"
     "  busted.subscribe({ 'test', 'start' }, function() reset_budget() return nil, true end)\n"
     "  return busted\n"
     "end\n"

@@ -4,6 +4,7 @@
  * timestamp with offset a line, in the schedule's zone (default UTC).
  */
 #include "common/error.h"
+#include "common/clock.h"
 #include "sched/cron.h"
 
 #include <stdio.h>
@@ -90,7 +91,7 @@ int luar_cron_cmd_next(int argc, char **argv)
         fprintf(stderr, CMD ": --tz: %s\n", err.data ? err.data : "unknown time zone");
         goto done;
     }
-    int64_t after = (int64_t)time(NULL);
+    int64_t after = (int64_t)luar_time_now();
     if (from && luar_tz_parse_iso(from, zone, &after, &err)) {
         fprintf(stderr, CMD ": --from: %s\n", err.data);
         goto done;

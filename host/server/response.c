@@ -4,6 +4,7 @@
  * answers, request ids, the access log line and the HTTP metrics.
  */
 #include "server/conn.h"
+#include "common/clock.h"
 
 #include "common/error.h"
 #include "crypto/crypto.h"
@@ -183,7 +184,7 @@ static int put_uint(luar_buf_t *b, uint64_t v)
 /* The Date header line, formatted once per second. */
 static void put_date(luar_buf_t *b)
 {
-    time_t now = time(NULL);
+    time_t now = (time_t)luar_time_now(); /* the test clock moves it too */
     if (now != date_sec) {
         struct tm tm;
         gmtime_r(&now, &tm);

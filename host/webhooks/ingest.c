@@ -114,6 +114,11 @@ const char *luar_webhook_route_path(const luar_webhook_route_t *r)
     return r->path;
 }
 
+const luar_webhook_verifier_t *luar_webhook_route_verifier(const luar_webhook_route_t *r)
+{
+    return r->has_verifier ? &r->verifier : NULL;
+}
+
 int luar_webhook_route_is_sync(const luar_webhook_route_t *r)
 {
     return r->sync;

@@ -85,6 +85,8 @@ void luar_webhook_route_free(luar_webhook_route_t *r);
 /* The route's pattern, and whether it is sync. */
 const char *luar_webhook_route_path(const luar_webhook_route_t *r);
 int luar_webhook_route_is_sync(const luar_webhook_route_t *r);
+/* The route's configured verifier (its scheme and secrets), or NULL without one. */
+const luar_webhook_verifier_t *luar_webhook_route_verifier(const luar_webhook_route_t *r);
 
 /* Sets the inline runner of a sync route. */
 void luar_webhook_route_set_sync(luar_webhook_route_t *r, luar_webhook_sync_fn fn, void *arg);

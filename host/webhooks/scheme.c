@@ -177,6 +177,21 @@ int luar_webhook_sign(const luar_webhook_verifier_t *v, const char *id, double t
     return v->scheme->sign(v->cfg, id, timestamp, body, body_len, out, err);
 }
 
+int luar_webhook_sign_with_secret(const char *scheme, const char *secret,
+                                  const luar_webhook_opt_t *opts, size_t nopts, const char *id,
+                                  double timestamp, const char *body, size_t body_len,
+                                  luar_buf_t *out, luar_buf_t *err)
+{
+    luar_webhook_verifier_t v;
+    const char *secrets[] = {secret};
+    int rc = luar_webhook_verifier_init(&v, scheme, secrets, NULL, 1, opts, nopts, 0, err);
+    if (rc)
+        return rc;
+    rc = luar_webhook_sign(&v, id, timestamp, body, body_len, out, err);
+    luar_webhook_verifier_free(&v);
+    return rc;
+}
+
 static int in_list(const char *const *list, const char *name, size_t len)
 {
     for (size_t i = 0; list && list[i]; i++) {

@@ -95,6 +95,16 @@ int luar_webhook_sign(const luar_webhook_verifier_t *v, const char *id, double t
                       const char *body, size_t body_len, luar_buf_t *out, luar_buf_t *err);
 
 /*
+ * Signs `body` for scheme `name` with one secret (and the scheme's options), as the
+ * provider would: a verifier configured for the call, luar_webhook_sign, freed. Used by
+ * `luar webhook sign|send` and `luar test`'s t.webhook. Returns as the two calls.
+ */
+int luar_webhook_sign_with_secret(const char *scheme, const char *secret,
+                                  const luar_webhook_opt_t *opts, size_t nopts, const char *id,
+                                  double timestamp, const char *body, size_t body_len,
+                                  luar_buf_t *out, luar_buf_t *err);
+
+/*
  * Nonzero when header `name` (`len` bytes, any case) carries a signature for the verifier's
  * scheme and configuration: such headers are removed from what handlers see.
  */

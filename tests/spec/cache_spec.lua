@@ -1,6 +1,6 @@
--- luar.cache inside `luar test`, which runs without a queue backend: misuse raises with the
--- argument named, values that cannot be stored are refused before any backend is asked,
--- and every operation answers nil, err{kind = "backend"} rather than raising. What the
+-- luar.cache inside `luar test`, whose queue is the test session's temporary SQLite one:
+-- misuse raises with the argument named, values that cannot be stored are refused before
+-- any backend is asked, and TTLs follow the test clock (t.clock). What the
 -- cache stores, expires, counts and shares is checked against real backends by
 -- tests/unit/test_queue_contract.c and end to end by tests/e2e/test_cache.py.
 local cache = require "luar.cache"
@@ -55,33 +55,27 @@ describe("luar.cache arguments", function()
   end)
 end)
 
-describe("luar.cache without a backend", function()
-  it("answers nil and a backend error from every operation", function()
-    for _, call in ipairs({
-      function() return cache.get("k") end,
-      function() return cache.set("k", "v", 10) end,
-      function() return cache.set("k", nil) end,
-      function() return cache.delete("k") end,
-      function() return cache.incr("k", 2, 60) end,
-    }) do
-      local v, err = call()
-      assert.is_nil(v)
-      assert.are.equal("backend", err.kind)
-      assert.matches("no queue backend in this command", tostring(err), 1, true)
-    end
+describe("luar.cache under luar test", function()
+  local t = require "luar.test"
+
+  it("stores in the test queue, and its TTLs follow the test clock", function()
+    assert.is_true(cache.set("k", { n = 1 }, 10))
+    assert.same({ n = 1 }, cache.get("k"))
+    t.clock.advance(11)
+    assert.is_nil(cache.get("k"))
+    assert.equal(2, cache.incr("c", 2, 60))
   end)
 
-  it("does not call remember's function when the cache cannot be read", function()
-    local called = false
-    local v, err = cache.remember("k", 10, function() called = true; return 1 end)
-    assert.is_nil(v)
-    assert.are.equal("backend", err.kind)
-    assert.is_false(called)
+  it("calls remember's function once while the value is fresh", function()
+    local calls = 0
+    local function f() calls = calls + 1; return calls end
+    assert.equal(1, cache.remember("r", 10, f))
+    assert.equal(1, cache.remember("r", 10, f))
+    assert.equal(1, calls)
   end)
 
   it("takes a number as a key", function()
-    local v, err = cache.get(42)
-    assert.is_nil(v)
-    assert.are.equal("backend", err.kind)
+    assert.is_true(cache.set(42, "v"))
+    assert.equal("v", cache.get(42))
   end)
 end)

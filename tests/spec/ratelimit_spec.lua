@@ -18,11 +18,14 @@ describe("luar.ratelimit.check", function()
     assert.is_false(ok)
   end)
 
-  it("returns nil and a backend error when the command has no backend", function()
-    local allowed, err = ratelimit.check("k", "10/m")
-    assert.is_nil(allowed)
-    assert.are.equal("backend", err.kind)
-    assert.matches("no queue backend", tostring(err), 1, true)
+  it("counts in the test queue, against the test clock", function()
+    local t = require "luar.test"
+    for _ = 1, 3 do assert.is_true((ratelimit.check("spec", "3/m"))) end
+    local allowed, retry_after = ratelimit.check("spec", "3/m")
+    assert.is_false(allowed)
+    assert.is_true(retry_after > 0)
+    t.clock.advance(60)
+    assert.is_true((ratelimit.check("spec", "3/m")))
   end)
 end)
 
