@@ -100,7 +100,7 @@ describe("cleanup", function()
   end)
 
   it("deletes reports older than 30 days, and keeps receipts", function()
-    local old, recent = "reports/2020-01-01.json", "reports/" .. os.date("!%Y-%m-%d", t.clock.now()) .. ".json"
+    local old, recent = "reports/2020-01-01.json", "reports/" .. os.date("!%Y-%m-%d", math.floor(t.clock.now())) .. ".json"
     t.http.stub("GET", BUCKET .. "?*prefix=reports*", listing({ old, recent }))
     t.http.stub("DELETE", BUCKET .. "/" .. old, { status = 204, body = "" })
     jobs.enqueue("cleanup", {}, { queue = "reports" })
