@@ -3,8 +3,9 @@ with its luar.conf.lua and the stand-ins `make run` starts (tools/standins.py), 
 ports. Stripe-signed events sent with `luar webhook send --scheme stripe`, as a developer
 would; the receipt is read back from the S3 stand-in, the welcome mail from the SendGrid
 stand-in, the "welcomed" mark from the Stripe stand-in; the GitHub lookup answers from GitHub, then
-from its cache, and its fallback profile when GitHub cannot be reached. The last test runs
-the launcher itself, as the Makefile's `run` target does.
+from its cache, and its fallback profile when GitHub cannot be reached; an error log line
+reaches the Sentry stand-in. The last test runs the launcher itself, as the Makefile's
+`run` target does.
 """
 import json
 import os
@@ -178,6 +179,26 @@ def test_github_lookup_and_fallback():
             assert line["login"] == "torvalds" and line["kind"] == "connect", line
 
 
+def test_sentry_hears_what_goes_wrong():
+    """A mail SendGrid refuses (a sender it does not know) is given up and logged as an
+    error, which the sentry plugin sends to Sentry with the scripts' tag."""
+    with StandIns(environ={}, ports=None) as st:
+        st.env["MAIL_FROM"] = "hello@unverified.example"   # the stand-in's 403 trigger
+        with example(st) as luar, tempfile.TemporaryDirectory() as d:
+            ev = {"id": "evt_sentry_1", "type": "customer.subscription.created",
+                  "data": {"object": {"id": "sub_1", "customer": "cus_example"}}}
+            rc, out, err = send(luar, event_file(d, "sub", ev))
+            assert rc == 0 and "200" in out, (rc, out, err)
+            event = st.sentry.wait_event(lambda e: (e.get("logentry") or {}).get("formatted")
+                                         == "sendgrid refused the mail")
+            assert event["level"] == "error", event
+            assert event["tags"].get("service") == "luar-example", event["tags"]
+            assert event["extra"].get("kind") == "welcome", event.get("extra")
+            assert [r["status"] for r in st.sendgrid.requests] == [403], st.sendgrid.requests
+            # Given up, not retried, and the customer is not marked as welcomed.
+            assert st.stripe.objects["cus_example"]["metadata"] == {}
+
+
 def test_make_run_launcher():
     """tools/standins.py as `make run` runs it (stand-ins on free ports here, since a
     developer's `make run` may hold the fixed ones): luar comes up, an event's receipt and
@@ -234,4 +255,4 @@ def test_make_run_launcher():
 
 if __name__ == "__main__":
     main([test_payment_receipt_and_welcome, test_github_lookup_and_fallback,
-          test_make_run_launcher])
+          test_sentry_hears_what_goes_wrong, test_make_run_launcher])
