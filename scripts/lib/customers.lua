@@ -1,9 +1,9 @@
 -- Stripe customers: who paid (the receipt and the welcome mail need their email) and
 -- whether they were welcomed already. Stripe is the record: the mark is a metadata key on
 -- the customer, so it holds across restarts, workers and instances.
-local json = require "luar.json"
 local log = require "luar.log"
 local stripe = require "luar.stripe"
+local nonnull = require("lib.util").nonnull
 
 local M = {}
 
@@ -11,12 +11,6 @@ local client -- made on first use, with plugins.stripe's key (luar.conf.lua)
 local function api()
   client = client or stripe.client{}
   return client
-end
-
--- A JSON null (`"customer": null`) decodes to json.null, which is truthy in Lua.
-function M.value(v)
-  if v == json.null then return nil end
-  return v
 end
 
 -- The customer, or nil when Stripe no longer has it. Any other failure raises, so the
@@ -32,7 +26,7 @@ function M.retrieve(id)
 end
 
 function M.welcomed(cus)
-  return M.value((M.value(cus.metadata) or {}).welcomed_at) ~= nil
+  return nonnull((nonnull(cus.metadata) or {}).welcomed_at) ~= nil
 end
 
 function M.mark_welcomed(id, at)

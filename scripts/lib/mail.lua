@@ -7,8 +7,8 @@ local settings = require "lib.settings"
 
 local M = {}
 
-local sent = metrics.counter("example_emails_total", "Mail handed to SendGrid, by kind and outcome.",
-                             { "kind", "outcome" })
+local sent = metrics.counter("example_emails_total",
+                             "Mail handed to SendGrid, by kind and outcome.", { "kind", "outcome" })
 
 local client
 local function api()
@@ -16,13 +16,13 @@ local function api()
   return client
 end
 
--- Sends `msg` (sendgrid's send table, `from` filled in) from a job. Returns SendGrid's
--- message id. What happens on failure is the job's retry policy, told apart here:
---   429 → jobs.retry_in(the wait SendGrid asked for): not a failure, no attempt spent;
---   other 4xx or a message the plugin refuses (a bad address, an unverified sender) → logged as an error (a Sentry event) and
---     given up: retrying cannot fix it;
---   anything else (5xx, timeout, connect) → raised: the job retries with backoff.
--- The second result is a jobs.retry_in value to return, or nil.
+-- Sends `msg` (the plugin's send table; `from` defaults to MAIL_FROM) from a job and
+-- returns SendGrid's message id. Failures are told apart for the job's retry policy:
+--   429: returns nil and jobs.retry_in(the wait SendGrid asked for), which the job
+--        returns: it runs again then, without spending an attempt;
+--   another 4xx, or a message the plugin refuses (a bad address, an unknown sender):
+--        logged as an error (a Sentry event) and given up, since a retry cannot fix it;
+--   anything else (5xx, timeout, connection): raised, so the job retries with backoff.
 function M.send(kind, msg)
   msg.from = msg.from or settings.mail_from
   local id, err = api():send(msg)

@@ -12,6 +12,7 @@ local customers = require "lib.customers"
 local receipts = require "lib.receipts"
 local settings = require "lib.settings"
 local welcome = require "lib.welcome"
+local nonnull = require("lib.util").nonnull
 
 local M = { route = "/hooks/stripe" }
 
@@ -35,7 +36,7 @@ webhooks.on(M.route, "payment_intent.succeeded", { name = "stripe:payment_succee
     local pi = event.data.object
     payments:inc(1, { outcome = "succeeded" })
     amounts:observe(pi.amount_received or pi.amount, { currency = pi.currency })
-    local id = customers.value(pi.customer)
+    local id = nonnull(pi.customer)
     local cus = id and customers.retrieve(id)
     local receipt = receipts.enqueue(pi, cus)
     local welcome_job = cus and welcome.maybe(cus) or nil
@@ -49,12 +50,12 @@ webhooks.on(M.route, "payment_intent.succeeded", { name = "stripe:payment_succee
 webhooks.on(M.route, "payment_intent.payment_failed", { name = "stripe:payment_failed" },
   function(event)
     local pi = event.data.object
-    local e = customers.value(pi.last_payment_error) or {}
-    local code = customers.value(e.decline_code) or customers.value(e.code) or "unknown"
+    local e = nonnull(pi.last_payment_error) or {}
+    local code = nonnull(e.decline_code) or nonnull(e.code) or "unknown"
     payments:inc(1, { outcome = "failed" })
     declines:inc(1, { code = code })
-    log.warn("payment failed", { payment_intent = pi.id, customer = customers.value(pi.customer),
-                                 code = code, reason = customers.value(e.message) })
+    log.warn("payment failed", { payment_intent = pi.id, customer = nonnull(pi.customer),
+                                 code = code, reason = nonnull(e.message) })
   end)
 
 -- A subscription started: its customer gets the welcome mail (once, see lib/welcome.lua).

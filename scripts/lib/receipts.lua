@@ -6,8 +6,8 @@ local json = require "luar.json"
 local log = require "luar.log"
 local metrics = require "luar.metrics"
 local time = require "luar.time"
-local customers = require "lib.customers"
 local storage = require "lib.storage"
+local nonnull = require("lib.util").nonnull
 
 local M = {}
 
@@ -36,10 +36,10 @@ function M.enqueue(pi, cus)
     payment_intent = pi.id,
     amount = pi.amount_received or pi.amount,
     currency = pi.currency,
-    description = customers.value(pi.description),
+    description = nonnull(pi.description),
     created = pi.created or math.floor(time.now()),
-    customer = cus and { id = cus.id, email = customers.value(cus.email),
-                         name = customers.value(cus.name) } or nil,
+    customer = cus and { id = cus.id, email = nonnull(cus.email),
+                         name = nonnull(cus.name) } or nil,
   }
   local id, err = jobs.enqueue("store_receipt", r, { key = "receipt:" .. pi.id })
   if not id then error(err) end

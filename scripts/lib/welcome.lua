@@ -5,13 +5,14 @@ local log = require "luar.log"
 local time = require "luar.time"
 local customers = require "lib.customers"
 local mail = require "lib.mail"
+local nonnull = require("lib.util").nonnull
 
 local M = {}
 
 jobs.define("send_welcome_email", {
   queue = "mail",
-  retries = 5,              -- six attempts in all …
-  backoff = "exponential",  -- … 2, 4, 8, 16, 32 s apart (with jitter), then dead-lettered
+  retries = 5,              -- six attempts in all, each retry after a random wait of up
+  backoff = "exponential",  -- to 2, 4, 8, 16, 32 s; then the job is dead (dead-lettered)
   timeout = 60,
 }, function(args, job)
   local id, later = mail.send("welcome", {
@@ -42,13 +43,13 @@ end)
 -- concurrent triggers (a payment and a subscription of the same new customer) into one job.
 function M.maybe(cus)
   if customers.welcomed(cus) then return nil end
-  local email = customers.value(cus.email)
+  local email = nonnull(cus.email)
   if not email then
     log.warn("no email on the customer: no welcome mail", { customer = cus.id })
     return nil
   end
   local id, err = jobs.enqueue("send_welcome_email",
-                               { customer = cus.id, email = email, name = customers.value(cus.name) },
+                               { customer = cus.id, email = email, name = nonnull(cus.name) },
                                { key = "welcome:" .. cus.id })
   if not id then error(err) end
   return id

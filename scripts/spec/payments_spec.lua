@@ -86,7 +86,8 @@ describe("payment_intent.succeeded", function()
 
   it("does not welcome a customer twice", function()
     t.http.stub("GET", "*/v1/customers/cus_old",
-                { status = 200, json = customer("cus_old", { metadata = { welcomed_at = "1700000000" } }) })
+                { status = 200,
+                  json = customer("cus_old", { metadata = { welcomed_at = "1700000000" } }) })
     stub_s3()
     t.webhook(ROUTE, "stripe", succeeded("pi_2", "cus_old"))
     local report = t.jobs.drain()
@@ -161,7 +162,8 @@ describe("payment_intent.payment_failed", function()
                                  data = { object = { id = "pi_f2", customer = json.null,
                                                      last_payment_error = json.null } } })
     assert.are.equal(1, t.jobs.drain().succeeded)
-    assert.are.equal("unknown", t.logs({ msg = "payment failed", payment_intent = "pi_f2" })[1].code)
+    local line = t.logs({ msg = "payment failed", payment_intent = "pi_f2" })[1]
+    assert.are.equal("unknown", line.code)
   end)
 end)
 

@@ -8,6 +8,7 @@ local function later(seconds)
   t.clock.set(t.clock.now() + seconds)
 end
 
+local XML = { ["Content-Type"] = "application/xml" }
 local RECEIPT = { payment_intent = "pi_r", amount = 1234, currency = "usd",
                   created = 1795939190, customer = { id = "cus_r", email = "r@example.com" } }
 
@@ -27,8 +28,8 @@ describe("store_receipt", function()
 
   it("retries while S3 fails", function()
     t.http.stub("PUT", "*/receipts/*", {
-      { status = 503, headers = { ["Content-Type"] = "application/xml" },
-        body = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>" },
+      { status = 503, headers = XML, body = "<Error><Code>SlowDown</Code>"
+          .. "<Message>Please reduce your request rate.</Message></Error>" },
       { status = 200, headers = { ETag = '"abc"' }, body = "" } })
     jobs.enqueue("store_receipt", RECEIPT)
     t.jobs.drain()
@@ -41,7 +42,7 @@ describe("store_receipt", function()
   end)
 
   it("fails the attempt when S3 refuses the request", function()
-    t.http.stub("PUT", "*/receipts/*", { status = 403, headers = { ["Content-Type"] = "application/xml" },
+    t.http.stub("PUT", "*/receipts/*", { status = 403, headers = XML,
       body = "<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>" })
     jobs.enqueue("store_receipt", RECEIPT)
     local report = t.jobs.drain()

@@ -45,7 +45,8 @@ describe("daily_report", function()
     assert.truthy(tick, "no daily_report tick within 26 hours")
     assert.are.equal(0, tick.run_at % 3600)
     local hour = tonumber(os.date("!%H", tick.run_at))
-    assert.truthy(hour == 9 or hour == 8, "the tick is at " .. os.date("!%H:%M", tick.run_at) .. " UTC")
+    assert.truthy(hour == 9 or hour == 8,
+                  "the tick is at " .. os.date("!%H:%M", tick.run_at) .. " UTC")
     t.clock.advance(12 * 3600)
     assert.are.equal(1, #t.jobs.enqueued("daily_report"))
   end)
@@ -82,7 +83,8 @@ describe("daily_report", function()
   end)
 
   it("fails (and retries) when the receipts cannot be listed", function()
-    t.http.stub("GET", BUCKET .. "?*", { status = 403, headers = { ["Content-Type"] = "application/xml" },
+    t.http.stub("GET", BUCKET .. "?*", { status = 403,
+      headers = { ["Content-Type"] = "application/xml" },
       body = "<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>" })
     jobs.enqueue("daily_report", { day = "2026-11-27" }, { queue = "reports" })
     local report = t.jobs.drain()
@@ -100,7 +102,8 @@ describe("cleanup", function()
   end)
 
   it("deletes reports older than 30 days, and keeps receipts", function()
-    local old, recent = "reports/2020-01-01.json", "reports/" .. os.date("!%Y-%m-%d", math.floor(t.clock.now())) .. ".json"
+    local old = "reports/2020-01-01.json"
+    local recent = "reports/" .. os.date("!%Y-%m-%d", math.floor(t.clock.now())) .. ".json"
     t.http.stub("GET", BUCKET .. "?*prefix=reports*", listing({ old, recent }))
     t.http.stub("DELETE", BUCKET .. "/" .. old, { status = 204, body = "" })
     jobs.enqueue("cleanup", {}, { queue = "reports" })

@@ -60,7 +60,8 @@ describe("send_welcome_email", function()
 
   it("waits out a 429 without spending an attempt", function()
     t.http.stub("POST", "*/v3/mail/send", {
-      { status = 429, headers = { ["X-RateLimit-Reset"] = tostring(math.floor(t.clock.now()) + 30) },
+      { status = 429,
+        headers = { ["X-RateLimit-Reset"] = tostring(math.floor(t.clock.now()) + 30) },
         json = { errors = { { message = "too many requests" } } } },
       SENT })
     stub_mark()
@@ -75,7 +76,8 @@ describe("send_welcome_email", function()
 
   it("gives up at once on a mail SendGrid refuses, logging an error", function()
     t.http.stub("POST", "*/v3/mail/send", { status = 400, json = { errors = {
-      { message = "Does not contain a valid address.", field = "personalizations.0.to.0.email" } } } })
+      { message = "Does not contain a valid address.",
+        field = "personalizations.0.to.0.email" } } } })
     jobs.enqueue("send_welcome_email", ARGS)
     local report = t.jobs.drain()
     assert.are.equal(1, report.succeeded)

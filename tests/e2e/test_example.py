@@ -226,7 +226,8 @@ def test_make_run_launcher():
     def seen(text):
         wait_for(cond, lambda: any(text in l for l in lines) or p.poll() is not None, text)
         with cond:
-            assert any(text in l for l in lines), "%r not seen:\n%s" % (text, "\n".join(lines[-30:]))
+            assert any(text in l for l in lines), "%r not seen:\n%s" % (
+                text, "\n".join(lines[-30:]))
 
     try:
         seen('"msg":"listening"')
