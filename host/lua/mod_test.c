@@ -43,6 +43,7 @@ static struct {
     int port;
     luar_vm_t *vm;
     luar_buf_t logs; /* captured records, one JSON object a line */
+    size_t cache_max_bytes;
     int open;
 } T;
 
@@ -103,6 +104,7 @@ typedef struct json_op {
     int states[3];
     int nstates, next;
     char name[256];
+    char cursor[64]; /* the page to continue from, within the current state */
 } json_op_t;
 
 static void json_cleanup(luar_bridge_op_t *op, int canceled)
@@ -224,7 +226,6 @@ static void list_next(json_op_t *j);
 static void on_listed(void *arg, int rc, const luar_job_t *jobs, size_t n, const char *cursor)
 {
     json_op_t *j = arg;
-    (void)cursor;
     if (rc) {
         j->rc = rc;
         snprintf(j->error, sizeof j->error, "listing jobs failed: %s",
@@ -250,6 +251,12 @@ static void on_listed(void *arg, int rc, const luar_job_t *jobs, size_t n, const
         }
         luar_buf_puts(b, "}");
     }
+    if (cursor && *cursor && n > 0) {
+        snprintf(j->cursor, sizeof j->cursor, "%s", cursor);
+        j->next--; /* the same state again, from the next page */
+    } else {
+        j->cursor[0] = '\0';
+    }
     list_next(j);
 }
 
@@ -265,6 +272,7 @@ static void list_next(json_op_t *j)
     memset(&f, 0, sizeof f);
     f.state = j->states[j->next++];
     f.name = j->name[0] ? j->name : NULL;
+    f.cursor = j->cursor[0] ? j->cursor : NULL;
     f.limit = 10000;
     int rc = luar_queue_list(T.queue, &f, on_listed, j);
     if (rc)
@@ -340,18 +348,6 @@ static int core_sign(lua_State *L)
     return 1;
 }
 
-/* core.has_route(path) → whether the scripts declared a webhooks.route there */
-static int core_webhook_scheme(lua_State *L)
-{
-    const char *path = luaL_checkstring(L, 1);
-    struct luar_webhook_route *r = T.vm ? luar_http_webhook_find(T.vm, path) : NULL;
-    const luar_webhook_verifier_t *v = r ? luar_webhook_route_verifier(r) : NULL;
-    if (r == NULL)
-        return 0;
-    lua_pushstring(L, v ? v->scheme->name : "none");
-    return 1;
-}
-
 /* ---- the reset before every test ---------------------------------------------------------- */
 
 /* Empties every table of the queue's file (jobs, dedupe records, rate limits, kv). */
@@ -373,7 +369,25 @@ static int empty_queue(luar_buf_t *err)
     return rc == SQLITE_OK ? 0 : LUAR_EIO;
 }
 
-/* core.reset(): stubs, recorded requests, logs, the clock and the queue, as new */
+static void cache_emptied(void *arg, int rc)
+{
+    (void)arg;
+    (void)rc;
+}
+
+/*
+ * luar.cache lives in the SQLite backend's in-process LRU, not in the file: a bound of one
+ * byte for one operation (run at once, on the loop thread) evicts every entry; the next
+ * operation restores the configured bound.
+ */
+static void empty_cache(void)
+{
+    luar_queue_set_cache_limits(T.queue, 1, 0);
+    luar_queue_cache_delete(T.queue, "luar.test:reset", cache_emptied, NULL);
+    luar_queue_set_cache_limits(T.queue, T.cache_max_bytes, 0);
+}
+
+/* core.reset(): stubs, recorded requests, logs, the clock, the queue and the cache, as new */
 static int core_reset(lua_State *L)
 {
     luar_test_stubs_reset(T.vm);
@@ -382,6 +396,7 @@ static int core_reset(lua_State *L)
     luar_buf_t *err = luar_lua_newbuf(L, 1024);
     if (empty_queue(err))
         return luaL_error(L, "luar.test: %s", err->data);
+    empty_cache();
     return 0;
 }
 
@@ -390,7 +405,7 @@ static int open_test(lua_State *L, void *ctx)
     (void)ctx;
     static const luaL_Reg core[] = {
         {"move", core_move},   {"offset", core_offset}, {"drain", core_drain},
-        {"jobs", core_jobs},   {"sign", core_sign},     {"webhook_scheme", core_webhook_scheme},
+        {"jobs", core_jobs},   {"sign", core_sign},
         {"logs", core_logs},   {"base", core_base},     {"reset", core_reset},
         {NULL, NULL},
     };
@@ -423,6 +438,7 @@ int luar_test_session_open(uv_loop_t *loop, const luar_config_t *cfg, luar_buf_t
     if (rc)
         return rc;
     luar_queue_set_cache_limits(T.queue, cfg->cache.max_bytes, cfg->cache.max_value);
+    T.cache_max_bytes = cfg->cache.max_bytes;
     rc = luar_runner_new(loop, T.queue, &cfg->jobs, "luar-test", current_vm, NULL, &T.runner);
     if (rc)
         return rc;

@@ -35,6 +35,7 @@ typedef struct recorded {
 } recorded_t;
 
 typedef struct token {
+    unsigned generation; /* the stubs' generation it was matched in */
     int responder; /* LUA_NOREF: unmatched */
     size_t index;  /* the recorded request */
     char message[600];
@@ -50,6 +51,7 @@ static struct {
     recorded_t *reqs;
     size_t nreqs;
     luar_buf_t unmatched; /* one line per request that matched no stub */
+    unsigned generation;  /* +1 at every reset: answers of an earlier test are refused */
 } S;
 
 /* '*' matches any run of characters (also none); everything else itself. */
@@ -113,6 +115,7 @@ static int on_match(void *arg, const luar_client_req_t *req, void **out)
     if (t == NULL)
         return 0;
     t->responder = LUA_NOREF;
+    t->generation = S.generation;
     t->index = S.nreqs ? S.nreqs - 1 : 0;
     for (size_t i = S.nstubs; i-- > 0;) {
         stub_t *s = &S.stubs[i];
@@ -206,7 +209,7 @@ static void answer(void *arg, void *token, luar_client_res_t *res)
     token_t *t = token;
     if (t->responder == LUA_NOREF) {
         set_error(res, "no_stub", t->message);
-    } else if (S.vm == NULL || t->index >= S.nreqs) {
+    } else if (S.vm == NULL || t->generation != S.generation || t->index >= S.nreqs) {
         set_error(res, "invalid", "luar.test: the stubs were reset before this answer");
     } else {
         struct answer a = {t, res};
@@ -340,6 +343,7 @@ void luar_test_stubs_reset(luar_vm_t *vm)
     S.reqs = NULL;
     S.nreqs = 0;
     luar_buf_reset(&S.unmatched);
+    S.generation++;
 }
 
 void luar_test_stubs_set_vm(luar_vm_t *vm)

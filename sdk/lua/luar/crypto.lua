@@ -4,7 +4,7 @@
 ---@class luar.crypto
 local crypto = {}
 
----@alias luar.crypto.Encoding "hex"|"base64"|"base64url"
+---@alias luar.crypto.Encoding "raw"|"hex"|"base64"|"base64url"
 
 ---HMAC of `data` with `key`; raw bytes unless `enc` is given.
 ---@param alg string "sha1", "sha256", "sha384", "sha512", "md5", "sha3-256", ...

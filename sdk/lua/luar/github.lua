@@ -19,6 +19,7 @@ local github = {}
 ---@field retry? false|luar.RetryOptions luar.http's (default: 5xx of idempotent calls; 403/429 rate limits are handled by the client)
 ---@field breaker? boolean|luar.BreakerOptions
 ---@field rate? string client-side rate limit, e.g. "5000/h"
+---@field rate_max_wait? number seconds a call may wait for the client-side rate limit (luar.http's, default 30)
 ---@field cache? luar.CacheOptions ETag revalidation (GitHub does not count 304s against the limit)
 ---@field ca? string
 ---@field proxy? string

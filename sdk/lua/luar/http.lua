@@ -69,17 +69,13 @@ function http.route(method, pattern, handler, opts) end
 ---@field proxy? string "http://host:port", "socks5://..."; the *_proxy environment is ignored
 ---@field verify? boolean false: do not verify the server's certificate (default true)
 ---@field retry? false|luar.RetryOptions default: 3 attempts for idempotent methods (see docs/calling-apis.md)
----@field breaker? boolean|luar.BreakerOptions default: on, per host
+---@field breaker? boolean|luar.BreakerOptions default: on, per host; false: off
 ---@field rate? string "N/s", "N/m", "N/h", "N/d": token bucket per client (per host for http.request)
+---@field rate_key? string names the rate bucket: calls giving the same key share it (default: the client object, or the host for http.request)
 ---@field rate_max_wait? number seconds a caller may wait for its turn (default 30), then err.kind = "rate_limited"
 ---@field cache? luar.CacheOptions off unless given
 ---@field fallback? fun(err: luar.Error): any called with the error when the call fails; its results are returned
-
----@class luar.http.ClientResponse
----@field status integer the HTTP status (an error status is a response, not an error)
----@field headers table<string, string> lower-case names; repeated headers joined with ", "
----@field body string
----@field cached boolean true when served from the response cache
+---@field path? string Client:request only: joined to the client's base_url (same as `url`)
 
 ---@class luar.RetryOptions
 ---@field attempts? integer every attempt, the first included (default 3)
@@ -94,7 +90,13 @@ function http.route(method, pattern, handler, opts) end
 
 ---@class luar.CacheOptions
 ---@field ttl? number seconds a response is fresh (0: revalidate every time)
----@field stale_if_error? number|boolean seconds past ttl a copy may answer when the upstream fails or its breaker is open
+---@field stale_if_error? number|boolean seconds past ttl a copy may answer when the upstream fails or its breaker is open (true: 86400)
+
+---@class luar.http.ClientResponse
+---@field status integer the HTTP status (an error status is a response, not an error)
+---@field headers table<string, string> lower-case names; repeated headers joined with ", "
+---@field body string
+---@field cached boolean true when served from the response cache
 local ClientResponse = {}
 
 ---Decodes the body as JSON.
@@ -149,22 +151,28 @@ function http.head(url, opts) end
 
 ---@class luar.http.ClientOptions
 ---@field base_url? string joined with each call's path (slashes handled); absolute URLs pass as is
----@field headers? table<string, string> sent with every call (a call's header of the same name wins)
----@field auth? {bearer: string}|{basic: {[1]: string, [2]: string}|{user: string, pass: string}}
----@field timeout? number|{connect?: number, total?: number}
----@field ca? string
----@field cert? string
----@field key? string
----@field proxy? string
----@field verify? boolean
----@field max_body? integer
----@field raise_for_status? boolean
----@field retry? table
----@field breaker? boolean|table
----@field rate? string
----@field cache? table
+---@field headers? table<string, string|number|boolean> sent with every call (a call's header of the same name, in any case, wins)
+---@field auth? {bearer: string}|{basic: {[1]: string, [2]: string}|{user: string, pass?: string, password?: string}} sets the Authorization header
+---@field timeout? number|{connect?: number, total?: number} seconds; a number is the total
+---@field ca? string PEM file of the CAs to trust instead of the system's
+---@field cert? string client certificate (PEM) for mTLS
+---@field key? string private key (PEM) of `cert`
+---@field proxy? string "http://host:port", "socks5://..."
+---@field verify? boolean false: do not verify the server's certificate
+---@field max_body? integer response body cap in bytes (default 10 MiB)
+---@field raise_for_status? boolean an answer of 400 or more becomes nil, err{kind="http"}
+---@field retry? false|luar.RetryOptions
+---@field breaker? boolean|luar.BreakerOptions
+---@field rate? string "N/s", "N/m", "N/h", "N/d": one bucket for this client object
+---@field rate_key? string share the bucket with other clients giving the same key
+---@field rate_max_wait? number seconds a call may wait for its turn (default 30)
+---@field cache? luar.CacheOptions
+---@field fallback? fun(err: luar.Error): any called with the error when a call fails
 
 ---@class luar.http.Client
+---@field base_url? string
+---@field headers table<string, string> headers sent with every call (auth included)
+---@field defaults table the other options, applied to every call
 local Client = {}
 
 ---Sends `opts` (its `url` or `path` joined to base_url) with the client's defaults ⏸.

@@ -54,6 +54,8 @@ function jobs.enqueue(name, args, opts) end
 ---@field attempts integer attempts started so far
 ---@field max_attempts integer
 ---@field args any
+---@field key? string the unique key it was enqueued with
+---@field priority integer
 ---@field result? any
 ---@field last_error? string
 ---@field traceback? string

@@ -30,20 +30,20 @@ function Metric:observe(v, labels) end
 ---Registers (or finds, when the same name, type and labels exist) a counter.
 ---@param name string
 ---@param help string
----@param labels? string[]
+---@param labels? string[] label names, at most 8
 ---@return luar.metrics.Metric
 function metrics.counter(name, help, labels) end
 
 ---@param name string
 ---@param help string
----@param labels? string[]
+---@param labels? string[] label names, at most 8
 ---@return luar.metrics.Metric
 function metrics.gauge(name, help, labels) end
 
 ---@param name string
 ---@param help string
----@param labels? string[]
----@param buckets? number[] increasing upper bounds; default 0.005 .. 10 s
+---@param labels? string[] label names, at most 8
+---@param buckets? number[] 1 to 64 increasing upper bounds; default 0.005 .. 10 s
 ---@return luar.metrics.Metric
 function metrics.histogram(name, help, labels, buckets) end
 

@@ -31,12 +31,31 @@ local oauth = {}
 ---@field expires_at number|nil unix seconds
 ---@field token_type string
 ---@field id_claims table|nil verified ID-token claims
+---@field obtained_at number unix seconds the token was obtained
+---@field access_token string
+---@field refresh_token? string
+
+---@class luar.OAuthTokenOptions
+---@field scopes? string[] scopes the token must have been granted (else code "insufficient_scope")
+
+---@class luar.OAuthClientCredentialsOptions
+---@field scopes? string[] default: the provider's scopes
+---@field audience? string sent as `audience` in the grant (Auth0 and others)
+
+---@class luar.OAuthConnection
+---@field provider string
+---@field account string
+---@field scopes string[]
+---@field expires_at? number
+---@field obtained_at number
+---@field claims? table verified ID-token claims
+---@field has_refresh_token boolean
 
 ---Declares a provider (while the scripts load). "google" and "github" are presets: give
 ---client_id and client_secret, the rest is filled in (your options win).
 ---@param name string letters, digits, '_' and '-'
 ---@param opts luar.OAuthProviderOptions
----@return table provider
+---@return luar.OAuthProviderOptions provider the options with the preset's filled in, and `name`
 function oauth.provider(name, opts) end
 
 ---A valid access token of `account` at `provider`, refreshed first when it expires within
@@ -44,14 +63,14 @@ function oauth.provider(name, opts) end
 ---must have been granted (else code "insufficient_scope" naming the missing ones).
 ---@param provider string
 ---@param account string
----@param opts? {scopes: string[]}
+---@param opts? luar.OAuthTokenOptions
 ---@return string|nil access_token
 ---@return luar.OAuthRecord|luar.Error record_or_err
 function oauth.token(provider, account, opts) end
 
 ---An application token from the client-credentials grant, cached until it nears expiry, ⏸.
 ---@param provider string
----@param opts? {scopes: string[], audience: string}
+---@param opts? luar.OAuthClientCredentialsOptions
 ---@return string|nil access_token
 ---@return luar.OAuthRecord|luar.Error record_or_err
 function oauth.client_credentials(provider, opts) end
@@ -67,7 +86,7 @@ function oauth.revoke(provider, account) end
 ---What is stored for the account, without the tokens, ⏸; nil when not connected.
 ---@param provider string
 ---@param account string
----@return {provider: string, account: string, scopes: string[], expires_at: number?, obtained_at: number, claims: table?, has_refresh_token: boolean}|nil
+---@return luar.OAuthConnection|nil
 ---@return luar.Error? err
 function oauth.connection(provider, account) end
 

@@ -85,30 +85,79 @@ function Client:put_object(o) end
 ---@field sse? string
 ---@field metadata table<string, string> x-amz-meta-* without the prefix
 
+---@class luar.s3.ObjectRef
+---@field bucket? string default: the client's bucket (note: the call writes it into this table)
+---@field key string
+
+---@class luar.s3.GetOptions: luar.s3.ObjectRef
+---@field range? string|{[1]: integer, [2]?: integer} "bytes=0-99", or {first, last} (last omitted: to the end)
+---@field file? string write the object to this path instead of returning its body (any size, in part_size ranges)
+---@field max_body? integer largest body returned as a string (default 10 MiB)
+---@field part_size? integer bytes per ranged GET when writing a file
+
+---@class luar.s3.DeleteOptions: luar.s3.ObjectRef
+---@field version_id? string deletes that version (versioned buckets)
+
+---@class luar.s3.CopyOptions: luar.s3.ObjectRef
+---@field source_bucket? string default: `bucket`
+---@field source_key string
+---@field metadata? table<string, string> replaces the metadata (x-amz-meta-*)
+---@field content_type? string replaces the metadata too
+---@field cache_control? string
+---@field content_disposition? string
+---@field content_encoding? string
+---@field storage_class? string "STANDARD", "STANDARD_IA", "GLACIER", …
+---@field acl? string "private", "public-read", …
+---@field sse? string "AES256" or "aws:kms"
+---@field sse_kms_key_id? string
+---@field headers? table<string, string> more request headers
+
+---@class luar.s3.CopyResult
+---@field etag? string
+---@field last_modified? string
+---@field version_id? string
+
+---@class luar.s3.ListPage
+---@field objects luar.s3.ListedObject[]
+---@field prefixes string[]
+---@field is_truncated boolean
+---@field next_continuation_token? string
+---@field key_count? integer
+
+---@class luar.s3.AbortOptions: luar.s3.ObjectRef
+---@field upload_id string
+
+---@class luar.s3.PresignOptions: luar.s3.ObjectRef
+---@field method? string default "GET"
+---@field expires? integer seconds the URL is valid, 1..604800 (default 3600)
+---@field now? number the signing time (unix seconds; default the host's clock)
+---@field query? table<string, string> more query parameters (signed)
+---@field headers? table<string, string> headers the user of the URL must send (signed)
+
 ---⏸ Reads an object into a string (at most max_body bytes, default 10 MiB) or a file
 ---(any size: a HEAD, then part_size ranges written one after the other, each pinned to
 ---the HEAD's ETag).
----@param o {bucket?: string, key: string, range?: string|{[1]: integer, [2]?: integer}, file?: string, max_body?: integer, part_size?: integer}
+---@param o luar.s3.GetOptions
 ---@return luar.s3.ObjectInfo|nil
 ---@return luar.s3.Error|nil
 function Client:get_object(o) end
 
 ---⏸ An object's size, type, ETag and metadata without its bytes.
----@param o {bucket?: string, key: string}
+---@param o luar.s3.ObjectRef
 ---@return luar.s3.ObjectInfo|nil
 ---@return luar.s3.Error|nil code "NotFound" when there is no such object
 function Client:head_object(o) end
 
 ---⏸ Deletes an object (true also when it did not exist: S3's answer).
----@param o {bucket?: string, key: string, version_id?: string}
+---@param o luar.s3.DeleteOptions
 ---@return true|nil
 ---@return luar.s3.Error|nil
 function Client:delete_object(o) end
 
 ---⏸ Copies an object server-side (up to 5 GiB). Metadata are copied unless metadata or
 ---content_type is given (then replaced).
----@param o {bucket?: string, key: string, source_bucket?: string, source_key: string, metadata?: table<string, string>, content_type?: string, sse?: string, headers?: table<string, string>}
----@return {etag: string, last_modified: string, version_id?: string}|nil
+---@param o luar.s3.CopyOptions
+---@return luar.s3.CopyResult|nil
 ---@return luar.s3.Error|nil
 function Client:copy_object(o) end
 
@@ -118,6 +167,8 @@ function Client:copy_object(o) end
 ---@field delimiter? string common prefixes come as { prefix = "dir/" } entries
 ---@field max_keys? integer page size (S3: at most 1000)
 ---@field start_after? string
+---@field continuation_token? string list_objects_page: the page after the one that gave this token
+---@field max_body? integer largest listing page body in bytes (luar.http's default 10 MiB)
 
 ---@class luar.s3.ListedObject
 ---@field key? string
@@ -135,20 +186,19 @@ function Client:copy_object(o) end
 function Client:list_objects(o) end
 
 ---⏸ One ListObjectsV2 page.
----@param o luar.s3.ListOptions|{continuation_token?: string}
----@return {objects: luar.s3.ListedObject[], prefixes: string[], is_truncated: boolean, next_continuation_token?: string, key_count?: integer}|nil
+---@param o luar.s3.ListOptions
+---@return luar.s3.ListPage|nil
 ---@return luar.s3.Error|nil
 function Client:list_objects_page(o) end
 
 ---⏸ Aborts a multipart upload (put_object does it itself when a part fails).
----@param o {bucket?: string, key: string, upload_id: string}
+---@param o luar.s3.AbortOptions
 ---@return true|nil
 ---@return luar.s3.Error|nil
 function Client:abort_multipart_upload(o) end
 
 ---A query-string-signed URL anyone can use until it expires (no wait, no request).
----@param o {method?: string, bucket?: string, key: string, expires?: integer, now?: number, query?: table<string, string>, headers?: table<string, string>}
----expires: seconds, 1..604800 (default 3600); now: the signing time (unix seconds; default the host's clock); headers: ones the user of the URL must send (signed)
+---@param o luar.s3.PresignOptions
 ---@return string url
 function Client:presign(o) end
 
@@ -188,8 +238,13 @@ function Signer:sign(r) end
 ---@return string string_to_sign
 function Signer:presign(r) end
 
+---@class luar.s3.Credentials
+---@field access_key string
+---@field secret_key string
+---@field session_token? string temporary credentials (STS)
+
 ---SigV4 without a client (other AWS services, tests).
----@param o {access_key: string, secret_key: string, session_token?: string}
+---@param o luar.s3.Credentials
 ---@return luar.s3.Signer
 function s3.signer(o) end
 

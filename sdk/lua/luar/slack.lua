@@ -47,10 +47,18 @@ function Client:chat_post_message(msg) end
 ---max_retries times, then err.kind = "rate_limited".
 ---@param method string
 ---@param params? table
----@param opts? {form?: boolean}
+---@param opts? luar.slack.ApiOptions
 ---@return table|nil answer Slack's answer, ok = true
 ---@return luar.slack.Error|nil err
 function Client:api(method, params, opts) end
+
+---@class luar.slack.ApiOptions
+---@field form? boolean send `params` as a form (for the methods that read no JSON)
+
+---@class luar.slack.WebhookOptions
+---@field timeout? number seconds per attempt
+---@field max_retries? integer 429s waited out before giving up with kind "rate_limited"
+---@field max_retry_after? number longest Retry-After waited, seconds
 
 ---Makes a Web API client (no I/O).
 ---@param opts luar.slack.ClientOptions
@@ -64,7 +72,7 @@ function slack.client(opts) end
 ---for the client. The URL's secret is kept out of logs.
 ---@param url string
 ---@param message table|string
----@param opts? {timeout?: number, max_retries?: integer, max_retry_after?: number}
+---@param opts? luar.slack.WebhookOptions
 ---@return true|nil ok
 ---@return luar.slack.Error|nil err
 function slack.incoming_webhook(url, message, opts) end

@@ -1,7 +1,7 @@
 ---@meta
 -- luar.test: the doubles of `luar test` (only there: `require "luar.test"` in a spec). See
 -- docs/testing.md. Before every test the stubs, recorded requests, captured logs, the
--- clock's offset and the queue (a temporary SQLite one) are reset.
+-- clock's offset, the queue (a temporary SQLite one) and luar.cache are reset.
 
 ---@class luar.test
 ---@field clock luar.test.clock

@@ -29,6 +29,9 @@ local webhooks = {}
 ---@field timestamp_header? string hmac: a header with unix seconds, checked against the tolerance
 ---@field signed_content? string hmac: what is signed, e.g. "{timestamp}.{body}" (default "{body}")
 ---@field secret_format? "base64"|"raw" standard: how the secret is written (default base64 after "whsec_")
+---@field event? string github: the X-GitHub-Event a signed test delivery carries (default "ping"; signing only)
+---@field topic? string shopify: the X-Shopify-Topic a signed test delivery carries (signing only)
+---@field shop? string shopify: the X-Shopify-Shop-Domain a signed test delivery carries (signing only)
 ---@field rate? luar.http.RateOptions|string route guard as on http.route: over the limit 429 + Retry-After before the signature is checked; a key function must not wait
 ---@field require_client_cert? boolean 403 unless the request came over TLS with a verified client certificate
 
@@ -79,6 +82,13 @@ function webhooks.on(route, pattern, opts, fn) end
 ---@field secrets? string[]
 ---@field tolerance? number seconds (default 300)
 ---@field now? number unix seconds instead of the clock (tests)
+---@field header? string hmac: the signature header (the other hmac and standard options of luar.webhooks.RouteOptions apply too)
+---@field algorithm? "sha1"|"sha256"|"sha512" hmac
+---@field encoding? "hex"|"base64" hmac
+---@field prefix? string hmac
+---@field timestamp_header? string hmac
+---@field signed_content? string hmac
+---@field secret_format? "base64"|"raw" standard
 
 ---Verifies a request's signature with a scheme, outside a webhook route (see
 ---docs/webhook-schemes.md). Other keys of `req` are the scheme's options. Raises on misuse
