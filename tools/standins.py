@@ -13,7 +13,10 @@ s3_standin.py, sentry_server.py), Python standard library only. What reaches the
 printed on stderr, one `standin:` line a request, so you can watch the mail "leave".
 
 The Stripe stand-in knows one customer, cus_example (the one scripts/events/*.json name).
-tests/e2e/test_example.py starts the same set on free ports with StandIns(ports=None).
+With LUAR_STANDIN_PORTS=free the stand-ins take free ports and their URLs reach luar in
+STRIPE_API_BASE, SENDGRID_API_BASE, GITHUB_API_BASE and AWS_ENDPOINT_URL_S3;
+tests/e2e/test_example.py runs the launcher so, and the same set in-process with
+StandIns(ports=None).
 """
 import os
 import signal
