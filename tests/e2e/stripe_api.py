@@ -153,7 +153,7 @@ DECLINES = {
 
 
 class StripeStandIn:
-    def __init__(self, api_key=API_KEY, api_version=API_VERSION):
+    def __init__(self, api_key=API_KEY, api_version=API_VERSION, port=0):
         self.api_key = api_key
         self.api_version = api_version
         self.lock = threading.Lock()
@@ -163,7 +163,7 @@ class StripeStandIn:
         self.objects = {}      # id -> object
         self.order = []        # ids in creation order
         self.counter = 0
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = "http://127.0.0.1:%d" % self.port
