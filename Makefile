@@ -19,8 +19,11 @@ build: deps
 	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
 
+# The example (scripts/, configured by luar.conf.lua) with local stand-ins for the providers
+# whose keys are not set (tools/standins.py; scripts/README.md).
 run: build
-	./$(BUILD)/luar serve --scripts scripts
+	LUAR_PLUGIN_DIR=$(CURDIR)/$(BUILD)/plugins python3 tools/standins.py \
+	    ./$(BUILD)/luar serve --scripts scripts
 
 test: build
 	@tools/deps.sh test

@@ -1,11 +1,29 @@
--- The example integration that `make run` serves on http://127.0.0.1:8080.
--- Edit this file while it runs: Luar reloads it without dropping a request.
+-- The example integration that `make run` serves on http://127.0.0.1:8080: the tour's
+-- small routes below, then a payments back end in lib/ (scripts/README.md tells the story):
+--   lib/payments.lua      Stripe webhooks → receipt and welcome-mail jobs, failure metrics
+--   lib/receipts.lua      receipts stored to S3 by a job
+--   lib/welcome.lua       the welcome mail through SendGrid, a job with retries
+--   lib/github_users.lua  GET /github/users/:login: cached, rate limited, with a fallback
+--   lib/reports.lua       the daily report at 09:00 (REPORT_TZ) and a cleanup every 6 h
+-- Edit any file while it runs: Luar reloads it without dropping a request.
 local http = require "luar.http"
 local log = require "luar.log"
 local metrics = require "luar.metrics"
+local sentry = require "luar.sentry"
 local time = require "luar.time"
 local webhooks = require "luar.webhooks"
 local greeting = require "lib.greeting"
+local integrations = require "lib.integrations"
+
+-- Sentry (plugins.sentry.dsn, from SENTRY_DSN): uncaught errors of routes and jobs and
+-- every log.error line become events; this tag is on each of them.
+sentry.set_tag("service", "luar-example")
+
+require "lib.payments"
+require "lib.github_users"
+require "lib.reports"
+
+integrations.announce(os.getenv, sentry.enabled())
 
 local greetings = metrics.counter("example_greetings_total", "Greetings served, by language.",
                                   { "lang" })

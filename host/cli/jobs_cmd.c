@@ -12,6 +12,7 @@
 #include "log/log.h"
 #include "lua/util.h"
 #include "lua/vm.h"
+#include "plugin/loader.h"
 #include "queue/queue.h"
 #include "sched/tz.h"
 
@@ -856,6 +857,9 @@ static void read_definition(const opts_t *o, const luar_config_t *cfg, const cha
     luar_vm_t *vm = NULL;
     /* The scripts' own log lines would mix with the id this command prints. */
     luar_log_set_level(LUAR_LOG_ERROR);
+    /* The scripts may require plugin modules (luar.stripe …): load them as serve does. */
+    luar_plugins_load(cfg, &loop, &err); /* a refusal shows as the scripts' load error */
+    luar_buf_reset(&err);
     if (luar_vm_new(&vc, &vm, &err) != 0) {
         const char *e = err.data ? err.data : "";
         fprintf(stderr,
@@ -875,6 +879,8 @@ static void read_definition(const opts_t *o, const luar_config_t *cfg, const cha
         }
         luar_vm_retire(vm);
     }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    luar_plugins_unload();
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     luar_log_flush();

@@ -330,3 +330,15 @@ size_t luar_breaker_count(const luar_breaker_registry_t *reg)
 {
     return reg != NULL ? reg->count : 0;
 }
+
+void luar_breaker_registry_reset(luar_breaker_registry_t *reg)
+{
+    if (reg == NULL)
+        return;
+    for (breaker_t *b = reg->newest; b != NULL; b = b->older) {
+        b->consecutive = 0;
+        b->probe = 0;
+        if (b->state != LUAR_BREAKER_CLOSED)
+            set_state(b, LUAR_BREAKER_CLOSED);
+    }
+}

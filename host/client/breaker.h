@@ -104,4 +104,10 @@ double luar_breaker_retry_in(const luar_breaker_registry_t *reg, const char *hos
 /* Number of breakers held (tests, admin). */
 size_t luar_breaker_count(const luar_breaker_registry_t *reg);
 
+/*
+ * Closes every breaker and forgets its failures (`luar test` between specs). A probe in
+ * flight then reports to a closed breaker, which its token no longer matches: ignored.
+ */
+void luar_breaker_registry_reset(luar_breaker_registry_t *reg);
+
 #endif

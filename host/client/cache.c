@@ -523,6 +523,18 @@ size_t luar_cache_invalidate(luar_cache_t *c, const char *url)
     return removed;
 }
 
+void luar_cache_clear(luar_cache_t *c)
+{
+    while (c != NULL && c->count > 0) {
+        luar_cache_entry_t *e = NULL;
+        for (size_t i = 0; i < c->nbuckets && e == NULL; i++)
+            e = c->buckets[i];
+        if (e == NULL)
+            break;
+        remove_entry(c, e);
+    }
+}
+
 size_t luar_cache_bytes(const luar_cache_t *c)
 {
     return c != NULL ? c->bytes : 0;

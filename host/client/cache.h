@@ -138,4 +138,7 @@ size_t luar_cache_invalidate(luar_cache_t *c, const char *url);
 size_t luar_cache_bytes(const luar_cache_t *c);
 size_t luar_cache_count(const luar_cache_t *c);
 
+/* Removes every entry (entries a caller still holds are freed at their release). */
+void luar_cache_clear(luar_cache_t *c);
+
 #endif

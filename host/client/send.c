@@ -406,6 +406,17 @@ int luar_client_send(uv_loop_t *loop, const luar_client_req_t *req,
     return 0;
 }
 
+void luar_client_send_reset(void)
+{
+    luar_breaker_registry_reset(breakers);
+    luar_cache_clear(cache);
+    for (int i = 0; i < nbuckets; i++) {
+        luar_tokenbucket_t *b = &buckets[i].bucket;
+        b->tokens = b->burst;
+        b->last = -1; /* refilled from the next reserve's time on */
+    }
+}
+
 void luar_client_send_cancel(luar_client_send_t *ro)
 {
     if (ro->call) /* mid-transfer: stop it now */

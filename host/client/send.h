@@ -52,4 +52,10 @@ int luar_client_send(uv_loop_t *loop, const luar_client_req_t *req,
 /* Stops a send: its transfer is cancelled, `cb` is never called, and it frees itself. */
 void luar_client_send_cancel(luar_client_send_t *s);
 
+/*
+ * Forgets what the process learnt from earlier sends (`luar test`, before each spec):
+ * every breaker closed, every rate-limit bucket full, the response cache empty.
+ */
+void luar_client_send_reset(void);
+
 #endif

@@ -215,33 +215,84 @@ static void hold_pool(lua_State *L, uv_loop_t *loop)
     lua_setfield(L, LUA_REGISTRYINDEX, POOL_KEY);
 }
 
-static const char *opt_str(lua_State *L, int t, const char *k)
+/*
+ * The option checks. Every misuse raises "<what>: option <name> must be …" (what is
+ * "http.request" or "http.client"; a field of a table option is named "retry.attempts"):
+ * SPEC §4, a wrong type is a programming error, never silently taken as a default.
+ */
+static const char *opt_name(lua_State *L, const char *parent, const char *k)
+{
+    return parent ? lua_pushfstring(L, "%s.%s", parent, k) : k;
+}
+
+static const char *opt_str_in(lua_State *L, const char *what, int t, const char *parent,
+                              const char *k)
 {
     const char *v = NULL;
     if (lua_getfield(L, t, k) == LUA_TSTRING)
         v = lua_tostring(L, -1); /* alive: the table holds it */
     else if (!lua_isnil(L, -1))
-        luaL_error(L, "http.request: option %s must be a string", k);
+        luaL_error(L, "%s: option %s must be a string", what, opt_name(L, parent, k));
     lua_pop(L, 1);
     return v;
 }
 
-static double opt_num(lua_State *L, int t, const char *k)
+static const char *opt_str(lua_State *L, const char *what, int t, const char *k)
+{
+    return opt_str_in(L, what, t, NULL, k);
+}
+
+/* A number > 0 (0 when absent). */
+static double opt_num_in(lua_State *L, const char *what, int t, const char *parent,
+                         const char *k)
 {
     double v = 0;
     if (lua_getfield(L, t, k) == LUA_TNUMBER) {
         v = lua_tonumber(L, -1);
-        if (v <= 0)
-            luaL_error(L, "http.request: option %s must be positive", k);
+        if (!(v > 0))
+            luaL_error(L, "%s: option %s must be positive", what, opt_name(L, parent, k));
     } else if (!lua_isnil(L, -1)) {
-        luaL_error(L, "http.request: option %s must be a number", k);
+        luaL_error(L, "%s: option %s must be a number", what, opt_name(L, parent, k));
     }
     lua_pop(L, 1);
     return v;
 }
 
+static double opt_num(lua_State *L, const char *what, int t, const char *k)
+{
+    return opt_num_in(L, what, t, NULL, k);
+}
+
+/* An integer >= 1 (0 when absent): counts (attempts, failures). */
+static int opt_count_in(lua_State *L, const char *what, int t, const char *parent,
+                        const char *k)
+{
+    lua_Integer v = 0;
+    int isint = 0;
+    if (lua_getfield(L, t, k) != LUA_TNIL) {
+        v = lua_tointegerx(L, -1, &isint);
+        if (lua_type(L, -1) != LUA_TNUMBER || !isint || v < 1 || v > 1000)
+            luaL_error(L, "%s: option %s must be an integer from 1 to 1000", what,
+                       opt_name(L, parent, k));
+    }
+    lua_pop(L, 1);
+    return (int)v;
+}
+
+/* nil → `dflt`, a boolean → its value; anything else raises. */
+static int opt_bool(lua_State *L, const char *what, int t, const char *k, int dflt)
+{
+    int v = dflt, type = lua_getfield(L, t, k);
+    if (type == LUA_TBOOLEAN)
+        v = lua_toboolean(L, -1);
+    else if (type != LUA_TNIL)
+        luaL_error(L, "%s: option %s must be a boolean", what, k);
+    lua_pop(L, 1);
+    return v;
+}
+
 /* Reads the headers table at `t` into a userdata array pushed on the stack. */
-static luar_client_header_t *read_headers(lua_State *L, int t, size_t *n)
+static luar_client_header_t *read_headers(lua_State *L, const char *what, int t, size_t *n)
 {
     luar_client_header_t *h = lua_newuserdatauv(L, (MAX_HEADERS + 1) * sizeof *h, 0);
     *n = 0;
@@ -253,14 +304,14 @@ static luar_client_header_t *read_headers(lua_State *L, int t, size_t *n)
     lua_pushnil(L);
     while (lua_next(L, ht)) {
         if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "http.request: headers must map names to strings");
+            luaL_error(L, "%s: option headers must map names to strings", what);
         if (*n == MAX_HEADERS)
-            luaL_error(L, "http.request: more than %d headers", MAX_HEADERS);
+            luaL_error(L, "%s: option headers: more than %d headers", what, MAX_HEADERS);
         size_t nlen, vlen;
         const char *name = lua_tolstring(L, -2, &nlen), *value = lua_tolstring(L, -1, &vlen);
         if (nlen == 0 || strpbrk(name, ":\r\n \t") || memchr(value, '\r', vlen) ||
             memchr(value, '\n', vlen) || strlen(name) != nlen || strlen(value) != vlen)
-            luaL_error(L, "http.request: invalid header %s", name);
+            luaL_error(L, "%s: option headers: invalid header %s", what, name);
         h[*n].name = name; /* alive: the headers table holds them */
         h[*n].value = value;
         (*n)++;
@@ -271,81 +322,140 @@ static luar_client_header_t *read_headers(lua_State *L, int t, size_t *n)
 }
 
 /*
- * Reads the resilience options of the normalized table at index 1 into `ro`: retry
- * (default on: SPEC's policy; false: one attempt; {attempts, backoff, backoff_cap, on,
- * max_retry_after}), breaker (default on per host; false; {failures, reset}), rate ("N/s"
- * with rate_key naming the bucket, rate_max_wait), cache ({ttl, stale_if_error}; off by
- * default). Raises on misuse. [-0, +0]
+ * Reads the resilience options of the table at index 1 into `p`: retry (default on: SPEC's
+ * policy; true: the same; false: one attempt; {attempts, backoff, backoff_cap, on,
+ * max_retry_after}), breaker (default on per host; true; false; {failures, reset}), rate
+ * ("N/s" with rate_key naming the bucket, rate_max_wait), cache ({ttl, stale_if_error}; off
+ * by default or false). Raises on misuse, naming the option. [-0, +0]
  */
-static void read_policy(lua_State *L, luar_client_policy_t *p)
+static void read_policy(lua_State *L, const char *what, luar_client_policy_t *p)
 {
     luar_client_policy_init(p);
     int t = lua_getfield(L, 1, "retry");
-    if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
-        p->retry.attempts = 1;
+    if (t == LUA_TBOOLEAN) {
+        if (!lua_toboolean(L, -1))
+            p->retry.attempts = 1;
     } else if (t == LUA_TTABLE) {
         int rt = lua_gettop(L);
         double v;
-        if ((v = opt_num(L, rt, "attempts")) > 0)
-            p->retry.attempts = (int)v;
-        if ((v = opt_num(L, rt, "backoff")) > 0)
+        int n;
+        if ((n = opt_count_in(L, what, rt, "retry", "attempts")) > 0)
+            p->retry.attempts = n;
+        if ((v = opt_num_in(L, what, rt, "retry", "backoff")) > 0)
             p->retry.backoff = v;
-        if ((v = opt_num(L, rt, "backoff_cap")) > 0)
+        if ((v = opt_num_in(L, what, rt, "retry", "backoff_cap")) > 0)
             p->retry.backoff_cap = v;
-        if ((v = opt_num(L, rt, "max_retry_after")) > 0)
+        if ((v = opt_num_in(L, what, rt, "retry", "max_retry_after")) > 0)
             p->retry.max_retry_after = v;
-        if (lua_getfield(L, rt, "on") == LUA_TTABLE) {
+        int ot = lua_getfield(L, rt, "on");
+        if (ot == LUA_TTABLE) {
             int st[LUAR_RETRY_MAX_STATUSES];
-            size_t n = 0;
-            for (lua_Integer i = 1; n < LUAR_RETRY_MAX_STATUSES; i++, n++) {
-                if (lua_geti(L, -1, i) != LUA_TNUMBER) {
-                    lua_pop(L, 1);
-                    break;
-                }
-                st[n] = (int)lua_tointeger(L, -1);
+            size_t len = lua_rawlen(L, -1);
+            if (len > LUAR_RETRY_MAX_STATUSES)
+                luaL_error(L, "%s: option retry.on lists more than %d statuses", what,
+                           LUAR_RETRY_MAX_STATUSES);
+            for (size_t i = 0; i < len; i++) {
+                lua_geti(L, -1, (lua_Integer)i + 1);
+                int isint;
+                lua_Integer code = lua_tointegerx(L, -1, &isint);
+                if (lua_type(L, -1) != LUA_TNUMBER || !isint || code < 100 || code > 599)
+                    luaL_error(L, "%s: option retry.on must list HTTP statuses (100-599)",
+                               what);
+                st[i] = (int)code;
                 lua_pop(L, 1);
             }
-            luar_retry_policy_set_statuses(&p->retry, st, n);
+            luar_retry_policy_set_statuses(&p->retry, st, len); /* checked above */
+        } else if (ot != LUA_TNIL) {
+            luaL_error(L, "%s: option retry.on must be a list of HTTP statuses", what);
         }
         lua_pop(L, 1);
-    } else if (t != LUA_TNIL && t != LUA_TBOOLEAN) {
-        luaL_error(L, "http.request: retry must be false or a table");
+    } else if (t != LUA_TNIL) {
+        luaL_error(L, "%s: option retry must be false or a table", what);
     }
     lua_pop(L, 1);
 
     t = lua_getfield(L, 1, "breaker");
-    p->breaker = !(t == LUA_TBOOLEAN && !lua_toboolean(L, -1));
-    if (t == LUA_TTABLE) {
+    if (t == LUA_TBOOLEAN) {
+        p->breaker = lua_toboolean(L, -1);
+    } else if (t == LUA_TTABLE) {
+        int n;
         double v;
-        if ((v = opt_num(L, lua_gettop(L), "failures")) > 0)
-            p->breaker_settings.failures = (int)v;
-        if ((v = opt_num(L, lua_gettop(L), "reset")) > 0)
+        if ((n = opt_count_in(L, what, lua_gettop(L), "breaker", "failures")) > 0)
+            p->breaker_settings.failures = n;
+        if ((v = opt_num_in(L, what, lua_gettop(L), "breaker", "reset")) > 0)
             p->breaker_settings.reset = v;
+    } else if (t != LUA_TNIL) {
+        luaL_error(L, "%s: option breaker must be a boolean or a table", what);
     }
     lua_pop(L, 1);
 
-    p->rate = opt_str(L, 1, "rate");
+    p->rate = opt_str(L, what, 1, "rate");
     double per_second, burst;
     if (p->rate && luar_parse_rate(p->rate, &per_second, &burst))
-        luaL_error(L, "http.request: rate must look like \"10/s\", \"100/m\" or \"5000/h\"");
-    p->rate_key = opt_str(L, 1, "rate_key");
-    p->rate_max_wait = opt_num(L, 1, "rate_max_wait");
+        luaL_error(L, "%s: option rate must look like \"10/s\", \"100/m\" or \"5000/h\"",
+                   what);
+    p->rate_key = opt_str(L, what, 1, "rate_key");
+    p->rate_max_wait = opt_num(L, what, 1, "rate_max_wait");
 
-    if (lua_getfield(L, 1, "cache") == LUA_TTABLE) {
+    t = lua_getfield(L, 1, "cache");
+    if (t == LUA_TTABLE) {
         int ct = lua_gettop(L);
         p->cache = 1;
         if (lua_getfield(L, ct, "ttl") == LUA_TNUMBER && lua_tonumber(L, -1) >= 0)
             p->cache_ttl = lua_tonumber(L, -1); /* 0: revalidate every time */
         else if (!lua_isnil(L, -1))
-            luaL_error(L, "http.request: cache.ttl must be a number of seconds >= 0");
+            luaL_error(L, "%s: option cache.ttl must be a number of seconds >= 0", what);
         lua_pop(L, 1);
-        if (lua_getfield(L, ct, "stale_if_error") == LUA_TBOOLEAN)
+        int st = lua_getfield(L, ct, "stale_if_error");
+        if (st == LUA_TBOOLEAN)
             p->stale_if_error = lua_toboolean(L, -1) ? 86400 : 0;
-        else if (lua_isnumber(L, -1))
+        else if (st == LUA_TNUMBER && lua_tonumber(L, -1) >= 0)
             p->stale_if_error = lua_tonumber(L, -1);
+        else if (st != LUA_TNIL)
+            luaL_error(L, "%s: option cache.stale_if_error must be a boolean or seconds >= 0",
+                       what);
         lua_pop(L, 1);
+    } else if (!(t == LUA_TNIL || (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)))) {
+        luaL_error(L, "%s: option cache must be a table ({ttl = seconds, stale_if_error = …})"
+                   " or false", what);
     }
     lua_pop(L, 1);
+}
+
+/*
+ * The options send() reads besides the policy, checked without sending: the table at `t`
+ * (index 1) as send() would get it. Returns raise_for_status. [-0, +0]
+ */
+static int read_transport(lua_State *L, const char *what, luar_client_req_t *req)
+{
+    req->connect_timeout = opt_num(L, what, 1, "connect_timeout");
+    req->timeout = opt_num(L, what, 1, "timeout");
+    req->max_body = (size_t)opt_num(L, what, 1, "max_body");
+    req->ca_file = opt_str(L, what, 1, "ca");
+    req->cert_file = opt_str(L, what, 1, "cert");
+    req->key_file = opt_str(L, what, 1, "key");
+    req->proxy = opt_str(L, what, 1, "proxy");
+    req->insecure = !opt_bool(L, what, 1, "verify", 1);
+    return opt_bool(L, what, 1, "raise_for_status", 0);
+}
+
+/*
+ * check(what, t): raises when an option of `t` (a normalized table) has the wrong type or
+ * value, as send() would; http.client checks its defaults with it when it is made. [-2, +0]
+ */
+static int client_check(lua_State *L)
+{
+    luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    lua_rotate(L, 1, 1); /* the table at 1, as send() has it; `what` stays alive at 2 */
+    const char *what = lua_tostring(L, 2);
+    luar_client_req_t req;
+    memset(&req, 0, sizeof req);
+    read_transport(L, what, &req);
+    luar_client_policy_t policy;
+    read_policy(L, what, &policy);
+    return 0;
 }
 
 /*
@@ -382,12 +492,13 @@ static int client_send(lua_State *L)
     lua_settop(L, 1);
     luar_client_req_t req;
     memset(&req, 0, sizeof req);
-    req.method = opt_str(L, 1, "method");
-    req.url = opt_str(L, 1, "url");
+    const char *what = "http.request";
+    req.method = opt_str(L, what, 1, "method");
+    req.url = opt_str(L, what, 1, "url");
     if (req.url == NULL)
         return luaL_error(L, "http.request: url is required");
-    req.headers = read_headers(L, 1, &req.nheaders); /* stays at index 2 */
-    req.body = opt_str(L, 1, "body");
+    req.headers = read_headers(L, what, 1, &req.nheaders); /* stays at index 2 */
+    req.body = opt_str(L, what, 1, "body");
     if (lua_getfield(L, 1, "json") != LUA_TNIL) {
         size_t len;
         req.body = luar_json_encode(L, 3, &len); /* stays at index 4 */
@@ -397,21 +508,10 @@ static int client_send(lua_State *L)
         req.body_len = lua_rawlen(L, -1);
         lua_pop(L, 1);
     }
-    req.connect_timeout = opt_num(L, 1, "connect_timeout");
-    req.timeout = opt_num(L, 1, "timeout");
-    req.max_body = (size_t)opt_num(L, 1, "max_body");
-    req.ca_file = opt_str(L, 1, "ca");
-    req.cert_file = opt_str(L, 1, "cert");
-    req.key_file = opt_str(L, 1, "key");
-    req.proxy = opt_str(L, 1, "proxy");
-    lua_getfield(L, 1, "verify");
-    req.insecure = lua_isboolean(L, -1) && !lua_toboolean(L, -1);
-    lua_getfield(L, 1, "raise_for_status");
-    int raise = lua_toboolean(L, -1);
-    lua_pop(L, 2);
+    int raise = read_transport(L, what, &req);
 
     luar_client_policy_t policy;
-    read_policy(L, &policy);
+    read_policy(L, what, &policy);
 
     uv_loop_t *loop = luar_bridge_loop(L);
     hold_pool(L, loop);
@@ -438,7 +538,7 @@ static int client_send(lua_State *L)
 
 /* clang-format off */
 static const char client_lua[] =
-"local send, M = ...\n"
+"local send, M, check = ...\n"
 "local function esc(s)\n"
 "  return (string.gsub(s, '[^%w%-%._~]', function(c)\n"
 "    return string.format('%%%02X', string.byte(c)) end))\n"
@@ -450,11 +550,11 @@ static const char client_lua[] =
 "  error(what .. ': expected strings, numbers or booleans, got ' .. t, 0)\n"
 "end\n"
 "local function encode_pairs(t, what)\n"
-"  if type(t) ~= 'table' then error('http.request: ' .. what .. ' must be a table', 0) end\n"
+"  if type(t) ~= 'table' then error('http.request: option ' .. what .. ' must be a table', 0) end\n"
 "  local keys = {}\n"
 "  for k in pairs(t) do\n"
 "    if type(k) ~= 'string' then\n"
-"      error('http.request: ' .. what .. ' keys must be strings', 0)\n"
+"      error('http.request: option ' .. what .. ': keys must be strings', 0)\n"
 "    end\n"
 "    keys[#keys + 1] = k\n"
 "  end\n"
@@ -463,21 +563,36 @@ static const char client_lua[] =
 "  for _, k in ipairs(keys) do\n"
 "    local v = t[k]\n"
 "    if type(v) == 'table' then\n"
-"      for _, x in ipairs(v) do out[#out + 1] = esc(k) .. '=' .. esc(scalar(x, what)) end\n"
+"      for _, x in ipairs(v) do\n"
+"        out[#out + 1] = esc(k) .. '=' .. esc(scalar(x, 'http.request: option ' .. what))\n"
+"      end\n"
 "    else\n"
-"      out[#out + 1] = esc(k) .. '=' .. esc(scalar(v, what))\n"
+"      out[#out + 1] = esc(k) .. '=' .. esc(scalar(v, 'http.request: option ' .. what))\n"
 "    end\n"
 "  end\n"
 "  return table.concat(out, '&')\n"
+"end\n"
+"-- timeout: seconds, or {connect =, total =}; returns connect, total.\n"
+"local function timeouts(t, what)\n"
+"  if type(t) == 'number' or t == nil then return nil, t end\n"
+"  if type(t) ~= 'table' then\n"
+"    error(what .. ': option timeout must be seconds or {connect=, total=}', 3)\n"
+"  end\n"
+"  for _, k in ipairs({ 'connect', 'total' }) do\n"
+"    if t[k] ~= nil and type(t[k]) ~= 'number' then\n"
+"      error(what .. ': option timeout.' .. k .. ' must be a number', 3)\n"
+"    end\n"
+"  end\n"
+"  return t.connect, t.total\n"
 "end\n"
 "local PASS = { 'ca', 'cert', 'key', 'proxy', 'verify', 'max_body', 'raise_for_status',\n"
 "  'retry', 'breaker', 'rate', 'rate_key', 'rate_max_wait', 'cache' }\n"
 "function M.request(opts)\n"
 "  if type(opts) ~= 'table' then error('http.request: expected a table of options', 2) end\n"
 "  local url = opts.url\n"
-"  if type(url) ~= 'string' then error('http.request: url must be a string', 2) end\n"
+"  if type(url) ~= 'string' then error('http.request: option url must be a string', 2) end\n"
 "  local method = opts.method or 'GET'\n"
-"  if type(method) ~= 'string' then error('http.request: method must be a string', 2) end\n"
+"  if type(method) ~= 'string' then error('http.request: option method must be a string', 2) end\n"
 "  if opts.query ~= nil then\n"
 "    local q = encode_pairs(opts.query, 'query')\n"
 "    url = url:gsub('#.*$', '')\n"
@@ -489,10 +604,14 @@ static const char client_lua[] =
 "  end\n"
 "  local headers, has = {}, {}\n"
 "  if opts.headers ~= nil then\n"
-"    if type(opts.headers) ~= 'table' then error('http.request: headers must be a table', 2) end\n"
+"    if type(opts.headers) ~= 'table' then\n"
+"      error('http.request: option headers must be a table', 2)\n"
+"    end\n"
 "    for k, v in pairs(opts.headers) do\n"
-"      if type(k) ~= 'string' then error('http.request: header names must be strings', 2) end\n"
-"      headers[k] = scalar(v, 'http.request: headers')\n"
+"      if type(k) ~= 'string' then\n"
+"        error('http.request: option headers: names must be strings', 2)\n"
+"      end\n"
+"      headers[k] = scalar(v, 'http.request: option headers')\n"
 "      has[k:lower()] = true\n"
 "    end\n"
 "  end\n"
@@ -509,19 +628,16 @@ static const char client_lua[] =
 "    norm.json = opts.json\n"
 "    if not has['content-type'] then headers['Content-Type'] = 'application/json' end\n"
 "  elseif opts.body ~= nil then\n"
-"    if type(opts.body) ~= 'string' then error('http.request: body must be a string', 2) end\n"
+"    if type(opts.body) ~= 'string' then\n"
+"      error('http.request: option body must be a string', 2)\n"
+"    end\n"
 "    norm.body = opts.body\n"
 "  end\n"
-"  local t = opts.timeout\n"
-"  if type(t) == 'number' then norm.timeout = t\n"
-"  elseif type(t) == 'table' then norm.connect_timeout, norm.timeout = t.connect, t.total\n"
-"  elseif t ~= nil then\n"
-"    error('http.request: timeout must be seconds or {connect=, total=}', 2)\n"
-"  end\n"
+"  norm.connect_timeout, norm.timeout = timeouts(opts.timeout, 'http.request')\n"
 "  for _, k in ipairs(PASS) do norm[k] = opts[k] end\n"
 "  local fallback = opts.fallback\n"
 "  if fallback ~= nil and type(fallback) ~= 'function' then\n"
-"    error('http.request: fallback must be a function', 2)\n"
+"    error('http.request: option fallback must be a function', 2)\n"
 "  end\n"
 "  local res, err = send(norm)\n"
 "  if res == nil and fallback then return fallback(err) end\n"
@@ -552,7 +668,7 @@ static const char client_lua[] =
 "function M.client(conf)\n"
 "  if type(conf) ~= 'table' then error('http.client: expected a table of options', 2) end\n"
 "  if conf.base_url ~= nil and type(conf.base_url) ~= 'string' then\n"
-"    error('http.client: base_url must be a string', 2) end\n"
+"    error('http.client: option base_url must be a string', 2) end\n"
 "  local c = { defaults = {}, headers = {}, base_url = conf.base_url }\n"
 "  -- One rate-limit bucket per client object.\n"
 "  if conf.rate ~= nil and conf.rate_key == nil then c.defaults.rate_key = tostring(c) end\n"
@@ -560,21 +676,40 @@ static const char client_lua[] =
 "    if k ~= 'base_url' and k ~= 'headers' and k ~= 'auth' then c.defaults[k] = v end\n"
 "  end\n"
 "  if conf.headers ~= nil then\n"
-"    if type(conf.headers) ~= 'table' then error('http.client: headers must be a table', 2) end\n"
-"    for k, v in pairs(conf.headers) do c.headers[k] = v end\n"
+"    if type(conf.headers) ~= 'table' then\n"
+"      error('http.client: option headers must be a table', 2)\n"
+"    end\n"
+"    for k, v in pairs(conf.headers) do\n"
+"      if type(k) ~= 'string' then\n"
+"        error('http.client: option headers: names must be strings', 2)\n"
+"      end\n"
+"      c.headers[k] = scalar(v, 'http.client: option headers')\n"
+"    end\n"
+"  end\n"
+"  -- The options every call will carry are checked now, where the mistake is.\n"
+"  local norm = {}\n"
+"  for _, k in ipairs(PASS) do norm[k] = c.defaults[k] end\n"
+"  norm.connect_timeout, norm.timeout = timeouts(conf.timeout, 'http.client')\n"
+"  check('http.client', norm)\n"
+"  if conf.fallback ~= nil and type(conf.fallback) ~= 'function' then\n"
+"    error('http.client: option fallback must be a function', 2)\n"
 "  end\n"
 "  local auth = conf.auth\n"
 "  if auth ~= nil then\n"
-"    if type(auth) ~= 'table' then error('http.client: auth must be a table', 2) end\n"
+"    if type(auth) ~= 'table' then error('http.client: option auth must be a table', 2) end\n"
 "    if auth.bearer ~= nil then\n"
-"      c.headers.Authorization = 'Bearer ' .. scalar(auth.bearer, 'http.client: auth.bearer')\n"
+"      c.headers.Authorization = 'Bearer ' ..\n"
+"        scalar(auth.bearer, 'http.client: option auth.bearer')\n"
 "    elseif type(auth.basic) == 'table' then\n"
 "      local user = auth.basic.user or auth.basic[1]\n"
 "      local pass = auth.basic.pass or auth.basic.password or auth.basic[2] or ''\n"
-"      if type(user) ~= 'string' then error('http.client: auth.basic needs a user', 2) end\n"
+"      if type(user) ~= 'string' then error('http.client: option auth.basic needs a user', 2) end\n"
+"      if type(pass) ~= 'string' then\n"
+"        error('http.client: option auth.basic password must be a string', 2)\n"
+"      end\n"
 "      c.headers.Authorization = 'Basic ' .. base64(user .. ':' .. pass)\n"
 "    else\n"
-"      error('http.client: auth must be {bearer=...} or {basic={user, pass}}', 2)\n"
+"      error('http.client: option auth must be {bearer=...} or {basic={user, pass}}', 2)\n"
 "    end\n"
 "  end\n"
 "  return setmetatable(c, Client)\n"
@@ -584,15 +719,21 @@ static const char client_lua[] =
 "  local o = {}\n"
 "  for k, v in pairs(self.defaults) do o[k] = v end\n"
 "  for k, v in pairs(opts) do o[k] = v end\n"
+"  if opts.headers ~= nil and type(opts.headers) ~= 'table' then\n"
+"    error('client:request: option headers must be a table', 2)\n"
+"  end\n"
 "  local h = {}\n"
 "  for k, v in pairs(self.headers) do h[k] = v end\n"
 "  for k, v in pairs(opts.headers or {}) do\n"
+"    if type(k) ~= 'string' then\n"
+"      error('client:request: option headers: names must be strings', 2)\n"
+"    end\n"
 "    for hk in pairs(h) do if hk:lower() == k:lower() then h[hk] = nil end end\n"
 "    h[k] = v\n"
 "  end\n"
 "  o.headers = h\n"
 "  local path = opts.url or opts.path or ''\n"
-"  if type(path) ~= 'string' then error('client:request: url must be a string', 2) end\n"
+"  if type(path) ~= 'string' then error('client:request: option url must be a string', 2) end\n"
 "  o.url, o.path = join(self.base_url, path), nil\n"
 "  return M.request(o)\n"
 "end\n"
@@ -624,5 +765,6 @@ void luar_http_client_open(lua_State *L)
         lua_error(L);
     lua_pushcfunction(L, client_send);
     lua_pushvalue(L, mod);
-    lua_call(L, 2, 0);
+    lua_pushcfunction(L, client_check);
+    lua_call(L, 3, 0);
 }

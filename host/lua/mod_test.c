@@ -8,6 +8,7 @@
  * 127.0.0.1 in front of the VM's router (t.webhook, t.request).
  */
 #include "lua/mod_test.h"
+#include "client/send.h"
 #include "common/clock.h"
 #include "common/error.h"
 #include "jobs/jobs.h"
@@ -391,6 +392,7 @@ static void empty_cache(void)
 static int core_reset(lua_State *L)
 {
     luar_test_stubs_reset(T.vm);
+    luar_client_send_reset();
     luar_buf_reset(&T.logs);
     luar_time_set_offset(0);
     luar_buf_t *err = luar_lua_newbuf(L, 1024);

@@ -213,6 +213,17 @@ local function record_of(body, prev, requested)
     return rec
 end
 
+-- What oauth.token and oauth.client_credentials hand to scripts: a copy of the record
+-- without the refresh token (a script needs the access token; the refresh token stays in
+-- the sealed store, used only here).
+local function public(p, rec, account)
+    local scopes = {}
+    for i, s in ipairs(rec.scopes or {}) do scopes[i] = s end
+    return { access_token = rec.access_token, token_type = rec.token_type,
+             expires_at = rec.expires_at, obtained_at = rec.obtained_at, scopes = scopes,
+             id_claims = rec.id_claims, provider = p.name, account = account }
+end
+
 local function fresh(p, rec)
     return rec.expires_at == nil or rec.expires_at - p.refresh_margin > time.now()
 end
@@ -300,7 +311,7 @@ function M.token(name, account, opts)
                                         table.concat(rec.scopes or {}, " ")),
             { provider = p.name, account = account, missing = missing })
     end
-    if fresh(p, rec) then return rec.access_token, rec end
+    if fresh(p, rec) then return rec.access_token, public(p, rec, account) end
     if not rec.refresh_token then
         return nil, oerr("expired",
             ("the %s token of account %s expired and there is no refresh token; connect again")
@@ -326,7 +337,7 @@ function M.token(name, account, opts)
             return nrec
         end)
     if not out then return nil, ferr end
-    return out.access_token, out
+    return out.access_token, public(p, out, account)
 end
 
 -- ---- client credentials -----------------------------------------------------------------
@@ -338,7 +349,7 @@ function M.client_credentials(name, opts)
     local function usable(r) return fresh(p, r) end
     local rec, err = load(key)
     if err then return nil, err end
-    if rec and usable(rec) then return rec.access_token, rec end
+    if rec and usable(rec) then return rec.access_token, public(p, rec) end
     local out, ferr = single_flight("cc:" .. p.name .. ":" .. table.concat(scopes, " "),
         function() return load(key) end, usable,
         function()
@@ -355,7 +366,7 @@ function M.client_credentials(name, opts)
             return nrec
         end)
     if not out then return nil, ferr end
-    return out.access_token, out
+    return out.access_token, public(p, out)
 end
 
 -- ---- revoke -----------------------------------------------------------------------------

@@ -120,9 +120,14 @@ function M.client(conf)
       ["X-GitHub-Api-Version"] = conf.api_version or defaults.api_version or DEFAULT_API_VERSION,
       ["User-Agent"] = conf.user_agent or defaults.user_agent or ("luar-github/" .. M.version),
     },
-    -- 5xx of idempotent calls are luar.http's to retry; 403/429 are ours (above).
-    retry = conf.retry or { on = { 500, 502, 503, 504 } },
   }
+  -- 5xx of idempotent calls are luar.http's to retry; 403/429 are ours (above). `false`
+  -- is kept as given: it turns luar.http's retries off.
+  if conf.retry == nil then
+    opts.retry = { on = { 500, 502, 503, 504 } }
+  else
+    opts.retry = conf.retry
+  end
   if token then opts.auth = { bearer = token } end
   for _, k in ipairs({ "timeout", "breaker", "rate", "rate_max_wait", "cache", "ca", "proxy" }) do
     opts[k] = conf[k]

@@ -225,9 +225,10 @@ function s3.client(opts)
   return self
 end
 
+-- The call's bucket, else the client's. The caller's table is only read: a table reused
+-- with another client must get that client's bucket.
 local function bucket_of(self, o, fn)
-  o.bucket = o.bucket or self.bucket
-  return check_name(o, "bucket", fn)
+  return check_name({ bucket = o.bucket or self.bucket }, "bucket", fn)
 end
 
 -- request headers of an object being written

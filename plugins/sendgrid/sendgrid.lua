@@ -274,8 +274,11 @@ local function build(m)
     end
   end
   if m.sandbox then
-    body.mail_settings = body.mail_settings or {}
-    body.mail_settings.sandbox_mode = { enable = true }
+    -- A copy: the caller's mail_settings may be reused for a message that is not a test.
+    local settings = {}
+    for k, v in pairs(body.mail_settings or {}) do settings[k] = v end
+    settings.sandbox_mode = { enable = true }
+    body.mail_settings = settings
   end
   return body
 end

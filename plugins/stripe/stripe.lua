@@ -234,8 +234,11 @@ function Resource:update(id, params, opts)
   return self.client:update(self.path, id, params, opts)
 end
 function Resource:list(params, opts) return self.client:list(self.path, params, opts) end
+
 -- search{query = "email:'a@b.c'"}: an iterator like list (search results page by next_page).
-function Resource:search(params, opts)
+-- Only the resources Stripe's Search API covers have it (not refunds: there is no
+-- /v1/refunds/search).
+local function search(self, params, opts)
   return self.client:list(self.path .. "/search", params, opts)
 end
 
@@ -257,14 +260,17 @@ local function delete(self, id, params, opts)
 end
 
 local function attach_resources(c)
-  c.customers = resource(c, "customers", { delete = delete })
+  c.customers = resource(c, "customers", { delete = delete, search = search })
   c.payment_intents = resource(c, "payment_intents", {
+    search = search,
     confirm = action("confirm", "payment_intents.confirm"),
     capture = action("capture", "payment_intents.capture"),
     cancel = action("cancel", "payment_intents.cancel"),
   })
-  c.charges = resource(c, "charges", { capture = action("capture", "charges.capture") })
+  c.charges = resource(c, "charges", { search = search,
+                                       capture = action("capture", "charges.capture") })
   c.subscriptions = resource(c, "subscriptions", {
+    search = search,
     -- DELETE /v1/subscriptions/:id cancels (params: invoice_now, prorate, …)
     cancel = delete,
     resume = action("resume", "subscriptions.resume"),
@@ -292,7 +298,8 @@ function M.client(conf)
   if conf.stripe_account then headers["Stripe-Account"] = conf.stripe_account end
   for k, v in pairs(conf.headers or {}) do headers[k] = v end
   local retries = conf.max_network_retries or cfg.max_network_retries
-  local retry = conf.retry or { attempts = math.floor(retries) + 1, on = RETRY_ON }
+  local retry = conf.retry -- false is kept: it turns luar.http's retries off
+  if retry == nil then retry = { attempts = math.floor(retries) + 1, on = RETRY_ON } end
   local h = http.client{
     base_url = base,
     auth = { bearer = key },

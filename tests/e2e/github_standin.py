@@ -4,7 +4,8 @@ valid: 401 "Bad credentials"; X-GitHub-Api-Version must name a supported version
 answers with GitHub's documented shapes: x-ratelimit-* headers on every answer,
 {"message", "documentation_url", "status"} errors, 422 "Validation Failed" with `errors`,
 Link-header pagination, primary rate limits (403, x-ratelimit-remaining: 0 until
-x-ratelimit-reset) and secondary ones (403 or 429 with Retry-After). Every request is
+x-ratelimit-reset) and secondary ones (403 or 429 with Retry-After). GET /users/<login>
+answers a made-up profile (the example integration's lookups). Every request is
 recorded (with its arrival time) for the test to inspect.
 
 With `app=(app_id, public_key_pem)` it also stands in for GitHub App authentication: a
@@ -36,11 +37,22 @@ SECONDARY = ("You have exceeded a secondary rate limit. Please wait a few minute
 ISSUES = [{"number": n, "title": "Issue %d" % n, "state": "open"} for n in range(1, 6)]
 
 
+def user(login):
+    """GET /users/<login>: GitHub's public user shape, made up for any login (the example
+    integration's lookups); a login starting with "no-such-" is a 404, as for a real unknown
+    one."""
+    uid = sum(ord(c) for c in login)
+    return {"login": login, "id": uid, "type": "User", "name": login.capitalize(),
+            "avatar_url": "https://avatars.githubusercontent.com/u/%d?v=4" % uid,
+            "html_url": "https://github.com/" + login, "public_repos": len(login),
+            "followers": uid % 100}
+
+
 class GitHubStandIn:
     """`with GitHubStandIn(token) as gh:` — gh.base_url, gh.requests (dicts with t, method,
     path, query, headers (lower-case), body, status)."""
 
-    def __init__(self, token, app=None):
+    def __init__(self, token, app=None, port=0):
         self.token = token
         self.app = app
         self.installation_tokens = set()
@@ -158,10 +170,16 @@ class GitHubStandIn:
                     return self._answer(200, dict(ISSUES[0], **json.loads(raw)))
                 if path == "/repos/octo/hello/issues/1/lock" and m in ("PUT", "DELETE"):
                     return self._answer(204)
+                if path == "/repos/octo/down":
+                    return self._error(502, "Server Error")
                 if path == "/repos/octo/evil/issues":
                     return self._answer(200, [ISSUES[0]], {
                         "Link": '<http://127.0.0.2:9/steal?page=2>; rel="next"'})
                 parts = path.split("/")
+                if len(parts) == 3 and parts[1] == "users" and m == "GET" and parts[2]:
+                    if parts[2].startswith("no-such-"):
+                        return self._error(404, "Not Found", DOCS + "/users/users#get-a-user")
+                    return self._answer(200, user(parts[2]))
                 if len(parts) == 4 and parts[1] == "rate":
                     return self._rate(parts[2], parts[3])
                 return self._error(404, "Not Found",
@@ -224,7 +242,7 @@ class GitHubStandIn:
                                     "X-RateLimit-Reset": str(int(math.ceil(until))),
                                     "X-RateLimit-Used": "5000"})
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.base_url = "http://127.0.0.1:%d" % self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -121,7 +121,7 @@ class SendGridStandIn:
     """`with SendGridStandIn(api_key) as sg:` — sg.base_url, sg.requests (dicts with method,
     path, headers (lower-case), json, status, message_id)."""
 
-    def __init__(self, api_key):
+    def __init__(self, api_key, port=0):
         self.api_key = api_key
         self.requests = []
         self.lock = threading.Lock()
@@ -188,7 +188,7 @@ class SendGridStandIn:
                 rec["message_id"] = secrets.token_urlsafe(16)[:22]
                 return self._answer(202, None, {"X-Message-Id": rec["message_id"]})
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.base_url = "http://127.0.0.1:%d" % self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -55,7 +55,7 @@ class SentryStandIn:
     """Start with `with SentryStandIn("key", "42") as s:`; s.dsn is the DSN to configure.
     s.respond(fn) sets fn(envelope) -> (status, headers dict) for later requests."""
 
-    def __init__(self, key="e2ekey", project="42"):
+    def __init__(self, key="e2ekey", project="42", port=0):
         self.key, self.project = key, project
         self.envelopes = []  # dicts: raw, headers, header, items, events, at (monotonic)
         self.errors = []     # requests refused (bad auth, bad envelope): text
@@ -93,7 +93,7 @@ class SentryStandIn:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (luar shutting down): nothing to answer
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True    # a held answer never holds the test's exit
         self.server.block_on_close = False
         self.port = self.server.server_address[1]

@@ -13,8 +13,8 @@ It checks what Stripe checks and answers with Stripe's documented shapes
 - every answer carries a `Request-Id: req_…` header; errors are
   `{"error": {"type", "code", "decline_code", "param", "message", "doc_url", …}}`;
 - list endpoints answer list objects (`object: "list"`, `data`, `has_more`, `url`) and honour
-  `limit` (1-100, default 10), `starting_after` and `ending_before`; search endpoints answer
-  `search_result` objects paged with `page` / `next_page`.
+  `limit` (1-100, default 10), `starting_after` and `ending_before`; search endpoints (not
+  refunds: Stripe has none) answer `search_result` objects paged with `page` / `next_page`.
 
 Resources kept in memory: customers, payment_intents (create/confirm/capture/cancel),
 charges (legacy, with `source`), subscriptions (create, cancel with DELETE, resume), refunds.
@@ -141,6 +141,9 @@ def merge_metadata(obj, params):
             obj["metadata"][k] = v
 
 
+# The resources Stripe's Search API covers (of those served here): no /v1/refunds/search.
+SEARCHABLE = {"customer", "payment_intent", "charge", "subscription"}
+
 DECLINES = {
     "pm_card_chargeDeclined": "generic_decline",
     "pm_card_chargeDeclinedInsufficientFunds": "insufficient_funds",
@@ -150,7 +153,7 @@ DECLINES = {
 
 
 class StripeStandIn:
-    def __init__(self, api_key=API_KEY, api_version=API_VERSION):
+    def __init__(self, api_key=API_KEY, api_version=API_VERSION, port=0):
         self.api_key = api_key
         self.api_version = api_version
         self.lock = threading.Lock()
@@ -160,7 +163,7 @@ class StripeStandIn:
         self.objects = {}      # id -> object
         self.order = []        # ids in creation order
         self.counter = 0
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = "http://127.0.0.1:%d" % self.port
@@ -282,7 +285,7 @@ class StripeStandIn:
                 return self.list_of(kind, url, params)
             if method == "POST":
                 return getattr(self, "create_" + kind)(params)
-        elif rest == ["search"] and method == "GET":
+        elif rest == ["search"] and method == "GET" and kind in SEARCHABLE:
             return self.search_of(kind, url + "/search", params)
         elif len(rest) == 1:
             obj = self.get(kind, rest[0])

@@ -287,6 +287,75 @@ def test_misuse_raises_and_waiting_at_load_time_is_refused():
     assert rc != 0 and "cannot wait here" in (out + err), (rc, out, err)
 
 
+# (what the script passes, the option the error must name): each raises before sending.
+# cache = 300 used to be ignored and breaker = "yes" taken as on.
+WRONG_OPTIONS = [
+    ('http.get(U, { cache = 300 })', "http.request: option cache must be a table"),
+    ('http.get(U, { cache = true })', "http.request: option cache must be a table"),
+    ('http.get(U, { cache = { ttl = "60" } })', "http.request: option cache.ttl must be"),
+    ('http.get(U, { cache = { stale_if_error = "yes" } })',
+     "http.request: option cache.stale_if_error must be"),
+    ('http.get(U, { breaker = "yes" })', "http.request: option breaker must be a boolean"),
+    ('http.get(U, { breaker = { failures = 2.5 } })',
+     "http.request: option breaker.failures must be an integer"),
+    ('http.get(U, { breaker = { reset = "30" } })',
+     "http.request: option breaker.reset must be a number"),
+    ('http.get(U, { retry = "no" })', "http.request: option retry must be false or a table"),
+    ('http.get(U, { retry = { attempts = "3" } })',
+     "http.request: option retry.attempts must be an integer"),
+    ('http.get(U, { retry = { on = 503 } })', "http.request: option retry.on must be a list"),
+    ('http.get(U, { retry = { on = { "503" } } })', "http.request: option retry.on must list"),
+    ('http.get(U, { retry = { on = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, '
+     '17 } } })', "http.request: option retry.on lists more than 16"),
+    ('http.get(U, { rate = 10 })', "http.request: option rate must be a string"),
+    ('http.get(U, { rate = "fast" })', "http.request: option rate must look like"),
+    ('http.get(U, { rate_max_wait = "1" })', "http.request: option rate_max_wait must be a number"),
+    ('http.get(U, { timeout = "5" })', "http.request: option timeout must be seconds"),
+    ('http.get(U, { timeout = { connect = "1" } })',
+     "http.request: option timeout.connect must be a number"),
+    ('http.get(U, { verify = "no" })', "http.request: option verify must be a boolean"),
+    ('http.get(U, { raise_for_status = 1 })',
+     "http.request: option raise_for_status must be a boolean"),
+    ('http.get(U, { max_body = "1" })', "http.request: option max_body must be a number"),
+    ('http.get(U, { headers = "x" })', "http.request: option headers must be a table"),
+    ('http.get(U, { query = "a=1" })', "http.request: option query must be a table"),
+    ('http.get(U, { query = { a = print } })', "http.request: option query: expected strings"),
+    ('http.post(U, { form = { [1] = "x" } })', "http.request: option form: keys must be strings"),
+    ('http.get(U, { proxy = 8080 })', "http.request: option proxy must be a string"),
+    ('http.get(U, { fallback = 1 })', "http.request: option fallback must be a function"),
+    ('http.client { cache = 300 }', "http.client: option cache must be a table"),
+    ('http.client { breaker = "yes" }', "http.client: option breaker must be a boolean"),
+    ('http.client { retry = { on = "5xx" } }', "http.client: option retry.on must be a list"),
+    ('http.client { timeout = { total = "x" } }', "http.client: option timeout.total must be"),
+    ('http.client { verify = "false" }', "http.client: option verify must be a boolean"),
+    ('http.client { auth = "tok" }', "http.client: option auth must be a table"),
+    ('http.client { auth = { basic = { "u", {} } } }',
+     "http.client: option auth.basic password must be a string"),
+    ('http.client { headers = { A = {} } }', "http.client: option headers: expected strings"),
+    ('http.client { fallback = "x" }', "http.client: option fallback must be a function"),
+    ('http.client {}:get(U, { headers = 5 })', "client:request: option headers must be a table"),
+    ('http.client {}:get(U, { cache = 300 })', "http.request: option cache must be a table"),
+]
+
+
+def test_options_of_the_wrong_type_raise_naming_the_option():
+    src = 'local U = "http://127.0.0.1:1/"\n'
+    for i, (call, _) in enumerate(WRONG_OPTIONS):
+        src += ('out({ i = %d, ok = pcall(function() return %s end), '
+                'err = select(2, pcall(function() return %s end)) })\n' % (i + 1, call, call))
+    # the right types still pass the checks (and reach the closed port)
+    src += ('local res, err = http.get(U, { retry = false, breaker = true, cache = false, '
+            'timeout = { connect = 1, total = 2 }, verify = true, raise_for_status = false })\n'
+            'out({ kind = err and err.kind })\n'
+            'local c = http.client { retry = false, breaker = false, cache = { ttl = 0 } }\n'
+            'out({ kind = select(2, c:get(U)).kind })\n')
+    vals, out = run_lua(src)
+    assert len(vals) == len(WRONG_OPTIONS) + 2, out
+    for (call, want), got in zip(WRONG_OPTIONS, vals):
+        assert got["ok"] is False and want in got["err"], (call, want, got)
+    assert vals[-2] == {"kind": "connect"} and vals[-1] == {"kind": "connect"}, vals[-2:]
+
+
 CONCURRENT_APP = """
 local http = require "luar.http"
 http.route("GET", "/fan", function(req)
@@ -422,6 +491,7 @@ end
 
 if __name__ == "__main__":
     main([test_get_post_json_form_body_query_and_headers_reach_the_server,
+          test_options_of_the_wrong_type_raise_naming_the_option,
           test_http_error_statuses_are_responses_unless_raise_for_status,
           test_transport_errors_have_kinds,
           test_connect_timeout_on_a_listener_that_never_accepts,

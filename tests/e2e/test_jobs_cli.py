@@ -238,6 +238,22 @@ def test_enqueue_uses_the_definition_of_the_job():
     assert (job["queue"], job["max_attempts"]) == ("default", 4), job
 
 
+def test_enqueue_reads_definitions_of_scripts_that_require_plugins():
+    # The scripts load as `serve` loads them: with the plugins, so a main.lua that requires
+    # a plugin's module still gives the job's own queue and retries.
+    from plugin_e2e import CONFIG
+    d = tmpdir({"luar.conf.lua": CONFIG,
+                "scripts/main.lua": 'local stripe = require "luar.stripe"\n'
+                                    'local jobs = require "luar.jobs"\n'
+                                    'assert(stripe.client)\n'
+                                    'jobs.define("charge", { queue = "billing", retries = 2 },\n'
+                                    '            function() end)\n'})
+    rc, out, err = run_cli(["enqueue", "charge"], cwd=d)
+    assert rc == 0 and "warning" not in err, (rc, out, err)
+    job = ok_json(["jobs", "show", out.split()[0]], d)
+    assert (job["queue"], job["max_attempts"]) == ("billing", 3), job
+
+
 def wait_state(args, jid, state, cwd):
     deadline = time.monotonic() + DEFAULT_TIMEOUT
     while True:
@@ -302,5 +318,6 @@ if __name__ == "__main__":
         test_missing_queue_is_1_naming_the_file,
         test_commands_follow_data_flag_env_and_config_file,
         test_enqueue_uses_the_definition_of_the_job,
+        test_enqueue_reads_definitions_of_scripts_that_require_plugins,
         test_dead_job_of_a_running_server_is_shown_and_retried,
     ])

@@ -26,7 +26,7 @@ import threading
 import urllib.parse
 import http.client
 
-from luar_e2e import Luar, free_port, main
+from luar_e2e import Luar, free_port, main, wait_until
 from redis_server import RedisServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -61,7 +61,11 @@ local function answer(tok, err)
     return { status = 200, json = { ok = false, kind = err.kind, code = err.code,
                                     message = err.message } }
   end
-  return { json = { ok = true, token = tok } }
+  -- the record's field names: what a script gets besides the token
+  local fields = {}
+  for k in pairs(type(err) == "table" and err or {}) do fields[#fields + 1] = k end
+  table.sort(fields)
+  return { json = { ok = true, token = tok, fields = fields } }
 end
 
 http.route("GET", "/t/:account", function(req)
@@ -113,6 +117,10 @@ class Provider:
             if "ack" in ev:
                 return
 
+    def revoked(self):
+        with self.lock:
+            return list(self.revokes)
+
     def grants(self, grant_type):
         with self.lock:
             return [t for t in self.tokens if t["grant_type"] == grant_type]
@@ -139,6 +147,12 @@ def start_luar(provider, config_extra="", port=None, queue_url=None, key=KEY):
         port, ', queue = "%s"' % queue_url if queue_url else "", config_extra)
     return Luar(scripts={"main.lua": APP}, config=conf, listen="127.0.0.1:%d" % port,
                 env={"OAUTH_ISSUER": provider.issuer, "LUAR_SECRETS_KEY": key})
+
+
+# What oauth.token hands a script besides the token (sorted): never the refresh token.
+# id_claims is absent (nil) without an ID token, as for client credentials.
+RECORD_FIELDS = ["access_token", "account", "expires_at", "id_claims", "obtained_at",
+                 "provider", "scopes", "token_type"]
 
 
 def get(url):
@@ -199,6 +213,9 @@ def test_flow_pkce_connected_event():
         # the stored access token is the one the provider issued; no refresh needed
         got = token(luar, "acct-1")
         assert got["ok"] and got["token"] == codes[0]["access_token"], got
+        # the record handed to the script: everything but the refresh token (one was issued)
+        assert codes[0]["refresh_token"], codes
+        assert got["fields"] == RECORD_FIELDS, got
         assert got == token(luar, "acct-1")
         assert provider.grants("refresh_token") == []
         # scopes: granted ones pass, another is named in the error
@@ -279,6 +296,7 @@ def test_refresh_once_for_50_callers():
         new = refreshes[0]["access_token"]
         assert new != first
         assert all(r["ok"] and r["token"] == new for r in results), results
+        assert all(r["fields"] == RECORD_FIELDS for r in results), results[0]["fields"]
         # the refreshed token (3600 s) is fresh: no more refreshes
         assert token(luar, "acct-r")["token"] == new
         assert len(provider.grants("refresh_token")) == 1
@@ -318,12 +336,16 @@ def test_client_credentials_cached_and_revoke():
         a = luar.get_json("/cc")
         b = luar.get_json("/cc")
         assert a["ok"] and a["token"] == b["token"], (a, b)
+        assert a["fields"] == b["fields"] == [f for f in RECORD_FIELDS
+                                         if f not in ("account", "id_claims")], a
         ccs = provider.grants("client_credentials")
         assert len(ccs) == 1 and ccs[0]["access_token"] == a["token"], ccs
         connect(luar, provider, "acct-v")
         status, _, body = luar.request("POST", "/revoke/acct-v")
         assert status == 200 and json.loads(body)["ok"], body
-        assert len(provider.revokes) == 1
+        # the provider's event is read on another thread: wait for it, then count
+        wait_until(provider.revoked, "the provider's revocation")
+        assert len(provider.revoked()) == 1
         assert token(luar, "acct-v")["code"] == "not_connected"
 
 

@@ -109,6 +109,23 @@ out(outcome(bad:get("user")))
     assert "ghp_wrong" not in bad["text"]
 
 
+def test_retry_false_turns_luar_http_retries_off():
+    # /repos/octo/down answers 502 every time: the default client retries the GET (three
+    # attempts), `retry = false` sends it once. The once-only client goes first so the
+    # per-host breaker (5 failures) stays closed for the other.
+    with GitHubStandIn(TOKEN) as gh:
+        src = client(gh, ", retry = false") + """
+out(outcome(gh:get("repos/octo/down")))
+""" + client(gh).replace("local gh", "local retrying") + """
+out(outcome(retrying:get("repos/octo/down")))
+"""
+        once, retried = run_lua(src)
+        reqs = [r for r in gh.requests if r["path"] == "/repos/octo/down"]
+    assert once["kind"] == "http" and once["status"] == 502, once
+    assert retried["kind"] == "http" and retried["status"] == 502, retried
+    assert len(reqs) == 1 + 3, [r["status"] for r in reqs]
+
+
 def test_paginate_follows_link_headers_across_three_pages():
     with GitHubStandIn(TOKEN) as gh:
         src = client(gh) + """
@@ -522,6 +539,7 @@ if __name__ == "__main__":
     main([test_headers_and_generic_calls,
           test_user_agent_is_always_sent_and_configurable,
           test_errors_carry_githubs_shape,
+          test_retry_false_turns_luar_http_retries_off,
           test_paginate_follows_link_headers_across_three_pages,
           test_primary_rate_limit_waits_for_the_reset_then_succeeds,
           test_secondary_rate_limit_honours_retry_after,

@@ -143,6 +143,29 @@ out(outcome(id, err))
         }, json.dumps(sg.requests[0]["json"], indent=1)
 
 
+def test_sandbox_leaves_the_callers_mail_settings_alone():
+    # One mail_settings table reused: the sandboxed test message must not turn the real
+    # one that follows into a sandboxed one (SendGrid would accept it and send nothing).
+    with SendGridStandIn(API_KEY) as sg:
+        src = client(sg) + """
+local settings = { bypass_list_management = { enable = true } }
+local function msg(sandbox)
+  return { from = "noreply@shop.example", to = "ada@example.com", subject = "Hi",
+           text = "Hello", mail_settings = settings, sandbox = sandbox }
+end
+out(outcome(sg:send(msg(true))))
+out(outcome(sg:send(msg(false))))
+out({ left = settings.sandbox_mode == nil })
+"""
+        test, real, left = run_lua(src)
+        assert "id" in test and "id" in real, (test, real)
+        assert left == {"left": True}, left
+        sent = [r["json"]["mail_settings"] for r in sg.requests]
+    assert sent == [{"bypass_list_management": {"enable": True},
+                     "sandbox_mode": {"enable": True}},
+                    {"bypass_list_management": {"enable": True}}], sent
+
+
 def test_invalid_messages_are_refused_before_sending():
     cases = {
         "no_from": ('{ to = "a@example.com", subject = "s", text = "t" }', "from"),
@@ -497,6 +520,7 @@ def test_cli_sign_with_a_private_key_is_verified_by_eventwebhook():
 if __name__ == "__main__":
     main([test_rich_message_builds_the_exact_mail_send_json,
           test_dynamic_template_with_per_recipient_data,
+          test_sandbox_leaves_the_callers_mail_settings_alone,
           test_invalid_messages_are_refused_before_sending,
           test_api_error_shapes_reach_err,
           test_client_misuse_raises,

@@ -296,6 +296,21 @@ done()
         assert e["type"] == "idempotency_error" and e["raw_type"] == "idempotency_error", e
 
 
+def test_retry_false_sends_each_call_once():
+    script = r"""
+local c = stripe.client{ base_url = BASE, retry = false }
+call("once", c.customers.create, c.customers, { email = "once@example.com" })
+done()
+"""
+    with StripeStandIn() as api:
+        api.fault("POST", "/v1/customers", "500")
+        r, _ = run_script(script, api.url)
+        e = failed(r, "once")
+        assert e["kind"] == "http" and e["status"] == 500, e
+        attempts = api.calls("POST", "/v1/customers")
+        assert [a["status"] for a in attempts] == ["500"], attempts
+
+
 def test_list_iterates_every_page():
     script = r"""
 local c = stripe.client{ base_url = BASE }
@@ -311,6 +326,11 @@ for cus, err in c.customers:search{ query = "tier:'gold'", limit = 4 } do
   found[#found + 1] = cus.id
 end
 results.found = found
+-- Stripe's Search API covers these, not refunds (there is no /v1/refunds/search).
+results.searchable = {}
+for _, name in ipairs({ "customers", "payment_intents", "charges", "subscriptions", "refunds" }) do
+  results.searchable[name] = type(c[name].search) == "function"
+end
 local back = {}
 for cus in c.customers:list{ limit = 3, ending_before = arg[2], email = "many@example.com" } do
   back[#back + 1] = cus.id
@@ -339,6 +359,9 @@ done()
             "email=many%40example.com&limit=10&starting_after=" + expected[19]], pages
         gold = [m for i, m in enumerate(made) if i % 2]
         assert r["found"] == gold, r["found"]
+        assert r["searchable"] == {"customers": True, "payment_intents": True,
+                                   "charges": True, "subscriptions": True,
+                                   "refunds": False}, r["searchable"]
         searches = api.calls("GET", "/v1/customers/search")
         assert [q["params"].get("page") for q in searches] == [None, "4", "8"], searches
         assert all(q["params"]["query"] == "tier:'gold'" for q in searches), searches
@@ -644,7 +667,7 @@ def test_cli_sign_is_accepted_by_the_stripe_package():
 
 if __name__ == "__main__":
     main([test_calls_carry_what_stripe_checks, test_form_encoding_edge_cases,
-          test_idempotency_key_is_the_same_across_retries,
+          test_idempotency_key_is_the_same_across_retries, test_retry_false_sends_each_call_once,
           test_list_iterates_every_page, test_a_failing_page_ends_the_loop_with_the_error,
           test_errors_map_to_stripe_fields, test_api_key_from_config_secret_store_or_environment,
           test_bad_plugin_configuration_is_refused_with_its_key,

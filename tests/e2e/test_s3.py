@@ -305,6 +305,31 @@ out("failing", errs)
         assert all("max-keys=3" in r["url"] for r in lists), lists
 
 
+def test_a_reused_options_table_takes_each_clients_bucket():
+    with S3Server() as srv:
+        res, _, _ = run_lua(srv, r'''
+local a, b = client { bucket = "bucket-a" }, client { bucket = "bucket-b" }
+local o = { key = "shared", body = "same" }
+assert(a:put_object(o))
+assert(b:put_object(o))
+out("bucket_left", o.bucket == nil)
+local q = { key = "shared" }
+out("in_a", a:head_object(q) ~= nil)
+out("in_b", b:head_object(q) ~= nil)
+out("listed_b", (function()
+  local l = {}
+  local lo = { prefix = "sh" }
+  for obj in b:list_objects(lo) do l[#l + 1] = obj.key end
+  return { l, lo.bucket == nil }
+end)())
+''')
+        puts = [r["url"] for r in srv.seen("PUT") if "/shared" in r["url"]]
+    assert puts == ["/bucket-a/shared", "/bucket-b/shared"], puts
+    assert res["bucket_left"] is True, res
+    assert res["in_a"] is True and res["in_b"] is True, res
+    assert res["listed_b"] == [["shared"], True], res
+
+
 def test_copy_object():
     with S3Server() as srv:
         res, out, _ = run_lua(srv, r'''
@@ -574,7 +599,8 @@ def test_cancelled_upload_stops_its_parts():
 
 if __name__ == "__main__":
     main([test_sigv4_aws_examples, test_put_get_head_delete, test_errors_are_parsed_and_named,
-          test_list_pagination_and_prefixes, test_copy_object,
+          test_list_pagination_and_prefixes,
+          test_a_reused_options_table_takes_each_clients_bucket, test_copy_object,
           test_multipart_upload_in_parallel_and_chunked_download,
           test_multipart_retries_a_part_and_aborts_on_failure,
           test_presigned_urls_fetched_with_curl, test_credentials_from_environment_and_config,

@@ -68,24 +68,24 @@ function http.route(method, pattern, handler, opts) end
 ---@field key? string private key (PEM) of `cert`
 ---@field proxy? string "http://host:port", "socks5://..."; the *_proxy environment is ignored
 ---@field verify? boolean false: do not verify the server's certificate (default true)
----@field retry? false|luar.RetryOptions default: 3 attempts for idempotent methods (see docs/calling-apis.md)
+---@field retry? boolean|luar.RetryOptions default (or true): 3 attempts for idempotent methods (see docs/calling-apis.md); false: one attempt
 ---@field breaker? boolean|luar.BreakerOptions default: on, per host; false: off
 ---@field rate? string "N/s", "N/m", "N/h", "N/d": token bucket per client (per host for http.request)
 ---@field rate_key? string names the rate bucket: calls giving the same key share it (default: the client object, or the host for http.request)
 ---@field rate_max_wait? number seconds a caller may wait for its turn (default 30), then err.kind = "rate_limited"
----@field cache? luar.CacheOptions off unless given
+---@field cache? false|luar.CacheOptions off unless given (false: off)
 ---@field fallback? fun(err: luar.Error): any called with the error when the call fails; its results are returned
 ---@field path? string Client:request only: joined to the client's base_url (same as `url`)
 
 ---@class luar.RetryOptions
----@field attempts? integer every attempt, the first included (default 3)
+---@field attempts? integer every attempt, the first included (default 3; 1 to 1000)
 ---@field backoff? number base of the exponential backoff in seconds (default 0.5)
 ---@field backoff_cap? number cap of the jitter window in seconds (default 30)
----@field on? integer[] statuses to retry (default 429, 500, 502, 503, 504)
+---@field on? integer[] statuses to retry (default 429, 500, 502, 503, 504; at most 16, each 100-599)
 ---@field max_retry_after? number longest Retry-After honoured (default 60); longer ends the retries
 
 ---@class luar.BreakerOptions
----@field failures? integer consecutive failures that open the breaker (default 5)
+---@field failures? integer consecutive failures that open the breaker (default 5; 1 to 1000)
 ---@field reset? number seconds open before one probe is let through (default 30)
 
 ---@class luar.CacheOptions
@@ -106,7 +106,8 @@ function ClientResponse:json() end
 
 ---Sends one request ⏸. Transport failures return nil, err with err.kind "timeout",
 ---"connect" (refused, DNS, reset), "tls", "too_large", "invalid" (bad URL or scheme), or
----"http" with raise_for_status. Misuse (wrong option types) raises.
+---"http" with raise_for_status. Misuse raises at once, naming the option ("http.request:
+---option cache must be a table …"): a wrong type is never taken as a default.
 ---@param opts luar.http.RequestOptions
 ---@return luar.http.ClientResponse|nil res
 ---@return luar.Error|nil err
@@ -161,12 +162,12 @@ function http.head(url, opts) end
 ---@field verify? boolean false: do not verify the server's certificate
 ---@field max_body? integer response body cap in bytes (default 10 MiB)
 ---@field raise_for_status? boolean an answer of 400 or more becomes nil, err{kind="http"}
----@field retry? false|luar.RetryOptions
+---@field retry? boolean|luar.RetryOptions false: one attempt
 ---@field breaker? boolean|luar.BreakerOptions
 ---@field rate? string "N/s", "N/m", "N/h", "N/d": one bucket for this client object
 ---@field rate_key? string share the bucket with other clients giving the same key
 ---@field rate_max_wait? number seconds a call may wait for its turn (default 30)
----@field cache? luar.CacheOptions
+---@field cache? false|luar.CacheOptions
 ---@field fallback? fun(err: luar.Error): any called with the error when a call fails
 
 ---@class luar.http.Client
@@ -217,7 +218,8 @@ function Client:delete(path, opts) end
 ---@return luar.Error|nil err
 function Client:head(path, opts) end
 
----Makes a client: shared defaults, base URL and credentials for one API.
+---Makes a client: shared defaults, base URL and credentials for one API. Its options are
+---checked here, as http.request checks them ("http.client: option breaker must be …").
 ---@param opts luar.http.ClientOptions
 ---@return luar.http.Client
 function http.client(opts) end

@@ -26,14 +26,17 @@ local oauth = {}
 ---@field auth? "post"|"basic" how the client authenticates at token_url ("post")
 ---@field start_guard? fun(req: table, account: string): boolean, string? who may start a connection
 
+---A copy of the stored token record without the refresh token (which never leaves the
+---sealed store); changing it changes nothing stored.
 ---@class luar.OAuthRecord
----@field scopes string[] granted scopes
----@field expires_at number|nil unix seconds
----@field token_type string
----@field id_claims table|nil verified ID-token claims
----@field obtained_at number unix seconds the token was obtained
 ---@field access_token string
----@field refresh_token? string
+---@field token_type string "Bearer" unless the provider said otherwise
+---@field expires_at number|nil unix seconds (nil: the provider gave no expires_in)
+---@field obtained_at number unix seconds the token was obtained
+---@field scopes string[] granted scopes
+---@field id_claims table|nil verified ID-token claims
+---@field provider string
+---@field account string|nil nil for client credentials
 
 ---@class luar.OAuthTokenOptions
 ---@field scopes? string[] scopes the token must have been granted (else code "insufficient_scope")

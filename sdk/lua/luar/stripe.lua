@@ -153,13 +153,18 @@ function Resource:update(id, params, opts) end
 ---@param opts? luar.stripe.CallOptions
 ---@return fun(): (luar.stripe.Object|false|nil), luar.stripe.Error?
 function Resource:list(params, opts) end
+
+---A resource Stripe's Search API covers (customers, payment_intents, charges,
+---subscriptions here; refunds have no search).
+---@class luar.stripe.SearchableResource: luar.stripe.Resource
+local SearchableResource = {}
 ---GET /v1/<resource>/search as an iterator (`params.query`, e.g. "email:'a@b.c'"). ⏸
 ---@param params table
 ---@param opts? luar.stripe.CallOptions
 ---@return fun(): (luar.stripe.Object|false|nil), luar.stripe.Error?
-function Resource:search(params, opts) end
+function SearchableResource:search(params, opts) end
 
----@class luar.stripe.Customers: luar.stripe.Resource
+---@class luar.stripe.Customers: luar.stripe.SearchableResource
 local Customers = {}
 ---DELETE /v1/customers/<id>. ⏸
 ---@param id string
@@ -169,7 +174,7 @@ local Customers = {}
 ---@return luar.stripe.Error|nil err
 function Customers:delete(id, params, opts) end
 
----@class luar.stripe.PaymentIntents: luar.stripe.Resource
+---@class luar.stripe.PaymentIntents: luar.stripe.SearchableResource
 local PaymentIntents = {}
 ---POST /v1/payment_intents/<id>/confirm. ⏸
 ---@param id string
@@ -193,7 +198,7 @@ function PaymentIntents:capture(id, params, opts) end
 ---@return luar.stripe.Error|nil err
 function PaymentIntents:cancel(id, params, opts) end
 
----@class luar.stripe.Charges: luar.stripe.Resource
+---@class luar.stripe.Charges: luar.stripe.SearchableResource
 local Charges = {}
 ---POST /v1/charges/<id>/capture (legacy charges made with capture = false). ⏸
 ---@param id string
@@ -203,7 +208,7 @@ local Charges = {}
 ---@return luar.stripe.Error|nil err
 function Charges:capture(id, params, opts) end
 
----@class luar.stripe.Subscriptions: luar.stripe.Resource
+---@class luar.stripe.Subscriptions: luar.stripe.SearchableResource
 local Subscriptions = {}
 ---DELETE /v1/subscriptions/<id>: cancels at once (params: invoice_now, prorate,
 ---cancellation_details); to cancel at the period's end, update cancel_at_period_end. ⏸
