@@ -25,11 +25,14 @@
 #include "webhooks/deliver.h"
 #include "secrets/redact.h"
 #include "secrets/secrets.h"
+#include "server/conn.h"
 
+#include <errno.h>
 #include <http_parser.h>
 #include <sqlite3.h>
 #include <lua.h>
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -301,7 +304,7 @@ static int cmd_serve(int argc, char **argv, const args_t *a)
  * print what the command is about (`luar check`, `luar cron list`). Load errors are
  * printed as file:line: message and give status 2.
  */
-static int with_scripts(const args_t *a, void (*show)(luar_vm_t *, const luar_config_t *))
+static int with_scripts(const args_t *a, int (*show)(luar_vm_t *, const luar_config_t *))
 {
     luar_config_t cfg;
     if (load_config(a, &cfg))
@@ -325,7 +328,7 @@ static int with_scripts(const args_t *a, void (*show)(luar_vm_t *, const luar_co
         print_load_error(&err);
         status = 2;
     } else {
-        show(vm, &cfg);
+        status = show(vm, &cfg);
         luar_vm_retire(vm);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -337,17 +340,49 @@ static int with_scripts(const args_t *a, void (*show)(luar_vm_t *, const luar_co
     return status;
 }
 
-static void show_check(luar_vm_t *vm, const luar_config_t *cfg)
+/*
+ * `luar check`: the scripts loaded; each TLS listener's certificate, key and client CA must
+ * load as `serve` will load them (the log line before says which file and why not).
+ */
+static int show_check(luar_vm_t *vm, const luar_config_t *cfg)
 {
+    int bad = 0;
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        const luar_listen_t *l = &cfg->listen[i];
+        SSL_CTX *ctx = NULL;
+        if (l->cert == NULL)
+            continue;
+        const char *files[][2] = {{"cert", l->cert}, {"key", l->key}, {"client_ca", l->client_ca}};
+        int missing = 0;
+        for (size_t k = 0; k < 3; k++) {
+            if (files[k][1] != NULL && access(files[k][1], R_OK) != 0) {
+                fprintf(stderr, "luar check: listen %s: tls.%s %s: %s\n", l->addr, files[k][0],
+                        files[k][1], strerror(errno));
+                missing = bad = 1;
+            }
+        }
+        if (!missing && luar_tls_ctx_new(l->cert, l->key, l->client_ca, &ctx) != 0) {
+            fprintf(stderr, "luar check: listen %s: its TLS files do not load (cert %s, key "
+                            "%s%s%s)\n",
+                    l->addr, l->cert, l->key, l->client_ca ? ", client_ca " : "",
+                    l->client_ca ? l->client_ca : "");
+            bad = 1;
+        }
+        SSL_CTX_free(ctx);
+    }
+    if (bad)
+        return 2;
     printf("ok: %s%s%s, %zu routes\n", cfg->file ? cfg->file : "", cfg->file ? " and " : "",
            cfg->scripts, luar_vm_routes(vm));
+    return 0;
 }
 
 /* `luar cron list`: each schedule and its next fire times. */
-static void show_schedules(luar_vm_t *vm, const luar_config_t *cfg)
+static int show_schedules(luar_vm_t *vm, const luar_config_t *cfg)
 {
     (void)cfg;
     luar_jobs_print_schedules(vm, stdout);
+    return 0;
 }
 
 typedef struct run_state {

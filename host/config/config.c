@@ -29,7 +29,7 @@ typedef struct loader {
 
 static const char *const known_keys[] = {
     "listen", "scripts", "data", "queue", "workers", "admin", "limits", "log", "reload",
-    "plugins", "secrets", "jobs", "webhooks", "public_url", "shutdown", "oauth", "audit",
+    "plugins", "secrets", "jobs", "webhooks", "public_url", "shutdown", "audit",
     "cache", "redis", "tracing", NULL,
 };
 
@@ -312,11 +312,15 @@ static void read_listen(loader_t *ld, lua_State *L)
             if (et == LUA_TSTRING) {
                 add_listen(ld->cfg, lua_tostring(L, -1), NULL, NULL, NULL);
             } else if (et == LUA_TTABLE) {
+                static const char *const known[] = {"addr", "tls", NULL};
+                static const char *const known_tls[] = {"cert", "key", "client_ca", NULL};
+                check_keys(ld, L, known, "listen");
                 const char *addr = opt_string(ld, L, "addr", "listen.addr");
                 const char *cert = NULL, *key = NULL, *ca = NULL;
                 if (addr == NULL)
                     fail_key(ld, "listen", "entry %d has no addr", (int)i);
                 if (enter(ld, L, "tls")) {
+                    check_keys(ld, L, known_tls, "listen.tls");
                     cert = opt_string(ld, L, "cert", "listen.tls.cert");
                     key = opt_string(ld, L, "key", "listen.tls.key");
                     ca = opt_string(ld, L, "client_ca", "listen.tls.client_ca");
@@ -361,7 +365,10 @@ static void set_secrets_key(loader_t *ld, const char *text, const char *from)
 static void read_secrets(loader_t *ld, lua_State *L)
 {
     const char *s;
+    static const char *const known_secrets[] = {"file", "key", NULL};
+    static const char *const known_audit[] = {"file", NULL};
     if (enter(ld, L, "secrets")) {
+        check_keys(ld, L, known_secrets, "secrets");
         if ((s = opt_string(ld, L, "file", "secrets.file")))
             set_str(&ld->cfg->secrets_file, s);
         if ((s = opt_string(ld, L, "key", "secrets.key")))
@@ -369,6 +376,7 @@ static void read_secrets(loader_t *ld, lua_State *L)
         lua_pop(L, 1);
     }
     if (enter(ld, L, "audit")) {
+        check_keys(ld, L, known_audit, "audit");
         if ((s = opt_string(ld, L, "file", "audit.file")))
             set_str(&ld->cfg->audit_file, s);
         lua_pop(L, 1);
@@ -657,12 +665,25 @@ static void read_table(loader_t *ld, lua_State *L)
         fail_key(ld, "workers", "expected a number or \"auto\", got %s", lua_typename(L, t));
     }
     lua_pop(L, 1);
+    static const char *const known_admin[] = {"token", NULL};
+    static const char *const known_limits[] = {"max_body", "max_header", "header_timeout",
+                                               "body_timeout", "keepalive_timeout",
+                                               "max_connections", "lua_memory", "cpu_budget",
+                                               NULL};
+    static const char *const known_log[] = {"level", "format", "file", "max_bytes", "backups",
+                                            NULL};
+    static const char *const known_reload[] = {"watch", "debounce", NULL};
+    static const char *const known_jobs[] = {"lease", "heartbeat", "result_ttl", "dead_ttl",
+                                             "poll", "concurrency", "queues", NULL};
+    static const char *const known_shutdown[] = {"grace", NULL};
     if (enter(ld, L, "admin")) {
+        check_keys(ld, L, known_admin, "admin");
         if ((s = opt_string(ld, L, "token", "admin.token")))
             set_str(&cfg->admin_token, s);
         lua_pop(L, 1);
     }
     if (enter(ld, L, "limits")) {
+        check_keys(ld, L, known_limits, "limits");
         double conns = cfg->limits.max_connections;
         read_size(ld, L, "max_body", "limits.max_body", &cfg->limits.max_body);
         read_size(ld, L, "max_header", "limits.max_header", &cfg->limits.max_header);
@@ -683,6 +704,7 @@ static void read_table(loader_t *ld, lua_State *L)
         lua_pop(L, 1);
     }
     if (enter(ld, L, "log")) {
+        check_keys(ld, L, known_log, "log");
         if ((s = opt_string(ld, L, "level", "log.level")) &&
             luar_log_level_parse(s, &cfg->log.level))
             fail_key(ld, "log.level", "expected debug, info, warn or error, got %s", s);
@@ -699,11 +721,13 @@ static void read_table(loader_t *ld, lua_State *L)
         lua_pop(L, 1);
     }
     if (enter(ld, L, "reload")) {
+        check_keys(ld, L, known_reload, "reload");
         read_bool(ld, L, "watch", "reload.watch", &cfg->reload_watch);
         read_number(ld, L, "debounce", "reload.debounce", &cfg->reload_debounce, 0);
         lua_pop(L, 1);
     }
     if (enter(ld, L, "jobs")) {
+        check_keys(ld, L, known_jobs, "jobs");
         luar_jobs_config_t *j = &cfg->jobs;
         double conc = j->concurrency;
         read_number(ld, L, "lease", "jobs.lease", &j->lease, 1);
@@ -738,6 +762,7 @@ static void read_table(loader_t *ld, lua_State *L)
         lua_pop(L, 1);
     }
     if (enter(ld, L, "shutdown")) {
+        check_keys(ld, L, known_shutdown, "shutdown");
         read_number(ld, L, "grace", "shutdown.grace", &cfg->shutdown_grace, 0);
         lua_pop(L, 1);
     }

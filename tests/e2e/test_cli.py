@@ -2,6 +2,7 @@
 import atexit
 import os
 import shutil
+import subprocess
 import tempfile
 
 from luar_e2e import main, run_cli, write_files
@@ -30,6 +31,50 @@ def test_check_reports_bad_value_with_file_line_and_key():
     assert rc == 2, (rc, out, err)
     assert "luar.conf.lua:3: limits.max_body" in err, err
     assert "luar.conf.lua:5: colour: unknown key" in err, err
+
+
+def test_check_names_unknown_keys_in_every_table():
+    conf = ("return {\n"
+            "  limits = { max_bodyy = 1 },\n"
+            "  log = { levle = \"info\" },\n"
+            "  jobs = { leese = 30 },\n"
+            "  admin = { tokn = \"x\" },\n"
+            "  reload = { wach = true },\n"
+            "  shutdown = { grase = 1 },\n"
+            "  secrets = { fiel = \"s\" },\n"
+            "  audit = { fyle = \"a\" },\n"
+            "  listen = { { addr = \"127.0.0.1:1\", port = 1,\n"
+            "               tls = { cert = \"c\", key = \"k\", ca = \"x\" } } },\n"
+            "  oauth = {},\n"
+            "}\n")
+    d = tmpdir({"luar.conf.lua": conf, "scripts/main.lua": ""})
+    rc, out, err = run_cli(["check"], cwd=d)
+    assert rc == 2, (rc, out, err)
+    for line, key in [(2, "limits.max_bodyy"), (3, "log.levle"), (4, "jobs.leese"),
+                      (5, "admin.tokn"), (6, "reload.wach"), (7, "shutdown.grase"),
+                      (8, "secrets.fiel"), (9, "audit.fyle"), (10, "listen.port"),
+                      (11, "listen.tls.ca"), (12, "oauth")]:
+        assert "luar.conf.lua:%d: %s: unknown key" % (line, key) in err, (key, err)
+
+
+def test_check_loads_the_tls_files_of_each_listener():
+    listen = ("return { listen = { \"127.0.0.1:1\", { addr = \"127.0.0.1:2\", "
+              "tls = { cert = \"c.pem\", key = \"k.pem\" } } } }\n")
+    d = tmpdir({"luar.conf.lua": listen, "scripts/main.lua": ""})
+    rc, out, err = run_cli(["check"], cwd=d)
+    assert rc == 2, (rc, out, err)
+    assert "listen 127.0.0.1:2: tls.cert c.pem: No such file or directory" in err, err
+    assert "listen 127.0.0.1:2: tls.key k.pem: No such file or directory" in err, err
+    write_files(d, {"c.pem": "not a certificate\n", "k.pem": "not a key\n"})
+    rc, out, err = run_cli(["check"], cwd=d)
+    assert rc == 2 and "its TLS files do not load (cert c.pem, key k.pem)" in err, (rc, err)
+    assert "cannot load certificate c.pem" in out, out  # OpenSSL's reason, as serve logs it
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", "k.pem", "-out", "c.pem",
+                    "-days", "1", "-subj", "/CN=127.0.0.1"], cwd=d, check=True,
+                   capture_output=True)
+    rc, out, err = run_cli(["check"], cwd=d)
+    assert rc == 0 and out.startswith("ok: "), (rc, out, err)
 
 
 def test_check_env_unset_names_variable_and_line():
@@ -102,6 +147,8 @@ def test_serve_refuses_broken_scripts_with_status_2():
 if __name__ == "__main__":
     main([test_check_reports_config_syntax_error_with_file_and_line,
           test_check_reports_bad_value_with_file_line_and_key,
+          test_check_names_unknown_keys_in_every_table,
+          test_check_loads_the_tls_files_of_each_listener,
           test_check_env_unset_names_variable_and_line,
           test_check_reports_script_error_with_file_and_line,
           test_check_ok_and_flags_override_environment,

@@ -16,7 +16,8 @@ Info strings and what happens to the block:
                the page goes on: the closest ```lua block above, then this one, loaded as
                one scripts/main.lua (a narrative's later fragments use what earlier ones
                declared).
-  lua config   a luar.conf.lua: `luar check --config luar.conf.lua`.
+  lua config   a luar.conf.lua: `luar check --config luar.conf.lua` (TLS files it names are
+               generated: a self-signed certificate, its key, the same as client CA).
   lua spec     a busted spec, run with `luar test` in a temporary project whose
                scripts/main.lua is the closest ```lua block above (the handler the page has
                just written).
@@ -306,10 +307,25 @@ def check_lua(b):
         shutil.rmtree(d, True)
 
 
+def make_tls_files(d, conf):
+    """Real PEM files for the TLS listeners a configuration names (`luar check` loads
+    them): a self-signed certificate and its key, the certificate again as client CA."""
+    names = dict(re.findall(r'\b(cert|key|client_ca)\s*=\s*"([^"]+)"', conf))
+    if "cert" not in names or "key" not in names:
+        return
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", names["key"], "-out",
+                    names["cert"], "-days", "1", "-subj", "/CN=127.0.0.1"], cwd=d, check=True,
+                   capture_output=True)
+    if "client_ca" in names:
+        shutil.copy(os.path.join(d, names["cert"]), os.path.join(d, names["client_ca"]))
+
+
 def check_config(b):
     main_lua, _ = split_setup(b.setup)
     d = project({"luar.conf.lua": b.text, "scripts/main.lua": main_lua})
     try:
+        make_tls_files(d, b.text)
         rc, out, err = run([BIN, "check", "--config", "luar.conf.lua"], d)
         if rc != 0:
             return "luar check --config exit %d: %s" % (
