@@ -1088,6 +1088,29 @@ static void rq_close(luar_queue_t *q, void (*done)(void *arg), void *arg)
     finish_close(rq);
 }
 
+/*
+ * The key layout this build reads and writes. Raise it with every change a build of the
+ * previous layout could misread (scores, fields, key names) and say how to move in
+ * docs/ops/upgrades.md. Layout 1: scores in seconds (no version key); 2: microseconds.
+ */
+#define KEY_LAYOUT "2"
+
+/*
+ * Sent on every new connection before any operation: stamps an empty prefix with this
+ * build's layout, and refuses a prefix written by another one, so a build never misreads
+ * jobs (due times, leases) written in a layout it does not know. The refusal is the
+ * connection's error, so /readyz, the logs and every operation name it until it is mended.
+ */
+static const char layout_check[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v == ARGV[1] then return v end\n"
+    "if v == false and redis.call('EXISTS', KEYS[2]) == 0 then\n"
+    "  redis.call('SET', KEYS[1], ARGV[1]) return ARGV[1]\n"
+    "end\n"
+    "return redis.error_reply('the queue keys under prefix ' .. ARGV[2] .. ' were written '\n"
+    "  .. 'with key layout ' .. (v or '1') .. ', this build uses ' .. ARGV[1] .. ': drain '\n"
+    "  .. 'them with that build, or delete them, then start this one (docs/ops/upgrades.md)')\n";
+
 static int rq_open(luar_queue_t *q, const char *rest, luar_buf_t *err)
 {
     /* The scheme table matched "redis"; the URL parser wants the whole URL back. */
@@ -1124,6 +1147,20 @@ static int rq_open(luar_queue_t *q, const char *rest, luar_buf_t *err)
         goto fail;
     const char *load[3] = {"SCRIPT", "LOAD", luar_redis_queue_lua};
     rc = luar_redis_add_setup(rq->conn, 3, load, NULL);
+    size_t plen = strlen(rq->prefix);
+    char *layout_key = malloc(plen + 8), *counts_key = malloc(plen + 8);
+    if (layout_key == NULL || counts_key == NULL) {
+        rc = LUAR_ENOMEM;
+    } else {
+        sprintf(layout_key, "%slayout", rq->prefix);
+        sprintf(counts_key, "%scounts", rq->prefix);
+    }
+    const char *check[7] = {"EVAL", layout_check, "2", layout_key, counts_key, KEY_LAYOUT,
+                            rq->prefix};
+    if (rc == 0)
+        rc = luar_redis_add_setup(rq->conn, 7, check, NULL); /* arguments copied */
+    free(layout_key);
+    free(counts_key);
     if (rc) {
         luar_redis_close(rq->conn, NULL, NULL);
         goto fail;

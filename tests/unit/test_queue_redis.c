@@ -730,13 +730,59 @@ TEST(redis_select_isolates_databases)
     CHECK_EQ_INT(count_of(q1, "s", LUAR_JOB_QUEUED), 1);
     CHECK_EQ_INT(count_of(q2, "s", LUAR_JOB_QUEUED), 0);
     raw_t rr;
-    const char *dbsize[] = {"DBSIZE"};
+    const char *dbsize[] = {"DBSIZE"}, *layout[] = {"EXISTS", "sel:layout"};
     raw_cmd(u2, 1, dbsize, &rr);
-    CHECK_EQ_INT(rr.integer, 0);
+    CHECK_EQ_INT(rr.integer, 1); /* only the layout stamp */
+    raw_cmd(u2, 2, layout, &rr);
+    CHECK_EQ_INT(rr.integer, 1);
     raw_cmd(u1, 1, dbsize, &rr);
     CHECK(rr.integer > 0);
     close_q(q1);
     close_q(q2);
+}
+
+/*
+ * A prefix written in another key layout is refused before any operation reads it, with
+ * the reason as the queue's error, until it is mended: then the handle goes on by itself.
+ */
+TEST(redis_refuses_another_key_layout)
+{
+    char url[128];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0?prefix=old:", server.port);
+    raw_t rr;
+    const char *old_counts[] = {"HSET", "old:counts", "3:default", "7"};
+    raw_cmd(url, 4, old_counts, &rr); /* a layout-1 build's data: counts, no stamp */
+    luar_queue_t *q = open_url(url, NULL, NULL);
+    char id[40];
+    CHECK_EQ_INT(ping(q), LUAR_EIO);
+    CHECK_EQ_INT(enqueue_named(q, "never", NULL, id), LUAR_EIO);
+    const char *msg = luar_queue_last_error(q);
+    fprintf(stderr, "  old layout: %s\n", msg);
+    CHECK(strstr(msg, "under prefix old: were written with key layout 1, this build uses 2") !=
+          NULL);
+    const char *get_counts[] = {"HGET", "old:counts", "3:default"};
+    raw_cmd(url, 3, get_counts, &rr);
+    CHECK_EQ_STR(rr.str, "7"); /* untouched */
+
+    const char *del[] = {"DEL", "old:counts"};
+    raw_cmd(url, 2, del, &rr);
+    int ok = 0;
+    for (int i = 0; i < 150 && !ok; i++) {
+        ok = ping(q) == 0;
+        if (!ok)
+            run_for(50);
+    }
+    CHECK(ok);
+    CHECK_EQ_INT(enqueue_named(q, "now", NULL, id), 0);
+    close_q(q);
+
+    const char *future[] = {"SET", "old:layout", "99"};
+    raw_cmd(url, 3, future, &rr);
+    q = open_url(url, NULL, NULL);
+    CHECK_EQ_INT(ping(q), LUAR_EIO);
+    CHECK(strstr(luar_queue_last_error(q), "written with key layout 99, this build uses 2") !=
+          NULL);
+    close_q(q);
 }
 
 /* Two apps on one database: neither sees the other's jobs, and every key is prefixed. */
@@ -1087,6 +1133,7 @@ int main(void)
     RUN(redis_unreachable_server_is_eio_naming_it);
     RUN(redis_acl_user_and_wrong_password);
     RUN(redis_select_isolates_databases);
+    RUN(redis_refuses_another_key_layout);
     RUN(redis_prefix_isolates_apps);
     RUN(redis_rate_script_matches_the_c_arithmetic);
     RUN(redis_tick_claims_race_once_across_handles);
