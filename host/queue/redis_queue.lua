@@ -204,10 +204,10 @@ local F_STATE, F_OWNER = 6, 14
 -- fields (the id, then FIELDS in order), each a presence flag ('1' present, '0' absent),
 -- the value (empty when absent) and a NUL byte. No value can hold a NUL (each came from a C
 -- string), so C splits it in place. The pieces are gathered in a table (`parts`) and
--- joined once per reply (`joined`): a string per job (flags, then the values joined) cost
--- Redis 6-9 µs a job to build plus its garbage collection, a third of a claim's cost; as 19
--- replies each, a claim of 256 jobs cost ~6 µs a job to encode and hiredis 4,864 reply
--- objects to parse.
+-- joined once per reply (`joined`), and a claim writes its pieces inline, those its jobs
+-- share made once: with a string built per job (flags, then the values joined) a claim cost
+-- Redis 4-7 µs a job more (test VM); as 19 replies each, a claim of 256 jobs cost ~6 µs a
+-- job to encode and hiredis 4,864 reply objects to parse.
 -- Pieces of a claim's packed reply (see claim): a NUL then the next field's flag, and the
 -- state field of a running job between priority's NUL and attempt's flag.
 local NUL1, NUL0, STATE2 = '\0' .. '1', '\0' .. '0\0' .. '1', '\0' .. '12\0' .. '1'
@@ -237,6 +237,8 @@ local function joined(out, parts)
     return out
 end
 
+-- Appends job id with the FIELDS values v to parts. The owner is only meaningful while the
+-- job runs: a completion leaves the field in place (one HSET, no HDEL) and it is not shown.
 local function job_values(out, id, v)
     if v[F_STATE] ~= '2' then v[F_OWNER] = false end
     pack_job(out, id, v)
@@ -506,7 +508,8 @@ local function dispatch(op, A)
                 local rk = P .. 'ready:' .. q .. ':' .. p
                 local r
                 if scores then
-                    r = call('ZRANGEBYSCORE', rk, '-inf', now_us, 'WITHSCORES', 'LIMIT', 0, max - got)
+                    r = call('ZRANGEBYSCORE', rk, '-inf', now_us, 'WITHSCORES', 'LIMIT', 0,
+                        max - got)
                     local pn = tonumber(p)
                     for i = 1, #r, 2 do
                         nc = nc + 1
@@ -555,8 +558,9 @@ local function dispatch(op, A)
         -- instead of 60 (Lua's table writes were ~2 µs of a claimed job).
         local parts, np = {}, 0
         local lease_us = us(lease_at)
-        local mid = '\0' .. '1' .. now .. '\0' .. '10\0' .. '1' .. lease_at .. '\0' .. '1' .. owner ..
-            '\0' .. '0\0'
+        -- ends run_at; started_at = now, finished_at 0, lease_expires_at, owner, no result
+        local mid = '\0' .. '1' .. now .. '\0' .. '10\0' .. '1' .. lease_at .. '\0' .. '1' ..
+            owner .. '\0' .. '0\0'
         local leases = P .. 'leases'
         for i = 1, math.min(max, nc) do
             local id, q, rk = cid[i], cq[i], crk[i]
@@ -573,7 +577,8 @@ local function dispatch(op, A)
                 call('HSET', k, 'state', '2', 'owner', owner, 'started_at', now, 'lease_expires_at',
                     lease_at, 'attempt', attempt)
                 -- id, name, queue, args
-                parts[np + 1], parts[np + 2], parts[np + 3], parts[np + 4] = '1', id, NUL1, v[1] or ''
+                parts[np + 1], parts[np + 2], parts[np + 3], parts[np + 4] = '1', id, NUL1,
+                    v[1] or ''
                 parts[np + 5], parts[np + 6], parts[np + 7], parts[np + 8] = NUL1, v[2] or '', NUL1,
                     v[3] or ''
                 np = np + 8
