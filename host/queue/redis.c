@@ -34,7 +34,7 @@
 #define NOSCRIPT_RELOADS 2
 /* GCRA tolerances above this are refused: the script's doubles are exact below 2^53. */
 #define RATE_TOLERANCE_MAX (INT64_C(1) << 52)
-/* The script's reply: a job is its id and 18 fields, packed into one string. */
+/* The script's reply: a job is its id and 18 fields, packed with the others into one string. */
 #define JOB_REPLY_LEN 20
 /* Operations one batch (one EVALSHA) carries at most, and arguments' bytes: a batch is
  * sent when either is reached, or when the loop iteration's commands are written. */
@@ -158,6 +158,22 @@ static void arg_time(call_t *c, double t)
     if (s)
         memcpy(s, tmp, (size_t)n + 1);
     arg_n(c, s, (size_t)n);
+}
+
+/*
+ * A time as the script's sorted sets score it: whole microseconds, floor(t * 1e6), the
+ * same double arithmetic as the script's us() on the time arg_time sends (which reads back
+ * as exactly t). Sent beside the time by completions, the one per-job hot path that scores
+ * a time it is given: us() in the script (strtod of 17 digits, then %.0f) was ~2.5 µs a
+ * completion inside Redis.
+ */
+static void arg_us(call_t *c, double t)
+{
+    double us = floor(t * 1e6);
+    if (fabs(us) < 9e18) /* as an integer: %.0f costs a worker more than the conversion */
+        argf(c, "%" PRId64, (int64_t)us);
+    else
+        argf(c, "%.0f", us);
 }
 
 /* An optional string: a flag ("1" present, "0" absent) and the value ("" when absent). */
@@ -312,69 +328,79 @@ static int64_t rint64(const redisReply *r)
     return strtoll(tmp, NULL, 10);
 }
 
-/* A field of a packed job: NULL when absent, else the NUL-terminated value in place. */
-static const char *packed_field(const char *flags, int i, const char *value)
-{
-    return flags[i] == '1' ? value : NULL;
-}
-
 /*
- * Reads the jobs of a reply's elements from `from` on into op->jobs. Each job is one string
- * (see pack_job in the script): JOB_REPLY_LEN presence flags, then the JOB_REPLY_LEN values
- * (the id, then the 18 fields) joined by NUL bytes. The string is copied once into the
- * record's arena and the fields point into the copy.
+ * Reads the jobs of a reply's elements from `from` on into op->jobs. The script packs all
+ * the jobs of a reply into one string (see pack_job in the script): per job JOB_REPLY_LEN
+ * fields (the id, then the 18 fields), each a presence flag ('1' or '0'), the value and a
+ * NUL byte. Each element is copied once into the record's arena and the fields point into
+ * the copy.
  */
 static int read_jobs(luar_qop_t *op, const redisReply *reply, size_t from)
 {
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < from)
         return LUAR_EPARSE;
-    size_t n = reply->elements - from;
+    size_t n = 0; /* every field ends with a NUL: the jobs are the NULs / JOB_REPLY_LEN */
+    for (size_t i = from; i < reply->elements; i++) {
+        const redisReply *e = reply->element[i];
+        if (e->type != REDIS_REPLY_STRING)
+            return LUAR_EPARSE;
+        size_t nuls = 0;
+        for (const char *p = e->str, *end = e->str + e->len;
+             (p = memchr(p, '\0', (size_t)(end - p))) != NULL; p++)
+            nuls++;
+        if (nuls == 0 || nuls % JOB_REPLY_LEN != 0)
+            return LUAR_EPARSE;
+        n += nuls / JOB_REPLY_LEN;
+    }
     op->jobs = luar_qop_alloc(op, (n ? n : 1) * sizeof *op->jobs);
     if (op->jobs == NULL)
         return LUAR_ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        const redisReply *e = reply->element[from + i];
-        if (e->type != REDIS_REPLY_STRING || e->len < JOB_REPLY_LEN)
-            return LUAR_EPARSE;
-        const char *flags = e->str;
-        size_t blen = e->len - JOB_REPLY_LEN;
-        char *body = luar_qop_alloc(op, blen + 1);
+    size_t nj = 0;
+    for (size_t i = from; i < reply->elements; i++) {
+        const redisReply *e = reply->element[i];
+        char *body = luar_qop_alloc(op, e->len);
         if (body == NULL)
             return LUAR_ENOMEM;
-        memcpy(body, e->str + JOB_REPLY_LEN, blen);
-        body[blen] = '\0';
-        const char *f[JOB_REPLY_LEN];
-        const char *p = body, *end = body + blen;
-        for (int k = 0; k < JOB_REPLY_LEN; k++) {
-            if (p > end)
+        memcpy(body, e->str, e->len);
+        const char *p = body, *end = body + e->len;
+        while (p < end) {
+            const char *f[JOB_REPLY_LEN];
+            for (int k = 0; k < JOB_REPLY_LEN; k++) {
+                const char *nul = p < end ? memchr(p, '\0', (size_t)(end - p)) : NULL;
+                if (nul == NULL || nul == p || (*p != '0' && *p != '1'))
+                    return LUAR_EPARSE;
+                f[k] = *p == '1' ? p + 1 : NULL;
+                if (f[k] == NULL && nul != p + 1)
+                    return LUAR_EPARSE; /* an absent field has no value */
+                p = nul + 1;
+            }
+            if (f[0] == NULL || nj == n)
                 return LUAR_EPARSE;
-            f[k] = p;
-            p += strlen(p) + 1;
+            luar_job_t *j = &op->jobs[nj++];
+            snprintf(j->id, sizeof j->id, "%s", f[0]);
+            j->name = f[1];
+            j->queue = f[2];
+            j->args = f[3];
+            j->key = f[4];
+            j->priority = f[5] ? (int)strtol(f[5], NULL, 10) : 0;
+            j->state = (luar_job_state_t)(f[6] ? (int)strtol(f[6], NULL, 10) : 0);
+            j->attempt = f[7] ? (int)strtol(f[7], NULL, 10) : 0;
+            j->max_attempts = f[8] ? (int)strtol(f[8], NULL, 10) : 0;
+            j->enqueued_at = f[9] ? strtod(f[9], NULL) : 0;
+            j->run_at = f[10] ? strtod(f[10], NULL) : 0;
+            j->started_at = f[11] ? strtod(f[11], NULL) : 0;
+            j->finished_at = f[12] ? strtod(f[12], NULL) : 0;
+            j->lease_expires_at = f[13] ? strtod(f[13], NULL) : 0;
+            j->owner = f[14];
+            j->result = f[15];
+            j->last_error = f[16];
+            j->traceback = f[17];
+            j->expires_at = f[18] ? strtod(f[18], NULL) : 0;
+            j->trace = f[19];
         }
-        if (p != end + 1)
-            return LUAR_EPARSE; /* a value held a NUL, or fields are missing */
-        luar_job_t *j = &op->jobs[i];
-        snprintf(j->id, sizeof j->id, "%s", f[0]);
-        j->name = packed_field(flags, 1, f[1]);
-        j->queue = packed_field(flags, 2, f[2]);
-        j->args = packed_field(flags, 3, f[3]);
-        j->key = packed_field(flags, 4, f[4]);
-        j->priority = (int)strtol(f[5], NULL, 10);
-        j->state = (luar_job_state_t)(int)strtol(f[6], NULL, 10);
-        j->attempt = (int)strtol(f[7], NULL, 10);
-        j->max_attempts = (int)strtol(f[8], NULL, 10);
-        j->enqueued_at = strtod(f[9], NULL);
-        j->run_at = strtod(f[10], NULL);
-        j->started_at = strtod(f[11], NULL);
-        j->finished_at = strtod(f[12], NULL);
-        j->lease_expires_at = strtod(f[13], NULL);
-        j->owner = packed_field(flags, 14, f[14]);
-        j->result = packed_field(flags, 15, f[15]);
-        j->last_error = packed_field(flags, 16, f[16]);
-        j->traceback = packed_field(flags, 17, f[17]);
-        j->expires_at = strtod(f[18], NULL);
-        j->trace = packed_field(flags, 19, f[19]);
     }
+    if (nj != n)
+        return LUAR_EPARSE;
     op->njobs = n;
     return 0;
 }
@@ -883,13 +909,14 @@ static call_t *build(rq_t *rq, luar_qop_t *op)
             arg(c, op->ids[i]);
         return c;
     case LUAR_QOP_COMPLETE:
-        c = script_call(rq, op, "complete", 5);
+        c = script_call(rq, op, "complete", 6);
         if (c == NULL)
             return NULL;
         arg(c, op->id);
         arg(c, op->owner);
         arg_opt(c, op->text);
         arg_time(c, op->now + op->ttl);
+        arg_us(c, op->now + op->ttl);
         return c;
     case LUAR_QOP_FAIL:
         c = script_call(rq, op, "fail", 8);

@@ -50,17 +50,19 @@
 -- those sets back in the same call except claim and sweep, which flush first (`flush`), and
 -- because within one call a set only ever gets ZADDs or only ZREMs of the gathered kind.
 
-local P, now, nown
+local P, now
 local call = redis.call
 
 local FIELDS = { 'name', 'queue', 'args', 'key', 'priority', 'state', 'attempt', 'max_attempts',
     'enqueued_at', 'run_at', 'started_at', 'finished_at', 'lease_expires_at', 'owner', 'result',
     'last_error', 'traceback', 'expires_at', 'trace' }
--- What a claim reads: FIELDS but those it sets (started_at, lease_expires_at, owner); each
--- field an HMGET reads costs (~0.5 µs on the test VM) and a claim reads one job each.
+-- What a claim reads: FIELDS but those it sets (started_at, lease_expires_at, owner) and
+-- those a claimable job (queued, scheduled, retrying) always has empty: finished_at and
+-- expires_at ('0': enqueue, requeue and reclaim write it, a failure's retry keeps the
+-- running job's) and result (absent: only a completion writes it, a requeue deletes it).
+-- Each field an HMGET reads costs ~0.3-0.5 µs on the test VM, and a claim reads one job each.
 local CLAIM_READS = { 'name', 'queue', 'args', 'key', 'priority', 'state', 'attempt',
-    'max_attempts', 'enqueued_at', 'run_at', 'finished_at', 'result', 'last_error', 'traceback',
-    'expires_at', 'trace' }
+    'max_attempts', 'enqueued_at', 'run_at', 'last_error', 'traceback', 'trace' }
 local LEASE_EXPIRED = 'lease expired (the worker running it stopped)'
 -- Jobs a maintenance call touches at most, so no call blocks Redis for long; the caller
 -- calls again with the cursor returned (retry_many, purge) or at its next sweep.
@@ -85,15 +87,26 @@ local function jkey(id) return P .. 'job:' .. id end
 local function us(t) return string.format('%.0f', math.floor(tonumber(t) * 1e6)) end
 
 -- ---- writes gathered until the call ends ------------------------------------------------
-local counts = {}            -- '<P>counts\0<state>:<queue>' -> delta (a batch may mix prefixes)
+local counts = {}            -- P -> queue -> state -> delta (a batch may mix prefixes)
 local zadds, zrems = {}, {}  -- full key -> { score, member, ... } / { member, ... }
 local zorder = {}            -- full keys in first-use order (deterministic replies)
 
 local dirty = false           -- anything gathered since the last flush
 
 local function count(state, queue, delta)
-    local f = P .. 'counts\0' .. state .. ':' .. queue
-    counts[f] = (counts[f] or 0) + delta
+    -- Nested tables, not one '<P>counts\0<state>:<queue>' string: building that string
+    -- (a concatenation, i.e. a new interned string) was paid twice per claimed job.
+    local byq = counts[P]
+    if not byq then
+        byq = {}
+        counts[P] = byq
+    end
+    local bys = byq[queue]
+    if not bys then
+        bys = {}
+        byq[queue] = bys
+    end
+    bys[state] = (bys[state] or 0) + delta
     dirty = true
 end
 
@@ -125,11 +138,15 @@ local function flush()
         if zrems[key] then send_many('ZREM', key, zrems[key]) end
         if zadds[key] then send_many('ZADD', key, zadds[key]) end
     end
-    for f, delta in pairs(counts) do
-        if delta ~= 0 then
-            local sep = string.find(f, '\0', 1, true)
-            local key, field = string.sub(f, 1, sep - 1), string.sub(f, sep + 1)
-            if call('HINCRBY', key, field, delta) <= 0 then call('HDEL', key, field) end
+    for prefix, byq in pairs(counts) do
+        local key = prefix .. 'counts'
+        for queue, bys in pairs(byq) do
+            for state, delta in pairs(bys) do
+                if delta ~= 0 then
+                    local field = state .. ':' .. queue
+                    if call('HINCRBY', key, field, delta) <= 0 then call('HDEL', key, field) end
+                end
+            end
         end
     end
     zadds, zrems, zorder, counts = {}, {}, {}, {}
@@ -183,27 +200,44 @@ end
 
 local F_STATE, F_OWNER = 6, 14
 
--- A job travels back to C as ONE string: 20 presence flags ('1' present, '0' absent: the
--- id, then FIELDS in order), then the 20 values joined by NUL bytes (absent ones empty).
--- No value can hold a NUL (each came from a C string), so C splits it in place. As 19
--- replies each, a claim of 256 jobs cost Redis ~6 µs a job to encode and hiredis 4,864
--- reply objects to parse (a fifth of a worker's CPU in the drain benchmark).
-local flags, vals, vals_claimed = {}, {}, {}
+-- Jobs travel back to C packed into ONE string for all the jobs of a reply: per job its 20
+-- fields (the id, then FIELDS in order), each a presence flag ('1' present, '0' absent),
+-- the value (empty when absent) and a NUL byte. No value can hold a NUL (each came from a C
+-- string), so C splits it in place. The pieces are gathered in a table (`parts`) and
+-- joined once per reply (`joined`), and a claim writes its pieces inline, those its jobs
+-- share made once: with a string built per job (flags, then the values joined) a claim cost
+-- Redis 4-7 µs a job more (test VM); as 19 replies each, a claim of 256 jobs cost ~6 µs a
+-- job to encode and hiredis 4,864 reply objects to parse.
+-- Pieces of a claim's packed reply (see claim): a NUL then the next field's flag, and the
+-- state field of a running job between priority's NUL and attempt's flag.
+local NUL1, NUL0, STATE2 = '\0' .. '1', '\0' .. '0\0' .. '1', '\0' .. '12\0' .. '1'
+-- The next attempt of a claimed job, without tostring (Lua's %.14g) for the usual ones.
+local NEXT_ATTEMPT = {}
+for i = 0, 99 do NEXT_ATTEMPT[tostring(i)] = tostring(i + 1) end
 
-local function pack_job(out, id, v)
-    flags[1], vals[1] = 49, id
+local function pack_job(parts, id, v)
+    local n = #parts
+    parts[n + 1], parts[n + 2], parts[n + 3] = '1', id, '\0'
+    n = n + 3
     for i = 1, 19 do
         local x = v[i]
         if x then
-            flags[i + 1], vals[i + 1] = 49, x
+            parts[n + 1], parts[n + 2], parts[n + 3] = '1', x, '\0'
+            n = n + 3
         else
-            flags[i + 1], vals[i + 1] = 48, ''
+            n = n + 1
+            parts[n] = '0\0'
         end
     end
-    out[#out + 1] = string.char(unpack(flags)) .. table.concat(vals, '\0')
 end
 
--- Appends job id with the FIELDS values v to out. The owner is only meaningful while the
+-- Appends the packed jobs gathered in parts to the reply out (nothing when there are none).
+local function joined(out, parts)
+    if parts[1] then out[#out + 1] = table.concat(parts) end
+    return out
+end
+
+-- Appends job id with the FIELDS values v to parts. The owner is only meaningful while the
 -- job runs: a completion leaves the field in place (one HSET, no HDEL) and it is not shown.
 local function job_values(out, id, v)
     if v[F_STATE] ~= '2' then v[F_OWNER] = false end
@@ -349,6 +383,30 @@ end
 -- A[1] the operation, A[2] the prefix, A[3] now, then the operation's own.
 
 
+-- A completion: id, owner, has_result, result, expires_at, and expires_at as us() would
+-- score it (C computes it: us() here was ~2.5 µs a job). The owner field stays (job_values
+-- hides it once the job is not running), and `result` is absent before a completion (a
+-- retry deletes it): one HSET. A function of its own: a batch of completions, the drain's
+-- hottest call, reads their arguments in place from ARGV (see the end of the script).
+local function complete(id, owner, has_result, result, exp, exp_us)
+    local v = owned(id, owner)
+    if not v then return NOT_FOUND end
+    local k = jkey(id)
+    count('2', v[3], -1)
+    count('3', v[3], 1)
+    if has_result == '1' then
+        call('HSET', k, 'state', '3', 'finished_at', now, 'expires_at', exp,
+            'lease_expires_at', '0', 'result', result)
+    else
+        call('HSET', k, 'state', '3', 'finished_at', now, 'expires_at', exp,
+            'lease_expires_at', '0')
+    end
+    zrem_later(P .. 'leases', id)
+    zadd_later(P .. 'expiry', exp_us, id)
+    release_key(id, v[5])
+    return 0
+end
+
 local function retry_many_or_purge(op, A)
     -- state ('-1' any), queue ('' any), name ('' any), cursor, error ('' any), since, until
     -- ('0' none), max (most jobs to touch, '0' all): returns { count, cursor|false }
@@ -390,15 +448,14 @@ end
 -- One function, not a table of them: the body of the script runs on every call, and each
 -- closure it creates costs (a table of 16 measured ~10 µs a call on the test VM).
 local function dispatch(op, A)
-    P, now = A[2], A[3]
-    nown = tonumber(now)
+    P, now = A[2], A[3] -- (tonumber(now) only where needed: strtod of 17 digits, ~1 µs)
     if op == 'enqueue' then
         -- dedupe key ('' none), its expires_at, n, then n × (id, name, queue, args,
         -- key ('' none), priority, state, max_attempts, run_at, trace ('' none))
         local dkey = A[4]
         if dkey ~= '' then
             local exp = call('ZSCORE', P .. 'dedupe', dkey)
-            if exp and tonumber(exp) > nown then return { 1 } end
+            if exp and tonumber(exp) > tonumber(now) then return { 1 } end
             call('ZADD', P .. 'dedupe', A[5], dkey)
         end
         local out = { 0 }
@@ -437,17 +494,36 @@ local function dispatch(op, A)
     elseif op == 'claim' then
         -- queue ('' any), max, owner, lease_expires_at: the jobs, each its id and FIELDS
         local queue, max, owner, lease_at = A[4], tonumber(A[5]), A[6], A[7]
-        local cands = {}
+        -- The candidates, in claim order, as parallel arrays (no table per job): id, its ready
+        -- set, its queue. One queue's ready sets are read highest priority first, each in
+        -- (run_at, id) order, which is the claim order already; only a claim from every queue
+        -- reads the scores and sorts.
+        local cid, crk, cq, nc = {}, {}, {}, 0
+        local cprio, cscore = {}, {}
         local now_us = us(now)
-        local function candidates(q)
+        local function candidates(q, scores)
             local got = 0
             local prios = call('ZREVRANGE', P .. 'prios:' .. q, 0, -1)
             for _, p in ipairs(prios) do
                 local rk = P .. 'ready:' .. q .. ':' .. p
-                local r = call('ZRANGEBYSCORE', rk, '-inf', now_us, 'WITHSCORES', 'LIMIT', 0, max - got)
-                for i = 1, #r, 2 do
-                    cands[#cands + 1] = { r[i], tonumber(p), tonumber(r[i + 1]), q, rk }
-                    got = got + 1
+                local r
+                if scores then
+                    r = call('ZRANGEBYSCORE', rk, '-inf', now_us, 'WITHSCORES', 'LIMIT', 0,
+                        max - got)
+                    local pn = tonumber(p)
+                    for i = 1, #r, 2 do
+                        nc = nc + 1
+                        cid[nc], crk[nc], cq[nc], cprio[nc], cscore[nc] = r[i], rk, q, pn,
+                            tonumber(r[i + 1])
+                    end
+                    got = got + #r / 2
+                else
+                    r = call('ZRANGEBYSCORE', rk, '-inf', now_us, 'LIMIT', 0, max - got)
+                    for i = 1, #r do
+                        nc = nc + 1
+                        cid[nc], crk[nc], cq[nc] = r[i], rk, q
+                    end
+                    got = got + #r
                 end
                 if #r == 0 and call('EXISTS', rk) == 0 then
                     -- emptied since: forget the priority, and the queue with its last one
@@ -458,21 +534,36 @@ local function dispatch(op, A)
             end
         end
         if queue ~= '' then
-            candidates(queue)
+            candidates(queue, false)
         else
-            for _, q in ipairs(call('SMEMBERS', P .. 'queues')) do candidates(q) end
-            table.sort(cands, function(a, b)
-                if a[2] ~= b[2] then return a[2] > b[2] end
-                if a[3] ~= b[3] then return a[3] < b[3] end
-                return a[1] < b[1]
+            for _, q in ipairs(call('SMEMBERS', P .. 'queues')) do candidates(q, true) end
+            local order = {}
+            for i = 1, nc do order[i] = i end
+            table.sort(order, function(a, b)
+                if cprio[a] ~= cprio[b] then return cprio[a] > cprio[b] end
+                if cscore[a] ~= cscore[b] then return cscore[a] < cscore[b] end
+                return cid[a] < cid[b]
             end)
+            local id2, rk2, q2 = {}, {}, {}
+            for i = 1, nc do
+                local o = order[i]
+                id2[i], rk2[i], q2[i] = cid[o], crk[o], cq[o]
+            end
+            cid, crk, cq = id2, rk2, q2
         end
         -- Per job one HMGET (the reply's fields) and one HSET; the ready, waiting and lease
-        -- sets change once for all of them.
-        local out = {}
+        -- sets change once for all of them. The reply is packed as pack_job does, inline:
+        -- the fields every claimed job has alike (started_at .. result) are one piece made
+        -- once, and each NUL is joined with the next field's flag, so a job is ~25 pieces
+        -- instead of 60 (Lua's table writes were ~2 µs of a claimed job).
+        local parts, np = {}, 0
         local lease_us = us(lease_at)
-        for i = 1, math.min(max, #cands) do
-            local id, q, rk = cands[i][1], cands[i][4], cands[i][5]
+        -- ends run_at; started_at = now, finished_at 0, lease_expires_at, owner, no result
+        local mid = '\0' .. '1' .. now .. '\0' .. '10\0' .. '1' .. lease_at .. '\0' .. '1' ..
+            owner .. '\0' .. '0\0'
+        local leases = P .. 'leases'
+        for i = 1, math.min(max, nc) do
+            local id, q, rk = cid[i], cq[i], crk[i]
             local k = jkey(id)
             local v = call('HMGET', k, unpack(CLAIM_READS))
             local state = v[6]
@@ -482,20 +573,51 @@ local function dispatch(op, A)
                 if INDEXED[state] then call('ZREM', P .. 'state:' .. state, id) end
                 count(state, q, -1)
                 count('2', q, 1)
-                local attempt = tostring(tonumber(v[7]) + 1)
+                local attempt = NEXT_ATTEMPT[v[7]] or tostring(tonumber(v[7]) + 1)
                 call('HSET', k, 'state', '2', 'owner', owner, 'started_at', now, 'lease_expires_at',
                     lease_at, 'attempt', attempt)
-                local j = vals_claimed
-                j[1], j[2], j[3], j[4], j[5], j[6] = v[1], v[2], v[3], v[4], v[5], '2'
-                j[7], j[8], j[9], j[10], j[11], j[12] = attempt, v[8], v[9], v[10], now, v[11]
-                j[13], j[14], j[15], j[16], j[17], j[18] = lease_at, owner, v[12], v[13], v[14],
-                    v[15]
-                j[19] = v[16]
-                pack_job(out, id, j)
-                zadd_later(P .. 'leases', lease_us, id)
+                -- id, name, queue, args
+                parts[np + 1], parts[np + 2], parts[np + 3], parts[np + 4] = '1', id, NUL1,
+                    v[1] or ''
+                parts[np + 5], parts[np + 6], parts[np + 7], parts[np + 8] = NUL1, v[2] or '', NUL1,
+                    v[3] or ''
+                np = np + 8
+                if v[4] then -- key
+                    parts[np + 1], parts[np + 2] = NUL1, v[4]
+                    np = np + 2
+                    parts[np + 1] = NUL1
+                else
+                    parts[np + 1] = NUL0 -- ends args, key absent, flag of priority
+                end
+                -- priority, state, attempt, max_attempts, enqueued_at, run_at
+                parts[np + 2], parts[np + 3], parts[np + 4], parts[np + 5] = v[5] or '', STATE2,
+                    attempt, NUL1
+                parts[np + 6], parts[np + 7], parts[np + 8], parts[np + 9] = v[8] or '', NUL1,
+                    v[9] or '', NUL1
+                parts[np + 10], parts[np + 11] = v[10] or '', mid
+                np = np + 11
+                for f = 11, 12 do -- last_error, traceback
+                    if v[f] then
+                        parts[np + 1], parts[np + 2], parts[np + 3] = '1', v[f], '\0'
+                        np = np + 3
+                    else
+                        np = np + 1
+                        parts[np] = '0\0'
+                    end
+                end
+                parts[np + 1] = '10\0' -- expires_at
+                np = np + 1
+                if v[13] then -- trace
+                    parts[np + 1], parts[np + 2], parts[np + 3] = '1', v[13], '\0'
+                    np = np + 3
+                else
+                    np = np + 1
+                    parts[np] = '0\0'
+                end
+                zadd_later(leases, lease_us, id)
             end
         end
-        return out
+        return joined({}, parts)
     elseif op == 'heartbeat' then
         -- owner, lease_expires_at, ids...: returns the ids the owner no longer holds
         local owner, lease_at = A[4], A[5]
@@ -513,26 +635,7 @@ local function dispatch(op, A)
         end
         return lost
     elseif op == 'complete' then
-        -- id, owner, has_result, result, expires_at. The owner field stays (job_values
-        -- hides it once the job is not running), and `result` is absent before a
-        -- completion (a retry deletes it): one HSET.
-        local id, exp = A[4], A[8]
-        local v = owned(id, A[5])
-        if not v then return NOT_FOUND end
-        local k = jkey(id)
-        count('2', v[3], -1)
-        count('3', v[3], 1)
-        if A[6] == '1' then
-            call('HSET', k, 'state', '3', 'finished_at', now, 'expires_at', exp,
-                'lease_expires_at', '0', 'result', A[7])
-        else
-            call('HSET', k, 'state', '3', 'finished_at', now, 'expires_at', exp,
-                'lease_expires_at', '0')
-        end
-        zrem_later(P .. 'leases', id)
-        zadd_later(P .. 'expiry', us(exp), id)
-        release_key(id, v[5])
-        return 0
+        return complete(A[4], A[5], A[6], A[7], A[8], A[9])
     elseif op == 'fail' then
         -- id, owner, has_error, error, has_traceback, traceback, retry_at ('0': dead),
         -- expires_at when dead
@@ -627,9 +730,9 @@ local function dispatch(op, A)
 
     elseif op == 'get' then
         -- id: the job, or an empty array
-        local out = {}
-        if call('HEXISTS', jkey(A[4]), 'state') == 1 then job_reply(out, A[4]) end
-        return out
+        local parts = {}
+        if call('HEXISTS', jkey(A[4]), 'state') == 1 then job_reply(parts, A[4]) end
+        return joined({}, parts)
 
     elseif op == 'list' then
         -- state ('-1' any), queue, name, cursor ('' first page), limit:
@@ -641,25 +744,25 @@ local function dispatch(op, A)
         if INDEXED[state] then zkey = P .. 'state:' .. state end
         local max = '+'
         if cursor ~= '' then max = '(' .. cursor end
-        local out = { false }
+        local out, parts = { false }, {}
         local n, scanned, last_kept = 0, 0, nil
         while true do
             local ids = call('ZREVRANGEBYLEX', zkey, max, '-', 'LIMIT', 0, 200)
-            if #ids == 0 then return out end
+            if #ids == 0 then return joined(out, parts) end
             for _, id in ipairs(ids) do
                 if matches(id, queue, name, state, err, since, till) then
                     if n == limit then
                         out[1] = last_kept -- one more than asked: a next page after the last kept
-                        return out
+                        return joined(out, parts)
                     end
-                    job_reply(out, id)
+                    job_reply(parts, id)
                     n = n + 1
                     last_kept = id
                 end
                 scanned = scanned + 1
                 if scanned >= SCAN_BUDGET then
                     out[1] = id -- read enough for one call: the page goes on from here
-                    return out
+                    return joined(out, parts)
                 end
             end
             max = '(' .. ids[#ids]
@@ -754,15 +857,22 @@ if ARGV[1] == 'batch' then
     local i = 3
     for j = 1, tonumber(ARGV[2]) do
         local n = tonumber(ARGV[i])
-        local A = {}
-        for k = 1, n do A[k] = ARGV[i + k] end
-        local op = A[1]
-        if not GATHERS[op] then
-            flush()
-            if next(known) then known = {} end -- a claim may forget a queue's priorities
+        if ARGV[i + 1] == 'complete' and n == 9 then
+            -- in place: no argument table per job (~1 µs)
+            P, now = ARGV[i + 2], ARGV[i + 3]
+            reply[j] = complete(ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8],
+                ARGV[i + 9])
+        else
+            local A = {}
+            for k = 1, n do A[k] = ARGV[i + k] end
+            local op = A[1]
+            if not GATHERS[op] then
+                flush()
+                if next(known) then known = {} end -- a claim may forget a queue's priorities
+            end
+            reply[j] = dispatch(op, A)
+            if not GATHERS[op] then flush() end
         end
-        reply[j] = dispatch(op, A)
-        if not GATHERS[op] then flush() end
         i = i + n + 1
     end
 else
