@@ -11,6 +11,8 @@ pkgs="build-essential cmake pkg-config libuv1-dev libhttp-parser-dev liblua5.4-d
 # The Redis backend's tests start their own redis-server on a free port (never the
 # package's service, which they neither need nor touch); TLS certificates come from openssl.
 [ "$1" = test ] && pkgs="$pkgs redis-server redis-tools"
+# The operations pages show the queue file through the sqlite3 shell; their samples run.
+[ "$1" = test ] && pkgs="$pkgs sqlite3"
 # promtool (Debian's prometheus package) checks the live /metrics and the shipped alert
 # rules; the service it installs is neither started nor used.
 [ "$1" = test ] && pkgs="$pkgs prometheus"

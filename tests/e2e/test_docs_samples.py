@@ -479,7 +479,9 @@ def check_shell(b):
     while runnable and re.match(r"^\s*export\s+[A-Za-z_]\w*=", runnable[0][1]):
         exports.append(runnable.pop(0)[1])
     if exports:
-        rc, out, err = run(["bash", "-c", "set -e\n%s\nenv -0" % "\n".join(exports)],
+        # What the exports print goes to stderr: stdout is the environment alone (an
+        # `echo "$TOKEN"` before `env -0` would glue itself to the first variable).
+        rc, out, err = run(["bash", "-c", "set -e\n{\n%s\n} >&2\nenv -0" % "\n".join(exports)],
                            bindir, env=env)
         if rc != 0:
             shutil.rmtree(bindir, True)
