@@ -237,6 +237,33 @@ static const char *opt_str_in(lua_State *L, const char *what, int t, const char 
     return v;
 }
 
+/*
+ * Raises for a field the table option `parent` (at index t) does not take: a misspelt
+ * field (`retry = {attempt = 5}`) would otherwise leave the default silently in force.
+ */
+static void opt_fields(lua_State *L, const char *what, int t, const char *parent,
+                       const char *const *known)
+{
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        lua_pop(L, 1);
+        int ok = 0;
+        for (size_t i = 0; known[i] && !ok && lua_type(L, -1) == LUA_TSTRING; i++)
+            ok = strcmp(known[i], lua_tostring(L, -1)) == 0;
+        if (!ok) {
+            luaL_Buffer b;
+            luaL_buffinit(L, &b);
+            for (size_t i = 0; known[i]; i++) {
+                luaL_addstring(&b, i ? ", " : "");
+                luaL_addstring(&b, known[i]);
+            }
+            luaL_pushresult(&b);
+            luaL_error(L, "%s: option %s.%s is unknown (%s takes %s)", what, parent,
+                       luaL_tolstring(L, -2, NULL), parent, lua_tostring(L, -1));
+        }
+    }
+}
+
 static const char *opt_str(lua_State *L, const char *what, int t, const char *k)
 {
     return opt_str_in(L, what, t, NULL, k);
@@ -336,9 +363,12 @@ static void read_policy(lua_State *L, const char *what, luar_client_policy_t *p)
         if (!lua_toboolean(L, -1))
             p->retry.attempts = 1;
     } else if (t == LUA_TTABLE) {
+        static const char *const fields[] = {"attempts", "backoff", "backoff_cap",
+                                             "max_retry_after", "on", NULL};
         int rt = lua_gettop(L);
         double v;
         int n;
+        opt_fields(L, what, rt, "retry", fields);
         if ((n = opt_count_in(L, what, rt, "retry", "attempts")) > 0)
             p->retry.attempts = n;
         if ((v = opt_num_in(L, what, rt, "retry", "backoff")) > 0)
@@ -378,8 +408,10 @@ static void read_policy(lua_State *L, const char *what, luar_client_policy_t *p)
     if (t == LUA_TBOOLEAN) {
         p->breaker = lua_toboolean(L, -1);
     } else if (t == LUA_TTABLE) {
+        static const char *const fields[] = {"failures", "reset", NULL};
         int n;
         double v;
+        opt_fields(L, what, lua_gettop(L), "breaker", fields);
         if ((n = opt_count_in(L, what, lua_gettop(L), "breaker", "failures")) > 0)
             p->breaker_settings.failures = n;
         if ((v = opt_num_in(L, what, lua_gettop(L), "breaker", "reset")) > 0)
@@ -399,7 +431,9 @@ static void read_policy(lua_State *L, const char *what, luar_client_policy_t *p)
 
     t = lua_getfield(L, 1, "cache");
     if (t == LUA_TTABLE) {
+        static const char *const fields[] = {"ttl", "stale_if_error", NULL};
         int ct = lua_gettop(L);
+        opt_fields(L, what, ct, "cache", fields);
         p->cache = 1;
         if (lua_getfield(L, ct, "ttl") == LUA_TNUMBER && lua_tonumber(L, -1) >= 0)
             p->cache_ttl = lua_tonumber(L, -1); /* 0: revalidate every time */

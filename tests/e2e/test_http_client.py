@@ -290,6 +290,14 @@ def test_misuse_raises_and_waiting_at_load_time_is_refused():
 # (what the script passes, the option the error must name): each raises before sending.
 # cache = 300 used to be ignored and breaker = "yes" taken as on.
 WRONG_OPTIONS = [
+    # a misspelt field of a table option is named, with what the option takes
+    ('http.get(U, { retry = { attempt = 5 } })',
+     "http.request: option retry.attempt is unknown (retry takes attempts, backoff, "
+     "backoff_cap, max_retry_after, on)"),
+    ('http.client { breaker = { failure = 2 } }',
+     "http.client: option breaker.failure is unknown (breaker takes failures, reset)"),
+    ('http.get(U, { cache = { tll = 60 } })',
+     "http.request: option cache.tll is unknown (cache takes ttl, stale_if_error)"),
     ('http.get(U, { cache = 300 })', "http.request: option cache must be a table"),
     ('http.get(U, { cache = true })', "http.request: option cache must be a table"),
     ('http.get(U, { cache = { ttl = "60" } })', "http.request: option cache.ttl must be"),
