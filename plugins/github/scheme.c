@@ -16,6 +16,7 @@
  * Option (used only when signing): event — the X-GitHub-Event to send (default "ping").
  */
 #include "github.h"
+#include "luar/plugin_keys.h"
 
 
 #include <stdio.h>
@@ -28,35 +29,19 @@
 #define MAC_LEN 32
 #define MAX_EVENT_NAME 64
 
-typedef struct gh_key {
-    unsigned char *data;
-    size_t len;
-} gh_key_t;
-
 typedef struct gh_cfg {
     char event[MAX_EVENT_NAME + 1]; /* X-GitHub-Event for sign() */
-    size_t nkeys;
-    gh_key_t keys[LUAR_WEBHOOK_MAX_SECRETS];
+    luar_plugin_keys_t keys;
 } gh_cfg_t;
 
 static const char *const gh_signature_headers[] = {SIG_HEADER, "x-hub-signature", NULL};
-
-static void wipe(void *p, size_t n)
-{
-    volatile unsigned char *v = p;
-    while (n--)
-        *v++ = 0;
-}
 
 static void gh_free(void *p)
 {
     gh_cfg_t *cfg = p;
     if (cfg == NULL)
         return;
-    for (size_t i = 0; i < cfg->nkeys; i++) {
-        wipe(cfg->keys[i].data, cfg->keys[i].len);
-        free(cfg->keys[i].data);
-    }
+    luar_plugin_keys_free(&cfg->keys);
     free(cfg);
 }
 
@@ -96,20 +81,10 @@ static int gh_configure(const char *const *secrets, const size_t *lens, size_t n
         }
         strcpy(cfg->event, opts[i].value);
     }
-    for (size_t i = 0; i < nsecrets && i < LUAR_WEBHOOK_MAX_SECRETS; i++) {
-        if (lens[i] == 0) {
-            h->buf_printf(err, "scheme github: secret %zu is empty", i + 1);
-            gh_free(cfg);
-            return LUAR_PLUGIN_EINVAL;
-        }
-        cfg->keys[i].data = malloc(lens[i]);
-        if (cfg->keys[i].data == NULL) {
-            gh_free(cfg);
-            return LUAR_PLUGIN_ENOMEM;
-        }
-        memcpy(cfg->keys[i].data, secrets[i], lens[i]);
-        cfg->keys[i].len = lens[i];
-        cfg->nkeys = i + 1;
+    int rc = luar_plugin_keys_copy(&cfg->keys, h, "github", secrets, lens, nsecrets, err);
+    if (rc != 0) {
+        gh_free(cfg);
+        return rc;
     }
     *out = cfg;
     return 0;
@@ -167,20 +142,20 @@ static luar_webhook_verdict_t gh_verify(const void *p, const luar_webhook_msg_t 
         return LUAR_WEBHOOK_INVALID;
     }
     int matched = 0;
-    for (size_t k = 0; k < cfg->nkeys; k++) {
+    for (size_t k = 0; k < cfg->keys.n; k++) {
         unsigned char mac[64];
         size_t mac_len = 0;
-        if (h->hmac("sha256", cfg->keys[k].data, cfg->keys[k].len, msg->body, msg->body_len,
+        if (h->hmac("sha256", cfg->keys.key[k].data, cfg->keys.key[k].len, msg->body, msg->body_len,
                     mac, &mac_len) != 0 || mac_len != MAC_LEN) {
             h->buf_printf(why, "cannot compute the HMAC");
             return LUAR_WEBHOOK_INVALID;
         }
         matched |= h->equals(mac, got, MAC_LEN);
-        wipe(mac, sizeof mac);
+        luar_plugin_wipe(mac, sizeof mac);
     }
     if (!matched) {
-        h->buf_printf(why, "the %s does not match (%zu secret%s)", SIG_HEADER, cfg->nkeys,
-                      cfg->nkeys == 1 ? "" : "s");
+        h->buf_printf(why, "the %s does not match (%zu secret%s)", SIG_HEADER, cfg->keys.n,
+                      cfg->keys.n == 1 ? "" : "s");
         return LUAR_WEBHOOK_INVALID;
     }
     return LUAR_WEBHOOK_OK;
@@ -335,9 +310,9 @@ static int gh_sign(const void *p, const char *id, double timestamp, const char *
     }
     unsigned char mac256[64], mac1[64];
     size_t len256 = 0, len1 = 0;
-    if (h->hmac("sha256", cfg->keys[0].data, cfg->keys[0].len, body, body_len, mac256,
+    if (h->hmac("sha256", cfg->keys.key[0].data, cfg->keys.key[0].len, body, body_len, mac256,
                 &len256) != 0 ||
-        h->hmac("sha1", cfg->keys[0].data, cfg->keys[0].len, body, body_len, mac1, &len1) != 0) {
+        h->hmac("sha1", cfg->keys.key[0].data, cfg->keys.key[0].len, body, body_len, mac1, &len1) != 0) {
         h->buf_printf(err, "scheme github: cannot compute the HMAC");
         return LUAR_PLUGIN_EINVAL;
     }
@@ -352,8 +327,8 @@ static int gh_sign(const void *p, const char *id, double timestamp, const char *
         rc = h->hex_encode(out, mac256, len256);
     if (rc == 0)
         rc = h->buf_printf(out, "\r\n");
-    wipe(mac256, sizeof mac256);
-    wipe(mac1, sizeof mac1);
+    luar_plugin_wipe(mac256, sizeof mac256);
+    luar_plugin_wipe(mac1, sizeof mac1);
     return rc;
 }
 

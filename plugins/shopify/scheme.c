@@ -22,6 +22,7 @@
  * headers reach handlers in meta.headers.
  */
 #include "shopify.h"
+#include "luar/plugin_keys.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -32,36 +33,20 @@
 #define SHOPIFY_B64_LEN 44 /* its padded base64 */
 #define SHOPIFY_OPT_MAX 256
 
-typedef struct shopify_key {
-    unsigned char *data;
-    size_t len;
-} shopify_key_t;
-
 typedef struct shopify_cfg {
-    size_t nkeys;
-    shopify_key_t keys[LUAR_WEBHOOK_MAX_SECRETS];
+    luar_plugin_keys_t keys;
     char topic[SHOPIFY_OPT_MAX]; /* what sign() writes as X-Shopify-Topic ("" none) */
     char shop[SHOPIFY_OPT_MAX];  /* ... as X-Shopify-Shop-Domain ("" none) */
 } shopify_cfg_t;
 
 static const char *const shopify_signature_headers[] = {"x-shopify-hmac-sha256", NULL};
 
-static void wipe(void *p, size_t n)
-{
-    volatile unsigned char *v = p;
-    while (n--)
-        *v++ = 0;
-}
-
 static void shopify_free(void *p)
 {
     shopify_cfg_t *cfg = p;
     if (cfg == NULL)
         return;
-    for (size_t i = 0; i < cfg->nkeys; i++) {
-        wipe(cfg->keys[i].data, cfg->keys[i].len);
-        free(cfg->keys[i].data);
-    }
+    luar_plugin_keys_free(&cfg->keys);
     free(cfg);
 }
 
@@ -109,21 +94,8 @@ static int shopify_configure(const char *const *secrets, const size_t *lens, siz
             rc = LUAR_PLUGIN_EINVAL;
         }
     }
-    for (size_t i = 0; rc == 0 && i < nsecrets && i < LUAR_WEBHOOK_MAX_SECRETS; i++) {
-        if (lens[i] == 0) {
-            H->buf_printf(err, "scheme shopify: secret %zu is empty", i + 1);
-            rc = LUAR_PLUGIN_EINVAL;
-            break;
-        }
-        cfg->keys[i].data = malloc(lens[i]);
-        if (cfg->keys[i].data == NULL) {
-            rc = LUAR_PLUGIN_ENOMEM;
-            break;
-        }
-        memcpy(cfg->keys[i].data, secrets[i], lens[i]);
-        cfg->keys[i].len = lens[i];
-        cfg->nkeys = i + 1;
-    }
+    if (rc == 0)
+        rc = luar_plugin_keys_copy(&cfg->keys, H, "shopify", secrets, lens, nsecrets, err);
     if (rc != 0) {
         shopify_free(cfg);
         return rc;
@@ -175,16 +147,16 @@ static luar_webhook_verdict_t shopify_verify(const void *p, const luar_webhook_m
         return LUAR_WEBHOOK_INVALID;
     }
     int matched = 0;
-    for (size_t k = 0; k < cfg->nkeys; k++) {
+    for (size_t k = 0; k < cfg->keys.n; k++) {
         unsigned char mac[SHOPIFY_MAC_LEN];
         size_t mac_len = 0, text_len = 0;
         H->buf_reset(text);
-        int rc = H->hmac("sha256", cfg->keys[k].data, cfg->keys[k].len, msg->body,
+        int rc = H->hmac("sha256", cfg->keys.key[k].data, cfg->keys.key[k].len, msg->body,
                          msg->body_len, mac, &mac_len);
         if (rc == 0 && mac_len == SHOPIFY_MAC_LEN)
             rc = H->base64_encode(text, mac, mac_len);
         const char *expected = H->buf_data(text, &text_len);
-        wipe(mac, sizeof mac);
+        luar_plugin_wipe(mac, sizeof mac);
         if (rc != 0 || text_len != SHOPIFY_B64_LEN) {
             H->buf_free(text);
             H->buf_printf(why, "cannot compute the HMAC");
@@ -194,8 +166,8 @@ static luar_webhook_verdict_t shopify_verify(const void *p, const luar_webhook_m
     }
     H->buf_free(text);
     if (!matched) {
-        H->buf_printf(why, "x-shopify-hmac-sha256 does not match (%zu secret%s)", cfg->nkeys,
-                      cfg->nkeys == 1 ? "" : "s");
+        H->buf_printf(why, "x-shopify-hmac-sha256 does not match (%zu secret%s)", cfg->keys.n,
+                      cfg->keys.n == 1 ? "" : "s");
         return LUAR_WEBHOOK_INVALID;
     }
     return LUAR_WEBHOOK_OK;
@@ -277,7 +249,7 @@ static int shopify_sign(const void *p, const char *id, double timestamp, const c
     }
     unsigned char mac[SHOPIFY_MAC_LEN];
     size_t mac_len = 0;
-    if (H->hmac("sha256", cfg->keys[0].data, cfg->keys[0].len, body, body_len, mac,
+    if (H->hmac("sha256", cfg->keys.key[0].data, cfg->keys.key[0].len, body, body_len, mac,
                 &mac_len) != 0) {
         H->buf_printf(err, "scheme shopify: cannot compute the HMAC");
         return LUAR_PLUGIN_EINVAL;
@@ -291,7 +263,7 @@ static int shopify_sign(const void *p, const char *id, double timestamp, const c
         rc = H->buf_printf(out, "X-Shopify-Topic: %s\r\n", cfg->topic);
     if (rc == 0 && cfg->shop[0])
         rc = H->buf_printf(out, "X-Shopify-Shop-Domain: %s\r\n", cfg->shop);
-    wipe(mac, sizeof mac);
+    luar_plugin_wipe(mac, sizeof mac);
     return rc == 0 ? 0 : LUAR_PLUGIN_ENOMEM;
 }
 

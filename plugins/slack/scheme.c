@@ -25,6 +25,7 @@
  *   checking a slash command's URL) is answered 200 at once, like url_verification.
  */
 #include "slack.h"
+#include "luar/plugin_keys.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -35,35 +36,19 @@
 #define SLACK_MAC_LEN 32 /* HMAC-SHA256 */
 #define SLACK_TS_MAX 32  /* longest timestamp header signed or verified */
 
-typedef struct slack_key {
-    unsigned char *data;
-    size_t len;
-} slack_key_t;
-
 typedef struct slack_cfg {
-    size_t nkeys;
-    slack_key_t keys[LUAR_WEBHOOK_MAX_SECRETS];
+    luar_plugin_keys_t keys;
 } slack_cfg_t;
 
 static const char *const slack_signature_headers[] = {"x-slack-signature", NULL};
 
 /* Overwrites secret bytes in a way the compiler may not drop. */
-static void wipe(void *p, size_t n)
-{
-    volatile unsigned char *v = p;
-    while (n--)
-        *v++ = 0;
-}
-
 static void slack_free(void *p)
 {
     slack_cfg_t *cfg = p;
     if (cfg == NULL)
         return;
-    for (size_t i = 0; i < cfg->nkeys; i++) {
-        wipe(cfg->keys[i].data, cfg->keys[i].len);
-        free(cfg->keys[i].data);
-    }
+    luar_plugin_keys_free(&cfg->keys);
     free(cfg);
 }
 
@@ -82,20 +67,10 @@ static int slack_configure(const char *const *secrets, const size_t *lens, size_
     slack_cfg_t *cfg = calloc(1, sizeof *cfg);
     if (cfg == NULL)
         return LUAR_PLUGIN_ENOMEM;
-    for (size_t i = 0; i < nsecrets && i < LUAR_WEBHOOK_MAX_SECRETS; i++) {
-        if (lens[i] == 0) {
-            H->buf_printf(err, "scheme slack: secret %zu is empty", i + 1);
-            slack_free(cfg);
-            return LUAR_PLUGIN_EINVAL;
-        }
-        cfg->keys[i].data = malloc(lens[i]);
-        if (cfg->keys[i].data == NULL) {
-            slack_free(cfg);
-            return LUAR_PLUGIN_ENOMEM;
-        }
-        memcpy(cfg->keys[i].data, secrets[i], lens[i]);
-        cfg->keys[i].len = lens[i];
-        cfg->nkeys = i + 1;
+    int rc = luar_plugin_keys_copy(&cfg->keys, H, "slack", secrets, lens, nsecrets, err);
+    if (rc != 0) {
+        slack_free(cfg);
+        return rc;
     }
     *out = cfg;
     return 0;
@@ -123,7 +98,7 @@ static char *signed_text(const char *ts, size_t ts_len, const char *body, size_t
     return text;
 }
 
-static int compute(const slack_key_t *key, const char *text, size_t n, unsigned char *mac)
+static int compute(const luar_plugin_key_t *key, const char *text, size_t n, unsigned char *mac)
 {
     size_t mac_len = 0;
     int rc = slack_host->hmac("sha256", key->data, key->len, text, n, mac, &mac_len);
@@ -180,11 +155,11 @@ static luar_webhook_verdict_t slack_verify(const void *p, const luar_webhook_msg
     size_t text_len = 0;
     char *text = signed_text(ts, ts_len, msg->body, msg->body_len, &text_len);
     int rc = text == NULL ? LUAR_PLUGIN_ENOMEM : 0;
-    for (size_t k = 0; rc == 0 && k < cfg->nkeys; k++)
-        rc = compute(&cfg->keys[k], text, text_len, expected[k]);
+    for (size_t k = 0; rc == 0 && k < cfg->keys.n; k++)
+        rc = compute(&cfg->keys.key[k], text, text_len, expected[k]);
     free(text);
     if (rc != 0) {
-        wipe(expected, sizeof expected);
+        luar_plugin_wipe(expected, sizeof expected);
         H->buf_printf(why, "cannot compute the HMAC");
         return LUAR_WEBHOOK_INVALID;
     }
@@ -202,17 +177,17 @@ static luar_webhook_verdict_t slack_verify(const void *p, const luar_webhook_msg
         if (i == start || !decode_entry(sig + start, i - start, raw))
             continue;
         nwell++;
-        for (size_t k = 0; k < cfg->nkeys; k++)
+        for (size_t k = 0; k < cfg->keys.n; k++)
             matched |= H->equals(raw, expected[k], SLACK_MAC_LEN);
     }
-    wipe(expected, sizeof expected);
+    luar_plugin_wipe(expected, sizeof expected);
     if (nwell == 0) {
         H->buf_printf(why, "x-slack-signature is malformed (expected v0=<hex HMAC-SHA256>)");
         return LUAR_WEBHOOK_INVALID;
     }
     if (!matched) {
         H->buf_printf(why, "no signature in x-slack-signature matches (%zu secret%s)",
-                      cfg->nkeys, cfg->nkeys == 1 ? "" : "s");
+                      cfg->keys.n, cfg->keys.n == 1 ? "" : "s");
         return LUAR_WEBHOOK_INVALID;
     }
     return H->webhook_check_timestamp("x-slack-request-timestamp", ts, ts_len, tolerance, now,
@@ -483,7 +458,7 @@ static int slack_sign(const void *p, const char *id, double timestamp, const cha
     unsigned char mac[SLACK_MAC_LEN];
     size_t text_len = 0;
     char *text = signed_text(ts, (size_t)ts_len, body, body_len, &text_len);
-    int crc = text == NULL ? LUAR_PLUGIN_ENOMEM : compute(&cfg->keys[0], text, text_len, mac);
+    int crc = text == NULL ? LUAR_PLUGIN_ENOMEM : compute(&cfg->keys.key[0], text, text_len, mac);
     free(text);
     if (crc != 0) {
         H->buf_printf(err, "scheme slack: cannot compute the HMAC");
@@ -494,7 +469,7 @@ static int slack_sign(const void *p, const char *id, double timestamp, const cha
         rc = H->hex_encode(out, mac, sizeof mac);
     if (rc == 0)
         rc = H->buf_append(out, "\r\n", 2);
-    wipe(mac, sizeof mac);
+    luar_plugin_wipe(mac, sizeof mac);
     return rc == 0 ? 0 : LUAR_PLUGIN_ENOMEM;
 }
 

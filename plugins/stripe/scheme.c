@@ -18,6 +18,7 @@
  * Event id and type are the body's "id" and "type" (SPEC §8).
  */
 #include "stripe.h"
+#include "luar/plugin_keys.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -28,35 +29,18 @@
 #define MAC_HEX_LEN 64
 #define STACK_PAYLOAD 8192
 
-typedef struct stripe_secret {
-    char *data;
-    size_t len;
-} stripe_secret_t;
-
 typedef struct stripe_cfg {
-    size_t nsecrets;
-    stripe_secret_t secrets[LUAR_WEBHOOK_MAX_SECRETS];
+    luar_plugin_keys_t keys;
 } stripe_cfg_t;
 
 static const char *const signature_headers[] = {"stripe-signature", NULL};
-
-/* Overwrites n bytes in a way the compiler may not elide. */
-static void wipe(void *p, size_t n)
-{
-    volatile unsigned char *v = p;
-    while (n--)
-        *v++ = 0;
-}
 
 static void scheme_free(void *p)
 {
     stripe_cfg_t *cfg = p;
     if (cfg == NULL)
         return;
-    for (size_t i = 0; i < cfg->nsecrets; i++) {
-        wipe(cfg->secrets[i].data, cfg->secrets[i].len);
-        free(cfg->secrets[i].data);
-    }
+    luar_plugin_keys_free(&cfg->keys);
     free(cfg);
 }
 
@@ -80,28 +64,17 @@ static int scheme_configure(const char *const *secrets, const size_t *lens, size
     stripe_cfg_t *cfg = calloc(1, sizeof *cfg);
     if (cfg == NULL)
         return LUAR_PLUGIN_ENOMEM;
-    for (size_t i = 0; i < nsecrets; i++) {
-        size_t n = lens ? lens[i] : strlen(secrets[i]);
-        if (n == 0) {
-            h->buf_printf(err, "scheme stripe: secret %zu is empty", i + 1);
-            scheme_free(cfg);
-            return LUAR_PLUGIN_EINVAL;
-        }
-        cfg->secrets[i].data = malloc(n);
-        if (cfg->secrets[i].data == NULL) {
-            scheme_free(cfg);
-            return LUAR_PLUGIN_ENOMEM;
-        }
-        memcpy(cfg->secrets[i].data, secrets[i], n);
-        cfg->secrets[i].len = n;
-        cfg->nsecrets = i + 1;
+    int rc = luar_plugin_keys_copy(&cfg->keys, h, "stripe", secrets, lens, nsecrets, err);
+    if (rc != 0) {
+        scheme_free(cfg);
+        return rc;
     }
     *out = cfg;
     return 0;
 }
 
 /* Lower-case hex of HMAC-SHA256(secret, payload) into hex (65 bytes). */
-static int mac_hex(const stripe_secret_t *s, const char *payload, size_t len,
+static int mac_hex(const luar_plugin_key_t *s, const char *payload, size_t len,
                    char hex[MAC_HEX_LEN + 1])
 {
     static const char digits[] = "0123456789abcdef";
@@ -117,7 +90,7 @@ static int mac_hex(const stripe_secret_t *s, const char *payload, size_t len,
         }
         hex[MAC_HEX_LEN] = '\0';
     }
-    wipe(mac, sizeof mac);
+    luar_plugin_wipe(mac, sizeof mac);
     return rc;
 }
 
@@ -233,11 +206,11 @@ static luar_webhook_verdict_t scheme_verify(const void *p, const luar_webhook_ms
     }
     char expected[LUAR_WEBHOOK_MAX_SECRETS][MAC_HEX_LEN + 1];
     int failed = 0;
-    for (size_t k = 0; k < cfg->nsecrets && !failed; k++)
-        failed = mac_hex(&cfg->secrets[k], payload, plen, expected[k]) != 0;
+    for (size_t k = 0; k < cfg->keys.n && !failed; k++)
+        failed = mac_hex(&cfg->keys.key[k], payload, plen, expected[k]) != 0;
     free(heap);
     if (failed) {
-        wipe(expected, sizeof expected);
+        luar_plugin_wipe(expected, sizeof expected);
         h->buf_printf(why, "cannot compute HMAC-SHA256");
         return LUAR_WEBHOOK_INVALID;
     }
@@ -248,16 +221,16 @@ static luar_webhook_verdict_t scheme_verify(const void *p, const luar_webhook_ms
         next_element(sig, len, &i, &e);
         if (!is_key(&e, "v1"))
             continue;
-        for (size_t k = 0; k < cfg->nsecrets; k++) {
+        for (size_t k = 0; k < cfg->keys.n; k++) {
             if (e.val_len == MAC_HEX_LEN)
                 matched |= h->equals(e.val, expected[k], MAC_HEX_LEN);
         }
     }
-    wipe(expected, sizeof expected);
+    luar_plugin_wipe(expected, sizeof expected);
     if (!matched) {
         h->buf_printf(why, "no signature in stripe-signature matches (%zu v1 signature%s, "
                            "%zu secret%s)",
-                      nv1, nv1 == 1 ? "" : "s", cfg->nsecrets, cfg->nsecrets == 1 ? "" : "s");
+                      nv1, nv1 == 1 ? "" : "s", cfg->keys.n, cfg->keys.n == 1 ? "" : "s");
         return LUAR_WEBHOOK_INVALID;
     }
     return h->webhook_check_timestamp("stripe-signature t", t, t_len, tolerance, now, NULL, why);
@@ -350,7 +323,7 @@ static int scheme_sign(const void *p, const char *id, double timestamp, const ch
     const char *payload = signed_payload(ts, body, body_len, stack, &heap, &plen);
     if (payload == NULL)
         return LUAR_PLUGIN_ENOMEM;
-    int rc = mac_hex(&cfg->secrets[0], payload, plen, hex);
+    int rc = mac_hex(&cfg->keys.key[0], payload, plen, hex);
     free(heap);
     if (rc) {
         h->buf_printf(err, "scheme stripe: cannot compute HMAC-SHA256");
