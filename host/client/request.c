@@ -318,17 +318,12 @@ static void call_free(struct luar_client_call *c)
     free(c);
 }
 
-void luar_client_call_finished(luar_client_call_t *c, int curl_code)
+/* An attempt's end, answered by curl or by the test stub: metrics, the debug line, then
+ * the response to the caller (the call is freed first: the callback may start another). */
+static void finish(struct luar_client_call *c)
 {
     luar_client_res_t *res = c->res;
     res->duration = (double)(uv_hrtime() - c->started_ns) / 1e9;
-    if (curl_code == CURLE_OK) {
-        curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &res->status);
-    } else {
-        map_error(c, (CURLcode)curl_code);
-        luar_buf_reset(&res->body);
-        free_headers(res);
-    }
     count(c);
     if (luar_log_enabled(LUAR_LOG_DEBUG))
         log_attempt(c);
@@ -337,6 +332,18 @@ void luar_client_call_finished(luar_client_call_t *c, int curl_code)
     void *arg = c->arg;
     call_free(c);
     cb(arg, res);
+}
+
+void luar_client_call_finished(luar_client_call_t *c, int curl_code)
+{
+    if (curl_code == CURLE_OK) {
+        curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->res->status);
+    } else {
+        map_error(c, (CURLcode)curl_code);
+        luar_buf_reset(&c->res->body);
+        free_headers(c->res);
+    }
+    finish(c);
 }
 
 static void stub_timer_closed(uv_handle_t *h)
@@ -351,16 +358,7 @@ static void on_stub_answer(uv_timer_t *t)
     c->stub_timer = NULL;
     uv_close((uv_handle_t *)t, stub_timer_closed);
     g_stub.answer(g_stub.arg, c->stub_token, c->res);
-    c->res->duration = (double)(uv_hrtime() - c->started_ns) / 1e9;
-    count(c);
-    if (luar_log_enabled(LUAR_LOG_DEBUG))
-        log_attempt(c);
-    luar_client_res_t *res = c->res;
-    c->res = NULL;
-    luar_client_done_fn cb = c->cb;
-    void *arg = c->arg;
-    call_free(c);
-    cb(arg, res);
+    finish(c);
 }
 
 /* Answers `c` through the stub instead of curl. Returns 0 or LUAR_ENOMEM. */
