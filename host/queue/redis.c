@@ -3,10 +3,11 @@
  * rediss:// (URL options in redis/url.h).
  *
  * Every operation is one command on the queue's pipelined connection (redis/conn.c): most
- * are EVALSHA of the one script, redis_queue.lua (loaded with SCRIPT LOAD on every new
- * connection, so a restarted Redis has it again; a NOSCRIPT answer — SCRIPT FLUSH under
- * a live connection — loads it again and resends, twice at most); ping and counts are
- * plain commands. The script does each operation atomically, so a claim
+ * are FCALL of the one function of redis_queue.lua, a Redis function library (Redis 7.0
+ * or later) named after the SHA-1 of its text, loaded with FUNCTION LOAD REPLACE on every
+ * new connection, so a restarted Redis has it again; a "Function not found" answer —
+ * FUNCTION FLUSH under a live connection — loads it again and resends, twice at most. Ping
+ * and counts are plain commands. The function does each operation atomically, so a claim
  * never hands a job to two claimers, and an enqueue records its dedupe key in the same
  * step as its jobs. Concurrent operations share round trips: their commands leave in one
  * write and their replies come back in order.
@@ -30,13 +31,14 @@
 
 /* Jobs one claim takes at most (the script's work per call stays bounded). */
 #define CLAIM_MAX 1000
-/* NOSCRIPT answers one operation survives (each reloads the script and resends). */
-#define NOSCRIPT_RELOADS 2
+/* "Function not found" answers one operation survives (each reloads the library and
+ * resends). */
+#define NOT_FOUND_RELOADS 2
 /* GCRA tolerances above this are refused: the script's doubles are exact below 2^53. */
 #define RATE_TOLERANCE_MAX (INT64_C(1) << 52)
 /* The script's reply: a job is its id and 18 fields, packed with the others into one string. */
 #define JOB_REPLY_LEN 20
-/* Operations one batch (one EVALSHA) carries at most, and arguments' bytes: a batch is
+/* Operations one batch (one FCALL) carries at most, and arguments' bytes: a batch is
  * sent when either is reached, or when the loop iteration's commands are written. */
 #define BATCH_MAX_OPS 512
 #define BATCH_MAX_BYTES ((size_t)4 << 20)
@@ -45,7 +47,8 @@ typedef struct rq {
     luar_queue_t *q;
     luar_redis_t *conn;
     char *prefix;
-    char sha[41];
+    char fn[46];  /* the function's name: "luar_" and the SHA-1 of redis_queue.lua */
+    char *lib;    /* the library as loaded: its shebang line, LUAR_FUNCTION, the file */
     uv_timer_t later; /* completes operations that failed before reaching the connection */
     luar_qop_t *later_ops, *later_tail;
     struct call **batch; /* batchable calls of this loop iteration, in order (see batch_add) */
@@ -211,8 +214,8 @@ static call_t *script_call(rq_t *rq, luar_qop_t *op, const char *name, size_t ex
         return NULL;
     if (name == NULL)
         return c; /* a plain command */
-    arg(c, "EVALSHA");
-    arg(c, rq->sha);
+    arg(c, "FCALL");
+    arg(c, rq->fn);
     arg(c, "0");
     arg(c, name);
     arg(c, rq->prefix);
@@ -621,10 +624,24 @@ static void on_loaded(void *arg, int rc, const redisReply *reply)
 {
     (void)arg;
     (void)rc;
-    (void)reply; /* a failed load shows as NOSCRIPT on the resent call */
+    (void)reply; /* a failed load shows as "Function not found" on the resent call */
 }
 
-/* Completes c's operation from its reply (or resends it: NOSCRIPT, a continuation). */
+/* The answer to an FCALL of a function the server does not have (FUNCTION FLUSH, a
+ * failover to a replica that never had it, a restart without persistence). */
+static int function_lost(const redisReply *reply)
+{
+    return reply->len >= 22 && strncmp(reply->str, "ERR Function not found", 22) == 0;
+}
+
+/* Loads the library again, ahead of a command about to be resent. */
+static void reload_library(rq_t *rq)
+{
+    const char *load[4] = {"FUNCTION", "LOAD", "REPLACE", rq->lib};
+    luar_redis_send(rq->conn, 4, load, NULL, on_loaded, NULL);
+}
+
+/* Completes c's operation from its reply (or resends it: function lost, a continuation). */
 static void handle_reply(call_t *c, int rc, const redisReply *reply)
 {
     luar_qop_t *op = c->op;
@@ -633,12 +650,10 @@ static void handle_reply(call_t *c, int rc, const redisReply *reply)
     if (rc) {
         fail_op(op, LUAR_EIO, "%s", luar_redis_error(rq->conn));
     } else if (reply->type == REDIS_REPLY_ERROR) {
-        if (strncmp(reply->str, "NOSCRIPT", 8) == 0 && c->reloads < NOSCRIPT_RELOADS &&
-            !rq->closing) {
-            /* The server lost the script (SCRIPT FLUSH, a failover): load it, send again. */
+        if (function_lost(reply) && c->reloads < NOT_FOUND_RELOADS && !rq->closing) {
+            /* The server lost the library: load it, send again. */
             c->reloads++;
-            const char *load[3] = {"SCRIPT", "LOAD", luar_redis_queue_lua};
-            luar_redis_send(rq->conn, 3, load, NULL, on_loaded, NULL);
+            reload_library(rq);
             send_call(c);
             return;
         }
@@ -667,12 +682,12 @@ static void on_reply(void *arg, int rc, const redisReply *reply)
 /*
  * The hot-path writes that arrive during one loop iteration — enqueues (every webhook
  * delivery), completions (every job), failures, releases, rate checks — go to Redis as one
- * EVALSHA of the script's `batch` operation instead of one each: inside Redis an EVALSHA
- * has a fixed cost (the script's body, its argument table; ~10-20 µs on the test VM) that
- * was most of a no-op job's cost. The batch is sent from the connection's before_flush
+ * FCALL of the function's `batch` operation instead of one each: inside Redis a call has
+ * a fixed cost (the argument table, the reply; ~11 µs on the test VM for a no-op one)
+ * that was most of a no-op job's cost. The batch is sent from the connection's before_flush
  * callback, i.e. with the iteration's other commands, so nothing waits longer than it did;
  * and any other operation sends the batch before itself, so commands still reach Redis in
- * the order they were submitted. The script runs the batch's operations in order, each as
+ * the order they were submitted. The function runs the batch's operations in order, each as
  * it would run alone, and answers with the array of their answers.
  */
 typedef struct batch {
@@ -751,11 +766,9 @@ static void on_batch_reply(void *arg, int rc, const redisReply *reply)
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
-        if (strncmp(reply->str, "NOSCRIPT", 8) == 0 && b->reloads < NOSCRIPT_RELOADS &&
-            !rq->closing) {
+        if (function_lost(reply) && b->reloads < NOT_FOUND_RELOADS && !rq->closing) {
             b->reloads++;
-            const char *load[3] = {"SCRIPT", "LOAD", luar_redis_queue_lua};
-            luar_redis_send(rq->conn, 3, load, NULL, on_loaded, NULL);
+            reload_library(rq);
             batch_send(b);
             return;
         }
@@ -787,7 +800,7 @@ static void batch_flush(rq_t *rq)
     batch_t *b = calloc(1, sizeof *b);
     int argc = 5;
     for (size_t i = 0; i < n; i++)
-        argc += rq->batch[i]->argc - 3 + 1; /* its count, then its arguments after the sha */
+        argc += rq->batch[i]->argc - 3 + 1; /* its count, then its arguments after the name */
     if (b) {
         b->rq = rq;
         b->n = n;
@@ -808,8 +821,8 @@ static void batch_flush(rq_t *rq)
     char *num = b->counts;
     int k = 0;
 #define PUT(s, len) (b->argv[k] = (s), b->lens[k] = (len), k++)
-    PUT("EVALSHA", 7);
-    PUT(rq->sha, 40);
+    PUT("FCALL", 5);
+    PUT(rq->fn, sizeof rq->fn - 1);
     PUT("0", 1);
     PUT("batch", 5);
     PUT(num, (size_t)sprintf(num, "%zu", n));
@@ -1084,6 +1097,7 @@ static void on_conn_closed(void *arg)
     void (*done)(void *) = rq->close_done;
     void *done_arg = rq->close_arg;
     free(rq->prefix);
+    free(rq->lib);
     free(rq->batch);
     free(rq);
     if (done)
@@ -1168,12 +1182,20 @@ static int rq_open(luar_queue_t *q, const char *rest, luar_buf_t *err)
         rc = LUAR_ENOMEM;
         goto fail;
     }
-    memcpy(rq->sha, hex.data, 41);
+    snprintf(rq->fn, sizeof rq->fn, "luar_%s", hex.data);
+    size_t slen = strlen(luar_redis_queue_lua);
+    rq->lib = malloc(2 * sizeof rq->fn + slen + 64);
+    if (rq->lib == NULL) {
+        rc = LUAR_ENOMEM;
+        goto fail;
+    }
+    int hlen = sprintf(rq->lib, "#!lua name=%s\nlocal LUAR_FUNCTION = '%s'\n", rq->fn, rq->fn);
+    memcpy(rq->lib + hlen, luar_redis_queue_lua, slen + 1);
     rc = luar_redis_open(q->loop, &u, &rq->conn, err);
     if (rc)
         goto fail;
-    const char *load[3] = {"SCRIPT", "LOAD", luar_redis_queue_lua};
-    rc = luar_redis_add_setup(rq->conn, 3, load, NULL);
+    const char *load[4] = {"FUNCTION", "LOAD", "REPLACE", rq->lib};
+    rc = luar_redis_add_setup(rq->conn, 4, load, NULL);
     size_t plen = strlen(rq->prefix);
     char *layout_key = malloc(plen + 8), *counts_key = malloc(plen + 8);
     if (layout_key == NULL || counts_key == NULL) {
@@ -1203,6 +1225,7 @@ fail:
     luar_buf_free(&hex);
     luar_redis_url_free(&u);
     free(rq->prefix);
+    free(rq->lib);
     free(rq);
     return rc;
 }

@@ -480,8 +480,15 @@ static void take_replies(link_t *link)
         if (link->setup_left > 0) {
             size_t i = r->nsetup - link->setup_left;
             if (reply->type == REDIS_REPLY_ERROR) {
-                link_fail(link, "%s failed: %.*s", i < SETUP_MAX ? r->setup_what[i] : "setup",
-                          (int)(reply->len < 200 ? reply->len : 200), reply->str);
+                /* Of the setup commands only FUNCTION is recent: unknown before Redis 7.0.
+                 * Its refusal echoes the arguments (the whole library): cut them off. */
+                size_t len = reply->len < 200 ? reply->len : 200;
+                int old = len > 19 && strncmp(reply->str, "ERR unknown command", 19) == 0;
+                const char *echo = old ? strstr(reply->str, ", with args") : NULL;
+                if (echo && (size_t)(echo - reply->str) < len)
+                    len = (size_t)(echo - reply->str);
+                link_fail(link, "%s failed: %.*s%s", i < SETUP_MAX ? r->setup_what[i] : "setup",
+                          (int)len, reply->str, old ? " (is the server older than Redis 7.0?)" : "");
                 freeReplyObject(reply);
                 return;
             }
@@ -761,6 +768,8 @@ int luar_redis_add_setup(luar_redis_t *r, int argc, const char **argv, const siz
     char what[64];
     if (strcmp(argv[0], "SCRIPT") == 0)
         snprintf(what, sizeof what, "SCRIPT LOAD");
+    else if (strcmp(argv[0], "FUNCTION") == 0)
+        snprintf(what, sizeof what, "FUNCTION LOAD");
     else
         snprintf(what, sizeof what, "%s", argv[0]);
     r->setup_what[r->nsetup] = strdup(what);

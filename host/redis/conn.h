@@ -13,7 +13,7 @@
  *
  * Connecting: the connection connects at open, then sends AUTH (user and password, for
  * ACLs, or the password alone), SELECT db and the setup commands the owner registered
- * (SCRIPT LOAD …), and sends no caller's command before every one of them has answered
+ * (FUNCTION LOAD …), and sends no caller's command before every one of them has answered
  * without an error: a failed AUTH must not let later commands run as another user.
  *
  * Failures: when the connection breaks (EOF, reset, a protocol error, no reply within the
@@ -75,7 +75,7 @@ int luar_redis_open(uv_loop_t *loop, const luar_redis_url_t *url, luar_redis_t *
                     luar_buf_t *err);
 
 /*
- * Adds a command sent on every new connection after AUTH and SELECT (e.g. SCRIPT LOAD).
+ * Adds a command sent on every new connection after AUTH and SELECT (e.g. FUNCTION LOAD).
  * Arguments are copied. Returns 0 or LUAR_ENOMEM.
  */
 int luar_redis_add_setup(luar_redis_t *r, int argc, const char **argv, const size_t *lens);

@@ -137,10 +137,25 @@ def test_redis_down_is_503_and_service_resumes():
             assert job["result"] == {"hello": "back"}, job
 
 
+def test_a_redis_without_functions_is_named():
+    """The queue is a Redis function library: a server older than 7.0 (here a 7.0 with the
+    FUNCTION command renamed away, which answers as one would) is refused with the command
+    and the version it needs, in /readyz and in the CLI."""
+    with RedisServer(extra=["--rename-command", "FUNCTION", ""]) as redis:
+        url = redis.url(prefix="e2e5:")
+        with Luar(scripts=SCRIPTS, args=["--queue", url]) as srv:
+            body = json.loads(wait_ready(srv, 503))
+            assert "FUNCTION LOAD failed: ERR unknown command" in body["error"], body
+            assert "older than Redis 7.0" in body["error"], body
+            _, err = cli(["jobs", "stats"], srv, {"LUAR_QUEUE": url}, expect=1)
+            assert "FUNCTION LOAD failed" in err and "older than Redis 7.0" in err, err
+
+
 if __name__ == "__main__":
     main([
         test_serve_on_redis_runs_jobs_enqueued_with_the_cli,
         test_jobs_cli_stats_list_show_retry_purge_on_redis,
         test_cron_list_with_a_redis_queue,
         test_redis_down_is_503_and_service_resumes,
+        test_a_redis_without_functions_is_named,
     ])

@@ -1,7 +1,7 @@
 /*
  * The Redis queue backend: the whole backend contract (test_queue_contract.c) against a
  * real redis-server this test starts on a free port, then what is Redis's own:
- * pipelining, NOSCRIPT after SCRIPT FLUSH, a connection lost mid-pipeline and a restarted
+ * pipelining, the function library reloaded after FUNCTION FLUSH, a connection lost mid-pipeline and a restarted
  * server, ACL users and wrong passwords, TLS with certificates made here with the openssl
  * CLI, SELECT and prefix isolation, the GCRA script against the C arithmetic, URLs.
  *
@@ -265,7 +265,7 @@ TEST(redis_pipelining_matches_replies_in_order)
     uint64_t cmds = after.commands - before.commands, writes = after.writes - before.writes;
     fprintf(stderr, "  %d enqueues in %.3f s (%.0f/s); %llu commands in %llu writes\n", N, secs,
             N / secs, (unsigned long long)cmds, (unsigned long long)writes);
-    /* The enqueues of one loop iteration go as batches of up to 512 (one EVALSHA each);
+    /* The enqueues of one loop iteration go as batches of up to 512 (one FCALL each);
      * gets are not batched: one command each. */
     CHECK_EQ_INT(cmds, (N + 511) / 512 + N);
     CHECK(writes < N / 10);
@@ -285,14 +285,14 @@ TEST(redis_pipelining_matches_replies_in_order)
     close_q(q);
 }
 
-/* The script vanishes from a live server (SCRIPT FLUSH): operations load it and go on. */
-TEST(redis_noscript_reloads_the_script_and_retries)
+/* The library vanishes from a live server (FUNCTION FLUSH): operations load it and go on. */
+TEST(redis_lost_function_reloads_the_library_and_retries)
 {
     luar_queue_t *q = redis_fresh();
     char id[40];
     CHECK_EQ_INT(enqueue_named(q, "before", NULL, id), 0);
     raw_t rr;
-    admin("SCRIPT", "FLUSH", NULL, NULL, &rr);
+    admin("FUNCTION", "FLUSH", NULL, NULL, &rr);
     CHECK_EQ_INT(rr.rc, 0);
     CHECK_EQ_STR(rr.str, "OK");
     enum { N = 50 };
@@ -1123,7 +1123,7 @@ int main(void)
     RUN(redis_url_forms_and_errors);
     run_contract(&redis_backend);
     RUN(redis_pipelining_matches_replies_in_order);
-    RUN(redis_noscript_reloads_the_script_and_retries);
+    RUN(redis_lost_function_reloads_the_library_and_retries);
     RUN(redis_connection_loss_fails_pending_ops_and_recovers);
     RUN(redis_idle_connection_dropped_by_the_server_reconnects_unseen);
     RUN(redis_a_connection_coming_back_wakes_its_siblings);
