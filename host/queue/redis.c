@@ -36,8 +36,10 @@
 #define NOT_FOUND_RELOADS 2
 /* GCRA tolerances above this are refused: the script's doubles are exact below 2^53. */
 #define RATE_TOLERANCE_MAX (INT64_C(1) << 52)
-/* The script's reply: a job is its id and 18 fields, packed with the others into one string. */
-#define JOB_REPLY_LEN 20
+/* A job in the function's replies (see read_jobs): its id and 11 changing fields, packed
+ * with the other jobs' into one string, then its spec (8 fields) as an element of its own. */
+#define JOB_META_LEN 12
+#define JOB_SPEC_LEN 8
 /* Operations one batch (one FCALL) carries at most, and arguments' bytes: a batch is
  * sent when either is reached, or when the loop iteration's commands are written. */
 #define BATCH_MAX_OPS 512
@@ -161,6 +163,37 @@ static void arg_time(call_t *c, double t)
     if (s)
         memcpy(s, tmp, (size_t)n + 1);
     arg_n(c, s, (size_t)n);
+}
+
+/*
+ * An enqueued job's `spec`: the fields that never change, packed as read_jobs reads them
+ * (name, queue, args, key, priority, max_attempts, enqueued_at — the operation's time, as
+ * arg_time sends it — and trace), stored as one hash field and handed back as it is by
+ * every claim, get and list.
+ */
+static void arg_spec(call_t *c, const luar_job_spec_t *s)
+{
+    char prio[24], max[24], at[32];
+    snprintf(prio, sizeof prio, "%d", s->priority);
+    snprintf(max, sizeof max, "%d", s->max_attempts);
+    format_time(at, c->op->now);
+    const char *v[JOB_SPEC_LEN] = {s->name, s->queue, s->args, s->key, prio, max, at, s->trace};
+    size_t len = 0;
+    for (int i = 0; i < JOB_SPEC_LEN; i++)
+        len += 2 + (v[i] ? strlen(v[i]) : 0);
+    char *out = luar_qop_alloc(c->op, len + 1), *p = out;
+    if (out) {
+        for (int i = 0; i < JOB_SPEC_LEN; i++) {
+            *p++ = v[i] ? '1' : '0';
+            if (v[i]) {
+                size_t n = strlen(v[i]);
+                memcpy(p, v[i], n);
+                p += n;
+            }
+            *p++ = '\0';
+        }
+    }
+    arg_n(c, out, len);
 }
 
 /*
@@ -332,77 +365,100 @@ static int64_t rint64(const redisReply *r)
 }
 
 /*
- * Reads the jobs of a reply's elements from `from` on into op->jobs. The script packs all
- * the jobs of a reply into one string (see pack_job in the script): per job JOB_REPLY_LEN
- * fields (the id, then the 18 fields), each a presence flag ('1' or '0'), the value and a
- * NUL byte. Each element is copied once into the record's arena and the fields point into
- * the copy.
+ * Splits `n` packed fields off *p (before end) into f: each a presence flag ('1' or '0'),
+ * the value (none when absent) and a NUL byte; an absent field is NULL. 0 or LUAR_EPARSE.
+ */
+static int split_fields(const char **p, const char *end, const char **f, int n)
+{
+    for (int k = 0; k < n; k++) {
+        const char *q = *p;
+        const char *nul = q < end ? memchr(q, '\0', (size_t)(end - q)) : NULL;
+        if (nul == NULL || nul == q || (*q != '0' && *q != '1'))
+            return LUAR_EPARSE;
+        f[k] = *q == '1' ? q + 1 : NULL;
+        if (f[k] == NULL && nul != q + 1)
+            return LUAR_EPARSE; /* an absent field has no value */
+        *p = nul + 1;
+    }
+    return 0;
+}
+
+/* A copy of a reply element in the record's arena (the job's fields point into it). */
+static const char *element_copy(luar_qop_t *op, const redisReply *e)
+{
+    char *body = luar_qop_alloc(op, e->len ? e->len : 1);
+    if (body)
+        memcpy(body, e->str, e->len);
+    return body;
+}
+
+/*
+ * Reads the jobs of a reply's elements from `from` on into op->jobs (none when the reply
+ * ends before `from`). The function (see pack_job in redis_queue.lua) answers with one
+ * string holding every job's id and changing fields, JOB_META_LEN per job, then each job's
+ * stored `spec` (its JOB_SPEC_LEN fields that never change) as an element of its own, in
+ * the same order; fields are packed as split_fields reads them. Each element is copied once
+ * into the record's arena and the fields point into the copy.
  */
 static int read_jobs(luar_qop_t *op, const redisReply *reply, size_t from)
 {
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < from)
         return LUAR_EPARSE;
-    size_t n = 0; /* every field ends with a NUL: the jobs are the NULs / JOB_REPLY_LEN */
-    for (size_t i = from; i < reply->elements; i++) {
-        const redisReply *e = reply->element[i];
+    if (reply->elements == from) {
+        op->njobs = 0;
+        return 0;
+    }
+    const redisReply *meta = reply->element[from];
+    if (meta->type != REDIS_REPLY_STRING)
+        return LUAR_EPARSE;
+    size_t nuls = 0; /* every field ends with a NUL: the jobs are the NULs / JOB_META_LEN */
+    for (const char *p = meta->str, *end = meta->str + meta->len;
+         (p = memchr(p, '\0', (size_t)(end - p))) != NULL; p++)
+        nuls++;
+    size_t n = nuls / JOB_META_LEN;
+    if (n == 0 || nuls % JOB_META_LEN != 0 || reply->elements - from - 1 != n)
+        return LUAR_EPARSE;
+    op->jobs = luar_qop_alloc(op, n * sizeof *op->jobs);
+    const char *body = element_copy(op, meta);
+    if (op->jobs == NULL || body == NULL)
+        return LUAR_ENOMEM;
+    const char *p = body, *end = body + meta->len;
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *e = reply->element[from + 1 + i];
         if (e->type != REDIS_REPLY_STRING)
             return LUAR_EPARSE;
-        size_t nuls = 0;
-        for (const char *p = e->str, *end = e->str + e->len;
-             (p = memchr(p, '\0', (size_t)(end - p))) != NULL; p++)
-            nuls++;
-        if (nuls == 0 || nuls % JOB_REPLY_LEN != 0)
-            return LUAR_EPARSE;
-        n += nuls / JOB_REPLY_LEN;
-    }
-    op->jobs = luar_qop_alloc(op, (n ? n : 1) * sizeof *op->jobs);
-    if (op->jobs == NULL)
-        return LUAR_ENOMEM;
-    size_t nj = 0;
-    for (size_t i = from; i < reply->elements; i++) {
-        const redisReply *e = reply->element[i];
-        char *body = luar_qop_alloc(op, e->len);
-        if (body == NULL)
+        const char *m[JOB_META_LEN], *f[JOB_SPEC_LEN];
+        const char *spec = element_copy(op, e);
+        if (spec == NULL)
             return LUAR_ENOMEM;
-        memcpy(body, e->str, e->len);
-        const char *p = body, *end = body + e->len;
-        while (p < end) {
-            const char *f[JOB_REPLY_LEN];
-            for (int k = 0; k < JOB_REPLY_LEN; k++) {
-                const char *nul = p < end ? memchr(p, '\0', (size_t)(end - p)) : NULL;
-                if (nul == NULL || nul == p || (*p != '0' && *p != '1'))
-                    return LUAR_EPARSE;
-                f[k] = *p == '1' ? p + 1 : NULL;
-                if (f[k] == NULL && nul != p + 1)
-                    return LUAR_EPARSE; /* an absent field has no value */
-                p = nul + 1;
-            }
-            if (f[0] == NULL || nj == n)
-                return LUAR_EPARSE;
-            luar_job_t *j = &op->jobs[nj++];
-            snprintf(j->id, sizeof j->id, "%s", f[0]);
-            j->name = f[1];
-            j->queue = f[2];
-            j->args = f[3];
-            j->key = f[4];
-            j->priority = f[5] ? (int)strtol(f[5], NULL, 10) : 0;
-            j->state = (luar_job_state_t)(f[6] ? (int)strtol(f[6], NULL, 10) : 0);
-            j->attempt = f[7] ? (int)strtol(f[7], NULL, 10) : 0;
-            j->max_attempts = f[8] ? (int)strtol(f[8], NULL, 10) : 0;
-            j->enqueued_at = f[9] ? strtod(f[9], NULL) : 0;
-            j->run_at = f[10] ? strtod(f[10], NULL) : 0;
-            j->started_at = f[11] ? strtod(f[11], NULL) : 0;
-            j->finished_at = f[12] ? strtod(f[12], NULL) : 0;
-            j->lease_expires_at = f[13] ? strtod(f[13], NULL) : 0;
-            j->owner = f[14];
-            j->result = f[15];
-            j->last_error = f[16];
-            j->traceback = f[17];
-            j->expires_at = f[18] ? strtod(f[18], NULL) : 0;
-            j->trace = f[19];
-        }
+        const char *sp = spec;
+        if (split_fields(&p, end, m, JOB_META_LEN) ||
+            split_fields(&sp, spec + e->len, f, JOB_SPEC_LEN) || sp != spec + e->len ||
+            m[0] == NULL)
+            return LUAR_EPARSE;
+        luar_job_t *j = &op->jobs[i];
+        snprintf(j->id, sizeof j->id, "%s", m[0]);
+        j->state = (luar_job_state_t)(m[1] ? (int)strtol(m[1], NULL, 10) : 0);
+        j->attempt = m[2] ? (int)strtol(m[2], NULL, 10) : 0;
+        j->run_at = m[3] ? strtod(m[3], NULL) : 0;
+        j->started_at = m[4] ? strtod(m[4], NULL) : 0;
+        j->finished_at = m[5] ? strtod(m[5], NULL) : 0;
+        j->lease_expires_at = m[6] ? strtod(m[6], NULL) : 0;
+        j->owner = m[7];
+        j->result = m[8];
+        j->last_error = m[9];
+        j->traceback = m[10];
+        j->expires_at = m[11] ? strtod(m[11], NULL) : 0;
+        j->name = f[0];
+        j->queue = f[1];
+        j->args = f[2];
+        j->key = f[3];
+        j->priority = f[4] ? (int)strtol(f[4], NULL, 10) : 0;
+        j->max_attempts = f[5] ? (int)strtol(f[5], NULL, 10) : 0;
+        j->enqueued_at = f[6] ? strtod(f[6], NULL) : 0;
+        j->trace = f[7];
     }
-    if (nj != n)
+    if (p != end)
         return LUAR_EPARSE;
     op->njobs = n;
     return 0;
@@ -879,7 +935,7 @@ static call_t *build(rq_t *rq, luar_qop_t *op)
     call_t *c = NULL;
     switch (op->kind) {
     case LUAR_QOP_ENQUEUE:
-        c = script_call(rq, op, "enqueue", 3 + 10 * op->nspecs);
+        c = script_call(rq, op, "enqueue", 3 + 9 * op->nspecs);
         if (c == NULL)
             return NULL;
         arg(c, op->dedupe_key ? op->dedupe_key : "");
@@ -893,14 +949,13 @@ static call_t *build(rq_t *rq, luar_qop_t *op)
             arg(c, id);
             arg(c, s->name);
             arg(c, s->queue);
-            arg(c, s->args);
+            arg_spec(c, s);
             arg(c, s->key ? s->key : "");
             argf(c, "%d", s->priority);
             arg(c, s->run_at > op->now ? "1" : "0");
             argf(c, "%d", s->max_attempts);
             /* A past run_at (a cron tick, a catch-up) is kept: it is job.scheduled_at. */
             arg_time(c, s->run_at > 0 ? s->run_at : op->now);
-            arg(c, s->trace ? s->trace : "");
         }
         return c;
     case LUAR_QOP_CLAIM:
@@ -1132,9 +1187,10 @@ static void rq_close(luar_queue_t *q, void (*done)(void *arg), void *arg)
 /*
  * The key layout this build reads and writes. Raise it with every change a build of the
  * previous layout could misread (scores, fields, key names) and say how to move in
- * docs/ops/upgrades.md. Layout 1: scores in seconds (no version key); 2: microseconds.
+ * docs/ops/upgrades.md. Layout 1: scores in seconds (no version key); 2: microseconds;
+ * 3: the fields a job never changes packed in its `spec` field (args and trace only there).
  */
-#define KEY_LAYOUT "2"
+#define KEY_LAYOUT "3"
 
 /*
  * Sent on every new connection before any operation: stamps an empty prefix with this

@@ -23,7 +23,8 @@
 -- GCRA times are integer nanoseconds beyond 2^53: see the rate operation.
 --
 -- Keys (P is the URL's prefix, "luar:" by default; docs/queue-backends.md has the table):
---   P job:<id>             hash: the job's fields (FIELDS below); absent fields are NULL
+--   P job:<id>             hash: the job's fields (MUTABLE below, spec and the immutable
+--                          fields other operations read); absent fields are NULL
 --   P ids                  zset, all scores 0: every job id, in id (= time) order
 --   P state:<s>            zset, scores 0: the ids in state s, for s = 1 scheduled,
 --                          4 retrying, 5 dead only: the states people list and repair.
@@ -66,16 +67,19 @@
 local P, now
 local call -- redis.call, set by the first call (see above)
 
-local FIELDS = { 'name', 'queue', 'args', 'key', 'priority', 'state', 'attempt', 'max_attempts',
-    'enqueued_at', 'run_at', 'started_at', 'finished_at', 'lease_expires_at', 'owner', 'result',
-    'last_error', 'traceback', 'expires_at', 'trace' }
--- What a claim reads: FIELDS but those it sets (started_at, lease_expires_at, owner) and
--- those a claimable job (queued, scheduled, retrying) always has empty: finished_at and
--- expires_at ('0': enqueue, requeue and reclaim write it, a failure's retry keeps the
--- running job's) and result (absent: only a completion writes it, a requeue deletes it).
--- Each field an HMGET reads costs ~0.3-0.5 µs on the test VM, and a claim reads one job each.
-local CLAIM_READS = { 'name', 'queue', 'args', 'key', 'priority', 'state', 'attempt',
-    'max_attempts', 'enqueued_at', 'run_at', 'last_error', 'traceback', 'trace' }
+-- A job's hash (key layout 3). `spec` holds, packed by C at the enqueue in the reply format
+-- below, the fields that never change: name, queue, args, key, priority, max_attempts,
+-- enqueued_at, trace. Of those, the ones other operations read (filters, fences, counts)
+-- are also fields of their own: name, queue, key, priority, max_attempts, enqueued_at. args
+-- and trace are in `spec` only. The rest change as the job runs: MUTABLE, in reply order.
+local MUTABLE = { 'state', 'attempt', 'run_at', 'started_at', 'finished_at', 'lease_expires_at',
+    'owner', 'result', 'last_error', 'traceback', 'expires_at', 'spec' }
+-- What a claim reads: `spec` and the fields it does not set (started_at, lease_expires_at,
+-- owner) or know: finished_at and expires_at are '0' and result is absent on a claimable
+-- job (enqueue, requeue and reclaim write '0', a failure's retry keeps the running job's;
+-- only a completion writes a result, a requeue deletes it). Each field an HMGET reads costs
+-- ~0.3-0.5 µs on the test VM, and a claim reads one job each.
+local CLAIM_READS = { 'spec', 'state', 'attempt', 'run_at', 'last_error', 'traceback' }
 local LEASE_EXPIRED = 'lease expired (the worker running it stopped)'
 -- Jobs a maintenance call touches at most, so no call blocks Redis for long; the caller
 -- calls again with the cursor returned (retry_many, purge) or at its next sweep.
@@ -211,27 +215,37 @@ local function set_opt(k, field, flag, value)
     if flag == '1' then call('HSET', k, field, value) else call('HDEL', k, field) end
 end
 
-local F_STATE, F_OWNER = 6, 14
+local F_STATE, F_OWNER, F_SPEC = 1, 7, 12
 
--- Jobs travel back to C packed into ONE string for all the jobs of a reply: per job its 20
--- fields (the id, then FIELDS in order), each a presence flag ('1' present, '0' absent),
--- the value (empty when absent) and a NUL byte. No value can hold a NUL (each came from a C
--- string), so C splits it in place. The pieces are gathered in a table (`parts`) and
--- joined once per reply (`joined`), and a claim writes its pieces inline, those its jobs
--- share made once: with a string built per job (flags, then the values joined) a claim cost
--- Redis 4-7 µs a job more (test VM); as 19 replies each, a claim of 256 jobs cost ~6 µs a
--- job to encode and hiredis 4,864 reply objects to parse.
--- Pieces of a claim's packed reply (see claim): a NUL then the next field's flag, and the
--- state field of a running job between priority's NUL and attempt's flag.
-local NUL1, NUL0, STATE2 = '\0' .. '1', '\0' .. '0\0' .. '1', '\0' .. '12\0' .. '1'
+-- Jobs travel back to C as the reply's last elements: ONE string with the changing fields of
+-- all its jobs — per job the id and MUTABLE but spec (12 fields), each a presence flag ('1'
+-- present, '0' absent), the value (empty when absent) and a NUL byte — then each job's
+-- `spec` as it is stored, one element each (8 fields in the same format). No value can hold
+-- a NUL (each came from a C string), so C splits them in place. The pieces of the first
+-- string are gathered in a table (`parts`, new_parts) and joined once per reply (`joined`),
+-- and a claim writes its pieces inline, those its jobs share made once: with a string built
+-- per job a claim cost Redis 4-7 µs a job more (test VM); as 19 replies each, a claim of 256
+-- jobs cost ~6 µs a job to encode and hiredis 4,864 reply objects to parse. The specs are
+-- not joined: every Lua string Redis makes is hashed over all its bytes (its Lua hashes
+-- every byte, not Lua 5.1's sample), so joining a webhook's 2 KB arguments into the reply
+-- hashed them once more (17 % of Redis's CPU in the ingest benchmark went to that hash).
+-- Pieces of a claim's packed reply (see claim): a NUL then the next field's flag; and what
+-- follows a claimed job's id: its NUL, state 2, the flag of attempt.
+local NUL1, RUNNING = '\0' .. '1', '\0' .. '12\0' .. '1'
 -- The next attempt of a claimed job, without tostring (Lua's %.14g) for the usual ones.
 local NEXT_ATTEMPT = {}
 
+-- The pieces of a reply's jobs: the packed changing fields in the array, the specs in .s.
+local function new_parts() return { s = {} } end
+
+-- Appends job id with the MUTABLE values v to parts. The owner is only meaningful while the
+-- job runs: a completion leaves the field in place (one HSET, no HDEL) and it is not shown.
 local function pack_job(parts, id, v)
+    if v[F_STATE] ~= '2' then v[F_OWNER] = false end
     local n = #parts
     parts[n + 1], parts[n + 2], parts[n + 3] = '1', id, '\0'
     n = n + 3
-    for i = 1, 19 do
+    for i = 1, F_SPEC - 1 do
         local x = v[i]
         if x then
             parts[n + 1], parts[n + 2], parts[n + 3] = '1', x, '\0'
@@ -241,24 +255,22 @@ local function pack_job(parts, id, v)
             parts[n] = '0\0'
         end
     end
+    parts.s[#parts.s + 1] = v[F_SPEC] or ''
 end
 
--- Appends the packed jobs gathered in parts to the reply out (nothing when there are none).
+-- Appends the jobs gathered in parts to the reply out (nothing when there are none).
 local function joined(out, parts)
-    if parts[1] then out[#out + 1] = table.concat(parts) end
+    if parts[1] then
+        local n = #out + 1
+        out[n] = table.concat(parts)
+        for i, spec in ipairs(parts.s) do out[n + i] = spec end
+    end
     return out
 end
 
--- Appends job id with the FIELDS values v to parts. The owner is only meaningful while the
--- job runs: a completion leaves the field in place (one HSET, no HDEL) and it is not shown.
-local function job_values(out, id, v)
-    if v[F_STATE] ~= '2' then v[F_OWNER] = false end
-    pack_job(out, id, v)
-end
-
--- Appends id and its FIELDS (false, i.e. a nil reply, for absent ones) to out.
-local function job_reply(out, id)
-    job_values(out, id, call('HMGET', jkey(id), unpack(FIELDS)))
+-- Appends job id to parts.
+local function job_reply(parts, id)
+    pack_job(parts, id, call('HMGET', jkey(id), unpack(MUTABLE)))
 end
 
 local function drop(id)
@@ -396,7 +408,7 @@ end
 
 
 -- A completion: id, owner, has_result, result, expires_at, and expires_at as us() would
--- score it (C computes it: us() here was ~2.5 µs a job). The owner field stays (job_values
+-- score it (C computes it: us() here was ~2.5 µs a job). The owner field stays (pack_job
 -- hides it once the job is not running), and `result` is absent before a completion (a
 -- retry deletes it): one HSET. A function of its own: a batch of completions, the drain's
 -- hottest call, reads their arguments in place from ARGV (see main, at the end).
@@ -461,8 +473,8 @@ end
 local function dispatch(op, A)
     P, now = A[2], A[3] -- (tonumber(now) only where needed: strtod of 17 digits, ~1 µs)
     if op == 'enqueue' then
-        -- dedupe key ('' none), its expires_at, n, then n × (id, name, queue, args,
-        -- key ('' none), priority, state, max_attempts, run_at, trace ('' none))
+        -- dedupe key ('' none), its expires_at, n, then n × (id, name, queue, spec,
+        -- key ('' none), priority, state, max_attempts, run_at)
         local dkey = A[4]
         if dkey ~= '' then
             local exp = call('ZSCORE', P .. 'dedupe', dkey)
@@ -471,7 +483,7 @@ local function dispatch(op, A)
         end
         local out = { 0 }
         for i = 0, tonumber(A[6]) - 1 do
-            local b = 7 + i * 10
+            local b = 7 + i * 9
             local id, queue, key, prio = A[b], A[b + 2], A[b + 4], A[b + 5]
             local state, run_at = A[b + 6], A[b + 8]
             local existing = false
@@ -479,7 +491,7 @@ local function dispatch(op, A)
             if existing then
                 out[#out + 1] = existing
             else
-                local f = { 'name', A[b + 1], 'queue', queue, 'args', A[b + 3], 'priority', prio,
+                local f = { 'name', A[b + 1], 'queue', queue, 'spec', A[b + 3], 'priority', prio,
                     'state', state, 'attempt', '0', 'max_attempts', A[b + 7], 'enqueued_at', now,
                     'run_at', run_at, 'started_at', '0', 'finished_at', '0', 'lease_expires_at', '0',
                     'expires_at', '0' }
@@ -487,10 +499,6 @@ local function dispatch(op, A)
                     f[#f + 1] = 'key'
                     f[#f + 1] = key
                     call('HSET', P .. 'keys', key, id)
-                end
-                if A[b + 9] ~= '' then
-                    f[#f + 1] = 'trace'
-                    f[#f + 1] = A[b + 9]
                 end
                 call('HSET', jkey(id), unpack(f))
                 zadd_later(P .. 'ids', 0, id)
@@ -503,7 +511,7 @@ local function dispatch(op, A)
         end
         return out
     elseif op == 'claim' then
-        -- queue ('' any), max, owner, lease_expires_at: the jobs, each its id and FIELDS
+        -- queue ('' any), max, owner, lease_expires_at: the jobs (see pack_job)
         local queue, max, owner, lease_at = A[4], tonumber(A[5]), A[6], A[7]
         -- The candidates, in claim order, as parallel arrays (no table per job): id, its ready
         -- set, its queue. One queue's ready sets are read highest priority first, each in
@@ -565,9 +573,10 @@ local function dispatch(op, A)
         -- Per job one HMGET (the reply's fields) and one HSET; the ready, waiting and lease
         -- sets change once for all of them. The reply is packed as pack_job does, inline:
         -- the fields every claimed job has alike (started_at .. result) are one piece made
-        -- once, and each NUL is joined with the next field's flag, so a job is ~25 pieces
-        -- instead of 60 (Lua's table writes were ~2 µs of a claimed job).
-        local parts, np = {}, 0
+        -- once, and each NUL is joined with the next field's flag (Lua's table writes were
+        -- ~2 µs of a claimed job when each was a piece).
+        local parts, np = new_parts(), 0
+        local specs = parts.s
         local lease_us = us(lease_at)
         -- ends run_at; started_at = now, finished_at 0, lease_expires_at, owner, no result
         local mid = '\0' .. '1' .. now .. '\0' .. '10\0' .. '1' .. lease_at .. '\0' .. '1' ..
@@ -577,37 +586,21 @@ local function dispatch(op, A)
             local id, q, rk = cid[i], cq[i], crk[i]
             local k = jkey(id)
             local v = call('HMGET', k, unpack(CLAIM_READS))
-            local state = v[6]
+            local state = v[2]
             zrem_later(rk, id)
             if state then -- (a ready entry always has its job; a missing one is only dropped)
                 if state ~= '0' then zrem_later(P .. 'waiting', id) end
                 if INDEXED[state] then call('ZREM', P .. 'state:' .. state, id) end
                 count(state, q, -1)
                 count('2', q, 1)
-                local attempt = NEXT_ATTEMPT[v[7]] or tostring(tonumber(v[7]) + 1)
+                local attempt = NEXT_ATTEMPT[v[3]] or tostring(tonumber(v[3]) + 1)
                 call('HSET', k, 'state', '2', 'owner', owner, 'started_at', now, 'lease_expires_at',
                     lease_at, 'attempt', attempt)
-                -- id, name, queue, args
-                parts[np + 1], parts[np + 2], parts[np + 3], parts[np + 4] = '1', id, NUL1,
-                    v[1] or ''
-                parts[np + 5], parts[np + 6], parts[np + 7], parts[np + 8] = NUL1, v[2] or '', NUL1,
-                    v[3] or ''
-                np = np + 8
-                if v[4] then -- key
-                    parts[np + 1], parts[np + 2] = NUL1, v[4]
-                    np = np + 2
-                    parts[np + 1] = NUL1
-                else
-                    parts[np + 1] = NUL0 -- ends args, key absent, flag of priority
-                end
-                -- priority, state, attempt, max_attempts, enqueued_at, run_at
-                parts[np + 2], parts[np + 3], parts[np + 4], parts[np + 5] = v[5] or '', STATE2,
-                    attempt, NUL1
-                parts[np + 6], parts[np + 7], parts[np + 8], parts[np + 9] = v[8] or '', NUL1,
-                    v[9] or '', NUL1
-                parts[np + 10], parts[np + 11] = v[10] or '', mid
-                np = np + 11
-                for f = 11, 12 do -- last_error, traceback
+                -- id, state 2, attempt, run_at, then mid
+                parts[np + 1], parts[np + 2], parts[np + 3], parts[np + 4] = '1', id, RUNNING, attempt
+                parts[np + 5], parts[np + 6], parts[np + 7] = NUL1, v[4] or '', mid
+                np = np + 7
+                for f = 5, 6 do -- last_error, traceback
                     if v[f] then
                         parts[np + 1], parts[np + 2], parts[np + 3] = '1', v[f], '\0'
                         np = np + 3
@@ -618,13 +611,7 @@ local function dispatch(op, A)
                 end
                 parts[np + 1] = '10\0' -- expires_at
                 np = np + 1
-                if v[13] then -- trace
-                    parts[np + 1], parts[np + 2], parts[np + 3] = '1', v[13], '\0'
-                    np = np + 3
-                else
-                    np = np + 1
-                    parts[np] = '0\0'
-                end
+                specs[#specs + 1] = v[1] or ''
                 zadd_later(leases, lease_us, id)
             end
         end
@@ -741,7 +728,7 @@ local function dispatch(op, A)
 
     elseif op == 'get' then
         -- id: the job, or an empty array
-        local parts = {}
+        local parts = new_parts()
         if call('HEXISTS', jkey(A[4]), 'state') == 1 then job_reply(parts, A[4]) end
         return joined({}, parts)
 
@@ -755,7 +742,7 @@ local function dispatch(op, A)
         if INDEXED[state] then zkey = P .. 'state:' .. state end
         local max = '+'
         if cursor ~= '' then max = '(' .. cursor end
-        local out, parts = { false }, {}
+        local out, parts = { false }, new_parts()
         local n, scanned, last_kept = 0, 0, nil
         while true do
             local ids = call('ZREVRANGEBYLEX', zkey, max, '-', 'LIMIT', 0, 200)

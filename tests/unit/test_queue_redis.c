@@ -758,7 +758,7 @@ TEST(redis_refuses_another_key_layout)
     CHECK_EQ_INT(enqueue_named(q, "never", NULL, id), LUAR_EIO);
     const char *msg = luar_queue_last_error(q);
     fprintf(stderr, "  old layout: %s\n", msg);
-    CHECK(strstr(msg, "under prefix old: were written with key layout 1, this build uses 2") !=
+    CHECK(strstr(msg, "under prefix old: were written with key layout 1, this build uses 3") !=
           NULL);
     const char *get_counts[] = {"HGET", "old:counts", "3:default"};
     raw_cmd(url, 3, get_counts, &rr);
@@ -776,11 +776,19 @@ TEST(redis_refuses_another_key_layout)
     CHECK_EQ_INT(enqueue_named(q, "now", NULL, id), 0);
     close_q(q);
 
+    /* The previous layout (jobs without `spec`), and one from a future build. */
+    const char *previous[] = {"SET", "old:layout", "2"};
+    raw_cmd(url, 3, previous, &rr);
+    q = open_url(url, NULL, NULL);
+    CHECK_EQ_INT(ping(q), LUAR_EIO);
+    CHECK(strstr(luar_queue_last_error(q), "written with key layout 2, this build uses 3") !=
+          NULL);
+    close_q(q);
     const char *future[] = {"SET", "old:layout", "99"};
     raw_cmd(url, 3, future, &rr);
     q = open_url(url, NULL, NULL);
     CHECK_EQ_INT(ping(q), LUAR_EIO);
-    CHECK(strstr(luar_queue_last_error(q), "written with key layout 99, this build uses 2") !=
+    CHECK(strstr(luar_queue_last_error(q), "written with key layout 99, this build uses 3") !=
           NULL);
     close_q(q);
 }
