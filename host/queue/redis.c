@@ -939,7 +939,7 @@ static call_t *build(rq_t *rq, luar_qop_t *op)
         if (c == NULL)
             return NULL;
         arg(c, op->dedupe_key ? op->dedupe_key : "");
-        arg_time(c, op->now + op->dedupe_ttl);
+        arg_us(c, op->now + op->dedupe_ttl);
         argf(c, "%zu", op->nspecs);
         for (size_t i = 0; i < op->nspecs; i++) {
             const luar_job_spec_t *s = &op->specs[i];
@@ -1188,7 +1188,8 @@ static void rq_close(luar_queue_t *q, void (*done)(void *arg), void *arg)
  * The key layout this build reads and writes. Raise it with every change a build of the
  * previous layout could misread (scores, fields, key names) and say how to move in
  * docs/ops/upgrades.md. Layout 1: scores in seconds (no version key); 2: microseconds;
- * 3: the fields a job never changes packed in its `spec` field (args and trace only there).
+ * 3: the fields a job never changes packed in its `spec` field (args and trace only there),
+ * dedupe scored in microseconds.
  */
 #define KEY_LAYOUT "3"
 

@@ -39,10 +39,11 @@
 --   P waiting              zset score run_at: scheduled and retrying jobs (next_due)
 --   P leases               zset score lease_expires_at: running jobs (sweep)
 --   P expiry               zset score expires_at: finished jobs (sweep deletes them)
---                          (the scores of ready, waiting, leases and expiry are integer
---                          microseconds: us below)
+--                          (the scores of ready, waiting, leases, expiry and dedupe are
+--                          integer microseconds: us below)
 --   P keys                 hash unique key -> id of the unfinished job holding it
---   P dedupe               zset score expires_at: dedupe keys (webhooks, events, cron ticks)
+--   P dedupe               zset score expires_at (us): dedupe keys (webhooks, events, cron
+--                          ticks)
 --   P rate                 hash rate key -> GCRA TAT (unix ns, decimal string)
 --   P rate:tat             zset score TAT in seconds: what the sweep deletes
 --   P cache:<key>          string: a luar.cache value (SET PX / GET / DEL from C; incr here)
@@ -473,12 +474,12 @@ end
 local function dispatch(op, A)
     P, now = A[2], A[3] -- (tonumber(now) only where needed: strtod of 17 digits, ~1 µs)
     if op == 'enqueue' then
-        -- dedupe key ('' none), its expires_at, n, then n × (id, name, queue, spec,
+        -- dedupe key ('' none), its expires_at (us), n, then n × (id, name, queue, spec,
         -- key ('' none), priority, state, max_attempts, run_at)
         local dkey = A[4]
         if dkey ~= '' then
             local exp = call('ZSCORE', P .. 'dedupe', dkey)
-            if exp and tonumber(exp) > tonumber(now) then return { 1 } end
+            if exp and tonumber(exp) > math.floor(tonumber(now) * 1e6) then return { 1 } end
             call('ZADD', P .. 'dedupe', A[5], dkey)
         end
         local out = { 0 }
@@ -701,7 +702,7 @@ local function dispatch(op, A)
             call('ZREM', P .. 'expiry', id)
             if drop(id) then expired = expired + 1 end
         end
-        local n = call('ZCOUNT', P .. 'dedupe', '-inf', '(' .. now)
+        local n = call('ZCOUNT', P .. 'dedupe', '-inf', '(' .. us(now))
         if n > BATCH then n = BATCH end
         if n > 0 then call('ZREMRANGEBYRANK', P .. 'dedupe', 0, n - 1) end
         expired = expired + n
