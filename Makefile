@@ -32,6 +32,12 @@ test: build
 bench: build
 	@tools/deps.sh bench
 	bench/http_hello $(BUILD)/luar
+	bench/client $(BUILD)/luar
+	bench/ingest $(BUILD)/luar
+	bench/jobs $(BUILD)/luar
+	QUEUE=redis bench/ingest $(BUILD)/luar
+	QUEUE=redis bench/jobs $(BUILD)/luar
+	bench/redis_drain $(BUILD)/luar drain-$$(git rev-parse --short HEAD)
 
 clean:
 	rm -rf build build-san
