@@ -49,8 +49,8 @@ typedef struct rq {
     luar_queue_t *q;
     luar_redis_t *conn;
     char *prefix;
-    char fn[46];  /* the function's name: "luar_" and the SHA-1 of redis_queue.lua */
-    char *lib;    /* the library as loaded: its shebang line, LUAR_FUNCTION, the file */
+    char fn[46];      /* the function's name: "luar_" and the SHA-1 of redis_queue.lua */
+    char *lib;        /* the library as loaded: its shebang line, LUAR_FUNCTION, the file */
     uv_timer_t later; /* completes operations that failed before reaching the connection */
     luar_qop_t *later_ops, *later_tail;
     struct call **batch; /* batchable calls of this loop iteration, in order (see batch_add) */
@@ -865,8 +865,7 @@ static void batch_flush(rq_t *rq)
         b->lens = malloc((size_t)argc * sizeof *b->lens);
         b->counts = malloc((n + 1) * 12);
     }
-    if (b == NULL || b->calls == NULL || b->argv == NULL || b->lens == NULL ||
-        b->counts == NULL) {
+    if (b == NULL || b->calls == NULL || b->argv == NULL || b->lens == NULL || b->counts == NULL) {
         if (b)
             batch_free(b);
         for (size_t i = 0; i < n; i++) /* out of memory: one command each */
@@ -1261,8 +1260,8 @@ static int rq_open(luar_queue_t *q, const char *rest, luar_buf_t *err)
         sprintf(layout_key, "%slayout", rq->prefix);
         sprintf(counts_key, "%scounts", rq->prefix);
     }
-    const char *check[7] = {"EVAL", layout_check, "2", layout_key, counts_key, KEY_LAYOUT,
-                            rq->prefix};
+    const char *check[7] = {"EVAL",     layout_check, "2",       layout_key,
+                            counts_key, KEY_LAYOUT,   rq->prefix};
     if (rc == 0)
         rc = luar_redis_add_setup(rq->conn, 7, check, NULL); /* arguments copied */
     free(layout_key);

@@ -598,7 +598,8 @@ local function dispatch(op, A)
                 call('HSET', k, 'state', '2', 'owner', owner, 'started_at', now, 'lease_expires_at',
                     lease_at, 'attempt', attempt)
                 -- id, state 2, attempt, run_at, then mid
-                parts[np + 1], parts[np + 2], parts[np + 3], parts[np + 4] = '1', id, RUNNING, attempt
+                parts[np + 1], parts[np + 2], parts[np + 3] = '1', id, RUNNING
+                parts[np + 4] = attempt
                 parts[np + 5], parts[np + 6], parts[np + 7] = NUL1, v[4] or '', mid
                 np = np + 7
                 for f = 5, 6 do -- last_error, traceback

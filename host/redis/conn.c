@@ -488,7 +488,8 @@ static void take_replies(link_t *link)
                 if (echo && (size_t)(echo - reply->str) < len)
                     len = (size_t)(echo - reply->str);
                 link_fail(link, "%s failed: %.*s%s", i < SETUP_MAX ? r->setup_what[i] : "setup",
-                          (int)len, reply->str, old ? " (is the server older than Redis 7.0?)" : "");
+                          (int)len, reply->str,
+                          old ? " (is the server older than Redis 7.0?)" : "");
                 freeReplyObject(reply);
                 return;
             }

@@ -1,9 +1,9 @@
 /*
  * The Redis queue backend: the whole backend contract (test_queue_contract.c) against a
  * real redis-server this test starts on a free port, then what is Redis's own:
- * pipelining, the function library reloaded after FUNCTION FLUSH, a connection lost mid-pipeline and a restarted
- * server, ACL users and wrong passwords, TLS with certificates made here with the openssl
- * CLI, SELECT and prefix isolation, the GCRA script against the C arithmetic, URLs.
+ * pipelining, the function library reloaded after FUNCTION FLUSH, a connection lost mid-pipeline
+ * and a restarted server, ACL users and wrong passwords, TLS with certificates made here with the
+ * openssl CLI, SELECT and prefix isolation, the GCRA script against the C arithmetic, URLs.
  *
  * No redis-server on the machine is a failure, not a skip.
  */
@@ -499,7 +499,7 @@ TEST(redis_burst_sent_while_connecting_waits_then_lands)
     CHECK(!luar_redis_ready(conn));
     enum { N = 20000 };
     res_t *r = calloc(N, sizeof *r);
-    char (*keys)[24] = calloc(N, sizeof *keys);
+    char(*keys)[24] = calloc(N, sizeof *keys);
     luar_job_spec_t s = {.name = "hook", .queue = "in", .args = "{\"type\":\"charge.succeeded\"}"};
     for (int i = 0; i < N; i++) {
         /* Every tenth delivery repeats the one before it (a provider's retry). */
@@ -781,8 +781,7 @@ TEST(redis_refuses_another_key_layout)
     raw_cmd(url, 3, previous, &rr);
     q = open_url(url, NULL, NULL);
     CHECK_EQ_INT(ping(q), LUAR_EIO);
-    CHECK(strstr(luar_queue_last_error(q), "written with key layout 2, this build uses 3") !=
-          NULL);
+    CHECK(strstr(luar_queue_last_error(q), "written with key layout 2, this build uses 3") != NULL);
     close_q(q);
     const char *future[] = {"SET", "old:layout", "99"};
     raw_cmd(url, 3, future, &rr);
