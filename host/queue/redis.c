@@ -50,6 +50,7 @@ typedef struct rq {
     luar_redis_t *conn;
     char *prefix;
     char fn[46];      /* the function's name: "luar_" and the SHA-1 of redis_queue.lua */
+    char fn_ro[49];   /* its read-only twin (get, list, next_due): fn and "_ro" */
     char *lib;        /* the library as loaded: its shebang line, LUAR_FUNCTION, the file */
     uv_timer_t later; /* completes operations that failed before reaching the connection */
     luar_qop_t *later_ops, *later_tail;
@@ -247,8 +248,10 @@ static call_t *script_call(rq_t *rq, luar_qop_t *op, const char *name, size_t ex
         return NULL;
     if (name == NULL)
         return c; /* a plain command */
-    arg(c, "FCALL");
-    arg(c, rq->fn);
+    /* The reads go to the twin flagged no-writes, which a full Redis still runs. */
+    int ro = strcmp(name, "get") == 0 || strcmp(name, "list") == 0 || strcmp(name, "next_due") == 0;
+    arg(c, ro ? "FCALL_RO" : "FCALL");
+    arg(c, ro ? rq->fn_ro : rq->fn);
     arg(c, "0");
     arg(c, name);
     arg(c, rq->prefix);
@@ -1239,6 +1242,7 @@ static int rq_open(luar_queue_t *q, const char *rest, luar_buf_t *err)
         goto fail;
     }
     snprintf(rq->fn, sizeof rq->fn, "luar_%s", hex.data);
+    snprintf(rq->fn_ro, sizeof rq->fn_ro, "%s_ro", rq->fn);
     size_t slen = strlen(luar_redis_queue_lua);
     rq->lib = malloc(2 * sizeof rq->fn + slen + 64);
     if (rq->lib == NULL) {
@@ -1250,8 +1254,12 @@ static int rq_open(luar_queue_t *q, const char *rest, luar_buf_t *err)
     rc = luar_redis_open(q->loop, &u, &rq->conn, err);
     if (rc)
         goto fail;
+    /* FUNCTION LOAD is refused by a full Redis (maxmemory): the server most likely has the
+     * library already, and without this the connection would fail, reads included. */
     const char *load[4] = {"FUNCTION", "LOAD", "REPLACE", rq->lib};
     rc = luar_redis_add_setup(rq->conn, 4, load, NULL);
+    if (rc == 0)
+        rc = luar_redis_setup_tolerate(rq->conn, "OOM");
     size_t plen = strlen(rq->prefix);
     char *layout_key = malloc(plen + 8), *counts_key = malloc(plen + 8);
     if (layout_key == NULL || counts_key == NULL) {

@@ -890,4 +890,18 @@ local function main(_, ARGV)
     return reply
 end
 
+-- The operations that only read, also registered as a function flagged no-writes (C calls
+-- it with FCALL_RO): Redis refuses a function that may write before it runs once it is out
+-- of memory (maxmemory, noeviction), and this one still answers then — `luar jobs list`,
+-- show, the dashboard — and on a replica. Redis itself stops it from writing.
+local READS = { get = true, list = true, next_due = true }
+local function main_ro(keys, ARGV)
+    if not READS[ARGV[1]] then
+        return redis.error_reply('luar: ' .. tostring(ARGV[1]) .. ' is not a read-only operation')
+    end
+    return main(keys, ARGV)
+end
+
 redis.register_function(LUAR_FUNCTION, main)
+redis.register_function{ function_name = LUAR_FUNCTION .. '_ro', callback = main_ro,
+    flags = { 'no-writes' } }

@@ -58,6 +58,7 @@ struct luar_redis {
     luar_buf_t setup; /* formatted setup commands, sent on every new link */
     size_t nsetup;
     char *setup_what[SETUP_MAX]; /* what each is, for messages ("AUTH", "SELECT 2", …) */
+    char *setup_ok[SETUP_MAX];   /* an error reply starting with this is no failure */
     link_t *link;
     int failures; /* consecutive failed attempts; 0 after a ready link */
     uint64_t connect_started_ms;
@@ -161,8 +162,10 @@ static void free_redis(luar_redis_t *r)
         SSL_CTX_free(r->ssl_ctx);
     luar_buf_free(&r->setup);
     luar_buf_free(&r->out);
-    for (size_t i = 0; i < r->nsetup && i < SETUP_MAX; i++)
+    for (size_t i = 0; i < r->nsetup && i < SETUP_MAX; i++) {
         free(r->setup_what[i]);
+        free(r->setup_ok[i]);
+    }
     pthread_mutex_lock(&open_lock);
     if (r->prev_open)
         r->prev_open->next_open = r->next_open;
@@ -479,7 +482,9 @@ static void take_replies(link_t *link)
         redisReply *reply = obj;
         if (link->setup_left > 0) {
             size_t i = r->nsetup - link->setup_left;
-            if (reply->type == REDIS_REPLY_ERROR) {
+            const char *ok = i < SETUP_MAX ? r->setup_ok[i] : NULL;
+            if (reply->type == REDIS_REPLY_ERROR &&
+                !(ok && reply->len >= strlen(ok) && strncmp(reply->str, ok, strlen(ok)) == 0)) {
                 /* Of the setup commands only FUNCTION is recent: unknown before Redis 7.0.
                  * Its refusal echoes the arguments (the whole library): cut them off. */
                 size_t len = reply->len < 200 ? reply->len : 200;
@@ -762,6 +767,15 @@ static int format_into(luar_buf_t *b, int argc, const char **argv, const size_t 
     return rc;
 }
 
+int luar_redis_setup_tolerate(luar_redis_t *r, const char *prefix)
+{
+    if (r->nsetup == 0 || r->nsetup > SETUP_MAX)
+        return LUAR_EINVAL;
+    free(r->setup_ok[r->nsetup - 1]);
+    r->setup_ok[r->nsetup - 1] = strdup(prefix);
+    return r->setup_ok[r->nsetup - 1] ? 0 : LUAR_ENOMEM;
+}
+
 int luar_redis_add_setup(luar_redis_t *r, int argc, const char **argv, const size_t *lens)
 {
     if (r->nsetup >= SETUP_MAX || argc < 1)
@@ -854,8 +868,10 @@ fail:
     if (r->ssl_ctx)
         SSL_CTX_free(r->ssl_ctx);
     luar_buf_free(&r->setup);
-    for (size_t i = 0; i < r->nsetup; i++)
+    for (size_t i = 0; i < r->nsetup; i++) {
         free(r->setup_what[i]);
+        free(r->setup_ok[i]);
+    }
     free(r);
     return rc;
 }

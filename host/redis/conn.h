@@ -81,6 +81,13 @@ int luar_redis_open(uv_loop_t *loop, const luar_redis_url_t *url, luar_redis_t *
 int luar_redis_add_setup(luar_redis_t *r, int argc, const char **argv, const size_t *lens);
 
 /*
+ * An error reply to the setup command added last that starts with `prefix` does not fail
+ * the connection (e.g. "OOM" for a FUNCTION LOAD on a full server that has the library
+ * already). Returns 0, LUAR_EINVAL (no setup command yet) or LUAR_ENOMEM.
+ */
+int luar_redis_setup_tolerate(luar_redis_t *r, const char *prefix);
+
+/*
  * Puts the connection in subscribe mode (see luar_redis_push_cb). Every command must then
  * get exactly one reply: send SUBSCRIBE and UNSUBSCRIBE one channel at a time, and PING.
  */

@@ -792,6 +792,50 @@ TEST(redis_refuses_another_key_layout)
     close_q(q);
 }
 
+/*
+ * A full Redis (maxmemory reached, noeviction) refuses writes, and a function that may
+ * write before it runs: the reads still answer — on the connection that was open and on a
+ * new one, whose FUNCTION LOAD is refused too — so `luar jobs list`, show, stats and the
+ * dashboard keep working while enqueues fail naming the reason. Then room again: writes go on.
+ */
+TEST(redis_full_server_still_answers_reads)
+{
+    luar_queue_t *q = redis_fresh();
+    char id[40], other[40];
+    CHECK_EQ_INT(enqueue_named(q, "stored_before", NULL, id), 0);
+    raw_t rr;
+    admin("CONFIG", "SET", "maxmemory-policy", "noeviction", &rr);
+    CHECK_EQ_STR(rr.str, "OK");
+    admin("CONFIG", "SET", "maxmemory", "1", &rr); /* every byte is over */
+    CHECK_EQ_STR(rr.str, "OK");
+
+    luar_queue_t *fresh = redis_again(); /* a new connection: its FUNCTION LOAD is refused */
+    luar_queue_t *both[2] = {q, fresh};
+    for (int i = 0; i < 2; i++) {
+        luar_queue_t *h = both[i];
+        CHECK_EQ_INT(ping(h), 0);
+        tjob_t j;
+        CHECK_EQ_INT(get(h, id, &j), 0);
+        CHECK_EQ_STR(j.name, "stored_before");
+        res_t r;
+        luar_job_filter_t f = {.state = -1, .limit = 10};
+        CHECK_EQ_INT(list(h, &f, &r), 0);
+        CHECK_EQ_INT(r.n, 1);
+        res_free(&r);
+        CHECK_EQ_INT(count_of(h, "default", LUAR_JOB_QUEUED), 1);
+        CHECK_EQ_INT(enqueue_named(h, "refused", NULL, other), LUAR_EIO);
+        fprintf(stderr, "  full: %s\n", luar_queue_last_error(h));
+        CHECK(strstr(luar_queue_last_error(h), "OOM") != NULL);
+    }
+
+    admin("CONFIG", "SET", "maxmemory", "0", &rr);
+    CHECK_EQ_STR(rr.str, "OK");
+    CHECK_EQ_INT(enqueue_named(fresh, "after", NULL, other), 0);
+    CHECK_EQ_INT(count_of(q, "default", LUAR_JOB_QUEUED), 2);
+    close_q(fresh);
+    close_q(q);
+}
+
 /* Two apps on one database: neither sees the other's jobs, and every key is prefixed. */
 TEST(redis_prefix_isolates_apps)
 {
@@ -1131,6 +1175,7 @@ int main(void)
     run_contract(&redis_backend);
     RUN(redis_pipelining_matches_replies_in_order);
     RUN(redis_lost_function_reloads_the_library_and_retries);
+    RUN(redis_full_server_still_answers_reads);
     RUN(redis_connection_loss_fails_pending_ops_and_recovers);
     RUN(redis_idle_connection_dropped_by_the_server_reconnects_unseen);
     RUN(redis_a_connection_coming_back_wakes_its_siblings);
