@@ -178,7 +178,10 @@ static void arg_spec(call_t *c, const luar_job_spec_t *s)
     snprintf(prio, sizeof prio, "%d", s->priority);
     snprintf(max, sizeof max, "%d", s->max_attempts);
     format_time(at, c->op->now);
-    const char *v[JOB_SPEC_LEN] = {s->name, s->queue, s->args, s->key, prio, max, at, s->trace};
+    /* An empty key or trace is none, as the function takes it (the key's own argument). */
+    const char *key = s->key && *s->key ? s->key : NULL;
+    const char *trace = s->trace && *s->trace ? s->trace : NULL;
+    const char *v[JOB_SPEC_LEN] = {s->name, s->queue, s->args, key, prio, max, at, trace};
     size_t len = 0;
     for (int i = 0; i < JOB_SPEC_LEN; i++)
         len += 2 + (v[i] ? strlen(v[i]) : 0);
