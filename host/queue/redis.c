@@ -49,10 +49,11 @@ typedef struct rq {
     luar_queue_t *q;
     luar_redis_t *conn;
     char *prefix;
-    char fn[46];      /* the function's name: "luar_" and the SHA-1 of redis_queue.lua */
-    char fn_ro[49];   /* its read-only twin (get, list, next_due): fn and "_ro" */
-    char *lib;        /* the library as loaded: its shebang line, LUAR_FUNCTION, the file */
-    uv_timer_t later; /* completes operations that failed before reaching the connection */
+    char fn[46];          /* the function's name: "luar_" and the SHA-1 of redis_queue.lua */
+    char fn_ro[49];       /* its read-only twin (get, list, next_due): fn and "_ro" */
+    char *lib;            /* the library as loaded: its shebang line, LUAR_FUNCTION, the file */
+    char load_error[160]; /* why the last reload of the library failed ("" when it did not) */
+    uv_timer_t later;     /* completes operations that failed before reaching the connection */
     luar_qop_t *later_ops, *later_tail;
     struct call **batch; /* batchable calls of this loop iteration, in order (see batch_add) */
     size_t nbatch, batch_cap, batch_bytes;
@@ -682,11 +683,18 @@ static int read_reply(call_t *c, const redisReply *reply)
     return LUAR_EPARSE;
 }
 
+/* A reload's answer: a failure (a full Redis: OOM) is kept, to be named if the resent call
+ * finds no function again. */
 static void on_loaded(void *arg, int rc, const redisReply *reply)
 {
-    (void)arg;
-    (void)rc;
-    (void)reply; /* a failed load shows as "Function not found" on the resent call */
+    rq_t *rq = arg;
+    if (rc || reply == NULL)
+        return; /* the connection failed: every call in flight says so */
+    if (reply->type == REDIS_REPLY_ERROR)
+        snprintf(rq->load_error, sizeof rq->load_error, "%.*s",
+                 (int)(reply->len < 150 ? reply->len : 150), reply->str);
+    else
+        rq->load_error[0] = '\0';
 }
 
 /* The answer to an FCALL of a function the server does not have (FUNCTION FLUSH, a
@@ -700,7 +708,7 @@ static int function_lost(const redisReply *reply)
 static void reload_library(rq_t *rq)
 {
     const char *load[4] = {"FUNCTION", "LOAD", "REPLACE", rq->lib};
-    luar_redis_send(rq->conn, 4, load, NULL, on_loaded, NULL);
+    luar_redis_send(rq->conn, 4, load, NULL, on_loaded, rq);
 }
 
 /* Completes c's operation from its reply (or resends it: function lost, a continuation). */
@@ -719,8 +727,10 @@ static void handle_reply(call_t *c, int rc, const redisReply *reply)
             send_call(c);
             return;
         }
-        fail_op(op, LUAR_EIO, "redis %s: %.*s", addr, (int)(reply->len < 240 ? reply->len : 240),
-                reply->str);
+        int lost = function_lost(reply) && rq->load_error[0];
+        fail_op(op, LUAR_EIO, "redis %s: %.*s%s%s%s", addr,
+                (int)(reply->len < 240 ? reply->len : 240), reply->str,
+                lost ? " (loading it failed: " : "", lost ? rq->load_error : "", lost ? ")" : "");
     } else {
         op->rc = 0;
         rc = read_reply(c, reply);
@@ -834,8 +844,10 @@ static void on_batch_reply(void *arg, int rc, const redisReply *reply)
             batch_send(b);
             return;
         }
-        batch_fail(b, 1, "redis %s: %.*s", addr, (int)(reply->len < 240 ? reply->len : 240),
-                   reply->str);
+        int lost = function_lost(reply) && rq->load_error[0];
+        batch_fail(b, 1, "redis %s: %.*s%s%s%s", addr, (int)(reply->len < 240 ? reply->len : 240),
+                   reply->str, lost ? " (loading it failed: " : "", lost ? rq->load_error : "",
+                   lost ? ")" : "");
         return;
     }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != b->n) {

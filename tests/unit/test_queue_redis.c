@@ -828,9 +828,18 @@ TEST(redis_full_server_still_answers_reads)
         CHECK(strstr(luar_queue_last_error(h), "OOM") != NULL);
     }
 
+    /* A full Redis that lost the library (restarted without persistence, flushed): the
+     * calls name why it could not be loaded again, not only that it is missing. */
+    admin("FUNCTION", "FLUSH", NULL, NULL, &rr);
+    CHECK_EQ_STR(rr.str, "OK");
+    CHECK_EQ_INT(enqueue_named(fresh, "refused", NULL, other), LUAR_EIO);
+    fprintf(stderr, "  full, no library: %s\n", luar_queue_last_error(fresh));
+    CHECK(strstr(luar_queue_last_error(fresh), "Function not found (loading it failed: OOM") !=
+          NULL);
+
     admin("CONFIG", "SET", "maxmemory", "0", &rr);
     CHECK_EQ_STR(rr.str, "OK");
-    CHECK_EQ_INT(enqueue_named(fresh, "after", NULL, other), 0);
+    CHECK_EQ_INT(enqueue_named(fresh, "after", NULL, other), 0); /* loads it, goes on */
     CHECK_EQ_INT(count_of(q, "default", LUAR_JOB_QUEUED), 2);
     close_q(fresh);
     close_q(q);
