@@ -151,6 +151,17 @@ static void run_for(uint64_t ms)
     uv_run(&loop, UV_RUN_NOWAIT);
 }
 
+/* Pings until the backend answers (it reconnects by itself), for at most `secs` seconds. */
+static int ping_within(luar_queue_t *q, double secs)
+{
+    for (int i = 0; i < (int)(secs * 20); i++) {
+        if (ping(q) == 0)
+            return 1;
+        run_for(50);
+    }
+    return 0;
+}
+
 /* ---- Redis-specific tests ----------------------------------------------------------- */
 
 TEST(redis_url_forms_and_errors)
@@ -372,13 +383,7 @@ TEST(redis_connection_loss_fails_pending_ops_and_recovers)
         close_q(q);
         return;
     }
-    int ok = 0;
-    for (int i = 0; i < 150 && !ok; i++) {
-        ok = ping(q) == 0;
-        if (!ok)
-            run_for(50);
-    }
-    CHECK(ok);
+    CHECK(ping_within(q, 7.5));
     CHECK_EQ_INT(enqueue_named(q, "after_restart", NULL, id), 0);
     CHECK_EQ_INT(state_of(q, id), LUAR_JOB_QUEUED);
     luar_redis_stats_t st;
@@ -766,13 +771,7 @@ TEST(redis_refuses_another_key_layout)
 
     const char *del[] = {"DEL", "old:counts"};
     raw_cmd(url, 2, del, &rr);
-    int ok = 0;
-    for (int i = 0; i < 150 && !ok; i++) {
-        ok = ping(q) == 0;
-        if (!ok)
-            run_for(50);
-    }
-    CHECK(ok);
+    CHECK(ping_within(q, 7.5));
     CHECK_EQ_INT(enqueue_named(q, "now", NULL, id), 0);
     close_q(q);
 
