@@ -15,7 +15,6 @@ and exp checked as GitHub does) is accepted on /app and on POST
 those installation tokens are accepted everywhere else until revoke_tokens().
 """
 import base64
-import http.server
 import json
 import math
 import os
@@ -24,6 +23,8 @@ import tempfile
 import threading
 import time
 import urllib.parse
+
+from loopback import LoopbackServer, QuietHandler
 
 DOCS = "https://docs.github.com/rest"
 SUPPORTED_VERSIONS = {"2022-11-28"}
@@ -48,7 +49,7 @@ def user(login):
             "followers": uid % 100}
 
 
-class GitHubStandIn:
+class GitHubStandIn(LoopbackServer):
     """`with GitHubStandIn(token) as gh:` — gh.base_url, gh.requests (dicts with t, method,
     path, query, headers (lower-case), body, status)."""
 
@@ -62,12 +63,7 @@ class GitHubStandIn:
         self.state = {}  # per rate-limit key: when it resets
         outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
+        class Handler(QuietHandler):
             def _answer(self, status, doc=None, headers=None, text=None):
                 body = (text.encode() if text is not None else
                         b"" if doc is None else json.dumps(doc).encode())
@@ -242,9 +238,8 @@ class GitHubStandIn:
                                     "X-RateLimit-Reset": str(int(math.ceil(until))),
                                     "X-RateLimit-Used": "5000"})
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.base_url = "http://127.0.0.1:%d" % self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.serve(Handler, port)
+        self.base_url = self.url
 
     def check_jwt(self, jwt):
         """None when `jwt` is a valid JWT of the App, else what is wrong."""
@@ -289,11 +284,3 @@ class GitHubStandIn:
                 assert left > 0, "request not seen: %r" % [
                     (r["method"], r["path"]) for r in self.requests]
                 self.lock.wait(min(left, 0.5))
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()

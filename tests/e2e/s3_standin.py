@@ -16,11 +16,12 @@ Errors are S3's XML documents. Objects are kept in memory: `s3.objects[(bucket, 
 import calendar
 import hashlib
 import hmac
-import http.server
 import threading
 import time
 import urllib.parse
 from xml.sax.saxutils import escape
+
+from loopback import LoopbackServer, QuietHandler
 
 SKEW = 15 * 60
 
@@ -46,7 +47,7 @@ def canonical_query(raw):
     return "&".join("%s=%s" % kv for kv in sorted(pairs))
 
 
-class S3StandIn:
+class S3StandIn(LoopbackServer):
     """`with S3StandIn(access_key, secret_key, buckets) as s3:` — s3.endpoint, s3.objects,
     s3.requests (dicts: method, path, status)."""
 
@@ -58,12 +59,7 @@ class S3StandIn:
         self.lock = threading.Condition()
         outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
+        class Handler(QuietHandler):
             def _send(self, status, body=b"", headers=None):
                 self.send_response(status)
                 for k, v in (headers or {}).items():
@@ -201,10 +197,8 @@ class S3StandIn:
                            "true" if truncated else "false", token, items))
                 return self._send(200, doc.encode(), {"Content-Type": "application/xml"})
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
-        self.endpoint = "http://127.0.0.1:%d" % self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.serve(Handler, port)
+        self.endpoint = self.url
 
     def wait_object(self, bucket, key, timeout=30):
         """The object once it exists (waits on the stand-in's own condition, not a poll)."""
@@ -215,11 +209,3 @@ class S3StandIn:
                 assert left > 0, "no object %s/%s; have %s" % (bucket, key, sorted(self.objects))
                 self.lock.wait(min(left, 0.5))
             return self.objects[(bucket, key)]
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()

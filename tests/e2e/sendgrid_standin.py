@@ -9,10 +9,11 @@ Two triggers stand for refusals only the real service can make: a sender on
 """
 import base64
 import binascii
-import http.server
 import json
 import secrets
 import threading
+
+from loopback import LoopbackServer, QuietHandler
 
 HELP = "https://docs.sendgrid.com/api-reference/mail-send/errors"
 
@@ -117,7 +118,7 @@ def validate(m):
     return errs
 
 
-class SendGridStandIn:
+class SendGridStandIn(LoopbackServer):
     """`with SendGridStandIn(api_key) as sg:` — sg.base_url, sg.requests (dicts with method,
     path, headers (lower-case), json, status, message_id)."""
 
@@ -127,12 +128,7 @@ class SendGridStandIn:
         self.lock = threading.Lock()
         outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
+        class Handler(QuietHandler):
             def _answer(self, status, doc=None, headers=None):
                 body = b"" if doc is None else json.dumps(doc).encode()
                 self.send_response(status)
@@ -188,14 +184,5 @@ class SendGridStandIn:
                 rec["message_id"] = secrets.token_urlsafe(16)[:22]
                 return self._answer(202, None, {"X-Message-Id": rec["message_id"]})
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.base_url = "http://127.0.0.1:%d" % self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler, port)
+        self.base_url = self.url

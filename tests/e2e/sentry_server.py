@@ -6,7 +6,8 @@ header against the DSN's key. Standard library only."""
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from loopback import LoopbackServer, QuietHandler
 
 
 class EnvelopeError(ValueError):
@@ -51,7 +52,7 @@ def parse_envelope(raw):
     return header, items
 
 
-class SentryStandIn:
+class SentryStandIn(LoopbackServer):
     """Start with `with SentryStandIn("key", "42") as s:`; s.dsn is the DSN to configure.
     s.respond(fn) sets fn(envelope) -> (status, headers dict) for later requests."""
 
@@ -64,12 +65,7 @@ class SentryStandIn:
         self._respond = lambda env: (200, {})
         stand_in = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):  # an upstream for outbound calls (child spans)
                 body = b'{"ok":true}'
                 self.send_response(200)
@@ -93,12 +89,8 @@ class SentryStandIn:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (luar shutting down): nothing to answer
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True    # a held answer never holds the test's exit
-        self.server.block_on_close = False
-        self.port = self.server.server_address[1]
+        self.serve(Handler, port, block_on_close=False)  # a held answer never holds the exit
         self.dsn = "http://%s@127.0.0.1:%d/%s" % (key, self.port, project)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def respond(self, fn):
         self._respond = fn
@@ -166,11 +158,3 @@ class SentryStandIn:
     def count(self):
         with self.cond:
             return len(self.envelopes)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()

@@ -28,13 +28,14 @@ with no answer) or "429" (a rate_limit error with Retry-After). Every request is
 `api.requests` (dicts: method, path, query, headers (lower-case), body (raw), params, status),
 including the ones that failed.
 """
-import http.server
 import json
 import re
 import secrets
 import threading
 import time
 import urllib.parse
+
+from loopback import LoopbackServer, QuietHandler
 
 API_KEY = "sk_test_luarE2E0123456789abcdefghij"
 API_VERSION = "2026-10-28.endive"
@@ -152,7 +153,7 @@ DECLINES = {
 }
 
 
-class StripeStandIn:
+class StripeStandIn(LoopbackServer):
     def __init__(self, api_key=API_KEY, api_version=API_VERSION, port=0):
         self.api_key = api_key
         self.api_version = api_version
@@ -163,19 +164,7 @@ class StripeStandIn:
         self.objects = {}      # id -> object
         self.order = []        # ids in creation order
         self.counter = 0
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(self._handler(), port)
 
     def fault(self, method, path, kind, retry_after=None):
         with self.lock:
@@ -464,12 +453,7 @@ class StripeStandIn:
     def _handler(self):
         api = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
+        class Handler(QuietHandler):
             def answer(self, status, body, extra=None):
                 data = json.dumps(body).encode()
                 self.send_response(status)
