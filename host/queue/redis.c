@@ -253,7 +253,7 @@ static call_t *script_call(rq_t *rq, luar_qop_t *op, const char *name, size_t ex
     if (name == NULL)
         return c; /* a plain command */
     /* The reads go to the twin flagged no-writes, which a full Redis still runs. */
-    int ro = strcmp(name, "get") == 0 || strcmp(name, "list") == 0 || strcmp(name, "next_due") == 0;
+    int ro = op->kind == LUAR_QOP_GET || op->kind == LUAR_QOP_LIST || op->kind == LUAR_QOP_NEXT_DUE;
     arg(c, ro ? "FCALL_RO" : "FCALL");
     arg(c, ro ? rq->fn_ro : rq->fn);
     arg(c, "0");
