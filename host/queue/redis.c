@@ -859,6 +859,28 @@ static void on_batch_reply(void *arg, int rc, const redisReply *reply)
     batch_free(b);
 }
 
+/*
+ * The end of the run of completions that begins with calls[i] (i itself when calls[i] is not
+ * one): completions in a row with the same prefix and owner — a worker's, one loop
+ * iteration's. A run goes in the batch as one entry, `completes <prefix> <owner>` then per
+ * job (id, now, has_result, result, expires_at, its µs): 6 arguments a job instead of 10,
+ * each of which Redis makes into an object and the function into a Lua string.
+ */
+static size_t completion_run(call_t *const *calls, size_t i, size_t n)
+{
+    const call_t *a = calls[i];
+    size_t e = i;
+    while (e < n) {
+        const call_t *c = calls[e];
+        if (c->op->kind != LUAR_QOP_COMPLETE || c->argc != 12 || c->lens[4] != a->lens[4] ||
+            c->lens[7] != a->lens[7] || memcmp(c->argv[4], a->argv[4], a->lens[4]) ||
+            memcmp(c->argv[7], a->argv[7], a->lens[7]))
+            break;
+        e++;
+    }
+    return e;
+}
+
 /* Sends the calls gathered so far: alone when there is one, else as one batch. */
 static void batch_flush(rq_t *rq)
 {
@@ -873,8 +895,14 @@ static void batch_flush(rq_t *rq)
     }
     batch_t *b = calloc(1, sizeof *b);
     int argc = 5;
-    for (size_t i = 0; i < n; i++)
-        argc += rq->batch[i]->argc - 3 + 1; /* its count, then its arguments after the name */
+    size_t entries = 0;
+    for (size_t i = 0, e; i < n; i = e, entries++) {
+        e = completion_run(rq->batch, i, n);
+        if (e > i) /* its count, completes, prefix, owner, then 6 a job */
+            argc += 4 + 6 * (int)(e - i);
+        else /* its count, then its arguments after the name */
+            argc += rq->batch[e++]->argc - 3 + 1;
+    }
     if (b) {
         b->rq = rq;
         b->n = n;
@@ -898,10 +926,27 @@ static void batch_flush(rq_t *rq)
     PUT(rq->fn, sizeof rq->fn - 1);
     PUT("0", 1);
     PUT("batch", 5);
-    PUT(num, (size_t)sprintf(num, "%zu", n));
+    PUT(num, (size_t)sprintf(num, "%zu", entries));
     num += 12;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0, e; i < n; i = e) {
         call_t *c = b->calls[i];
+        e = completion_run(b->calls, i, n);
+        if (e > i) {
+            PUT(num, (size_t)sprintf(num, "%zu", 3 + 6 * (e - i)));
+            num += 12;
+            PUT("completes", 9);
+            PUT(c->argv[4], c->lens[4]); /* prefix */
+            PUT(c->argv[7], c->lens[7]); /* owner */
+            for (size_t j = i; j < e; j++) {
+                const call_t *d = b->calls[j];
+                PUT(d->argv[6], d->lens[6]); /* id */
+                PUT(d->argv[5], d->lens[5]); /* now */
+                for (int a = 8; a < 12; a++)
+                    PUT(d->argv[a], d->lens[a]);
+            }
+            continue;
+        }
+        e++;
         PUT(num, (size_t)sprintf(num, "%d", c->argc - 3));
         num += 12;
         for (int a = 3; a < c->argc; a++)

@@ -52,6 +52,9 @@
 -- A call may also be a batch: FCALL <function> 0 batch <n> then n operations, each as its
 -- argument count followed by its arguments (<op> <prefix> <now> ...). The operations run in
 -- order, each with its own prefix and time, and the answer is the array of their answers.
+-- Completions in a row of one prefix and owner come as one entry, `completes <prefix>
+-- <owner>` then 6 arguments a job (id, now, has_result, result, expires_at, its us), with
+-- an answer each in that array.
 -- C batches the hot-path writes that arrive in one loop iteration (enqueue, complete, fail,
 -- release, rate: see BATCHABLE in redis.c), so their fixed cost (one FCALL, the
 -- argument table) is paid once for many.
@@ -414,9 +417,10 @@ end
 -- retry deletes it): one HSET. A function of its own: a batch of completions, the drain's
 -- hottest call, reads their arguments in place from ARGV (see main, at the end).
 local function complete(id, owner, has_result, result, exp, exp_us)
-    local v = owned(id, owner)
-    if not v then return NOT_FOUND end
     local k = jkey(id)
+    -- owned()'s fence, without the priority a completion does not need
+    local v = call('HMGET', k, 'state', 'owner', 'queue', 'key')
+    if v[1] ~= '2' or v[2] ~= owner then return NOT_FOUND end
     count('2', v[3], -1)
     count('3', v[3], 1)
     if has_result == '1' then
@@ -428,7 +432,7 @@ local function complete(id, owner, has_result, result, exp, exp_us)
     end
     zrem_later(P .. 'leases', id)
     zadd_later(P .. 'expiry', exp_us, id)
-    release_key(id, v[5])
+    release_key(id, v[4])
     return 0
 end
 
@@ -864,15 +868,22 @@ local function main(_, ARGV)
         flush()
         return reply
     end
-    local reply = {}
+    local reply, r = {}, 0
     local i = 3
-    for j = 1, tonumber(ARGV[2]) do
+    for _ = 1, tonumber(ARGV[2]) do
         local n = tonumber(ARGV[i])
-        if ARGV[i + 1] == 'complete' and n == 9 then
-            -- in place: no argument table per job (~1 µs)
-            P, now = ARGV[i + 2], ARGV[i + 3]
-            reply[j] = complete(ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8],
-                ARGV[i + 9])
+        if ARGV[i + 1] == 'completes' then
+            -- A run of completions (see completion_run in redis.c): prefix, owner, then per
+            -- job id, now, has_result, result, expires_at and its us; read in place, an
+            -- answer each.
+            P = ARGV[i + 2]
+            local owner = ARGV[i + 3]
+            for b = i + 4, i + n, 6 do
+                now = ARGV[b + 1]
+                r = r + 1
+                reply[r] = complete(ARGV[b], owner, ARGV[b + 2], ARGV[b + 3], ARGV[b + 4],
+                    ARGV[b + 5])
+            end
         else
             local A = {}
             for k = 1, n do A[k] = ARGV[i + k] end
@@ -881,7 +892,8 @@ local function main(_, ARGV)
                 flush()
                 if next(known) then known = {} end -- a claim may forget a queue's priorities
             end
-            reply[j] = dispatch(op, A)
+            r = r + 1
+            reply[r] = dispatch(op, A)
             if not GATHERS[op] then flush() end
         end
         i = i + n + 1

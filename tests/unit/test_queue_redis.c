@@ -296,6 +296,76 @@ TEST(redis_pipelining_matches_replies_in_order)
     close_q(q);
 }
 
+/*
+ * Completions of one loop iteration go in its batch as runs (one entry per run of one
+ * prefix and owner, see completion_run): each keeps its own fence, result, time and answer,
+ * also when runs of two owners interleave, a wrong owner's completion sits in a run and a
+ * failure splits one.
+ */
+TEST(redis_completion_runs_keep_each_fence_and_answer)
+{
+    luar_queue_t *q = redis_fresh();
+    luar_redis_t *conn = luar_queue_redis_conn(q);
+    CHECK_EQ_INT(ping(q), 0);
+    char ids[6][40];
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ_INT(enqueue_named(q, "run", NULL, ids[i]), 0);
+    res_t ca, cb; /* jobs 0-2 to wa, 3-5 to wb (claim order is id order) */
+    CHECK_EQ_INT(claim(q, NULL, 3, "wa", 30, &ca), 0);
+    CHECK_EQ_INT(claim(q, NULL, 3, "wb", 30, &cb), 0);
+    CHECK_EQ_INT(ca.n, 3);
+    CHECK_EQ_INT(cb.n, 3);
+    res_free(&ca);
+    res_free(&cb);
+
+    struct {
+        int job;
+        const char *owner, *result; /* result "fail": a failure (retry) instead */
+        int want;
+    } ops[] = {
+        {0, "wa", "r0", 0},   {1, "wa", NULL, 0},
+        {3, "wb", "r3", 0},   {2, "wb", "x", LUAR_ENOTFOUND},
+        {4, "wb", "fail", 0}, {5, "wb", "r5", 0},
+        {2, "wa", "r2", 0},   {2, "wa", "again", LUAR_ENOTFOUND},
+    };
+    enum { NOPS = sizeof ops / sizeof *ops };
+    res_t r[NOPS];
+    luar_redis_stats_t before, after;
+    luar_redis_stats(conn, &before);
+    for (int i = 0; i < NOPS; i++) {
+        memset(&r[i], 0, sizeof r[i]);
+        const char *id = ids[ops[i].job];
+        if (ops[i].result && strcmp(ops[i].result, "fail") == 0)
+            CHECK_EQ_INT(luar_queue_fail(q, id, ops[i].owner, "boom", NULL, test_now + 60, 0,
+                                         on_done, &r[i]),
+                         0);
+        else
+            CHECK_EQ_INT(
+                luar_queue_complete(q, id, ops[i].owner, ops[i].result, 100, on_done, &r[i]), 0);
+    }
+    for (int i = 0; i < NOPS; i++) {
+        CHECK(wait_for(&r[i].done));
+        CHECK_EQ_INT(r[i].rc, ops[i].want);
+    }
+    luar_redis_stats(conn, &after);
+    CHECK_EQ_INT(after.commands - before.commands, 1); /* one batch, one FCALL */
+
+    const char *results[6] = {"r0", NUL_STR, "r2", "r3", NUL_STR, "r5"};
+    for (int i = 0; i < 6; i++) {
+        tjob_t j;
+        CHECK_EQ_INT(get(q, ids[i], &j), 0);
+        CHECK_EQ_INT(j.state, i == 4 ? LUAR_JOB_RETRYING : LUAR_JOB_SUCCEEDED);
+        CHECK_EQ_STR(j.result, results[i]);
+        if (i != 4)
+            CHECK(j.finished_at == test_now && j.expires_at == test_now + 100);
+        else
+            CHECK_EQ_STR(j.last_error, "boom");
+    }
+    CHECK_EQ_INT(count_of(q, "default", LUAR_JOB_SUCCEEDED), 5);
+    CHECK_EQ_INT(count_of(q, "default", LUAR_JOB_RUNNING), 0);
+    close_q(q);
+}
+
 /* The library vanishes from a live server (FUNCTION FLUSH): operations load it and go on. */
 TEST(redis_lost_function_reloads_the_library_and_retries)
 {
@@ -1182,6 +1252,7 @@ int main(void)
     RUN(redis_url_forms_and_errors);
     run_contract(&redis_backend);
     RUN(redis_pipelining_matches_replies_in_order);
+    RUN(redis_completion_runs_keep_each_fence_and_answer);
     RUN(redis_lost_function_reloads_the_library_and_retries);
     RUN(redis_full_server_still_answers_reads);
     RUN(redis_connection_loss_fails_pending_ops_and_recovers);
