@@ -204,9 +204,9 @@ static void arg_spec(call_t *c, const luar_job_spec_t *s)
 /*
  * A time as the script's sorted sets score it: whole microseconds, floor(t * 1e6), the
  * same double arithmetic as the script's us() on the time arg_time sends (which reads back
- * as exactly t). Sent beside the time by completions, the one per-job hot path that scores
- * a time it is given: us() in the script (strtod of 17 digits, then %.0f) was ~2.5 µs a
- * completion inside Redis.
+ * as exactly t). Sent beside a time the function would otherwise score itself (a dedupe
+ * key's expiry): us() in the script (strtod of 17 digits, then %.0f) was ~2.5 µs a call
+ * inside Redis.
  */
 static void arg_us(call_t *c, double t)
 {
@@ -215,6 +215,20 @@ static void arg_us(call_t *c, double t)
         argf(c, "%" PRId64, (int64_t)us);
     else
         argf(c, "%.0f", us);
+}
+
+/*
+ * A time's whole second, floor(t): the expiry bucket a completion files its job under
+ * (`<prefix>expiry:<second>`, see redis_queue.lua), computed here for the same reason as
+ * arg_us.
+ */
+static void arg_sec(call_t *c, double t)
+{
+    double s = floor(t);
+    if (fabs(s) < 9e18)
+        argf(c, "%" PRId64, (int64_t)s);
+    else
+        argf(c, "%.0f", s);
 }
 
 /* An optional string: a flag ("1" present, "0" absent) and the value ("" when absent). */
@@ -863,7 +877,7 @@ static void on_batch_reply(void *arg, int rc, const redisReply *reply)
  * The end of the run of completions that begins with calls[i] (i itself when calls[i] is not
  * one): completions in a row with the same prefix and owner — a worker's, one loop
  * iteration's. A run goes in the batch as one entry, `completes <prefix> <owner>` then per
- * job (id, now, has_result, result, expires_at, its µs): 6 arguments a job instead of 10,
+ * job (id, now, has_result, result, expires_at, its second): 6 arguments a job instead of 10,
  * each of which Redis makes into an object and the function into a Lua string.
  */
 static size_t completion_run(call_t *const *calls, size_t i, size_t n)
@@ -1046,7 +1060,7 @@ static call_t *build(rq_t *rq, luar_qop_t *op)
         arg(c, op->owner);
         arg_opt(c, op->text);
         arg_time(c, op->now + op->ttl);
-        arg_us(c, op->now + op->ttl);
+        arg_sec(c, op->now + op->ttl);
         return c;
     case LUAR_QOP_FAIL:
         c = script_call(rq, op, "fail", 8);
@@ -1251,9 +1265,10 @@ static void rq_close(luar_queue_t *q, void (*done)(void *arg), void *arg)
  * previous layout could misread (scores, fields, key names) and say how to move in
  * docs/ops/upgrades.md. Layout 1: scores in seconds (no version key); 2: microseconds;
  * 3: the fields a job never changes packed in its `spec` field (args and trace only there),
- * dedupe scored in microseconds.
+ * dedupe scored in microseconds; 4: finished jobs filed for deletion in per-second lists
+ * (`expiry:<second>`), the `expiry` set holding those seconds, not the jobs.
  */
-#define KEY_LAYOUT "3"
+#define KEY_LAYOUT "4"
 
 /*
  * Sent on every new connection before any operation: stamps an empty prefix with this

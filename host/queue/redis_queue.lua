@@ -38,9 +38,17 @@
 --   P queues               set: the queues that have claimable jobs
 --   P waiting              zset score run_at: scheduled and retrying jobs (next_due)
 --   P leases               zset score lease_expires_at: running jobs (sweep)
---   P expiry               zset score expires_at: finished jobs (sweep deletes them)
---                          (the scores of ready, waiting, leases, expiry and dedupe are
---                          integer microseconds: us below)
+--   P expiry               zset: the seconds that have an expiry list, score = the second
+--   P expiry:<second>      list: ids of jobs that finished (succeeded or dead) with
+--                          floor(expires_at) = second, for the sweep to delete once that
+--                          second is past. An entry is not removed when its job moves on
+--                          (retried, deleted, finished again): the sweep checks the job
+--                          before deleting it. Why lists: a finished job was a member of one
+--                          sorted set holding every finished job (50,000 in a drain, millions
+--                          with a day of results), and inserting into it cost ~2 µs a job;
+--                          an RPUSH costs a fraction and the sweep pops whole seconds.
+--                          (the scores of ready, waiting, leases and dedupe are integer
+--                          microseconds: us below)
 --   P keys                 hash unique key -> id of the unfinished job holding it
 --   P dedupe               zset score expires_at (us): dedupe keys (webhooks, events, cron
 --                          ticks)
@@ -53,7 +61,7 @@
 -- argument count followed by its arguments (<op> <prefix> <now> ...). The operations run in
 -- order, each with its own prefix and time, and the answer is the array of their answers.
 -- Completions in a row of one prefix and owner come as one entry, `completes <prefix>
--- <owner>` then 6 arguments a job (id, now, has_result, result, expires_at, its us), with
+-- <owner>` then 6 arguments a job (id, now, has_result, result, expires_at, its second), with
 -- an answer each in that array.
 -- C batches the hot-path writes that arrive in one loop iteration (enqueue, complete, fail,
 -- release, rate: see BATCHABLE in redis.c), so their fixed cost (one FCALL, the
@@ -62,8 +70,9 @@
 -- Cost model. Inside a function each redis.call costs about as much as a whole command from a
 -- client (~1-3 µs on the test VM), so the hot paths do as few as they can: per job, a claim
 -- and a completion are one HMGET and one HSET each. Writes that many jobs of one call make
--- to the same sorted set (ready:<queue>:<prio>, ids, waiting, leases, expiry) are gathered
--- and sent as one variadic ZADD/ZREM when the call ends (`later` below), and per-state
+-- to the same sorted set (ready:<queue>:<prio>, ids, waiting, leases, expiry) or expiry list
+-- are gathered and sent as one variadic ZADD/ZREM/RPUSH when the call ends (`later` below),
+-- and per-state
 -- counts are summed and written once per field. Deferring is safe because no operation reads
 -- those sets back in the same call except claim and sweep, which flush first (`flush`), and
 -- because within one call a set only ever gets ZADDs or only ZREMs of the gathered kind.
@@ -95,10 +104,10 @@ local NOT_FOUND, BUSY, EXISTS = -1, -2, -3
 
 local function jkey(id) return P .. 'job:' .. id end
 
--- Scores of the time-ordered sets (ready, waiting, leases, expiry) are integer
+-- Scores of the time-ordered sets (ready, waiting, leases) are integer
 -- microseconds, floor(t * 1e6) for stored times and for `now` alike, so the order of times
 -- is kept: a job due at `now` is claimable at `now` (possibly up to 1 µs before its exact
--- run_at), and a lease or a result is reclaimed or deleted only once floor(expiry) <
+-- run_at), and a lease or a dedupe key is reclaimed or deleted only once floor(expiry) <
 -- floor(now), never early. Why not the seconds as they are: a set under 128 members is a
 -- listpack, and every insert scans it, parsing each stored score back from its text — for
 -- times with 7 decimals the slow path of strtod. An integer is stored as one and compared
@@ -111,6 +120,7 @@ local function us(t) return string.format('%.0f', math.floor(tonumber(t) * 1e6))
 local counts = {}            -- P -> queue -> state -> delta (a batch may mix prefixes)
 local zadds, zrems = {}, {}  -- full key -> { score, member, ... } / { member, ... }
 local zorder = {}            -- full keys in first-use order (deterministic replies)
+local lists, lorder = {}, {} -- expiry list key -> ids to RPUSH; the keys in first-use order
 
 local dirty = false           -- anything gathered since the last flush
 
@@ -152,9 +162,27 @@ local function send_many(cmd, key, t)
     for i = 1, #t, 1000 do call(cmd, key, unpack(t, i, math.min(i + 999, #t))) end
 end
 
+-- Files job id for deletion once second `sec` (floor of its expires_at, a decimal string) is
+-- past: RPUSH to that second's list, and the second into P expiry, when the call ends.
+local function expire_later(id, sec)
+    local k = P .. 'expiry:' .. sec
+    local l = lists[k]
+    if not l then
+        l = {}
+        lists[k] = l
+        lorder[#lorder + 1] = k
+        zadd_later(P .. 'expiry', sec, sec)
+    end
+    l[#l + 1] = id
+    dirty = true
+end
+
+local function second(t) return string.format('%.0f', math.floor(tonumber(t))) end
+
 -- Sends what was gathered: variadic commands of at most 1,000 arguments, then the counts.
 local function flush()
     if not dirty then return end
+    for _, key in ipairs(lorder) do send_many('RPUSH', key, lists[key]) end
     for _, key in ipairs(zorder) do
         if zrems[key] then send_many('ZREM', key, zrems[key]) end
         if zadds[key] then send_many('ZADD', key, zadds[key]) end
@@ -170,7 +198,7 @@ local function flush()
             end
         end
     end
-    zadds, zrems, zorder, counts = {}, {}, {}, {}
+    zadds, zrems, zorder, counts, lists, lorder = {}, {}, {}, {}, {}, {}
     dirty = false
 end
 
@@ -277,18 +305,24 @@ local function job_reply(parts, id)
     pack_job(parts, id, call('HMGET', jkey(id), unpack(MUTABLE)))
 end
 
-local function drop(id)
+-- Deletes job id and its entries; false when there is no such job. With `before` (integer
+-- µs), only a job still finished (succeeded or dead) whose expires_at is before it: what the
+-- sweep asks of an id it pops from an expiry list.
+local function drop(id, before)
     local k = jkey(id)
-    local v = call('HMGET', k, 'queue', 'priority', 'state', 'key')
+    local v = call('HMGET', k, 'queue', 'priority', 'state', 'key', 'expires_at')
     local queue, prio, state, key = v[1], v[2], v[3], v[4]
     if not state then return false end
+    if before and not ((state == '3' or state == '5') and
+        math.floor(tonumber(v[5]) * 1e6) < before) then
+        return false
+    end
     call('ZREM', P .. 'ids', id)
     if INDEXED[state] then call('ZREM', P .. 'state:' .. state, id) end
     count(state, queue, -1)
     if state == '0' or state == '1' or state == '4' then ready_rem(id, queue, prio) end
     call('ZREM', P .. 'waiting', id)
     call('ZREM', P .. 'leases', id)
-    call('ZREM', P .. 'expiry', id)
     release_key(id, key)
     call('DEL', k)
     return true
@@ -313,7 +347,6 @@ local function requeue(id, v)
         'expires_at', '0', 'lease_expires_at', '0')
     call('HDEL', jkey(id), 'owner', 'result')
     call('ZREM', P .. 'waiting', id)
-    call('ZREM', P .. 'expiry', id)
     ready_add(id, queue, prio, now)
     return 0
 end
@@ -411,12 +444,12 @@ end
 -- A[1] the operation, A[2] the prefix, A[3] now, then the operation's own.
 
 
--- A completion: id, owner, has_result, result, expires_at, and expires_at as us() would
--- score it (C computes it: us() here was ~2.5 µs a job). The owner field stays (pack_job
+-- A completion: id, owner, has_result, result, expires_at, and its whole second (C computes
+-- it: tonumber and floor here were ~1 µs a job). The owner field stays (pack_job
 -- hides it once the job is not running), and `result` is absent before a completion (a
 -- retry deletes it): one HSET. A function of its own: a batch of completions, the drain's
 -- hottest call, reads their arguments in place from ARGV (see main, at the end).
-local function complete(id, owner, has_result, result, exp, exp_us)
+local function complete(id, owner, has_result, result, exp, exp_sec)
     local k = jkey(id)
     -- owned()'s fence, without the priority a completion does not need
     local v = call('HMGET', k, 'state', 'owner', 'queue', 'key')
@@ -431,7 +464,7 @@ local function complete(id, owner, has_result, result, exp, exp_us)
             'lease_expires_at', '0')
     end
     zrem_later(P .. 'leases', id)
-    zadd_later(P .. 'expiry', exp_us, id)
+    expire_later(id, exp_sec)
     release_key(id, v[4])
     return 0
 end
@@ -658,7 +691,7 @@ local function dispatch(op, A)
         else
             set_state(id, v[3], '2', '5', 'finished_at', now, 'expires_at', exp,
                 'lease_expires_at', '0')
-            zadd_later(P .. 'expiry', us(exp), id)
+            expire_later(id, second(exp))
             release_key(id, v[5])
         end
         return 0
@@ -692,7 +725,7 @@ local function dispatch(op, A)
                 if max > 0 and attempt >= max then
                     set_state(id, v[1], '2', '5')
                     call('HSET', k, 'finished_at', now, 'expires_at', exp)
-                    call('ZADD', P .. 'expiry', us(exp), id)
+                    expire_later(id, second(exp))
                     release_key(id, v[5])
                 else
                     set_state(id, v[1], '2', '4')
@@ -703,9 +736,21 @@ local function dispatch(op, A)
                 reclaimed = reclaimed + 1
             end
         end
-        for _, id in ipairs(call('ZRANGEBYSCORE', P .. 'expiry', '-inf', '(' .. us(now), 'LIMIT', 0, BATCH)) do
-            call('ZREM', P .. 'expiry', id)
-            if drop(id) then expired = expired + 1 end
+        -- Finished jobs whose second is past (so each expired before now), BATCH at most.
+        -- An id whose job moved on since it was filed (retried, deleted, or finished again
+        -- with a later expiry, filed again under that second) is only popped.
+        local left, now_us = BATCH, math.floor(tonumber(now) * 1e6)
+        local secs = call('ZRANGEBYSCORE', P .. 'expiry', '-inf', '(' .. second(now), 'LIMIT', 0,
+            BATCH)
+        for _, sec in ipairs(secs) do
+            if left <= 0 then break end
+            local k = P .. 'expiry:' .. sec
+            for _, id in ipairs(call('LPOP', k, left) or {}) do
+                left = left - 1
+                if drop(id, now_us) then expired = expired + 1 end
+            end
+            if call('EXISTS', k) == 1 then break end -- the budget ran out within this second
+            call('ZREM', P .. 'expiry', sec)
         end
         local n = call('ZCOUNT', P .. 'dedupe', '-inf', '(' .. us(now))
         if n > BATCH then n = BATCH end
@@ -847,8 +892,8 @@ local function dispatch(op, A)
 end
 
 -- The operations whose gathered writes may wait for the end of the call: they read none of
--- the gathered sets, and together they only ZADD to ready, ids, waiting and expiry and only
--- ZREM from leases. Any other operation runs between flushes.
+-- the gathered sets, and together they only ZADD to ready, ids, waiting and expiry, RPUSH to
+-- expiry lists and only ZREM from leases. Any other operation runs between flushes.
 local GATHERS = { enqueue = true, complete = true, fail = true, release = true, rate = true,
     cache_incr = true }
 
@@ -860,7 +905,7 @@ local function main(_, ARGV)
         for i = 0, 99 do NEXT_ATTEMPT[tostring(i)] = tostring(i + 1) end
     end
     if dirty then -- the previous call stopped halfway (an error): nothing of it is sent now
-        counts, zadds, zrems, zorder, dirty = {}, {}, {}, {}, false
+        counts, zadds, zrems, zorder, lists, lorder, dirty = {}, {}, {}, {}, {}, {}, false
     end
     if next(known) then known = {} end
     if ARGV[1] ~= 'batch' then
@@ -874,7 +919,7 @@ local function main(_, ARGV)
         local n = tonumber(ARGV[i])
         if ARGV[i + 1] == 'completes' then
             -- A run of completions (see completion_run in redis.c): prefix, owner, then per
-            -- job id, now, has_result, result, expires_at and its us; read in place, an
+            -- job id, now, has_result, result, expires_at and its second; read in place, an
             -- answer each.
             P = ARGV[i + 2]
             local owner = ARGV[i + 3]

@@ -366,6 +366,70 @@ TEST(redis_completion_runs_keep_each_fence_and_answer)
     close_q(q);
 }
 
+/*
+ * Finished jobs wait for the sweep in per-second lists (expiry:<second>) that keep an entry
+ * when its job moves on. The sweep deletes a job only if it is still finished with that
+ * expiry: a job retried and finished again with a longer ttl stays until its new expiry, a
+ * deleted job's entry is only popped, and emptied seconds leave no keys behind.
+ */
+TEST(redis_expiry_lists_delete_only_jobs_still_expired)
+{
+    luar_queue_t *q = redis_fresh();
+    char url[128], key[64], set[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", server.port);
+    test_now = floor(test_now) + 1; /* a whole second: expiries fall at known seconds */
+    double t0 = test_now;
+    snprintf(key, sizeof key, "t%d:expiry:%.0f", prefix_seq, t0 + 10);
+    snprintf(set, sizeof set, "t%d:expiry", prefix_seq);
+    char again[40], gone[40], plain[40];
+    res_t r;
+    tjob_t j;
+    CHECK_EQ_INT(enqueue_named(q, "again", NULL, again), 0);
+    CHECK_EQ_INT(enqueue_named(q, "gone", NULL, gone), 0);
+    CHECK_EQ_INT(enqueue_named(q, "plain", NULL, plain), 0);
+    CHECK_EQ_INT(claim(q, NULL, 3, "w", 30, &r), 0);
+    CHECK_EQ_INT(r.n, 3);
+    res_free(&r);
+    CHECK_EQ_INT(complete(q, again, "w", "1", 10), 0); /* filed under t0 + 10 */
+    CHECK_EQ_INT(complete(q, gone, "w", "2", 10), 0);
+    CHECK_EQ_INT(complete(q, plain, "w", "3", 10), 0);
+    CHECK_EQ_INT(delete_job(q, gone), 0);
+    /* Retried, run again and finished with a longer ttl: filed again, under t0 + 1000. */
+    CHECK_EQ_INT(retry(q, again), 0);
+    CHECK_EQ_INT(claim(q, NULL, 1, "w", 30, &r), 0);
+    CHECK_EQ_INT(r.n, 1);
+    res_free(&r);
+    CHECK_EQ_INT(complete(q, again, "w", "4", 1000), 0);
+
+    size_t reclaimed, expired;
+    test_now = t0 + 10.5; /* t0 + 10's second is not over: nothing yet */
+    CHECK_EQ_INT(sweep(q, &reclaimed, &expired), 0);
+    CHECK_EQ_INT(expired, 0);
+    CHECK_EQ_INT(get(q, plain, &j), 0);
+    test_now = t0 + 11;
+    CHECK_EQ_INT(sweep(q, &reclaimed, &expired), 0);
+    CHECK_EQ_INT(expired, 1); /* plain; gone's entry popped, again's old one skipped */
+    CHECK_EQ_INT(get(q, plain, &j), LUAR_ENOTFOUND);
+    CHECK_EQ_INT(get(q, again, &j), 0);
+    CHECK_EQ_STR(j.result, "4");
+    raw_t rr;
+    const char *exists[] = {"EXISTS", key};
+    raw_cmd(url, 2, exists, &rr);
+    CHECK_EQ_INT(rr.integer, 0);
+    const char *card[] = {"ZCARD", set};
+    raw_cmd(url, 2, card, &rr);
+    CHECK_EQ_INT(rr.integer, 1); /* t0 + 1000 */
+
+    test_now = t0 + 1001;
+    CHECK_EQ_INT(sweep(q, &reclaimed, &expired), 0);
+    CHECK_EQ_INT(expired, 1);
+    CHECK_EQ_INT(get(q, again, &j), LUAR_ENOTFOUND);
+    raw_cmd(url, 2, card, &rr);
+    CHECK_EQ_INT(rr.integer, 0);
+    test_now = t0;
+    close_q(q);
+}
+
 /* The library vanishes from a live server (FUNCTION FLUSH): operations load it and go on. */
 TEST(redis_lost_function_reloads_the_library_and_retries)
 {
@@ -833,7 +897,7 @@ TEST(redis_refuses_another_key_layout)
     CHECK_EQ_INT(enqueue_named(q, "never", NULL, id), LUAR_EIO);
     const char *msg = luar_queue_last_error(q);
     fprintf(stderr, "  old layout: %s\n", msg);
-    CHECK(strstr(msg, "under prefix old: were written with key layout 1, this build uses 3") !=
+    CHECK(strstr(msg, "under prefix old: were written with key layout 1, this build uses 4") !=
           NULL);
     const char *get_counts[] = {"HGET", "old:counts", "3:default"};
     raw_cmd(url, 3, get_counts, &rr);
@@ -845,20 +909,19 @@ TEST(redis_refuses_another_key_layout)
     CHECK_EQ_INT(enqueue_named(q, "now", NULL, id), 0);
     close_q(q);
 
-    /* The previous layout (jobs without `spec`), and one from a future build. */
-    const char *previous[] = {"SET", "old:layout", "2"};
-    raw_cmd(url, 3, previous, &rr);
-    q = open_url(url, NULL, NULL);
-    CHECK_EQ_INT(ping(q), LUAR_EIO);
-    CHECK(strstr(luar_queue_last_error(q), "written with key layout 2, this build uses 3") != NULL);
-    close_q(q);
-    const char *future[] = {"SET", "old:layout", "99"};
-    raw_cmd(url, 3, future, &rr);
-    q = open_url(url, NULL, NULL);
-    CHECK_EQ_INT(ping(q), LUAR_EIO);
-    CHECK(strstr(luar_queue_last_error(q), "written with key layout 99, this build uses 3") !=
-          NULL);
-    close_q(q);
+    /* The earlier layouts (2: jobs without `spec`; 3: finished jobs in one sorted set), and
+     * one from a future build. */
+    const char *const others[] = {"2", "3", "99"};
+    for (size_t i = 0; i < sizeof others / sizeof *others; i++) {
+        const char *stamp[] = {"SET", "old:layout", others[i]};
+        raw_cmd(url, 3, stamp, &rr);
+        q = open_url(url, NULL, NULL);
+        CHECK_EQ_INT(ping(q), LUAR_EIO);
+        char want[64];
+        snprintf(want, sizeof want, "written with key layout %s, this build uses 4", others[i]);
+        CHECK(strstr(luar_queue_last_error(q), want) != NULL);
+        close_q(q);
+    }
 }
 
 /*
@@ -1253,6 +1316,7 @@ int main(void)
     run_contract(&redis_backend);
     RUN(redis_pipelining_matches_replies_in_order);
     RUN(redis_completion_runs_keep_each_fence_and_answer);
+    RUN(redis_expiry_lists_delete_only_jobs_still_expired);
     RUN(redis_lost_function_reloads_the_library_and_retries);
     RUN(redis_full_server_still_answers_reads);
     RUN(redis_connection_loss_fails_pending_ops_and_recovers);
