@@ -72,10 +72,10 @@
 -- and a completion are one HMGET and one HSET each. Writes that many jobs of one call make
 -- to the same sorted set (ready:<queue>:<prio>, ids, waiting, leases, expiry) or expiry list
 -- are gathered and sent as one variadic ZADD/ZREM/RPUSH when the call ends (`later` below),
--- and per-state
--- counts are summed and written once per field. Deferring is safe because no operation reads
--- those sets back in the same call except claim and sweep, which flush first (`flush`), and
--- because within one call a set only ever gets ZADDs or only ZREMs of the gathered kind.
+-- and per-state counts are summed and written once per field. Deferring is safe because no
+-- operation reads those sets back in the same call except claim and sweep, which flush first
+-- (`flush`), and because within one call a set only ever gets ZADDs or only ZREMs of the
+-- gathered kind.
 
 local P, now
 local call -- redis.call, set by the first call (see above)
