@@ -201,6 +201,16 @@ static void arg_spec(call_t *c, const luar_job_spec_t *s)
     arg_n(c, out, len);
 }
 
+/* A whole number held in a double, in decimal: as an integer when it fits (%.0f costs a
+ * worker more than the conversion). */
+static void arg_whole(call_t *c, double v)
+{
+    if (fabs(v) < 9e18)
+        argf(c, "%" PRId64, (int64_t)v);
+    else
+        argf(c, "%.0f", v);
+}
+
 /*
  * A time as the script's sorted sets score it: whole microseconds, floor(t * 1e6), the
  * same double arithmetic as the script's us() on the time arg_time sends (which reads back
@@ -210,25 +220,16 @@ static void arg_spec(call_t *c, const luar_job_spec_t *s)
  */
 static void arg_us(call_t *c, double t)
 {
-    double us = floor(t * 1e6);
-    if (fabs(us) < 9e18) /* as an integer: %.0f costs a worker more than the conversion */
-        argf(c, "%" PRId64, (int64_t)us);
-    else
-        argf(c, "%.0f", us);
+    arg_whole(c, floor(t * 1e6));
 }
 
 /*
- * A time's whole second, floor(t): the expiry bucket a completion files its job under
- * (`<prefix>expiry:<second>`, see redis_queue.lua), computed here for the same reason as
- * arg_us.
+ * A time's whole second, floor(t): the expiry list a completion files its job under
+ * (`<prefix>expiry:<second>`, see redis_queue.lua), computed here for the same reason.
  */
 static void arg_sec(call_t *c, double t)
 {
-    double s = floor(t);
-    if (fabs(s) < 9e18)
-        argf(c, "%" PRId64, (int64_t)s);
-    else
-        argf(c, "%.0f", s);
+    arg_whole(c, floor(t));
 }
 
 /* An optional string: a flag ("1" present, "0" absent) and the value ("" when absent). */
