@@ -561,6 +561,10 @@ static int start_jobs(app_t *app)
     luar_jobs_set_host(app->queue, app->runner, &app->cfg->jobs);
     luar_runner_start(app->runner);
     luar_scheduler_start(app->scheduler);
+    if (app->cfg->jobs.concurrency == 0 && app->worker_id <= 1)
+        luar_logf(strncmp(app->cfg->queue, "sqlite:", 7) ? LUAR_LOG_INFO : LUAR_LOG_WARN,
+                  "jobs.concurrency = 0: this process runs no jobs; the jobs it enqueues "
+                  "wait for a process with jobs.concurrency > 0 on the same queue");
     return 0;
 }
 

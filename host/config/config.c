@@ -735,7 +735,7 @@ static void read_table(loader_t *ld, lua_State *L)
         read_number(ld, L, "result_ttl", "jobs.result_ttl", &j->result_ttl, 0);
         read_number(ld, L, "dead_ttl", "jobs.dead_ttl", &j->dead_ttl, 0);
         read_number(ld, L, "poll", "jobs.poll", &j->poll, 0.01);
-        read_number(ld, L, "concurrency", "jobs.concurrency", &conc, 1);
+        read_number(ld, L, "concurrency", "jobs.concurrency", &conc, 0);
         j->concurrency = (int)conc;
         if (j->heartbeat >= j->lease)
             fail_key(ld, "jobs.heartbeat", "must be shorter than jobs.lease (%g s)", j->lease);
@@ -897,7 +897,7 @@ int luar_config_load(luar_config_t *cfg, const luar_config_flags_t *flags, luar_
     cfg->jobs.result_ttl = 86400;
     cfg->jobs.dead_ttl = 2592000;
     cfg->jobs.poll = 0.5;
-    cfg->jobs.concurrency = 10;
+    cfg->jobs.concurrency = LUAR_JOBS_DEFAULT_CONCURRENCY;
     cfg->cache.max_bytes = LUAR_QUEUE_CACHE_DEFAULT_MAX_BYTES;
     cfg->cache.max_value = LUAR_QUEUE_CACHE_DEFAULT_MAX_VALUE;
     luar_webhooks_config_init(&cfg->webhooks);

@@ -15,6 +15,8 @@
 #include <stddef.h>
 
 #define LUAR_MAX_QUEUE_LIMITS 32
+/* jobs.concurrency when the configuration does not say */
+#define LUAR_JOBS_DEFAULT_CONCURRENCY 10
 
 /* jobs = { lease, heartbeat, result_ttl, dead_ttl, concurrency, poll, queues = {…} } */
 typedef struct luar_jobs_config {
@@ -23,7 +25,7 @@ typedef struct luar_jobs_config {
     double result_ttl;   /* seconds a succeeded job's result is kept (86400) */
     double dead_ttl;     /* seconds a dead job is kept (2592000) */
     double poll;         /* seconds between looks for work from other processes (0.5) */
-    int concurrency;     /* jobs one worker runs at once (10) */
+    int concurrency;     /* jobs one worker runs at once (10); 0: none (an ingest node) */
     int nqueues;         /* per-queue limits of concurrent jobs in one worker */
     struct {
         char *name;

@@ -7,7 +7,7 @@ static luar_queue_t *host_queue;
 static luar_runner_t *host_runner;
 static luar_jobs_config_t default_cfg = {
     .lease = 30, .heartbeat = 10, .result_ttl = 86400, .dead_ttl = 2592000, .poll = 0.5,
-    .concurrency = 10,
+    .concurrency = LUAR_JOBS_DEFAULT_CONCURRENCY,
 };
 static const luar_jobs_config_t *host_cfg = &default_cfg;
 

@@ -983,6 +983,10 @@ void luar_runner_kick(luar_runner_t *r)
 void luar_runner_set_manual(luar_runner_t *r)
 {
     r->manual = 1;
+    /* A configuration that runs no jobs in its process (jobs.concurrency = 0, an ingest
+     * node) still has its jobs run by the tests' drains, at the default concurrency. */
+    if (r->cfg.concurrency < 1)
+        r->cfg.concurrency = LUAR_JOBS_DEFAULT_CONCURRENCY;
 }
 
 /*

@@ -219,6 +219,23 @@ def test_junit_output():
     assert (total, failures) == (5, 1), out
 
 
+def test_drains_run_jobs_when_the_configuration_runs_none():
+    # jobs.concurrency = 0 (an ingest node of a scaled-out app) runs no jobs in `luar
+    # serve`; `luar test`'s drains still run them.
+    p = Project({"signup_spec.lua": PASSING})
+    try:
+        conf = os.path.join(p.root, "luar.conf.lua")
+        with open(conf) as f:
+            text = f.read()
+        with open(conf, "w") as f:
+            f.write(text.replace("return {", "return {\n  jobs = { concurrency = 0 },", 1))
+        status, out, err = p.run()
+        assert status == 0, out + err
+        assert summary(out) == (2, 0, 0, 0), out
+    finally:
+        p.close()
+
+
 def test_exit_status_without_specs_and_with_broken_scripts():
     p = Project({})
     try:
@@ -238,6 +255,7 @@ if __name__ == "__main__":
           test_unmatched_request_fails_the_test_even_when_caught,
           test_unmatched_plugin_request_fails_the_test,
           test_client_retries_run_against_a_stub_sequence,
+          test_drains_run_jobs_when_the_configuration_runs_none,
           test_failing_assertion_after_drain_names_the_job_error,
           test_tampered_signature_gets_401,
           test_tap_output,

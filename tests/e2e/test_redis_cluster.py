@@ -375,9 +375,54 @@ def test_one_delivery_or_key_sent_to_three_instances_at_once_is_stored_once():
         assert stats(url)["scheduled"] == 20
 
 
+# An ingest node: it answers webhooks and enqueues, and runs no job (jobs.concurrency = 0).
+CONFIG_INGEST = ('return { reload = { watch = false },\n'
+                 '  jobs = { lease = 30, heartbeat = 5, poll = 0.05, concurrency = 0 } }\n')
+
+
+def test_ingest_node_runs_no_jobs_and_a_worker_node_runs_all_it_enqueued():
+    base = tempfile.mkdtemp(prefix="luar-ingest-")
+    runs_path = os.path.join(base, "runs.txt")
+    env = {"WH_SECRET": SECRET}
+    with RedisServer() as redis, contextlib.ExitStack() as stack:
+        url = redis.url(prefix="in:")
+        ingest = stack.enter_context(job_runs.start_instance(
+            "i", url, runs_path, {"main.lua": APP}, CONFIG_INGEST, env))
+        rec = ingest.wait_log(lambda r: "jobs.concurrency = 0" in r.get("msg", ""))
+        assert rec.get("level") == "info", rec  # a shared queue: said, not warned
+        # 20 webhooks and 20 jobs through the ingest node, with no other node running: its
+        # own enqueues would wake its runner at once, so a job it ran would show up below.
+        now = int(time.time())
+        events = [("in_%d" % i, json.dumps({"type": "order.paid", "data": {"n": i}}))
+                  for i in range(20)]
+        signed = job_runs.sign(SECRET, [(i, now, b) for i, b in events])
+        for (id_, body), headers in zip(events, signed):
+            status, _, answer = ingest.request(
+                "POST", "/hooks/in", body=body.encode(),
+                headers=dict(headers, **{"Content-Type": "application/json"}))
+            assert status == 200 and json.loads(answer)["jobs"] == 1, (status, answer)
+        ids = enqueue_through([ingest], 20, 10)
+        assert stats(url)["queued"] == 40
+        # A worker node on the same queue runs all 40, each once; the ingest node none.
+        stack.enter_context(job_runs.start_instance(
+            "w", url, runs_path, {"main.lua": APP}, CONFIG_STEADY, env))
+        want = set(ids) | {i for i, _ in events}
+        wait_until(lambda: want <= job_runs.ended(runs_path), "the worker node to run all 40")
+        by_job = job_runs.runs(runs_path)
+        assert set(by_job) == want, set(by_job) ^ want
+        where = {rs[0].instance for rs in by_job.values()}
+        assert where == {"w"}, where
+        assert all(len(rs) == 1 for rs in by_job.values())
+        assert stats(url)["succeeded"] == 40
+        status, _, metrics = ingest.request("GET", "/metrics")
+        assert status == 200 and b"luar_jobs_total{" not in metrics, metrics[:2000]
+    shutil.rmtree(base, ignore_errors=True)
+
+
 if __name__ == "__main__":
     main([test_ten_thousand_jobs_through_three_instances_run_exactly_once,
           test_sigkilled_instance_jobs_rerun_after_the_lease_never_concurrently,
           test_cron_every_second_fires_once_per_tick_across_three_instances,
           test_rate_limit_is_exact_across_three_instances,
-          test_one_delivery_or_key_sent_to_three_instances_at_once_is_stored_once])
+          test_one_delivery_or_key_sent_to_three_instances_at_once_is_stored_once,
+          test_ingest_node_runs_no_jobs_and_a_worker_node_runs_all_it_enqueued])
