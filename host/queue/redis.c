@@ -4,13 +4,13 @@
  *
  * Every operation is one command on the queue's pipelined connection (redis/conn.c): most
  * are FCALL of the one function of redis_queue.lua, a Redis function library (Redis 7.0
- * or later) named after the SHA-1 of its text, loaded with FUNCTION LOAD REPLACE on every
- * new connection, so a restarted Redis has it again; a "Function not found" answer —
- * FUNCTION FLUSH under a live connection — loads it again and resends, twice at most. Ping
- * and counts are plain commands. The function does each operation atomically, so a claim
- * never hands a job to two claimers, and an enqueue records its dedupe key in the same
- * step as its jobs. Concurrent operations share round trips: their commands leave in one
- * write and their replies come back in order.
+ * or later) named after the SHA-1 of its text, loaded with FUNCTION LOAD (kept when it is
+ * there already) on every new connection, so a restarted Redis has it again; a "Function
+ * not found" answer — FUNCTION FLUSH under a live connection — loads it again and resends,
+ * twice at most. Ping and counts are plain commands. The function does each operation
+ * atomically, so a claim never hands a job to two claimers, and an enqueue records its
+ * dedupe key in the same step as its jobs. Concurrent operations share round trips: their
+ * commands leave in one write and their replies come back in order.
  *
  * Durability is the server's: a callback runs once Redis has answered, which with
  * `appendfsync always` is after the AOF is fsynced (docs/queue-backends.md).
@@ -1330,10 +1330,17 @@ static int rq_open(luar_queue_t *q, const char *rest, luar_buf_t *err)
     rc = luar_redis_open(q->loop, &u, &rq->conn, err);
     if (rc)
         goto fail;
-    /* FUNCTION LOAD is refused by a full Redis (maxmemory): the server most likely has the
-     * library already, and without this the connection would fail, reads included. */
-    const char *load[4] = {"FUNCTION", "LOAD", "REPLACE", rq->lib};
-    rc = luar_redis_add_setup(rq->conn, 4, load, NULL);
+    /* Without REPLACE: a library of this name has this very text (its name is the text's
+     * SHA-1), so one that exists is kept — no recompiling, and no write (an AOF record and
+     * a replication event of the whole library) for every connection and `luar jobs`
+     * command. FUNCTION LOAD is refused by a full Redis (maxmemory): the server most likely
+     * has the library already, and without this the connection would fail, reads included. */
+    const char *load[3] = {"FUNCTION", "LOAD", rq->lib};
+    char exists[96];
+    snprintf(exists, sizeof exists, "ERR Library '%s' already exists", rq->fn);
+    rc = luar_redis_add_setup(rq->conn, 3, load, NULL);
+    if (rc == 0)
+        rc = luar_redis_setup_tolerate(rq->conn, exists);
     if (rc == 0)
         rc = luar_redis_setup_tolerate(rq->conn, "OOM");
     size_t plen = strlen(rq->prefix);

@@ -1,6 +1,6 @@
 -- The Redis queue backend, a Redis function library (Redis 7.0 or later). host/queue/redis.c
--- embeds this file and, on every connection, loads it with FUNCTION LOAD REPLACE under a
--- name made from its SHA-1 (it puts the library's shebang line and `local LUAR_FUNCTION =
+-- embeds this file and, on every connection, loads it with FUNCTION LOAD (a server that has
+-- it already keeps it) under a name made from its SHA-1 (it puts the library's shebang line and `local LUAR_FUNCTION =
 -- 'luar_<sha1>'` before it), then calls FCALL luar_<sha1> 0 <op> <prefix> <now> ...: one
 -- function, one operation per call, each call atomic (Redis runs one function at a time),
 -- which is what makes a claim hand a job to one claimer only and a dedupe key and its jobs

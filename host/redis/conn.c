@@ -58,7 +58,8 @@ struct luar_redis {
     luar_buf_t setup; /* formatted setup commands, sent on every new link */
     size_t nsetup;
     char *setup_what[SETUP_MAX]; /* what each is, for messages ("AUTH", "SELECT 2", …) */
-    char *setup_ok[SETUP_MAX];   /* an error reply starting with this is no failure */
+    char *setup_ok[SETUP_MAX];   /* error replies starting with one of these ('\n' between
+                                  * them) are no failure */
     link_t *link;
     int failures; /* consecutive failed attempts; 0 after a ready link */
     uint64_t connect_started_ms;
@@ -466,6 +467,19 @@ static int is_push(const redisReply *reply)
 }
 
 /* Takes the replies the reader has whole: setup replies first, then the callers'. */
+/* Whether an error reply starts with one of the prefixes of `list` ('\n' between them). */
+static int tolerated(const char *list, const char *str, size_t len)
+{
+    while (list && *list) {
+        const char *end = strchr(list, '\n');
+        size_t n = end ? (size_t)(end - list) : strlen(list);
+        if (n <= len && strncmp(str, list, n) == 0)
+            return 1;
+        list = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
 static void take_replies(link_t *link)
 {
     for (;;) {
@@ -483,8 +497,7 @@ static void take_replies(link_t *link)
         if (link->setup_left > 0) {
             size_t i = r->nsetup - link->setup_left;
             const char *ok = i < SETUP_MAX ? r->setup_ok[i] : NULL;
-            if (reply->type == REDIS_REPLY_ERROR &&
-                !(ok && reply->len >= strlen(ok) && strncmp(reply->str, ok, strlen(ok)) == 0)) {
+            if (reply->type == REDIS_REPLY_ERROR && !tolerated(ok, reply->str, reply->len)) {
                 /* Of the setup commands only FUNCTION is recent: unknown before Redis 7.0.
                  * Its refusal echoes the arguments (the whole library): cut them off. */
                 size_t len = reply->len < 200 ? reply->len : 200;
@@ -769,11 +782,18 @@ static int format_into(luar_buf_t *b, int argc, const char **argv, const size_t 
 
 int luar_redis_setup_tolerate(luar_redis_t *r, const char *prefix)
 {
-    if (r->nsetup == 0 || r->nsetup > SETUP_MAX)
+    if (r->nsetup == 0 || r->nsetup > SETUP_MAX || strchr(prefix, '\n'))
         return LUAR_EINVAL;
-    free(r->setup_ok[r->nsetup - 1]);
-    r->setup_ok[r->nsetup - 1] = strdup(prefix);
-    return r->setup_ok[r->nsetup - 1] ? 0 : LUAR_ENOMEM;
+    char **list = &r->setup_ok[r->nsetup - 1];
+    size_t had = *list ? strlen(*list) + 1 : 0, len = strlen(prefix);
+    char *grown = realloc(*list, had + len + 1);
+    if (grown == NULL)
+        return LUAR_ENOMEM;
+    if (had)
+        grown[had - 1] = '\n';
+    memcpy(grown + had, prefix, len + 1);
+    *list = grown;
+    return 0;
 }
 
 int luar_redis_add_setup(luar_redis_t *r, int argc, const char **argv, const size_t *lens)

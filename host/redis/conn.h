@@ -83,7 +83,8 @@ int luar_redis_add_setup(luar_redis_t *r, int argc, const char **argv, const siz
 /*
  * An error reply to the setup command added last that starts with `prefix` does not fail
  * the connection (e.g. "OOM" for a FUNCTION LOAD on a full server that has the library
- * already). Returns 0, LUAR_EINVAL (no setup command yet) or LUAR_ENOMEM.
+ * already). Each call adds a prefix. Returns 0, LUAR_EINVAL (no setup command yet, or a
+ * prefix holding a newline) or LUAR_ENOMEM.
  */
 int luar_redis_setup_tolerate(luar_redis_t *r, const char *prefix);
 

@@ -66,7 +66,7 @@ typedef struct raw {
     int done, rc, type;
     long long integer;
     size_t elements;
-    char str[512];
+    char str[4096];
 } raw_t;
 
 static void on_raw(void *arg, int rc, const redisReply *r)
@@ -453,6 +453,59 @@ TEST(redis_lost_function_reloads_the_library_and_retries)
     }
     CHECK_EQ_INT(count_of(q, "default", LUAR_JOB_QUEUED), N + 1);
     close_q(q);
+}
+
+/* The calls and failed calls of FUNCTION LOAD since the last CONFIG RESETSTAT. */
+static void function_loads(long *calls, long *failed)
+{
+    raw_t rr;
+    admin("INFO", "commandstats", NULL, NULL, &rr);
+    CHECK_EQ_INT(rr.rc, 0);
+    const char *line = strstr(rr.str, "cmdstat_function|load:");
+    *calls = *failed = 0;
+    if (line) {
+        const char *c = strstr(line, "calls="), *f = strstr(line, "failed_calls=");
+        CHECK(c && f);
+        *calls = strtol(c + 6, NULL, 10);
+        *failed = strtol(f + 13, NULL, 10);
+    }
+}
+
+/*
+ * A new connection loads the library only when the server lacks it: one that is there (it
+ * has this very text: its name is the text's SHA-1) is kept, not replaced — a replacement
+ * recompiles it and writes the whole library to the AOF and the replicas each time.
+ */
+TEST(redis_connections_keep_the_library_the_server_has)
+{
+    luar_queue_t *q = redis_fresh();
+    CHECK_EQ_INT(ping(q), 0); /* the library is loaded now */
+    raw_t rr;
+    admin("CONFIG", "RESETSTAT", NULL, NULL, &rr);
+    CHECK_EQ_STR(rr.str, "OK");
+    luar_queue_t *q2 = redis_again(), *q3 = redis_fresh();
+    CHECK_EQ_INT(ping(q2), 0);
+    CHECK_EQ_INT(ping(q3), 0);
+    char id[40];
+    CHECK_EQ_INT(enqueue_named(q3, "kept", NULL, id), 0); /* the function answers */
+    long calls, failed;
+    function_loads(&calls, &failed);
+    CHECK_EQ_INT(calls, 2);
+    CHECK_EQ_INT(failed, 2); /* "already exists": nothing loaded again */
+    /* Gone (FUNCTION FLUSH, a restart without persistence): the next connection loads it. */
+    admin("FUNCTION", "FLUSH", NULL, NULL, &rr);
+    CHECK_EQ_STR(rr.str, "OK");
+    admin("CONFIG", "RESETSTAT", NULL, NULL, &rr);
+    luar_queue_t *q4 = redis_again();
+    CHECK_EQ_INT(ping(q4), 0);
+    function_loads(&calls, &failed);
+    CHECK_EQ_INT(calls, 1);
+    CHECK_EQ_INT(failed, 0);
+    CHECK_EQ_INT(enqueue_named(q4, "loaded", NULL, id), 0);
+    close_q(q);
+    close_q(q2);
+    close_q(q3);
+    close_q(q4);
 }
 
 /*
@@ -1318,6 +1371,7 @@ int main(void)
     RUN(redis_completion_runs_keep_each_fence_and_answer);
     RUN(redis_expiry_lists_delete_only_jobs_still_expired);
     RUN(redis_lost_function_reloads_the_library_and_retries);
+    RUN(redis_connections_keep_the_library_the_server_has);
     RUN(redis_full_server_still_answers_reads);
     RUN(redis_connection_loss_fails_pending_ops_and_recovers);
     RUN(redis_idle_connection_dropped_by_the_server_reconnects_unseen);
