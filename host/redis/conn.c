@@ -769,14 +769,42 @@ static void on_watchdog(uv_timer_t *t)
 /* ---- the public functions ----------------------------------------------------------- */
 
 /* Formats a command and appends it to `b`; returns 0 or LUAR_ENOMEM/LUAR_ETOOBIG. */
+/* Appends a RESP length line: `kind` ('*' or '$'), n, CRLF. */
+static int put_len(luar_buf_t *b, char kind, size_t n)
+{
+    char tmp[24], *p = tmp + sizeof tmp;
+    *--p = '\n';
+    *--p = '\r';
+    do {
+        *--p = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    *--p = kind;
+    return luar_buf_append(b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
+/*
+ * Appends a command in RESP, written in place: hiredis's redisFormatCommandArgv built each
+ * in a heap string of its own (a length printed with sprintf per argument) that was then
+ * copied here — a webhook's 2 KB enqueue twice. All or nothing: on failure the buffer is
+ * as it was.
+ */
 static int format_into(luar_buf_t *b, int argc, const char **argv, const size_t *lens)
 {
-    char *cmd = NULL;
-    int n = redisFormatCommandArgv(&cmd, argc, argv, lens);
-    if (n < 0)
-        return LUAR_ENOMEM;
-    int rc = luar_buf_append(b, cmd, (size_t)n);
-    redisFreeCommand(cmd);
+    size_t start = b->len;
+    int rc = put_len(b, '*', (size_t)argc);
+    for (int i = 0; i < argc && rc == 0; i++) {
+        size_t len = lens ? lens[i] : strlen(argv[i]);
+        rc = put_len(b, '$', len);
+        if (rc == 0)
+            rc = luar_buf_append(b, argv[i], len);
+        if (rc == 0)
+            rc = luar_buf_append(b, "\r\n", 2);
+    }
+    if (rc && b->data) {
+        b->len = start;
+        b->data[start] = '\0';
+    }
     return rc;
 }
 
