@@ -49,12 +49,12 @@ void luar_webhook_record(const char *route, const char *id, size_t id_len, const
 {
     luar_webhook_delivery_t *d = &ring[ring_next];
     d->at = luar_time_now();
-    snprintf(d->route, sizeof d->route, "%s", route != NULL ? route : "");
+    copy_cut(d->route, sizeof d->route, route, route ? strlen(route) : 0);
     copy_cut(d->id, sizeof d->id, id, id_len);
     copy_cut(d->type, sizeof d->type, type, type_len);
     d->outcome = outcome;
     d->status = status;
-    snprintf(d->request_id, sizeof d->request_id, "%s", request_id != NULL ? request_id : "");
+    copy_cut(d->request_id, sizeof d->request_id, request_id, request_id ? strlen(request_id) : 0);
     ring_next = (ring_next + 1) % LUAR_WEBHOOK_RECENT;
     if (ring_count < LUAR_WEBHOOK_RECENT)
         ring_count++;
