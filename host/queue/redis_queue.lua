@@ -514,9 +514,13 @@ local function dispatch(op, A)
         -- key ('' none), priority, state, max_attempts, run_at)
         local dkey = A[4]
         if dkey ~= '' then
-            local exp = call('ZSCORE', P .. 'dedupe', dkey)
-            if exp and tonumber(exp) > us_n(now) then return { 1 } end
-            call('ZADD', P .. 'dedupe', A[5], dkey)
+            -- A new key (nearly every webhook) is added in one call; one already there is
+            -- read: a duplicate until it expires, renewed after.
+            local dk = P .. 'dedupe'
+            if call('ZADD', dk, 'NX', A[5], dkey) == 0 then
+                if tonumber(call('ZSCORE', dk, dkey)) > us_n(now) then return { 1 } end
+                call('ZADD', dk, A[5], dkey)
+            end
         end
         local out = { 0 }
         for i = 0, tonumber(A[6]) - 1 do

@@ -706,6 +706,12 @@ TEST(contract_dedupe_key_enqueues_a_batch_once_per_ttl)
     CHECK_EQ_INT(r.n, 3);
     res_free(&r);
     CHECK_EQ_INT(count_of(q, "default", LUAR_JOB_QUEUED), 7);
+    /* Taken again, the key holds for a new TTL from then. */
+    test_now += 59;
+    CHECK_EQ_INT(enqueue_batch(q, subs, 3, "evt:1", 60, &r), 0);
+    CHECK_EQ_INT(r.duplicate, 1);
+    res_free(&r);
+    CHECK_EQ_INT(count_of(q, "default", LUAR_JOB_QUEUED), 7);
 
     /* A key alone, no jobs: the cron tick claim. The first caller wins. */
     CHECK_EQ_INT(enqueue_batch(q, NULL, 0, "cron:report:1700000100", 3600, &r), 0);
