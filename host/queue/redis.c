@@ -41,7 +41,8 @@
 #define JOB_META_LEN 12
 #define JOB_SPEC_LEN 8
 /* Operations one batch (one FCALL) carries at most, and arguments' bytes: a batch is
- * sent when either is reached, or when the loop iteration's commands are written. */
+ * sent when either is reached, or when the loop iteration's commands are written and no
+ * batch is out (see on_before_flush). */
 #define BATCH_MAX_OPS 512
 #define BATCH_MAX_BYTES ((size_t)4 << 20)
 
@@ -57,6 +58,7 @@ typedef struct rq {
     luar_qop_t *later_ops, *later_tail;
     struct call **batch; /* batchable calls of this loop iteration, in order (see batch_add) */
     size_t nbatch, batch_cap, batch_bytes;
+    size_t batches_out; /* batches sent, not answered yet */
     int closing;
     void (*close_done)(void *arg);
     void *close_arg;
@@ -786,6 +788,7 @@ typedef struct batch {
     size_t *lens;
     char *counts; /* the decimal argument counts */
     int reloads;
+    int out; /* counted in rq->batches_out */
 } batch_t;
 
 static int batchable(luar_qop_kind_t kind)
@@ -802,8 +805,12 @@ static int batchable(luar_qop_kind_t kind)
     }
 }
 
+/* A batch was answered (or failed): the operations gathered while it was out leave now. */
 static void batch_free(batch_t *b)
 {
+    rq_t *rq = b->rq;
+    if (b->out && --rq->batches_out == 0 && rq->nbatch > 0 && !rq->closing)
+        luar_redis_flush_soon(rq->conn);
     free(b->calls);
     free(b->argv);
     free(b->lens);
@@ -969,12 +976,24 @@ static void batch_flush(rq_t *rq)
     }
 #undef PUT
     b->argc = k;
+    b->out = 1;
+    rq->batches_out++;
     batch_send(b);
 }
 
+/*
+ * The loop iteration's commands are about to be written. Its batch goes with them unless
+ * a batch is out: then it keeps gathering until that one is answered (group commit), so
+ * under load a batch carries the operations of the whole round trip rather than of one
+ * iteration, and Redis's fixed cost of a call (~30 µs for a batch of enqueues on the test
+ * VM) is shared by more of them. An idle backend answers at once as before; an operation
+ * that is not batched sends the batch before itself (order), and a full one leaves at once.
+ */
 static void on_before_flush(void *arg)
 {
-    batch_flush(arg);
+    rq_t *rq = arg;
+    if (rq->batches_out == 0)
+        batch_flush(rq);
 }
 
 /* Adds a batchable call to this iteration's batch; 0, or -1 when it must go alone. */

@@ -297,6 +297,78 @@ TEST(redis_pipelining_matches_replies_in_order)
 }
 
 /*
+ * While a batch is out, the operations of the next loop iterations gather and leave as one
+ * batch when it is answered (group commit). The server is made to hold the first batch
+ * (CLIENT PAUSE WRITE), so it is out for certain while ten iterations each submit one
+ * enqueue: they go as one command once it is answered, not as ten.
+ */
+TEST(redis_batches_gather_while_one_is_out)
+{
+    luar_queue_t *q = redis_fresh();
+    luar_redis_t *conn = luar_queue_redis_conn(q);
+    CHECK_EQ_INT(ping(q), 0);
+    raw_t rr;
+    admin("CLIENT", "PAUSE", "20000", "WRITE", &rr);
+    CHECK_EQ_STR(rr.str, "OK");
+    enum { N = 12 };
+    res_t r[N];
+    memset(r, 0, sizeof r);
+    luar_job_spec_t s = {.name = "gathered"};
+    luar_redis_stats_t before, after;
+    luar_redis_stats(conn, &before);
+    /* Two in one iteration: a batch, held by the server. */
+    CHECK_EQ_INT(luar_queue_enqueue(q, &s, 1, NULL, 0, on_enqueued, &r[0]), 0);
+    CHECK_EQ_INT(luar_queue_enqueue(q, &s, 1, NULL, 0, on_enqueued, &r[1]), 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    luar_redis_stats(conn, &after);
+    CHECK_EQ_INT(after.commands - before.commands, 1);
+    /* Then one an iteration. */
+    for (int i = 2; i < N; i++) {
+        CHECK_EQ_INT(luar_queue_enqueue(q, &s, 1, NULL, 0, on_enqueued, &r[i]), 0);
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    luar_redis_stats(conn, &after);
+    CHECK_EQ_INT(after.commands - before.commands, 1); /* held while the first is out */
+    CHECK_EQ_INT(r[0].done, 0);
+    admin("CLIENT", "UNPAUSE", NULL, NULL, &rr);
+    CHECK_EQ_STR(rr.str, "OK");
+    for (int i = 0; i < N; i++) {
+        CHECK(wait_for(&r[i].done));
+        CHECK_EQ_INT(r[i].rc, 0);
+        CHECK_EQ_INT(r[i].n, 1);
+        res_free(&r[i]);
+    }
+    luar_redis_stats(conn, &after);
+    CHECK_EQ_INT(after.commands - before.commands, 2);
+    CHECK_EQ_INT(count_of(q, "default", LUAR_JOB_QUEUED), N);
+    /* An operation that is not batched does not wait: it sends what was held before it. */
+    admin("CLIENT", "PAUSE", "20000", "WRITE", &rr);
+    CHECK_EQ_INT(luar_queue_enqueue(q, &s, 1, NULL, 0, on_enqueued, &r[0]), 0);
+    CHECK_EQ_INT(luar_queue_enqueue(q, &s, 1, NULL, 0, on_enqueued, &r[1]), 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    CHECK_EQ_INT(luar_queue_enqueue(q, &s, 1, NULL, 0, on_enqueued, &r[2]), 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    luar_redis_stats(conn, &before);
+    res_t c;
+    memset(&c, 0, sizeof c);
+    CHECK_EQ_INT(luar_queue_claim(q, "default", 1, "w", 30, on_jobs, &c), 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    luar_redis_stats(conn, &after);
+    CHECK_EQ_INT(after.commands - before.commands, 2); /* the held enqueue, then the claim */
+    admin("CLIENT", "UNPAUSE", NULL, NULL, &rr);
+    for (int i = 0; i < 3; i++) {
+        CHECK(wait_for(&r[i].done));
+        CHECK_EQ_INT(r[i].rc, 0);
+        res_free(&r[i]);
+    }
+    CHECK(wait_for(&c.done));
+    CHECK_EQ_INT(c.rc, 0);
+    CHECK_EQ_INT(c.n, 1);
+    res_free(&c);
+    close_q(q);
+}
+
+/*
  * Completions of one loop iteration go in its batch as runs (one entry per run of one
  * prefix and owner, see completion_run): each keeps its own fence, result, time and answer,
  * also when runs of two owners interleave, a wrong owner's completion sits in a run and a
@@ -1368,6 +1440,7 @@ int main(void)
     RUN(redis_url_forms_and_errors);
     run_contract(&redis_backend);
     RUN(redis_pipelining_matches_replies_in_order);
+    RUN(redis_batches_gather_while_one_is_out);
     RUN(redis_completion_runs_keep_each_fence_and_answer);
     RUN(redis_expiry_lists_delete_only_jobs_still_expired);
     RUN(redis_lost_function_reloads_the_library_and_retries);
