@@ -1,11 +1,11 @@
 -- The Redis queue backend, a Redis function library (Redis 7.0 or later). host/queue/redis.c
 -- embeds this file and, on every connection, loads it with FUNCTION LOAD (a server that has
--- it already keeps it) under a name made from its SHA-1 (it puts the library's shebang line and `local LUAR_FUNCTION =
--- 'luar_<sha1>'` before it), then calls FCALL luar_<sha1> 0 <op> <prefix> <now> ...: one
--- function, one operation per call, each call atomic (Redis runs one function at a time),
--- which is what makes a claim hand a job to one claimer only and a dedupe key and its jobs
--- one step. The name changes with the text, so builds of different scripts sharing a Redis
--- during a rolling upgrade each call their own.
+-- it already keeps it) under a name made from its SHA-1 (it puts the library's shebang line
+-- and `local LUAR_FUNCTION = 'luar_<sha1>'` before it), then calls FCALL luar_<sha1> 0 <op>
+-- <prefix> <now> ...: one function, one operation per call, each call atomic (Redis runs
+-- one function at a time), which is what makes a claim hand a job to one claimer only and a
+-- dedupe key and its jobs one step. The name changes with the text, so builds of different
+-- scripts sharing a Redis during a rolling upgrade each call their own.
 --
 -- Why a function and not a script (EVAL/EVALSHA): a script's whole body runs on every call
 -- — its tables and the closures of its ~25 helpers made anew each time — which cost Redis

@@ -466,7 +466,6 @@ static int is_push(const redisReply *reply)
     return reply->elements == 4 && kind->len == 8 && memcmp(kind->str, "pmessage", 8) == 0;
 }
 
-/* Takes the replies the reader has whole: setup replies first, then the callers'. */
 /* Whether an error reply starts with one of the prefixes of `list` ('\n' between them). */
 static int tolerated(const char *list, const char *str, size_t len)
 {
@@ -480,6 +479,7 @@ static int tolerated(const char *list, const char *str, size_t len)
     return 0;
 }
 
+/* Takes the replies the reader has whole: setup replies first, then the callers'. */
 static void take_replies(link_t *link)
 {
     for (;;) {
@@ -768,7 +768,6 @@ static void on_watchdog(uv_timer_t *t)
 
 /* ---- the public functions ----------------------------------------------------------- */
 
-/* Formats a command and appends it to `b`; returns 0 or LUAR_ENOMEM/LUAR_ETOOBIG. */
 /* Appends a RESP length line: `kind` ('*' or '$'), n, CRLF. */
 static int put_len(luar_buf_t *b, char kind, size_t n)
 {
@@ -784,10 +783,10 @@ static int put_len(luar_buf_t *b, char kind, size_t n)
 }
 
 /*
- * Appends a command in RESP, written in place: hiredis's redisFormatCommandArgv built each
+ * Formats a command in RESP and appends it to `b`; returns 0 or LUAR_ENOMEM/LUAR_ETOOBIG,
+ * and then `b` is as it was. Written in place: hiredis's redisFormatCommandArgv built each
  * in a heap string of its own (a length printed with sprintf per argument) that was then
- * copied here — a webhook's 2 KB enqueue twice. All or nothing: on failure the buffer is
- * as it was.
+ * copied here — a webhook's 2 KB enqueue twice.
  */
 static int format_into(luar_buf_t *b, int argc, const char **argv, const size_t *lens)
 {
