@@ -19,6 +19,7 @@
 #include "metrics/metrics.h"
 #include "plugin/hooks.h"
 #include "plugin/loader.h"
+#include "queue/redis.h"
 #include "secrets/redact.h"
 #include "secrets/secrets.h"
 #include "server/http.h"
@@ -561,8 +562,10 @@ static int start_jobs(app_t *app)
     luar_jobs_set_host(app->queue, app->runner, &app->cfg->jobs);
     luar_runner_start(app->runner);
     luar_scheduler_start(app->scheduler);
+    /* Said once (the lone process or worker 1); a warning unless other machines share the
+     * queue (the backend is Redis). */
     if (app->cfg->jobs.concurrency == 0 && app->worker_id <= 1)
-        luar_logf(strncmp(app->cfg->queue, "sqlite:", 7) ? LUAR_LOG_INFO : LUAR_LOG_WARN,
+        luar_logf(luar_queue_redis_conn(app->queue) ? LUAR_LOG_INFO : LUAR_LOG_WARN,
                   "jobs.concurrency = 0: this process runs no jobs; the jobs it enqueues "
                   "wait for a process with jobs.concurrency > 0 on the same queue");
     return 0;

@@ -112,6 +112,16 @@ def test_job_runs_with_result_and_args():
         assert status == 404 and json.loads(body)["error"] == "not_found"
 
 
+def test_concurrency_zero_on_sqlite_is_a_warning_at_start():
+    # jobs.concurrency = 0 on the embedded SQLite queue: only another process on the same
+    # database file would run the jobs, so the start says so as a warning (with Redis, an
+    # info line: test_redis_cluster.py, where the ingest node is shown to run nothing).
+    config = CONFIG.replace("queues = { solo = 1 }", "concurrency = 0")
+    with Luar({"main.lua": APP}, config=config) as luar:
+        rec = luar.wait_log(lambda r: "jobs.concurrency = 0" in r.get("msg", ""))
+        assert rec.get("level") == "warn", rec
+
+
 def test_retries_then_dead_letter_with_error_and_traceback():
     with Luar({"main.lua": APP}, config=CONFIG) as luar:
         jid = enqueue(luar, "flaky")
@@ -263,6 +273,7 @@ def test_catch_up_fires_the_missed_tick_once_and_cron_list_shows_schedules():
 
 if __name__ == "__main__":
     main([test_job_runs_with_result_and_args,
+          test_concurrency_zero_on_sqlite_is_a_warning_at_start,
           test_retries_then_dead_letter_with_error_and_traceback,
           test_timeouts_stop_waiting_and_spinning_jobs,
           test_retry_in_puts_the_job_back_without_counting_a_failure,
