@@ -10,7 +10,6 @@
 #include "common/clock.h"
 #include "metrics/metrics.h"
 
-#include <stdio.h>
 #include <string.h>
 
 static luar_webhook_delivery_t ring[LUAR_WEBHOOK_RECENT];
