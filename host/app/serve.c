@@ -43,6 +43,7 @@ typedef struct app {
     int stopping;      /* 0 serving, 1 draining, 2 closing */
     int grace_expired; /* the drain's grace period is over; Lua work was cancelled */
     uv_signal_t sigterm, sigint, sighup, sigusr1;
+    int signals;          /* the four above are started (closed by the failure path) */
     uv_prepare_t prepare; /* before the loop blocks: flushes the log, notices the end of the drain */
     uv_timer_t grace;    /* ends the drain after shutdown.grace seconds */
     luar_control_t *control;
@@ -652,6 +653,20 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
             goto fail;
         }
     }
+    /* Signals are caught from here on, before the first line that says the process is
+     * up: a SIGTERM sent as soon as "listening" (or the lines after it) is seen is a
+     * graceful stop, handled once the loop runs. A worker blocked SIGHUP from its first
+     * instruction (main.c); one that came while it loaded is delivered now, to the
+     * watcher, and reloads once the loop runs. */
+    start_signal(app, &app->sigterm, SIGTERM);
+    start_signal(app, &app->sigint, SIGINT);
+    start_signal(app, &app->sighup, SIGHUP);
+    start_signal(app, &app->sigusr1, SIGUSR1);
+    app->signals = 1;
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    sigprocmask(SIG_UNBLOCK, &hup, NULL);
     log_listening(&cfg->listen[0], luar_http_server_port(app->server), worker_id);
     if (start_jobs(app))
         goto fail;
@@ -668,16 +683,6 @@ int luar_app_serve(const luar_config_t *cfg, int worker_id)
                             app, &app->watch))
             luar_logf(LUAR_LOG_WARN, "cannot watch %s for changes", cfg->scripts);
     }
-    start_signal(app, &app->sigterm, SIGTERM);
-    start_signal(app, &app->sigint, SIGINT);
-    start_signal(app, &app->sighup, SIGHUP);
-    start_signal(app, &app->sigusr1, SIGUSR1);
-    /* A worker blocked SIGHUP from its first instruction (main.c); one that came while
-     * it loaded is delivered now, to the watcher, and reloads once the loop runs. */
-    sigset_t hup;
-    sigemptyset(&hup);
-    sigaddset(&hup, SIGHUP);
-    sigprocmask(SIG_UNBLOCK, &hup, NULL);
     uv_timer_init(&app->loop, &app->grace);
     app->grace.data = app;
     uv_prepare_init(&app->loop, &app->prepare);
@@ -715,6 +720,12 @@ fail:
         luar_vm_retire(app->vm);
     if (app->queue)
         luar_queue_close(app->queue, NULL, NULL);
+    if (app->signals) {
+        uv_close((uv_handle_t *)&app->sigterm, NULL);
+        uv_close((uv_handle_t *)&app->sigint, NULL);
+        uv_close((uv_handle_t *)&app->sighup, NULL);
+        uv_close((uv_handle_t *)&app->sigusr1, NULL);
+    }
     uv_run(&app->loop, UV_RUN_DEFAULT);
     luar_plugins_unload();
     uv_run(&app->loop, UV_RUN_DEFAULT);

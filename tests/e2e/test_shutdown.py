@@ -93,7 +93,26 @@ def test_killed_worker_is_restarted_and_service_goes_on():
         assert luar.stop() == 0
 
 
+def test_sigterm_as_soon_as_a_start_line_is_written_is_a_graceful_stop():
+    # A warning is written at once (info lines wait for the loop's next turn), and the
+    # ingest-node warning on SQLite is the last line of the start: a supervisor that
+    # stops the process the moment it sees it must get a graceful exit, not a death by
+    # the signal's default action (the handlers were once installed after that line).
+    # Each start has a small window, so five starts in a row.
+    cfg = 'return { jobs = { concurrency = 0 }, reload = { watch = false } }\n'
+    for _ in range(5):
+        luar = Luar({"main.lua": SLOW}, config=cfg, wait_listening=False)
+        try:
+            luar.wait_log(lambda r: "jobs.concurrency = 0" in r.get("msg", ""))
+            luar.send_signal(signal.SIGTERM)
+            assert luar.proc.wait(30) == 0, luar.stderr_lines
+            luar.wait_log(lambda r: r.get("msg") == "shutdown complete")
+        finally:
+            luar.close()
+
+
 if __name__ == "__main__":
     main([test_sigterm_finishes_in_flight_requests_and_exits_0,
           test_grace_period_ends_a_request_that_takes_too_long,
-          test_killed_worker_is_restarted_and_service_goes_on])
+          test_killed_worker_is_restarted_and_service_goes_on,
+          test_sigterm_as_soon_as_a_start_line_is_written_is_a_graceful_stop])
