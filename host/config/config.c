@@ -511,17 +511,28 @@ static void read_plugin_table(loader_t *ld, lua_State *L, struct luar_plugin_con
     lua_pushnil(L);
     while (lua_next(L, -2)) {
         char key[256], path[320];
+        int n;
         if (lua_type(L, -2) == LUA_TSTRING)
-            snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "",
-                     lua_tostring(L, -2));
+            n = snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "",
+                         lua_tostring(L, -2));
         else if (lua_isinteger(L, -2))
-            snprintf(key, sizeof key, "%s%s%lld", prefix, *prefix ? "." : "",
-                     (long long)lua_tointeger(L, -2));
+            n = snprintf(key, sizeof key, "%s%s%lld", prefix, *prefix ? "." : "",
+                         (long long)lua_tointeger(L, -2));
         else
-            snprintf(key, sizeof key, "%s%s?", prefix, *prefix ? "." : "");
-        snprintf(path, sizeof path, "plugins.%s.%s", pc->name, key);
+            n = snprintf(key, sizeof key, "%s%s?", prefix, *prefix ? "." : "");
+        /* A cut key could name another setting: refused, not truncated; the path shown
+         * for it ends with "…". */
+        int cut = n < 0 || (size_t)n >= sizeof key;
+        n = snprintf(path, sizeof path, "plugins.%s.%s", pc->name, key);
+        if (cut || n < 0 || (size_t)n >= sizeof path) {
+            size_t len = strlen(path);
+            len = len < sizeof path - 4 ? len : sizeof path - 4;
+            memcpy(path + len, "\xe2\x80\xa6", 4); /* "…" and its NUL */
+        }
         int t = lua_type(L, -1);
-        if (lua_type(L, -2) != LUA_TSTRING && !lua_isinteger(L, -2)) {
+        if (cut) {
+            fail_key(ld, path, "key longer than %d bytes", (int)sizeof key - 1);
+        } else if (lua_type(L, -2) != LUA_TSTRING && !lua_isinteger(L, -2)) {
             fail_key(ld, path, "keys must be names or list indexes");
         } else if (t == LUA_TTABLE && depth < PLUGIN_CONFIG_DEPTH) {
             read_plugin_table(ld, L, pc, key, depth + 1);

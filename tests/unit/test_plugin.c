@@ -113,6 +113,29 @@ TEST(test_config_rejects_bad_plugin_entries)
         CHECK(err.data && strstr(err.data, cases[i].error));
         luar_buf_free(&err);
     }
+    /* A key that does not fit (alone, or joined to its parents') is refused, not cut:
+     * cut, it could name another setting. The path in the message is cut, with "…". */
+    char text[1024], a[201], b[101];
+    memset(a, 'a', 200), a[200] = 0;
+    memset(b, 'b', 100), b[100] = 0;
+    const char *fits = "return { plugins = { p = { %s = { x = 1 } } } }";
+    const char *too_long = "return { plugins = { p = { %s = { %s = 1 } } } }";
+    for (int i = 0; i < 2; i++) {
+        luar_config_t cfg;
+        luar_buf_t err;
+        luar_buf_init(&err, 0);
+        snprintf(text, sizeof text, i ? too_long : fits, a, b);
+        int rc = load_conf(text, &cfg, &err);
+        if (i == 0) {
+            CHECK_EQ_INT(rc, 0);
+            luar_config_free(&cfg);
+        } else {
+            CHECK_EQ_INT(rc, LUAR_ECONFIG);
+            CHECK(err.data && strstr(err.data, "plugins.p.aaaa") &&
+                  strstr(err.data, "\xe2\x80\xa6: key longer than 255 bytes"));
+        }
+        luar_buf_free(&err);
+    }
 }
 
 static const luar_plugin_info_t *info_of(const char *file)
