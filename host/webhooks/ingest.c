@@ -770,9 +770,7 @@ void luar_webhook_ingest(luar_webhook_route_t *r, luar_http_req_t *req)
         luar_buf_reset(&args);
         luar_buf_reset(&key);
         rc = e->id == NULL || e->type == NULL ? LUAR_ENOMEM : 0;
-        if (rc == 0)
-            rc = luar_buf_appendf(&key, "webhook:%s:", r->path);
-        if (rc == 0)
+        if (rc == 0 && r->dedupe > 0 && (rc = luar_buf_appendf(&key, "webhook:%s:", r->path)) == 0)
             rc = luar_buf_append(&key, ev->id, ev->id_len);
         size_t n = 0;
         for (size_t h = 0; rc == 0 && h < r->nhandlers; h++) {
@@ -784,6 +782,12 @@ void luar_webhook_ingest(luar_webhook_route_t *r, luar_http_req_t *req)
                                          .priority = hd->priority,
                                          .max_attempts = hd->max_attempts};
             n++;
+        }
+        /* Nothing to store (no handler takes the type and deduplication is off): no
+         * commit to wait for, so no trip through the backend (an empty transaction). */
+        if (rc == 0 && n == 0 && r->dedupe <= 0) {
+            in->pending--;
+            continue;
         }
         /* The arguments (and the headers they carry) only for an event some handler
          * takes: one no handler matches stores its dedupe record alone. */

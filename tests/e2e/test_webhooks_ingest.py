@@ -10,6 +10,7 @@ import os
 import resource
 import select
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -58,6 +59,11 @@ end)
 webhooks.route("/hooks/narrow", { scheme = "standard", secret = SECRET, dedupe = 3600 })
 webhooks.on("/hooks/narrow", "order.created", function(event, meta)
   log.info("handled", { handler = "narrow", id = meta.id })
+end)
+
+webhooks.route("/hooks/nodedupe", { scheme = "standard", secret = SECRET, dedupe = false })
+webhooks.on("/hooks/nodedupe", "order.created", function(event, meta)
+  log.info("handled", { handler = "nodedupe", id = meta.id })
 end)
 
 webhooks.route("/hooks/hmac", { scheme = "hmac", secret = os.getenv("WH_HMAC"),
@@ -382,6 +388,31 @@ def test_event_without_handler_is_received_and_remembered():
         handled(luar, "narrow", id2)
 
 
+def test_dedupe_false_runs_every_delivery_and_an_unhandled_type_needs_no_write():
+    with start() as luar:
+        body = event("order.created")
+        id_ = new_id("nd")
+        hdrs = sign(SECRET, [(id_, int(time.time()), body)])[0]
+        for _ in range(2):  # no dedupe record: a redelivery is stored and run again
+            status, _, answer = post(luar, "/hooks/nodedupe", body, hdrs)
+            assert status == 200 and answer == {"received": True, "id": id_, "jobs": 1}, answer
+        handled(luar, "nodedupe", id_)
+        wait_idle(luar)
+        assert count_handled(luar, "nodedupe", id_) == 2
+        # A type no handler takes, without dedupe, has nothing to store: it is answered
+        # without a commit, even while another process holds the database's write lock
+        # (every commit waits for it).
+        db = sqlite3.connect(os.path.join(luar.data, "luar.db"), isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            status, _, answer, id2 = post_signed(luar, "/hooks/nodedupe", event("order.paid"))
+            assert status == 200 and answer == {"received": True, "id": id2, "jobs": 0}, answer
+        finally:
+            db.execute("ROLLBACK")
+            db.close()
+        assert stats(luar.data)["total"] == 2
+
+
 def test_hmac_route_verified_with_pythons_hmac():
     with start() as luar:
         body = json.dumps({"id": "evt_hmac_1", "type": "thing.happened", "n": 5})
@@ -676,6 +707,7 @@ if __name__ == "__main__":
           test_duplicate_delivery_runs_the_handlers_once,
           test_each_matching_handler_gets_one_job,
           test_event_without_handler_is_received_and_remembered,
+          test_dedupe_false_runs_every_delivery_and_an_unhandled_type_needs_no_write,
           test_hmac_route_verified_with_pythons_hmac,
           test_verify_false_is_warned_about_and_reads_the_body,
           test_sync_route_answers_with_the_handler_result,
