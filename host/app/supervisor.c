@@ -452,6 +452,13 @@ int luar_app_supervise(const luar_config_t *cfg, int argc, char **argv)
     luar_buf_init(&sup->round_errors, 64 * 1024);
     uv_timer_init(&sup->loop, &sup->round_timer);
     sup->round_timer.data = sup;
+    /* Caught before the first worker starts (and before the warnings below): a SIGTERM
+     * sent on seeing a worker's "listening" is forwarded to the workers once the loop
+     * runs, never the default action (which would leave them without their supervisor). */
+    start_signal(sup, &sup->sigterm, SIGTERM);
+    start_signal(sup, &sup->sigint, SIGINT);
+    start_signal(sup, &sup->sighup, SIGHUP);
+    start_signal(sup, &sup->sigusr1, SIGUSR1);
     sup->nworkers = cfg->workers;
     sup->workers = calloc((size_t)sup->nworkers, sizeof *sup->workers);
     for (int i = 0; i < sup->nworkers; i++) {
@@ -470,10 +477,6 @@ int luar_app_supervise(const luar_config_t *cfg, int argc, char **argv)
     if (cfg->reload_watch &&
         luar_watch_open(&sup->loop, cfg->scripts, cfg->reload_debounce, reload, sup, &sup->watch))
         luar_logf(LUAR_LOG_WARN, "cannot watch %s for changes", cfg->scripts);
-    start_signal(sup, &sup->sigterm, SIGTERM);
-    start_signal(sup, &sup->sigint, SIGINT);
-    start_signal(sup, &sup->sighup, SIGHUP);
-    start_signal(sup, &sup->sigusr1, SIGUSR1);
     uv_prepare_init(&sup->loop, &sup->prepare);
     uv_prepare_start(&sup->prepare, on_prepare);
     uv_unref((uv_handle_t *)&sup->prepare);
