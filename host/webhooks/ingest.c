@@ -770,8 +770,11 @@ void luar_webhook_ingest(luar_webhook_route_t *r, luar_http_req_t *req)
         luar_buf_reset(&args);
         luar_buf_reset(&key);
         rc = e->id == NULL || e->type == NULL ? LUAR_ENOMEM : 0;
-        if (rc == 0 && r->dedupe > 0 && (rc = luar_buf_appendf(&key, "webhook:%s:", r->path)) == 0)
-            rc = luar_buf_append(&key, ev->id, ev->id_len);
+        if (rc == 0 && r->dedupe > 0) {
+            rc = luar_buf_appendf(&key, "webhook:%s:", r->path);
+            if (rc == 0)
+                rc = luar_buf_append(&key, ev->id, ev->id_len);
+        }
         size_t n = 0;
         for (size_t h = 0; rc == 0 && h < r->nhandlers; h++) {
             const luar_webhook_handler_t *hd = &r->handlers[h];
